@@ -1,0 +1,39 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Modules follow the data flow (see docs/ARCHITECTURE.md): each stage depends only on the
+// stages before it. Only the `quantkit` executable imports ArgumentParser.
+//
+// Language mode 5: the numeric kernels hand raw buffers to worker threads, which Swift 6's
+// strict Sendable checking rejects without adding safety here; module boundaries keep shared
+// mutable state out of public APIs instead.
+let settings: [SwiftSetting] = [.swiftLanguageMode(.v5)]
+
+let package = Package(
+    name: "QuantKit",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "QuantKit", targets: ["QuantKit"]),
+        .executable(name: "quantkit", targets: ["quantkit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+    ],
+    targets: [
+        .target(name: "QuantCore", swiftSettings: settings),
+        .target(
+            name: "QuantONNX",
+            dependencies: ["QuantCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
+            swiftSettings: settings),
+        .target(name: "QuantIR", dependencies: ["QuantCore", "QuantONNX"], swiftSettings: settings),
+        .target(name: "QuantKit", dependencies: ["QuantCore", "QuantONNX", "QuantIR"], swiftSettings: settings),
+        .executableTarget(
+            name: "quantkit",
+            dependencies: ["QuantKit", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            swiftSettings: settings),
+        .testTarget(name: "QuantCoreTests", dependencies: ["QuantCore"], swiftSettings: settings),
+        .testTarget(name: "QuantIRTests", dependencies: ["QuantIR", "QuantONNX"], swiftSettings: settings),
+        .testTarget(name: "CLITests", dependencies: ["QuantKit"], swiftSettings: settings),
+    ]
+)

@@ -1,0 +1,46 @@
+import ArgumentParser
+import Foundation
+import QuantKit
+
+struct Convert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Load a model and save it again: move tensors to or from external data, fold Constant nodes.",
+        discussion: "Unchanged models are written byte for byte as they were read. The output is written atomically and never replaces the input.")
+
+    @Argument(help: "The input .onnx model.")
+    var input: String
+
+    @Argument(help: "The output .onnx path.")
+    var output: String
+
+    @Option(help: "Where tensor bytes go: auto (inline unless over 2 GiB or loaded with external data), always (side file), never (inline).")
+    var externalData: ExternalDataChoice = .auto
+
+    @Option(help: "Smallest tensor in bytes stored in the side file.")
+    var externalThreshold = 1024
+
+    @Flag(help: "Fold Constant nodes into initializers.")
+    var foldConstants = false
+
+    func run() throws {
+        try reportingErrors {
+            if URL(fileURLWithPath: input).standardizedFileURL == URL(fileURLWithPath: output).standardizedFileURL {
+                throw QuantKitError("QK7001", "output '\(output)' is the input model", fix: "choose another output path; QuantKit never overwrites its input")
+            }
+            let model = try Model.load(path: input)
+            if foldConstants { try ConstantNodeFolding.run(model.graph) }
+            try model.save(to: output, options: SaveOptions(externalData: externalData.policy, externalThreshold: externalThreshold))
+        }
+    }
+}
+
+enum ExternalDataChoice: String, ExpressibleByArgument, CaseIterable {
+    case auto, always, never
+    var policy: ExternalDataPolicy {
+        switch self {
+        case .auto: .auto
+        case .always: .always
+        case .never: .never
+        }
+    }
+}

@@ -1,0 +1,41 @@
+"""Shared fixtures for the interop tests: the onnx/onnxruntime referees check QuantKit's output.
+
+The README's test command (scripts/test.sh) builds the release binary and fills .cache first.
+"""
+import json
+import os
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CACHE = os.path.join(ROOT, ".cache")
+BINARY = os.path.join(ROOT, ".build", "release", "quantkit")
+
+
+def quantkit(*args, check=True):
+    r = subprocess.run([BINARY, *args], capture_output=True, text=True)
+    if check and r.returncode != 0:
+        raise AssertionError(f"quantkit {' '.join(args)} exited {r.returncode}: {r.stderr}")
+    return r
+
+
+def quantkit_json(*args):
+    return json.loads(quantkit(*args).stdout)
+
+
+def real_models():
+    d = os.path.join(CACHE, "models")
+    return sorted(os.path.join(d, f) for f in os.listdir(d) if f.endswith(".onnx")) if os.path.isdir(d) else []
+
+
+def suite_models(suite):
+    d = os.path.join(CACHE, "onnx-tests", suite)
+    if not os.path.isdir(d):
+        return []
+    return sorted(os.path.join(d, c, "model.onnx") for c in os.listdir(d) if os.path.isfile(os.path.join(d, c, "model.onnx")))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def built():
+    assert os.access(BINARY, os.X_OK), "build first: swift build -c release (scripts/test.sh does)"

