@@ -90,6 +90,10 @@ public final class Model {
         case .auto: external = !externalFiles.isEmpty || initializerBytes > Model.inlineLimit
         }
         guard external else {
+            if initializerBytes > Model.inlineLimit {
+                throw QuantKitError("QK1005", "the tensors of the model for '\(path)' take \(initializerBytes) bytes, over protobuf's 2 GiB limit",
+                                    fix: "save with external data (quantkit convert --external-data always)")
+            }
             try ModelFile.write(proto(), to: path)
             return
         }

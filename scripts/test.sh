@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The README's test command: installs what is missing, fetches the real models and writes the
+# ONNX test suites into .cache, builds in release mode and runs every test suite.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+bash scripts/setup.sh
+bash scripts/fetch-models.sh
+.venv/bin/python scripts/gen-onnx-tests.py .cache/onnx-tests
+export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-$(bash scripts/openblas-coretype.sh)}
+echo "== swift build -c release"
+swift build -c release
+echo "== swift test -c release"
+swift test -c release 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]|^Test Suite|Executed 0 tests|^.* (started|passed after [0-9.]+ seconds)\.?$'
+status=${PIPESTATUS[0]}
+[ "$status" -eq 0 ] || { echo "swift test failed ($status)"; exit "$status"; }
+echo "== interop tests (onnx / onnxruntime as referees)"
+.venv/bin/python -m pytest -q Tests/interop
