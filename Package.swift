@@ -27,13 +27,22 @@ let package = Package(
             dependencies: ["QuantCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             swiftSettings: settings),
         .target(name: "QuantIR", dependencies: ["QuantCore", "QuantONNX"], swiftSettings: settings),
-        .target(name: "QuantKit", dependencies: ["QuantCore", "QuantONNX", "QuantIR"], swiftSettings: settings),
+        .systemLibrary(name: "CBLAS", providers: [.apt(["libopenblas-dev"])]),
+        .target(
+            name: "QuantExecutor",
+            dependencies: ["QuantCore", "QuantIR", .target(name: "CBLAS", condition: .when(platforms: [.linux]))],
+            swiftSettings: settings),
+        .target(name: "QuantKit", dependencies: ["QuantCore", "QuantONNX", "QuantIR", "QuantExecutor"], swiftSettings: settings),
         .executableTarget(
             name: "quantkit",
             dependencies: ["QuantKit", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: settings),
         .testTarget(name: "QuantCoreTests", dependencies: ["QuantCore"], swiftSettings: settings),
         .testTarget(name: "QuantIRTests", dependencies: ["QuantIR", "QuantONNX"], swiftSettings: settings),
+        .testTarget(name: "QuantExecutorTests", dependencies: ["QuantExecutor", "QuantIR"], swiftSettings: settings),
+        .testTarget(
+            name: "ConformanceTests", dependencies: ["QuantExecutor", "QuantIR"], exclude: ["skiplist.txt"],
+            swiftSettings: settings),
         .testTarget(name: "CLITests", dependencies: ["QuantKit"], swiftSettings: settings),
     ]
 )

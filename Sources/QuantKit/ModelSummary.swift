@@ -1,4 +1,5 @@
 @_exported import QuantCore
+@_exported import QuantExecutor
 @_exported import QuantIR
 @_exported import QuantONNX
 

@@ -1,0 +1,274 @@
+import Foundation
+import QuantCore
+import QuantIR
+
+/// Identifies a value of the main graph within one `Executor` (an index into its value table).
+public typealias ValueID = Int
+
+public struct ExecutorOptions: Sendable {
+    /// Threads for intra-operator parallelism (and BLAS).
+    public var threads: Int
+    public var registry: KernelRegistry
+
+    public init(threads: Int = ProcessInfo.processInfo.activeProcessorCount, registry: KernelRegistry = .standard) {
+        self.threads = max(1, threads)
+        self.registry = registry
+    }
+}
+
+/// Observes (and may replace) every tensor the main graph produces: calibration statistics,
+/// error analysis and fake-quant simulation are all hooks.
+public protocol ExecutionHook: AnyObject {
+    /// Called for each graph input and each node output of the main graph, in execution order.
+    /// Return a tensor to replace the value for all its consumers (and the graph output), or nil
+    /// to keep it. Initializers are not reported.
+    func produced(_ value: ValueID, tensor: Tensor, executor: Executor) -> Tensor?
+}
+
+/// A compiled graph: value table, one kernel per node, and when each value can be freed.
+public final class GraphPlan {
+    public let graph: Graph
+    /// Value names by id.
+    public let names: [String]
+    let ids: [String: Int]
+    let constants: [(Int, Tensor)]
+    /// Ids of the graph's runtime inputs, in order (initializer-backed inputs excluded).
+    let inputIDs: [Int]
+    let outputIDs: [Int]
+    /// Values read from enclosing graphs (subgraphs only).
+    let outerIDs: [Int]
+    let steps: [Step]
+    /// Values that die after each step.
+    let release: [[Int]]
+
+    struct Step {
+        let node: Node
+        let kernel: Kernel
+        let inputs: [Int]  // -1: omitted
+        let outputs: [Int]  // -1: omitted
+    }
+
+    init(graph: Graph, options: ExecutorOptions, opsets: [String: Int], outer: Set<String>) throws {
+        self.graph = graph
+        var names: [String] = []
+        var ids: [String: Int] = [:]
+        func id(_ n: String) -> Int {
+            if let i = ids[n] { return i }
+            ids[n] = names.count
+            names.append(n)
+            return names.count - 1
+        }
+        var constants: [Int: Tensor] = [:]
+        for t in graph.initializers { constants[id(t.name)] = ComputeType.normalize(t.tensor) }
+        let runtimeInputs = graph.inputs.filter { !graph.isInitializer($0.name) }
+        inputIDs = runtimeInputs.map { id($0.name) }
+        let order = try graph.topologicalOrder()
+        var steps: [Step] = []
+        var defined = Set(graph.inputs.map(\.name)).union(graph.initializers.map(\.name))
+        var outerIDs: [Int] = []
+        let visible = outer
+        for node in order {
+            for n in node.inputs + node.subgraphs.flatMap(\.outerScopeReads) where !n.isEmpty && !defined.contains(n) {
+                guard visible.contains(n) else {
+                    throw QuantKitError("QK1201", "node \(node.label) reads '\(n)', which nothing defines", fix: "the model is malformed; re-export it")
+                }
+                defined.insert(n)
+                outerIDs.append(id(n))
+            }
+            let opset = opsets[node.isStandard ? "" : node.domain] ?? opsets[""] ?? 1
+            guard let factory = options.registry.factory(domain: node.domain, op: node.opType) else {
+                throw ExecutorError.unsupported(node, opset: opset)
+            }
+            let innerVisible = visible.union(defined)
+            let ctx = KernelContext(
+                node: node, opset: opset, options: options,
+                constantLookup: { name in ids[name].flatMap { constants[$0] } },
+                compileSubgraph: { g in try GraphPlan(graph: g, options: options, opsets: opsets, outer: innerVisible) })
+            let kernel: Kernel
+            do {
+                kernel = try factory(ctx)
+            } catch let e as CodedError {
+                throw e
+            } catch {
+                throw ExecutorError.invalid(node, "\(error)")
+            }
+            // Constant nodes become constants of the plan, so later factories can read them.
+            if node.opType == "Constant", node.isStandard, node.outputs.count == 1,
+               let t = try kernel.run([], RunEnvironment.compileTime(options))[0] {
+                constants[id(node.outputs[0])] = t
+                defined.insert(node.outputs[0])
+                continue
+            }
+            steps.append(Step(node: node, kernel: kernel, inputs: node.inputs.map { $0.isEmpty ? -1 : id($0) },
+                              outputs: node.outputs.map { $0.isEmpty ? -1 : id($0) }))
+            defined.formUnion(node.outputs)
+        }
+        outputIDs = graph.outputs.map { id($0.name) }
+        for o in graph.outputs where !defined.contains(o.name) {
+            guard visible.contains(o.name) else {
+                throw QuantKitError("QK1205", "graph output '\(o.name)' is not produced", fix: "the model is malformed; re-export it")
+            }
+            outerIDs.append(ids[o.name]!)
+        }
+        // Last use of each value: the step reading it (directly or through a subgraph).
+        var lastUse = [Int](repeating: -1, count: names.count)
+        for (i, s) in steps.enumerated() {
+            for v in s.inputs where v >= 0 { lastUse[v] = i }
+            for n in s.node.subgraphs.flatMap(\.outerScopeReads) { if let v = ids[n] { lastUse[v] = i } }
+        }
+        let keep = Set(outputIDs).union(constants.keys)
+        var release = [[Int]](repeating: [], count: steps.count)
+        for (v, i) in lastUse.enumerated() where i >= 0 && !keep.contains(v) { release[i].append(v) }
+        // Values produced but never read die right after their producer.
+        for (i, s) in steps.enumerated() {
+            for v in s.outputs where v >= 0 && lastUse[v] < 0 && !keep.contains(v) { release[i].append(v) }
+        }
+        self.names = names
+        self.ids = ids
+        self.constants = constants.sorted { $0.key < $1.key }
+        self.outerIDs = outerIDs
+        self.steps = steps
+        self.release = release
+    }
+
+    /// Names of the runtime inputs, in order.
+    public var inputNames: [String] { inputIDs.map { names[$0] } }
+    public var outputNames: [String] { outputIDs.map { names[$0] } }
+}
+
+/// Values of one running graph; subgraph frames read enclosing values through `parent`.
+final class Frame {
+    let plan: GraphPlan
+    var values: [Tensor?]
+    let parent: Frame?
+
+    init(plan: GraphPlan, parent: Frame?) {
+        self.plan = plan
+        self.parent = parent
+        values = [Tensor?](repeating: nil, count: plan.names.count)
+        for (id, t) in plan.constants { values[id] = t }
+        if let parent {
+            for id in plan.outerIDs { values[id] = parent.lookup(plan.names[id]) }
+        }
+    }
+
+    func lookup(_ name: String) -> Tensor? {
+        if let id = plan.ids[name], let t = values[id] { return t }
+        return parent?.lookup(name)
+    }
+}
+
+/// What a running kernel can use: the thread budget and subgraph execution.
+public struct RunEnvironment {
+    public let threads: Int
+    let options: ExecutorOptions
+    let frame: Frame?
+
+    static func compileTime(_ options: ExecutorOptions) -> RunEnvironment {
+        RunEnvironment(threads: options.threads, options: options, frame: nil)
+    }
+
+    /// Runs a compiled subgraph with `inputs` bound to its graph inputs, in this node's scope.
+    public func run(_ plan: GraphPlan, inputs: [Tensor?]) throws -> [Tensor] {
+        let frame = Frame(plan: plan, parent: self.frame)
+        for (k, id) in plan.inputIDs.enumerated() where k < inputs.count { frame.values[id] = inputs[k] }
+        try Executor.execute(frame, options: options, hooks: [], executor: nil)
+        return try plan.outputIDs.map { id in
+            guard let t = frame.values[id] else {
+                throw QuantKitError("QK3004", "subgraph '\(plan.graph.name)' did not produce '\(plan.names[id])'", fix: "the model is malformed")
+            }
+            return t
+        }
+    }
+}
+
+/// Runs ONNX models on CPU. Build once per model, run many times; thread-safe for concurrent
+/// `run` calls (each run has its own value table).
+public final class Executor {
+    public let model: Model
+    public let plan: GraphPlan
+    public let options: ExecutorOptions
+
+    public init(model: Model, options: ExecutorOptions = ExecutorOptions()) throws {
+        self.model = model
+        self.options = options
+        plan = try GraphPlan(graph: model.graph, options: options, opsets: model.opsets, outer: [])
+        BLAS.setThreads(options.threads)
+    }
+
+    /// The name of a value id.
+    public func name(of value: ValueID) -> String { plan.names[value] }
+    /// The id of a value name, if the main graph has it.
+    public func id(of name: String) -> ValueID? { plan.ids[name] }
+    public var inputNames: [String] { plan.inputNames }
+    public var outputNames: [String] { plan.outputNames }
+
+    /// Runs the model on `feeds` (by input name) and returns the graph outputs by name.
+    /// Float16/bfloat16/double feeds are converted to float32 and outputs converted back to their
+    /// declared type.
+    public func run(_ feeds: [String: Tensor], hooks: [ExecutionHook] = []) throws -> [String: Tensor] {
+        let frame = Frame(plan: plan, parent: nil)
+        let expected = plan.inputNames
+        for name in feeds.keys where plan.ids[name] == nil || !expected.contains(name) {
+            throw ExecutorError.unknownInput(name, expected: expected)
+        }
+        for (k, id) in plan.inputIDs.enumerated() {
+            let name = expected[k]
+            guard let t = feeds[name] else { throw ExecutorError.missingInput(name, expected: expected) }
+            try checkFeed(t, info: model.graph.inputs.first { $0.name == name })
+            var value = ComputeType.normalize(t)
+            for h in hooks { if let r = h.produced(id, tensor: value, executor: self) { value = r } }
+            frame.values[id] = value
+        }
+        try Executor.execute(frame, options: options, hooks: hooks, executor: self)
+        var out: [String: Tensor] = [:]
+        for (k, id) in plan.outputIDs.enumerated() {
+            guard let t = frame.values[id] else { continue }
+            let declared = model.graph.outputs[k].tensorType?.elementType
+            out[plan.names[id]] = declared.map { ComputeType.restore(t, to: $0) } ?? t
+        }
+        return out
+    }
+
+    func checkFeed(_ t: Tensor, info: ValueInfo?) throws {
+        guard let type = info?.tensorType else { return }
+        let name = info!.name
+        if let e = type.elementType, ComputeType.internalType(e) != ComputeType.internalType(t.dtype) {
+            throw ExecutorError.inputMismatch(name, "expects \(e) but got \(t.dtype)")
+        }
+        if let shape = type.shape {
+            guard shape.count == t.rank else {
+                throw ExecutorError.inputMismatch(name, "expects rank \(shape.count) \(shape) but got shape \(t.shape)")
+            }
+            for (d, (want, have)) in zip(shape, t.shape).enumerated() {
+                if case .value(let v) = want, v != have, v > 0 {
+                    throw ExecutorError.inputMismatch(name, "dimension \(d) must be \(v) but is \(have) (shape \(t.shape))")
+                }
+            }
+        }
+    }
+
+    static func execute(_ frame: Frame, options: ExecutorOptions, hooks: [ExecutionHook], executor: Executor?) throws {
+        let plan = frame.plan
+        let env = RunEnvironment(threads: options.threads, options: options, frame: frame)
+        for (i, step) in plan.steps.enumerated() {
+            let inputs = step.inputs.map { $0 < 0 ? nil : frame.values[$0] }
+            let outputs: [Tensor?]
+            do {
+                outputs = try step.kernel.run(inputs, env)
+            } catch let e as CodedError {
+                throw e
+            } catch {
+                throw ExecutorError.invalid(step.node, "\(error)")
+            }
+            for (k, id) in step.outputs.enumerated() where id >= 0 {
+                guard k < outputs.count, var t = outputs[k] else { continue }
+                if let executor {
+                    for h in hooks { if let r = h.produced(id, tensor: t, executor: executor) { t = r } }
+                }
+                frame.values[id] = t
+            }
+            for id in plan.release[i] { frame.values[id] = nil }
+        }
+    }
+}

@@ -1,0 +1,6 @@
+import QuantCore
+import QuantIR
+
+enum ControlFlowKernels {
+    static let all: [String: KernelFactory] = [:]
+}

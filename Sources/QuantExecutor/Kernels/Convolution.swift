@@ -1,0 +1,6 @@
+import QuantCore
+import QuantIR
+
+enum ConvolutionKernels {
+    static let all: [String: KernelFactory] = [:]
+}

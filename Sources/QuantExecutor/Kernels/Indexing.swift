@@ -1,0 +1,6 @@
+import QuantCore
+import QuantIR
+
+enum IndexingKernels {
+    static let all: [String: KernelFactory] = [:]
+}

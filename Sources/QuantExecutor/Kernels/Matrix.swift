@@ -1,0 +1,6 @@
+import QuantCore
+import QuantIR
+
+enum MatrixKernels {
+    static let all: [String: KernelFactory] = [:]
+}

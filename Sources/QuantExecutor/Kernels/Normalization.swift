@@ -1,0 +1,6 @@
+import QuantCore
+import QuantIR
+
+enum NormalizationKernels {
+    static let all: [String: KernelFactory] = [:]
+}

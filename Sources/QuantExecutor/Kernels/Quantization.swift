@@ -1,0 +1,6 @@
+import QuantCore
+import QuantIR
+
+enum QuantizationKernels {
+    static let all: [String: KernelFactory] = [:]
+}

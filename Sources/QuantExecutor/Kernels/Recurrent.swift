@@ -1,0 +1,6 @@
+import QuantCore
+import QuantIR
+
+enum RecurrentKernels {
+    static let all: [String: KernelFactory] = [:]
+}

@@ -1,0 +1,6 @@
+import QuantCore
+import QuantIR
+
+enum ReductionKernels {
+    static let all: [String: KernelFactory] = [:]
+}

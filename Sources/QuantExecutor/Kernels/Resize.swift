@@ -1,0 +1,6 @@
+import QuantCore
+import QuantIR
+
+enum ResizeKernels {
+    static let all: [String: KernelFactory] = [:]
+}
