@@ -32,13 +32,17 @@ let package = Package(
             name: "QuantExecutor",
             dependencies: ["QuantCore", "QuantIR", .target(name: "CBLAS", condition: .when(platforms: [.linux]))],
             swiftSettings: settings),
-        .target(name: "QuantKit", dependencies: ["QuantCore", "QuantONNX", "QuantIR", "QuantExecutor"], swiftSettings: settings),
+        .target(name: "QuantCalibration", dependencies: ["QuantCore", "QuantExecutor"], swiftSettings: settings),
+        .target(
+            name: "QuantKit", dependencies: ["QuantCore", "QuantONNX", "QuantIR", "QuantExecutor", "QuantCalibration"],
+            swiftSettings: settings),
         .executableTarget(
             name: "quantkit",
             dependencies: ["QuantKit", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: settings),
         .testTarget(name: "QuantCoreTests", dependencies: ["QuantCore"], swiftSettings: settings),
         .testTarget(name: "QuantIRTests", dependencies: ["QuantIR", "QuantONNX"], swiftSettings: settings),
+        .testTarget(name: "QuantCalibrationTests", dependencies: ["QuantCalibration"], swiftSettings: settings),
         .testTarget(name: "QuantExecutorTests", dependencies: ["QuantExecutor", "QuantIR"], swiftSettings: settings),
         .testTarget(
             name: "ConformanceTests", dependencies: ["QuantExecutor", "QuantIR"], exclude: ["skiplist.txt"],

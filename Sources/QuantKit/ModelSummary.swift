@@ -1,3 +1,4 @@
+@_exported import QuantCalibration
 @_exported import QuantCore
 @_exported import QuantExecutor
 @_exported import QuantIR

@@ -1,0 +1,222 @@
+import QuantCore
+import QuantExecutor
+
+/// Streaming statistics of one tensor over all calibration batches, in memory independent of
+/// the number of batches:
+/// - min/max (and per-channel min/max along `channelAxis` when asked);
+/// - the running mean of per-batch min and max ("avg" clipping);
+/// - mean and standard deviation ("n_std" clipping: mean ± n·std), from sums in Double;
+/// - a histogram of x and one of |x| (`bins` bins each, growing by re-binning).
+///
+/// Two `TensorStatistics` of the same tensor merge into the statistics of the union of their
+/// data (`merge`); min/max, moments and batch averages merge exactly, histograms within one bin
+/// width.
+public struct TensorStatistics: Codable, Sendable, Equatable {
+    public private(set) var elementCount: Int = 0
+    public private(set) var batchCount: Int = 0
+    public private(set) var min: Double = .infinity
+    public private(set) var max: Double = -.infinity
+    public private(set) var sumOfBatchMin: Double = 0
+    public private(set) var sumOfBatchMax: Double = 0
+    public private(set) var sum: Double = 0
+    public private(set) var sumOfSquares: Double = 0
+    public private(set) var nanOrInfCount: Int = 0
+    public private(set) var histogram: Histogram?
+    public private(set) var absHistogram: Histogram?
+    public let channelAxis: Int?
+    public private(set) var channelMin: [Double]?
+    public private(set) var channelMax: [Double]?
+    public let bins: Int
+
+    public init(bins: Int = 2048, channelAxis: Int? = nil) {
+        self.bins = bins
+        self.channelAxis = channelAxis
+    }
+
+    public var mean: Double { elementCount > 0 ? sum / Double(elementCount) : 0 }
+    public var standardDeviation: Double {
+        guard elementCount > 0 else { return 0 }
+        return (Swift.max(0, sumOfSquares / Double(elementCount) - mean * mean)).squareRoot()
+    }
+    public var averageMin: Double { batchCount > 0 ? sumOfBatchMin / Double(batchCount) : 0 }
+    public var averageMax: Double { batchCount > 0 ? sumOfBatchMax / Double(batchCount) : 0 }
+    public var absMax: Double { Swift.max(abs(min), abs(max)) }
+
+    /// Adds one batch (a float32 tensor). NaN and infinite elements are counted and ignored.
+    public mutating func update(_ t: Tensor, threads: Int = 1) {
+        guard t.count > 0 else { return }
+        let x: Tensor = t.dtype == .float ? t : Tensor(shape: t.shape, floats: t.floats())
+        let summary = x.withUnsafeBufferPointer(as: Float.self) { Self.summarize($0, threads: threads) }
+        guard summary.finite > 0 else {
+            nanOrInfCount += summary.nonFinite
+            return
+        }
+        elementCount += summary.finite
+        nanOrInfCount += summary.nonFinite
+        batchCount += 1
+        min = Swift.min(min, summary.min)
+        max = Swift.max(max, summary.max)
+        sumOfBatchMin += summary.min
+        sumOfBatchMax += summary.max
+        sum += summary.sum
+        sumOfSquares += summary.sumSquares
+        updateHistograms(x, batchMin: summary.min, batchMax: summary.max, threads: threads)
+        if let axis = channelAxis { updateChannels(x, axis: axis) }
+    }
+
+    struct Summary {
+        var min = Double.infinity, max = -Double.infinity, sum = 0.0, sumSquares = 0.0
+        var finite = 0, nonFinite = 0
+    }
+
+    static func summarize(_ p: UnsafeBufferPointer<Float>, threads: Int) -> Summary {
+        let chunks = Swift.max(1, Swift.min(threads, p.count / (1 << 16)))
+        var parts = [Summary](repeating: Summary(), count: chunks)
+        parts.withUnsafeMutableBufferPointer { parts in
+            parallelFor(chunks, threads: chunks) { r in
+                for c in r {
+                    let lo = p.count * c / chunks, hi = p.count * (c + 1) / chunks
+                    var s = Summary()
+                    var mn = Float.infinity, mx = -Float.infinity
+                    // Blocks of 4096 keep the float partial sums accurate before widening.
+                    var i = lo
+                    while i < hi {
+                        let end = Swift.min(hi, i + 4096)
+                        var bs: Float = 0, bss: Float = 0
+                        for k in i..<end {
+                            let v = p[k]
+                            if v.isFinite {
+                                mn = Swift.min(mn, v)
+                                mx = Swift.max(mx, v)
+                                bs += v
+                                bss += v * v
+                                s.finite += 1
+                            } else {
+                                s.nonFinite += 1
+                            }
+                        }
+                        s.sum += Double(bs)
+                        s.sumSquares += Double(bss)
+                        i = end
+                    }
+                    s.min = Double(mn)
+                    s.max = Double(mx)
+                    parts[c] = s
+                }
+            }
+        }
+        return parts.dropFirst().reduce(parts[0]) { a, b in
+            Summary(min: Swift.min(a.min, b.min), max: Swift.max(a.max, b.max), sum: a.sum + b.sum,
+                    sumSquares: a.sumSquares + b.sumSquares, finite: a.finite + b.finite, nonFinite: a.nonFinite + b.nonFinite)
+        }
+    }
+
+    mutating func updateHistograms(_ x: Tensor, batchMin: Double, batchMax: Double, threads: Int) {
+        // x over [min(0, lo), max(0, hi)] so 0 is a bin edge; |x| over [0, max|x|].
+        let lo = Swift.min(0, batchMin), hi = Swift.max(0, batchMax)
+        let amax = Swift.max(abs(batchMin), abs(batchMax))
+        if histogram == nil {
+            histogram = Histogram(covering: lo, hi, maxBins: bins)
+            absHistogram = Histogram(covering: 0, amax, maxBins: bins)
+        } else {
+            histogram!.cover(lo, hi)
+            absHistogram!.cover(0, amax)
+        }
+        let h = histogram!, a = absHistogram!
+        let hn = h.bins, an = a.bins
+        let chunks = Swift.max(1, Swift.min(threads, x.count / (1 << 16)))
+        var local = [[Double]](repeating: [], count: chunks)
+        x.withUnsafeBufferPointer(as: Float.self) { p in
+            local.withUnsafeMutableBufferPointer { local in
+                parallelFor(chunks, threads: chunks) { r in
+                    for c in r {
+                        let s = p.count * c / chunks, e = p.count * (c + 1) / chunks
+                        var counts = [UInt32](repeating: 0, count: hn + an)
+                        // Bin k holds [k·w, (k+1)·w): index = floor(x / w) - first (w a power of 2,
+                        // so x / w is exact).
+                        let hInv = 1 / h.width, aInv = 1 / a.width
+                        let hFirst = Double(h.first), aFirst = Double(a.first)
+                        let hTop = Double(hn - 1), aTop = Double(an - 1)
+                        counts.withUnsafeMutableBufferPointer { cnt in
+                            for k in s..<e {
+                                let v = Double(p[k])
+                                guard v.isFinite else { continue }
+                                let i = Swift.min(Swift.max((v * hInv).rounded(.down) - hFirst, 0), hTop)
+                                let j = Swift.min(Swift.max((abs(v) * aInv).rounded(.down) - aFirst, 0), aTop)
+                                cnt[Int(i)] &+= 1
+                                cnt[hn + Int(j)] &+= 1
+                            }
+                        }
+                        local[c] = counts.map(Double.init)
+                    }
+                }
+            }
+        }
+        var hc = [Double](repeating: 0, count: hn), ac = [Double](repeating: 0, count: an)
+        for l in local {
+            for i in 0..<hn { hc[i] += l[i] }
+            for i in 0..<an { ac[i] += l[hn + i] }
+        }
+        histogram!.accumulate(hc)
+        absHistogram!.accumulate(ac)
+    }
+
+    mutating func updateChannels(_ x: Tensor, axis: Int) {
+        guard let ax = Shapes.axis(axis, rank: x.rank) else { return }
+        let c = x.shape[ax]
+        let inner = x.shape[(ax + 1)...].reduce(1, *)
+        let outer = x.shape[..<ax].reduce(1, *)
+        var mn = channelMin ?? [Double](repeating: .infinity, count: c)
+        var mx = channelMax ?? [Double](repeating: -.infinity, count: c)
+        guard mn.count == c else { return }
+        x.withUnsafeBufferPointer(as: Float.self) { p in
+            for o in 0..<outer {
+                for ch in 0..<c {
+                    let base = (o * c + ch) * inner
+                    var a = Float.infinity, b = -Float.infinity
+                    for k in base..<(base + inner) where p[k].isFinite {
+                        a = Swift.min(a, p[k])
+                        b = Swift.max(b, p[k])
+                    }
+                    mn[ch] = Swift.min(mn[ch], Double(a))
+                    mx[ch] = Swift.max(mx[ch], Double(b))
+                }
+            }
+        }
+        channelMin = mn
+        channelMax = mx
+    }
+
+    /// The statistics of the union of both data sets.
+    public mutating func merge(_ o: TensorStatistics) {
+        guard o.batchCount > 0 else { return }
+        guard batchCount > 0 else {
+            self = o
+            return
+        }
+        elementCount += o.elementCount
+        batchCount += o.batchCount
+        min = Swift.min(min, o.min)
+        max = Swift.max(max, o.max)
+        sumOfBatchMin += o.sumOfBatchMin
+        sumOfBatchMax += o.sumOfBatchMax
+        sum += o.sum
+        sumOfSquares += o.sumOfSquares
+        nanOrInfCount += o.nanOrInfCount
+        if let h = histogram, let oh = o.histogram { histogram = Histogram.merged(h, oh) }
+        if let h = absHistogram, let oh = o.absHistogram { absHistogram = Histogram.merged(h, oh) }
+        if let a = channelMin, let b = o.channelMin, a.count == b.count { channelMin = zip(a, b).map { Swift.min($0, $1) } }
+        if let a = channelMax, let b = o.channelMax, a.count == b.count { channelMax = zip(a, b).map { Swift.max($0, $1) } }
+    }
+
+    /// Statistics known only by their range (imported from CSV or another tool).
+    public static func imported(min: Double, max: Double) -> TensorStatistics {
+        var s = TensorStatistics(bins: 0)
+        s.min = min
+        s.max = max
+        s.batchCount = 1
+        s.sumOfBatchMin = min
+        s.sumOfBatchMax = max
+        return s
+    }
+}
