@@ -33,8 +33,11 @@ let package = Package(
             dependencies: ["QuantCore", "QuantIR", .target(name: "CBLAS", condition: .when(platforms: [.linux]))],
             swiftSettings: settings),
         .target(name: "QuantCalibration", dependencies: ["QuantCore", "QuantExecutor"], swiftSettings: settings),
+        .target(name: "QuantAlgorithms", dependencies: ["QuantCore", "QuantIR", "QuantCalibration"], swiftSettings: settings),
+        .target(name: "QuantRewrite", dependencies: ["QuantCore", "QuantIR", "QuantCalibration", "QuantAlgorithms"], swiftSettings: settings),
         .target(
-            name: "QuantKit", dependencies: ["QuantCore", "QuantONNX", "QuantIR", "QuantExecutor", "QuantCalibration"],
+            name: "QuantKit",
+            dependencies: ["QuantCore", "QuantONNX", "QuantIR", "QuantExecutor", "QuantCalibration", "QuantAlgorithms", "QuantRewrite"],
             swiftSettings: settings),
         .executableTarget(
             name: "quantkit",

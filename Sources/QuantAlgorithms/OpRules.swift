@@ -1,0 +1,75 @@
+import QuantIR
+
+/// What quantization does around one operator, decided from its type and operands.
+public struct OpRule: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
+        /// Integer kernels exist: quantize the listed inputs and the output.
+        case compute
+        /// Data movement: output shares the input's scale and zero point (no requantization).
+        case shareInput
+        /// Concat: every input and the output share one scale.
+        case concat
+    }
+
+    public var kind: Kind
+    /// Inputs quantized with the activation grid (constant operands included).
+    public var activationInputs: [Int]
+    /// The weight input and its output-channel axis (per-channel scales along it).
+    public var weight: (index: Int, axis: Int)?
+    /// The bias input (int32, scale s_input·s_weight).
+    public var bias: Int?
+
+    public static func == (a: OpRule, b: OpRule) -> Bool {
+        a.kind == b.kind && a.activationInputs == b.activationInputs && a.weight?.index == b.weight?.index
+            && a.weight?.axis == b.weight?.axis && a.bias == b.bias
+    }
+
+    static func compute(_ inputs: [Int], weight: (Int, Int)? = nil, bias: Int? = nil) -> OpRule {
+        OpRule(kind: .compute, activationInputs: inputs, weight: weight.map { (index: $0.0, axis: $0.1) }, bias: bias)
+    }
+}
+
+/// The per-op rule registry: one small function per op family.
+public enum OpRules {
+    /// The rule for `node`, or nil when the op stays float. `isConstant` tells which values are
+    /// initializers.
+    public static func rule(for node: Node, isConstant: (String) -> Bool) -> OpRule? {
+        guard node.isStandard else { return nil }
+        func has(_ i: Int) -> Bool { i < node.inputs.count && !node.inputs[i].isEmpty }
+        switch node.opType {
+        case "Conv":
+            guard has(1), isConstant(node.inputs[1]) else { return .compute([0, 1]) }
+            return .compute([0], weight: (1, 0), bias: has(2) && isConstant(node.inputs[2]) ? 2 : nil)
+        case "ConvTranspose":
+            guard has(1), isConstant(node.inputs[1]) else { return nil }
+            // Weights are [C_in, C_out/group, ...]: per-channel along axis 1 only for group 1.
+            let group = node.attribute("group")?.int ?? 1
+            return .compute([0], weight: (1, group == 1 ? 1 : -1), bias: has(2) && isConstant(node.inputs[2]) ? 2 : nil)
+        case "Gemm":
+            let transB = node.attribute("transB")?.int ?? 0
+            let plainBias = (node.attribute("alpha")?.float ?? 1) == 1 && (node.attribute("beta")?.float ?? 1) == 1
+            guard has(1), isConstant(node.inputs[1]) else { return .compute([0, 1]) }
+            return .compute([0], weight: (1, transB == 1 ? 0 : 1), bias: has(2) && isConstant(node.inputs[2]) && plainBias ? 2 : nil)
+        case "MatMul":
+            if has(1), isConstant(node.inputs[1]) { return .compute([0], weight: (1, -2)) }
+            return .compute([0, 1])
+        case "Add", "Mul":
+            return .compute([0, 1])
+        case "AveragePool", "GlobalAveragePool", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "Tanh", "Relu", "Clip":
+            return .compute([0])
+        case "MaxPool", "GlobalMaxPool", "Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Slice", "Split",
+             "Gather", "DepthToSpace", "SpaceToDepth", "Identity":
+            return OpRule(kind: .shareInput, activationInputs: [0], weight: nil, bias: nil)
+        case "Pad":
+            let mode = node.attribute("mode")?.string ?? "constant"
+            return mode == "constant" ? OpRule(kind: .shareInput, activationInputs: [0], weight: nil, bias: nil) : nil
+        case "Resize", "Upsample":
+            return (node.attribute("mode")?.string ?? "nearest") == "nearest"
+                ? OpRule(kind: .shareInput, activationInputs: [0], weight: nil, bias: nil) : .compute([0])
+        case "Concat":
+            return OpRule(kind: .concat, activationInputs: Array(node.inputs.indices), weight: nil, bias: nil)
+        default:
+            return nil
+        }
+    }
+}

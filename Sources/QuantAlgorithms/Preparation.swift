@@ -1,0 +1,123 @@
+import Foundation
+import QuantCore
+import QuantIR
+
+/// Graph preparation before quantization; each pass keeps the float semantics.
+public enum Preparation {
+    public struct Report: Sendable, Equatable {
+        public var constantsFolded = 0
+        public var identitiesRemoved = 0
+        public var batchNormsFolded = 0
+    }
+
+    /// Runs every pass in order: Constant folding, Identity/Dropout removal, BN folding.
+    public static func run(_ model: Model) throws -> Report {
+        var r = Report()
+        r.constantsFolded = try ConstantNodeFolding.run(model.graph)
+        r.identitiesRemoved = removeIdentities(model.graph)
+        r.batchNormsFolded = try foldBatchNorms(model.graph)
+        try model.graph.sortTopologically()
+        return r
+    }
+
+    /// `Identity(x) -> y` and inference `Dropout(x) -> y` (mask unused) ==> readers of y read x.
+    public static func removeIdentities(_ g: Graph) -> Int {
+        var removed = 0
+        for node in g.nodes where node.isStandard && (node.opType == "Identity" || node.opType == "Dropout") {
+            guard let x = node.inputs.first, !x.isEmpty, node.outputs.count >= 1 else { continue }
+            if node.opType == "Dropout" {
+                if node.outputs.count > 1, !node.outputs[1].isEmpty, GraphIndex(g).consumers(of: node.outputs[1]).count > 0 { continue }
+                if node.inputs.count > 2, !node.inputs[2].isEmpty { continue }  // training_mode input
+            }
+            // An Identity between a graph input and a graph output must stay (it names the output).
+            if g.outputs.contains(where: { $0.name == node.outputs[0] }) && (g.inputs.contains { $0.name == x } || g.isInitializer(x) || g.outputs.contains { $0.name == x }) { continue }
+            node.outputs = Array(node.outputs.prefix(1))
+            g.bypass(node, input: x)
+            removed += 1
+        }
+        return removed
+    }
+
+    /// Folds inference BatchNormalization into the Conv, ConvTranspose (group 1) or Gemm before
+    /// it, when that node's only reader is the BN and its weights are initializers:
+    /// `Conv(x, W, b) -> BN(γ, β, μ, σ²)  ==>  Conv(x, W·γ/s, (b-μ)·γ/s + β)`, s = √(σ² + ε),
+    /// scaling W along its output-channel axis.
+    public static func foldBatchNorms(_ g: Graph) throws -> Int {
+        var folded = 0
+        var index = GraphIndex(g)
+        for bn in g.nodes where bn.isStandard && bn.opType == "BatchNormalization" {
+            guard bn.outputs.count == 1 || bn.outputs.dropFirst().allSatisfy(\.isEmpty),
+                  bn.inputs.count == 5, (bn.attribute("training_mode")?.int ?? 0) == 0,
+                  let prev = index.producer[bn.inputs[0]], prev.isStandard,
+                  ["Conv", "ConvTranspose", "Gemm"].contains(prev.opType),
+                  index.consumers(of: bn.inputs[0]).count == 1,
+                  !g.outputs.contains(where: { $0.name == bn.inputs[0] }),
+                  prev.inputs.count >= 2, let w = g.initializer(prev.inputs[1]), w.dtype == .float,
+                  let gamma = g.initializer(bn.inputs[1]), let beta = g.initializer(bn.inputs[2]),
+                  let mean = g.initializer(bn.inputs[3]), let variance = g.initializer(bn.inputs[4])
+            else { continue }
+            let eps = Double(bn.attribute("epsilon")?.float ?? 1e-5)
+            let c = gamma.count
+            guard beta.count == c, mean.count == c, variance.count == c else { continue }
+            // Output-channel axis of W and how many channels it has.
+            let axis: Int
+            switch prev.opType {
+            case "Conv": axis = 0
+            case "ConvTranspose":
+                guard (prev.attribute("group")?.int ?? 1) == 1 else { continue }
+                axis = 1
+            default:
+                guard w.rank == 2 else { continue }
+                axis = (prev.attribute("transB")?.int ?? 0) == 1 ? 0 : 1
+            }
+            guard w.rank > axis, w.shape[axis] == c else { continue }
+            var bias = [Float](repeating: 0, count: c)
+            if prev.inputs.count > 2, !prev.inputs[2].isEmpty {
+                guard let b = g.initializer(prev.inputs[2]), b.count == c else { continue }
+                bias = b.floats()
+                if prev.opType == "Gemm", let beta = prev.attribute("beta")?.float { bias = bias.map { $0 * beta } }
+            }
+            let gv = gamma.doubles(), bv = beta.doubles(), mv = mean.doubles(), vv = variance.doubles()
+            let factor = (0..<c).map { gv[$0] / (vv[$0] + eps).squareRoot() }
+            let wf = w.floats()
+            let inner = w.shape[(axis + 1)...].reduce(1, *)
+            var out = wf
+            for i in 0..<wf.count {
+                let ch = (i / inner) % c
+                out[i] = Float(Double(wf[i]) * factor[ch])
+            }
+            let newBias = (0..<c).map { Float((Double(bias[$0]) - mv[$0]) * factor[$0] + bv[$0]) }
+            var names = NameAllocator(g)
+            let wName = names.fresh(prev.inputs[1] + "_bnfolded")
+            let bName = names.fresh((prev.name.isEmpty ? prev.outputs[0] : prev.name) + "_bias_bnfolded")
+            g.setInitializer(wName, Tensor(shape: w.shape, floats: out))
+            g.setInitializer(bName, Tensor(shape: [c], floats: newBias))
+            prev.inputs[1] = wName
+            if prev.opType == "Gemm" {
+                // Gemm's C broadcasts; a [c] bias is valid for output [M, c].
+                if prev.inputs.count > 2 { prev.inputs[2] = bName } else { prev.inputs.append(bName) }
+                if let beta = prev.attribute("beta")?.float, beta != 1 { prev.setAttribute(.float("beta", 1)) }
+            } else if prev.inputs.count > 2 { prev.inputs[2] = bName } else { prev.inputs.append(bName) }
+            // prev now produces the BN's output.
+            let bnOut = bn.outputs[0]
+            g.remove(bn)
+            prev.outputs[0] = bnOut
+            folded += 1
+            index = GraphIndex(g)
+        }
+        removeUnusedInitializers(g)
+        return folded
+    }
+
+    /// Drops initializers nothing reads (left behind by folding).
+    public static func removeUnusedInitializers(_ g: Graph) {
+        var used = Set(g.outputs.map(\.name))
+        for n in g.nodes {
+            used.formUnion(n.inputs)
+            for sg in n.subgraphs { used.formUnion(sg.outerScopeReads) }
+        }
+        for t in g.initializers where !used.contains(t.name) && !g.inputs.contains(where: { $0.name == t.name }) {
+            g.removeInitializer(t.name)
+        }
+    }
+}

@@ -1,0 +1,30 @@
+import QuantCalibration
+
+/// The grids activations, weights and biases are quantized to.
+///
+/// Defaults follow what ONNX Runtime's CPU provider runs fastest: activations uint8
+/// asymmetric, weights int8 symmetric per output channel, bias int32 with scale
+/// s_input·s_weight and zero point 0.
+public struct QuantScheme: Codable, Sendable, Equatable {
+    public var activation: QuantGrid
+    public var weight: QuantGrid
+    /// One scale per output channel of Conv/ConvTranspose/Gemm/MatMul weights.
+    public var perChannelWeights: Bool
+    /// How activation ranges are chosen.
+    public var method: RangeMethod
+
+    public init(activation: QuantGrid = .uint8Asymmetric, weight: QuantGrid = .int8Symmetric,
+                perChannelWeights: Bool = true, method: RangeMethod = .auto) {
+        self.activation = activation
+        self.weight = weight
+        self.perChannelWeights = perChannelWeights
+        self.method = method
+    }
+
+    /// uint8 asymmetric activations, int8 symmetric per-channel weights (A8W8, the default).
+    public static let u8s8 = QuantScheme()
+    /// int8 symmetric activations and weights.
+    public static let s8s8 = QuantScheme(activation: .int8Symmetric)
+    /// 16-bit activations (uint16 asymmetric), int8 weights: A16W8.
+    public static let a16w8 = QuantScheme(activation: QuantGrid(bits: 16, signed: false, symmetric: false))
+}

@@ -1,0 +1,159 @@
+import Foundation
+import QuantAlgorithms
+import QuantCalibration
+import QuantCore
+import QuantIR
+
+extension QDQRewriter {
+    /// `T -> QuantizeLinear -> DequantizeLinear -> readers of T`. A graph output T keeps its
+    /// name on the DequantizeLinear output; a constant T becomes a quantized initializer.
+    func insertQDQ(_ t: String, grid: QuantGrid, scale: Double, zp: Int, domain: String, names: inout NameAllocator, index: GraphIndex) {
+        let g = model.graph
+        let scaleName = names.fresh(t + "_scale")
+        let zpName = names.fresh(t + "_zero_point")
+        g.setInitializer(scaleName, Tensor(shape: [], floats: [Float(scale)]))
+        g.setInitializer(zpName, grid.zeroPointTensor([zp], perChannel: false))
+        if let c = g.initializer(t) {
+            let qName = names.fresh(t + "_quantized")
+            g.setInitializer(qName, grid.quantize(c.floats(), shape: c.shape, scales: [scale], zeroPoints: [zp], axis: nil))
+            let dq = names.fresh(t + Suffix.dq)
+            g.replaceUses(of: t, with: dq)
+            g.nodes.append(Node(name: names.fresh(t + "_DequantizeLinear"), opType: "DequantizeLinear", domain: domain, inputs: [qName, scaleName, zpName], outputs: [dq]))
+            return
+        }
+        let qOut = names.fresh(t + Suffix.q)
+        let isOutput = g.outputs.contains { $0.name == t }
+        var source = t
+        let dq: String
+        if isOutput {
+            source = names.fresh(t + "_float")
+            for n in g.nodes { for k in n.outputs.indices where n.outputs[k] == t { n.outputs[k] = source } }
+            dq = t
+        } else {
+            dq = names.fresh(t + Suffix.dq)
+            g.replaceUses(of: t, with: dq)
+        }
+        g.nodes.append(Node(name: names.fresh(t + "_QuantizeLinear"), opType: "QuantizeLinear", domain: domain, inputs: [source, scaleName, zpName], outputs: [qOut]))
+        g.nodes.append(Node(name: names.fresh(t + "_DequantizeLinear"), opType: "DequantizeLinear", domain: domain, inputs: [qOut, scaleName, zpName], outputs: [dq]))
+    }
+
+    /// Removes Relu and Clip(min 0) nodes that follow an op whose output is quantized on an
+    /// asymmetric grid: `Conv -> Relu -> y  ==>  Conv -> y` with y's range [0, max] clamping
+    /// as Relu did. Only when the activation's output has a range (so it will be quantized).
+    func absorbActivations(_ g: Graph, floatNodes: Set<ObjectIdentifier>) -> Int {
+        var absorbed = 0
+        var index = GraphIndex(g)
+        for n in g.nodes where n.isStandard && (n.opType == "Relu" || n.opType == "Clip") && !floatNodes.contains(ObjectIdentifier(n)) {
+            guard let x = n.inputs.first, let y = n.outputs.first, let p = index.producer[x],
+                  !floatNodes.contains(ObjectIdentifier(p)), ["Conv", "ConvTranspose", "Gemm", "MatMul", "Add"].contains(p.opType),
+                  index.consumers(of: x).count == 1, !g.outputs.contains(where: { $0.name == x }),
+                  let (r, _) = options.range(y, options.scheme.activation, options.scheme.method)
+            else { continue }
+            if n.opType == "Clip" {
+                let lo = n.inputs.count > 1 && !n.inputs[1].isEmpty ? g.initializer(n.inputs[1])?.floats().first : n.attribute("min")?.float
+                guard lo == 0 else { continue }
+                let hi = n.inputs.count > 2 && !n.inputs[2].isEmpty ? g.initializer(n.inputs[2])?.floats().first : n.attribute("max")?.float
+                if let hi, r.hi > Double(hi) + 1e-6 { continue }
+            }
+            guard r.lo >= 0 else { continue }
+            g.remove(n)
+            p.outputs[0] = y
+            absorbed += 1
+            index = GraphIndex(g)
+        }
+        return absorbed
+    }
+
+    /// Quantizes node `n`'s weight (int8 per output channel along `axis`, or per tensor) and
+    /// bias (int32, scale s_input·s_weight, zero point 0). When a bias would overflow int32,
+    /// that channel's weight scale is widened until it fits.
+    func quantizeWeights(_ n: Node, weightIndex wi: Int, axis requested: Int, biasIndex: Int?, inputScale: Double?,
+                         domain: String, opset: Int, names: inout NameAllocator, result: inout Result) throws {
+        let g = model.graph
+        let wName = n.inputs[wi]
+        guard let w = g.initializer(wName), w.dtype == .float, w.count > 0 else { return }
+        let grid = options.scheme.weight
+        var axis: Int? = requested >= 0 ? requested : (requested == -2 && w.rank == 2 ? 1 : nil)
+        if !options.scheme.perChannelWeights || (axis.map { $0 >= w.rank } ?? false) { axis = nil }
+        let channels = axis.map { w.shape[$0] } ?? 1
+        let inner = axis.map { w.shape[($0 + 1)...].reduce(1, *) } ?? w.count
+        let values = w.floats()
+        var lo = [Double](repeating: 0, count: channels), hi = [Double](repeating: 0, count: channels)
+        for (i, v) in values.enumerated() {
+            let c = axis == nil ? 0 : (i / inner) % channels
+            lo[c] = min(lo[c], Double(v))
+            hi[c] = max(hi[c], Double(v))
+        }
+        var scales = [Double](), zps = [Int]()
+        for c in 0..<channels {
+            let (s, z) = grid.parameters(for: ClipRange(lo: lo[c], hi: hi[c]))
+            scales.append(s)
+            zps.append(z)
+        }
+        // Bias: int32 with scale s_in·s_w; widen s_w where |b| / (s_in·s_w) exceeds int32.
+        var biasValues: [Float]?
+        if let bi = biasIndex, let s_in = inputScale, bi < n.inputs.count, let b = g.initializer(n.inputs[bi]), b.dtype == .float,
+           b.count == channels || channels == 1 {
+            let bv = b.floats()
+            let limit = Double(Int32.max - 1)
+            for (k, v) in bv.enumerated() {
+                let c = channels == 1 ? 0 : k
+                let need = abs(Double(v)) / (s_in * limit)
+                if need > scales[c] {
+                    scales[c] = need * (1 + 1e-6)
+                    result.warnings.append("bias of \(n.label) channel \(k) would overflow int32: weight scale widened to \(scales[c])")
+                }
+            }
+            biasValues = bv
+        }
+        let wDomain = axis != nil && opset < 13 ? "com.microsoft" : domain
+        if wDomain == "com.microsoft", !model.extras.opsetImport.contains(where: { $0.domain == "com.microsoft" }) {
+            var o = model.extras.opsetImport[0]
+            o.domain = "com.microsoft"
+            o.version = 1
+            model.extras.opsetImport.append(o)
+        }
+        let qName = names.fresh(wName + "_quantized")
+        let sName = names.fresh(wName + "_scale")
+        let zName = names.fresh(wName + "_zero_point")
+        g.setInitializer(qName, grid.quantize(values, shape: w.shape, scales: scales, zeroPoints: zps, axis: axis))
+        g.setInitializer(sName, axis == nil ? Tensor(shape: [], floats: [Float(scales[0])]) : Tensor(shape: [channels], floats: scales.map(Float.init)))
+        g.setInitializer(zName, grid.zeroPointTensor(zps, perChannel: axis != nil))
+        let dq = names.fresh(wName + Suffix.dq)
+        let dqNode = Node(name: names.fresh(wName + "_DequantizeLinear"), opType: "DequantizeLinear", domain: wDomain, inputs: [qName, sName, zName], outputs: [dq])
+        if let axis { dqNode.setAttribute(.int("axis", axis)) }
+        g.nodes.append(dqNode)
+        n.inputs[wi] = dq
+        result.parameters[wName] = TensorQuantParameters(
+            role: .weight, dtype: grid.dtype.name, scale: scales, zeroPoint: zps, axis: axis,
+            threshold: (0..<channels).map { max(abs(lo[$0]), abs(hi[$0])) }, method: "minmax")
+
+        guard let bv = biasValues, let bi = biasIndex, let s_in = inputScale else { return }
+        let bName = n.inputs[bi]
+        let biasScales = (0..<bv.count).map { s_in * scales[channels == 1 ? 0 : $0] }
+        let int32 = QuantGrid(bits: 32, signed: true, symmetric: true)
+        let bq = Tensor(dtype: .int32, shape: [bv.count])
+        bq.withUnsafeMutableBufferPointer(as: Int32.self) { out in
+            for k in 0..<bv.count {
+                out[k] = Int32(min(max((Double(bv[k]) / biasScales[k]).rounded(.toNearestOrEven), -Double(Int32.max)), Double(Int32.max)))
+            }
+        }
+        _ = int32
+        let bqName = names.fresh(bName + "_quantized")
+        let bsName = names.fresh(bName + "_scale")
+        let bzName = names.fresh(bName + "_zero_point")
+        g.setInitializer(bqName, bq)
+        let perChannelBias = channels > 1
+        g.setInitializer(bsName, perChannelBias ? Tensor(shape: [bv.count], floats: biasScales.map(Float.init)) : Tensor(shape: [], floats: [Float(biasScales[0])]))
+        g.setInitializer(bzName, perChannelBias ? Tensor(shape: [bv.count], values: [Int32](repeating: 0, count: bv.count)) : Tensor(shape: [], values: [Int32(0)]))
+        let bdq = names.fresh(bName + Suffix.dq)
+        let bDomain = perChannelBias && opset < 13 ? "com.microsoft" : domain
+        let bNode = Node(name: names.fresh(bName + "_DequantizeLinear"), opType: "DequantizeLinear", domain: bDomain, inputs: [bqName, bsName, bzName], outputs: [bdq])
+        if perChannelBias { bNode.setAttribute(.int("axis", 0)) }
+        g.nodes.append(bNode)
+        n.inputs[bi] = bdq
+        result.parameters[bName] = TensorQuantParameters(
+            role: .bias, dtype: "int32", scale: biasScales, zeroPoint: [Int](repeating: 0, count: bv.count),
+            axis: perChannelBias ? 0 : nil, threshold: [], method: "s_input*s_weight")
+    }
+}

@@ -1,0 +1,190 @@
+import Foundation
+import QuantAlgorithms
+import QuantCalibration
+import QuantCore
+import QuantIR
+
+/// Rewrites a float graph into QDQ form that ONNX Runtime fuses into integer kernels.
+///
+/// Mark first, insert once: per-op rules (`OpRules`) mark which tensors are quantized and
+/// which share parameters (union-find groups: data-movement ops with their input, Concat
+/// inputs with its output); then one pass inserts, per quantized activation tensor T,
+/// `T -> QuantizeLinear -> DequantizeLinear -> readers`, quantizes weights to int8 initializers
+/// behind a DequantizeLinear (per output channel), and biases to int32 with scale
+/// s_input·s_weight. Graph outputs keep their names and stay float (the DequantizeLinear
+/// produces them). Relu, and Clip(0, max), after an op whose output is quantized on an
+/// asymmetric grid are absorbed: the quantized range [0, max] clamps exactly as they do.
+public struct QDQRewriter {
+    public struct Options {
+        public var scheme: QuantScheme
+        public var control: QuantControl
+        /// The clipping range of an activation tensor for a grid and method, or nil when the
+        /// tensor was not observed (integer tensors, unreached branches).
+        public var range: (String, QuantGrid, RangeMethod) -> (ClipRange, String)?
+
+        public init(scheme: QuantScheme, control: QuantControl, range: @escaping (String, QuantGrid, RangeMethod) -> (ClipRange, String)?) {
+            self.scheme = scheme
+            self.control = control
+            self.range = range
+        }
+    }
+
+    public struct Result {
+        public var parameters: [String: TensorQuantParameters] = [:]
+        public var quantizedNodes: [String] = []
+        public var floatNodes: [String] = []
+        public var absorbedActivations = 0
+        public var warnings: [String] = []
+    }
+
+    let model: Model
+    let options: Options
+
+    public init(model: Model, options: Options) {
+        self.model = model
+        self.options = options
+    }
+
+    public func run() throws -> Result {
+        let g = model.graph
+        var result = Result()
+        try Regions.checkCut(options.control.truncateAfter, in: g, what: "truncate")
+        for s in options.control.subgraphSettings { try Regions.checkCut(s.inputNames + s.outputNames, in: g, what: "custom_setting") }
+
+        // Per-node settings: float, or activation grid/method overrides.
+        var floatNodes = Regions.downstream(of: options.control.truncateAfter, in: g)
+        var overrides: [ObjectIdentifier: SubgraphSetting] = [:]
+        for s in options.control.subgraphSettings {
+            for id in Regions.between(s.inputNames, s.outputNames, in: g) {
+                if s.keepFloat { floatNodes.insert(id) } else { overrides[id] = s }
+            }
+        }
+        for n in g.nodes where options.control.excludeNodes.contains(n.name) || options.control.excludeOpTypes.contains(n.opType) {
+            floatNodes.insert(ObjectIdentifier(n))
+        }
+        if !options.scheme.activation.symmetric { result.absorbedActivations = absorbActivations(g, floatNodes: floatNodes) }
+
+        // Mark.
+        var groups = UnionFind()
+        var wanted = Set<String>()
+        var rules: [(Node, OpRule)] = []
+        var gridOf: [String: (QuantGrid, RangeMethod)] = [:]
+        let index = GraphIndex(g)
+        for n in g.nodes {
+            guard !floatNodes.contains(ObjectIdentifier(n)), let rule = OpRules.rule(for: n, isConstant: g.isInitializer) else {
+                result.floatNodes.append(n.name)
+                continue
+            }
+            rules.append((n, rule))
+            var grid = options.scheme.activation, method = options.scheme.method
+            if let o = overrides[ObjectIdentifier(n)] {
+                if let b = o.bits { grid = QuantGrid(bits: b, signed: grid.signed, symmetric: grid.symmetric) }
+                if let m = o.method { method = m }
+            }
+            let ins = rule.activationInputs.filter { $0 < n.inputs.count && !n.inputs[$0].isEmpty }.map { n.inputs[$0] }
+            for t in ins + n.outputs where !t.isEmpty && gridOf[t] == nil { gridOf[t] = (grid, method) }
+            switch rule.kind {
+            case .compute:
+                wanted.formUnion(ins)
+                if let o = n.outputs.first { wanted.insert(o) }
+            case .shareInput:
+                for o in n.outputs where !o.isEmpty { groups.union(ins[0], o) }
+            case .concat:
+                for t in ins { groups.union(t, n.outputs[0]) }
+                wanted.insert(n.outputs[0])
+            }
+        }
+        // A group is quantized when any member is wanted; members without a range drop out.
+        let wantedRoots = Set(wanted.map { groups.find($0) })
+        var members: [String: [String]] = [:]
+        for t in Set(gridOf.keys).union(wanted) where wantedRoots.contains(groups.find(t)) { members[groups.find(t), default: []].append(t) }
+
+        var params: [String: (QuantGrid, Double, Int, ClipRange, String)] = [:]
+        for (_, ts) in members.sorted(by: { $0.key < $1.key }) {
+            var lo = 0.0, hi = 0.0
+            var any = false
+            var methods = Set<String>()
+            let (grid, method) = gridOf[ts.sorted()[0]] ?? (options.scheme.activation, options.scheme.method)
+            var quantizable: [String] = []
+            for t in ts.sorted() {
+                if let c = g.initializer(t) {
+                    guard c.dtype == .float else { continue }
+                    let v = c.floats()
+                    lo = min(lo, Double(v.min() ?? 0))
+                    hi = max(hi, Double(v.max() ?? 0))
+                    methods.insert("constant")
+                } else if let (r, m) = options.range(t, grid, method) {
+                    lo = min(lo, r.lo)
+                    hi = max(hi, r.hi)
+                    methods.insert(m)
+                } else {
+                    continue
+                }
+                any = true
+                quantizable.append(t)
+            }
+            guard any else { continue }
+            let range = ClipRange(lo: lo, hi: hi)
+            let (scale, zp) = grid.parameters(for: range)
+            for t in quantizable { params[t] = (grid, scale, zp, range, methods.sorted().joined(separator: "+")) }
+        }
+
+        // Insert.
+        var names = NameAllocator(g)
+        var qdqDomain = ""
+        let opset = model.opsets[""] ?? 13
+        if options.scheme.activation.bits == 16 && opset < 21 { qdqDomain = "com.microsoft" }
+        for (t, (grid, scale, zp, range, method)) in params.sorted(by: { $0.key < $1.key }) {
+            insertQDQ(t, grid: grid, scale: scale, zp: zp, domain: qdqDomain, names: &names, index: index)
+            result.parameters[t] = TensorQuantParameters(role: .activation, dtype: grid.dtype.name, scale: [scale], zeroPoint: [zp],
+                                                          axis: nil, threshold: [range.lo, range.hi], method: method)
+        }
+        for (n, rule) in rules {
+            guard let w = rule.weight else {
+                if rule.kind == .compute { result.quantizedNodes.append(n.name) }
+                continue
+            }
+            // Weights need the activation input's scale for the bias; the dequantized input is
+            // what the node reads now.
+            let inputScale = params[originalName(n.inputs[0])]?.1
+            try quantizeWeights(n, weightIndex: w.index, axis: w.axis, biasIndex: rule.bias, inputScale: inputScale,
+                                domain: qdqDomain, opset: opset, names: &names, result: &result)
+            result.quantizedNodes.append(n.name)
+        }
+        if !qdqDomain.isEmpty, !model.extras.opsetImport.contains(where: { $0.domain == qdqDomain }) {
+            var o = model.extras.opsetImport[0]
+            o.domain = qdqDomain
+            o.version = 1
+            model.extras.opsetImport.append(o)
+        }
+        Preparation.removeUnusedInitializers(g)
+        try g.sortTopologically()
+        return result
+    }
+
+    /// The float tensor a DequantizeLinear output stands for (`T_DequantizeLinear_Output` -> T).
+    func originalName(_ t: String) -> String {
+        t.hasSuffix(Suffix.dq) ? String(t.dropLast(Suffix.dq.count)) : t
+    }
+
+    enum Suffix {
+        static let q = "_QuantizeLinear_Output"
+        static let dq = "_DequantizeLinear_Output"
+    }
+}
+
+/// Union-find over tensor names.
+struct UnionFind {
+    private var parent: [String: String] = [:]
+
+    func find(_ x: String) -> String {
+        var r = x
+        while let p = parent[r], p != r { r = p }
+        return r
+    }
+
+    mutating func union(_ a: String, _ b: String) {
+        let ra = find(a), rb = find(b)
+        if ra != rb { parent[max(ra, rb)] = min(ra, rb) }
+    }
+}

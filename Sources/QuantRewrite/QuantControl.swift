@@ -1,0 +1,38 @@
+import QuantCalibration
+
+/// Which parts of the graph are quantized, and how, beyond the scheme.
+public struct QuantControl: Codable, Sendable, Equatable {
+    /// Nodes kept float, by name.
+    public var excludeNodes: [String]
+    /// Op types kept float.
+    public var excludeOpTypes: [String]
+    /// Tensors after which everything downstream stays float (`truncate_var_names`).
+    public var truncateAfter: [String]
+    /// Settings for the part of the graph between some tensors (`custom_setting`).
+    public var subgraphSettings: [SubgraphSetting]
+
+    public init(excludeNodes: [String] = [], excludeOpTypes: [String] = [], truncateAfter: [String] = [], subgraphSettings: [SubgraphSetting] = []) {
+        self.excludeNodes = excludeNodes
+        self.excludeOpTypes = excludeOpTypes
+        self.truncateAfter = truncateAfter
+        self.subgraphSettings = subgraphSettings
+    }
+}
+
+/// A setting for the nodes on paths from `inputNames` to `outputNames` (both tensor names).
+public struct SubgraphSetting: Codable, Sendable, Equatable {
+    public var inputNames: [String]
+    public var outputNames: [String]
+    public var keepFloat: Bool
+    /// Activation bits for tensors produced inside (8 or 16).
+    public var bits: Int?
+    public var method: RangeMethod?
+
+    public init(inputNames: [String], outputNames: [String], keepFloat: Bool = false, bits: Int? = nil, method: RangeMethod? = nil) {
+        self.inputNames = inputNames
+        self.outputNames = outputNames
+        self.keepFloat = keepFloat
+        self.bits = bits
+        self.method = method
+    }
+}

@@ -1,0 +1,57 @@
+import QuantCalibration
+import QuantCore
+
+/// The quantization parameters chosen for one tensor, as written to `NAME.qparams.json`.
+public struct TensorQuantParameters: Codable, Sendable, Equatable {
+    public enum Role: String, Codable, Sendable { case activation, weight, bias }
+    public var role: Role
+    public var dtype: String
+    public var scale: [Double]
+    public var zeroPoint: [Int]
+    /// Channel axis for per-channel parameters.
+    public var axis: Int?
+    /// The clipping range [lo, hi] (activations), or the per-tensor absmax (weights).
+    public var threshold: [Double]
+    public var method: String
+}
+
+extension QuantGrid {
+    /// The ONNX element type of this grid's integers.
+    public var dtype: DType {
+        switch (bits, signed) {
+        case (4, true): .int4
+        case (4, false): .uint4
+        case (8, true): .int8
+        case (8, false): .uint8
+        case (16, true): .int16
+        case (16, false): .uint16
+        default: signed ? .int32 : .uint32
+        }
+    }
+
+    /// `values` quantized to this grid with `scale`/`zeroPoint` per channel along `axis`
+    /// (per tensor when `axis` is nil), half-to-even, saturating, as a tensor of `dtype`.
+    func quantize(_ values: [Float], shape: [Int], scales: [Double], zeroPoints: [Int], axis: Int?) -> Tensor {
+        let out = Tensor(dtype: dtype, shape: shape)
+        let inner = axis.map { shape[($0 + 1)...].reduce(1, *) } ?? 1
+        let channels = scales.count
+        let p = out.storage.pointer
+        for (i, v) in values.enumerated() {
+            let c = axis == nil ? 0 : (i / inner) % channels
+            let q = min(max((Double(v) / scales[c]).rounded(.toNearestOrEven) + Double(zeroPoints[c]), Double(qmin)), Double(qmax))
+            switch dtype {
+            case .int8: p.storeBytes(of: Int8(q), toByteOffset: i, as: Int8.self)
+            case .uint8: p.storeBytes(of: UInt8(q), toByteOffset: i, as: UInt8.self)
+            case .int16: p.storeBytes(of: Int16(q), toByteOffset: 2 * i, as: Int16.self)
+            case .uint16: p.storeBytes(of: UInt16(q), toByteOffset: 2 * i, as: UInt16.self)
+            default: p.storeBytes(of: Int32(q), toByteOffset: 4 * i, as: Int32.self)
+            }
+        }
+        return out
+    }
+
+    /// A zero-point tensor of this grid's type (scalar or 1-D).
+    func zeroPointTensor(_ zps: [Int], perChannel: Bool) -> Tensor {
+        quantize(zps.map(Float.init), shape: perChannel ? [zps.count] : [], scales: [1], zeroPoints: [0], axis: nil)
+    }
+}

@@ -1,0 +1,42 @@
+import QuantCore
+import QuantIR
+
+/// Finds the nodes a control setting applies to.
+enum Regions {
+    /// Nodes reading (transitively) any of `tensors`.
+    static func downstream(of tensors: [String], in g: Graph) -> Set<ObjectIdentifier> {
+        var reached = Set(tensors)
+        var nodes = Set<ObjectIdentifier>()
+        for n in g.nodes where n.inputs.contains(where: reached.contains) {
+            nodes.insert(ObjectIdentifier(n))
+            reached.formUnion(n.outputs)
+        }
+        return nodes
+    }
+
+    /// Nodes on a path from any input tensor to any output tensor.
+    static func between(_ inputs: [String], _ outputs: [String], in g: Graph) -> Set<ObjectIdentifier> {
+        let down = downstream(of: inputs, in: g)
+        var needed = Set(outputs)
+        var up = Set<ObjectIdentifier>()
+        for n in g.nodes.reversed() where n.outputs.contains(where: needed.contains) {
+            up.insert(ObjectIdentifier(n))
+            needed.formUnion(n.inputs)
+        }
+        return down.intersection(up)
+    }
+
+    /// Checks that each named tensor exists and cuts the graph (has a producer and a reader).
+    static func checkCut(_ names: [String], in g: Graph, what: String) throws {
+        let index = GraphIndex(g)
+        for t in names {
+            guard g.allValueNames.contains(t) else {
+                throw QuantKitError("QK5001", "\(what) tensor '\(t)' is not in the model", fix: "use a tensor name shown by `quantkit inspect` or Netron")
+            }
+            guard index.producer[t] != nil || g.inputs.contains(where: { $0.name == t }), !index.consumers(of: t).isEmpty else {
+                throw QuantKitError("QK5002", "\(what) tensor '\(t)' does not cut the graph in two (it is not produced and read by nodes)",
+                                    fix: "name an intermediate tensor between two nodes")
+            }
+        }
+    }
+}

@@ -1,0 +1,148 @@
+"""The QDQ rewrite produces models that onnx.checker accepts and that ONNX Runtime fuses into
+integer kernels, with outputs close to the float model. Ranges come from a tensor,min,max CSV
+computed with ONNX Runtime, so this checks the rewrite independently of our executor."""
+import json
+import os
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import quantkit
+
+
+def small_cnn(opset=17, rng=np.random.default_rng(0)):
+    """x[N,3,16,16] ─ Conv(8)+BN ─ Relu ─ MaxPool ─ Conv(16) ─ Clip(0,6) ─ Concat(skip) ─ GAP ─ Flatten ─ Gemm(10) ─ y"""
+    def init(name, *shape, scale=0.3):
+        return numpy_helper.from_array((rng.standard_normal(shape) * scale).astype(np.float32), name)
+    inits = [
+        init("W1", 8, 3, 3, 3), init("B1", 8),
+        numpy_helper.from_array(rng.uniform(0.5, 1.5, 8).astype(np.float32), "gamma"),
+        init("beta", 8), init("mean", 8, scale=0.1),
+        numpy_helper.from_array(rng.uniform(0.5, 2, 8).astype(np.float32), "var"),
+        init("W2", 16, 8, 3, 3), init("B2", 16),
+        init("W3", 10, 24), init("B3", 10),
+    ]
+    clip = []
+    if opset >= 11:
+        inits += [numpy_helper.from_array(np.array(0, np.float32), "zero"), numpy_helper.from_array(np.array(6, np.float32), "six")]
+        clip = [helper.make_node("Clip", ["c2", "zero", "six"], ["r2"], name="clip")]
+    else:
+        clip = [helper.make_node("Clip", ["c2"], ["r2"], name="clip", min=0.0, max=6.0)]
+    nodes = [
+        helper.make_node("Conv", ["x", "W1", "B1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("BatchNormalization", ["c1", "gamma", "beta", "mean", "var"], ["bn1"], name="bn1"),
+        helper.make_node("Relu", ["bn1"], ["r1"], name="relu1"),
+        helper.make_node("MaxPool", ["r1"], ["p1"], name="pool1", kernel_shape=[2, 2], strides=[2, 2]),
+        helper.make_node("Conv", ["p1", "W2", "B2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+        *clip,
+        helper.make_node("Concat", ["r2", "p1"], ["cat"], name="concat", axis=1),
+        helper.make_node("GlobalAveragePool", ["cat"], ["gap"], name="gap"),
+        helper.make_node("Flatten", ["gap"], ["flat"], name="flatten"),
+        helper.make_node("Gemm", ["flat", "W3", "B3"], ["y"], name="fc", transB=1),
+    ]
+    g = helper.make_graph(nodes, "small_cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 16, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+
+
+def ranges_csv(model, inputs, path):
+    """Min/max of every float tensor over `inputs`, computed by ONNX Runtime."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    names = [o for n in m.graph.node for o in n.output]
+    del m.graph.output[:]
+    for n in ["x"] + names:
+        m.graph.output.append(helper.make_tensor_value_info(n, TensorProto.FLOAT, None))
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    outs = sess.run(None, {"x": inputs})
+    with open(path, "w") as f:
+        f.write("tensor,min,max\n")
+        for n, v in zip(["x"] + names, outs):
+            f.write(f"{n},{float(v.min())},{float(v.max())}\n")
+
+
+def optimized_ops(path, tmp_path):
+    opt = str(tmp_path / "optimized.onnx")
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    so.optimized_model_filepath = opt
+    ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    return [n.op_type for n in onnx.load(opt).graph.node]
+
+
+@pytest.mark.parametrize("opset", [11, 13, 17])
+def test_small_cnn_quantizes_fuses_and_agrees(tmp_path, opset):
+    rng = np.random.default_rng(1)
+    model = small_cnn(opset)
+    src = str(tmp_path / "cnn.onnx")
+    onnx.save(model, src)
+    calib = rng.standard_normal((32, 3, 16, 16)).astype(np.float32)
+    ranges_csv(model, calib, str(tmp_path / "ranges.csv"))
+    r = quantkit("quantize", src, "--stats", str(tmp_path / "ranges.csv"))
+    out = str(tmp_path / "cnn.q.onnx")
+    assert os.path.exists(out) and os.path.exists(str(tmp_path / "cnn.qparams.json")), r.stdout
+    assert "1 BatchNorms folded" in r.stdout
+    q = onnx.load(out)
+    onnx.checker.check_model(q)
+    # No float weights left: every Conv/Gemm weight input comes from a DequantizeLinear.
+    producers = {o: n for n in q.graph.node for o in n.output}
+    for n in q.graph.node:
+        if n.op_type in ("Conv", "Gemm"):
+            for i in n.input[:3]:
+                assert producers[i].op_type == "DequantizeLinear", (n.name, i)
+    inits = {t.name: t for t in q.graph.initializer}
+    assert all(t.data_type != TensorProto.FLOAT or len(t.dims) <= 1 for t in inits.values()), "float weight left"
+    assert q.graph.output[0].name == "y"
+    assert producers["y"].op_type == "DequantizeLinear"  # graph output stays float, dequantized
+    # ONNX Runtime fuses Conv and Gemm into integer kernels.
+    ops = optimized_ops(out, tmp_path)
+    assert ops.count("QLinearConv") == 2, ops
+    assert "Conv" not in ops and "Gemm" not in ops, ops
+    # Outputs agree with the float model on new data.
+    test = rng.standard_normal((16, 3, 16, 16)).astype(np.float32)
+    f = ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(None, {"x": test})[0]
+    g = ort.InferenceSession(out, providers=["CPUExecutionProvider"]).run(None, {"x": test})[0]
+    cos = float((f * g).sum() / np.linalg.norm(f) / np.linalg.norm(g))
+    assert cos > 0.99, cos
+    assert (f.argmax(1) == g.argmax(1)).mean() >= 0.75
+    params = json.load(open(str(tmp_path / "cnn.qparams.json")))["tensors"]
+    assert params["W1_bnfolded"]["role"] == "weight" and len(params["W1_bnfolded"]["scale"]) == 8
+    assert params["y"]["role"] == "activation"
+
+
+def test_quantize_is_deterministic_and_never_overwrites_input(tmp_path):
+    model = small_cnn(17)
+    src = str(tmp_path / "cnn.onnx")
+    onnx.save(model, src)
+    ranges_csv(model, np.random.default_rng(2).standard_normal((4, 3, 16, 16)).astype(np.float32), str(tmp_path / "r.csv"))
+    quantkit("quantize", src, "--stats", str(tmp_path / "r.csv"), "-o", str(tmp_path / "a.onnx"))
+    quantkit("quantize", src, "--stats", str(tmp_path / "r.csv"), "-o", str(tmp_path / "b.onnx"))
+    assert open(tmp_path / "a.onnx", "rb").read() == open(tmp_path / "b.onnx", "rb").read()
+    assert open(tmp_path / "a.qparams.json").read() == open(tmp_path / "b.qparams.json").read()
+    before = open(src, "rb").read()
+    r = quantkit("quantize", src, "--stats", str(tmp_path / "r.csv"), "-o", src, check=False)
+    assert r.returncode == 2 and "QK7001" in r.stderr
+    assert open(src, "rb").read() == before
+
+
+def test_truncate_and_exclusions_keep_float(tmp_path):
+    model = small_cnn(17)
+    src = str(tmp_path / "cnn.onnx")
+    onnx.save(model, src)
+    ranges_csv(model, np.random.default_rng(3).standard_normal((4, 3, 16, 16)).astype(np.float32), str(tmp_path / "r.csv"))
+    quantkit("quantize", src, "--stats", str(tmp_path / "r.csv"), "--truncate", "cat", "--exclude-node", "conv1", "-o", str(tmp_path / "t.onnx"))
+    q = onnx.load(str(tmp_path / "t.onnx"))
+    producers = {o: n for n in q.graph.node for o in n.output}
+    fc = next(n for n in q.graph.node if n.name == "fc")
+    conv1 = next(n for n in q.graph.node if n.name == "conv1")
+    assert producers.get(fc.input[1]) is None, "fc after the cut keeps float weights"
+    assert producers.get(conv1.input[1]) is None, "excluded conv1 keeps float weights"
+    conv2 = next(n for n in q.graph.node if n.name == "conv2")
+    assert producers[conv2.input[1]].op_type == "DequantizeLinear"
+    r = quantkit("quantize", src, "--stats", str(tmp_path / "r.csv"), "--truncate", "nope", "-o", str(tmp_path / "u.onnx"), check=False)
+    assert r.returncode == 2 and "QK5001" in r.stderr and "nope" in r.stderr
+    r = quantkit("quantize", src, "--stats", str(tmp_path / "r.csv"), "--truncate", "y", "-o", str(tmp_path / "u.onnx"), check=False)
+    assert r.returncode == 2 and "QK5002" in r.stderr
