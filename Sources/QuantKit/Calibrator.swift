@@ -1,0 +1,58 @@
+import Foundation
+
+/// StageProgress of a long stage, reported to the caller (the library never prints).
+public struct StageProgress: Sendable {
+    public var stage: String
+    public var done: Int
+    /// Total units when known.
+    public var total: Int?
+    public var unit: String
+}
+
+/// Runs the float model over calibration batches with a `StatisticsCollector` attached, in one
+/// pass, and returns the statistics file. Memory depends on the observed tensors and histogram
+/// bins, not on the number of batches.
+public struct Calibrator {
+    public var observer: ObserverOptions
+    public var threads: Int
+
+    public init(observer: ObserverOptions = ObserverOptions(), threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
+        self.observer = observer
+        self.threads = threads
+    }
+
+    /// Float tensors worth observing: graph inputs and node outputs of the main graph.
+    public static func observableTensors(_ model: Model) -> Set<String> {
+        Set(model.graph.runtimeInputs.map(\.name)).union(model.graph.nodes.flatMap(\.outputs).filter { !$0.isEmpty })
+    }
+
+    /// Calibrates on `batches` (each a feed of every model input). `total` is the batch count
+    /// when known, for progress. Throws QK4005 when no batch arrives.
+    public func run<S: Sequence>(model: Model, modelName: String, batches: S, total: Int?,
+                                 progress: (StageProgress) -> Void = { _ in }) throws -> StatisticsFile where S.Element == [String: Tensor] {
+        let executor = try Executor(model: model, options: ExecutorOptions(threads: threads))
+        let collector = StatisticsCollector(tensors: Calibrator.observableTensors(model), options: observer, threads: threads)
+        var samples = 0
+        var count = 0
+        for feed in batches {
+            _ = try executor.run(feed, hooks: [collector])
+            samples += feed.values.first?.shape.first ?? 1
+            count += 1
+            progress(StageProgress(stage: "calibrate", done: count, total: total, unit: "batch"))
+        }
+        guard count > 0 else {
+            throw QuantKitError("QK4005", "calibration received no data", fix: "check the data paths; at least one batch is needed")
+        }
+        return StatisticsFile(model: modelName, samples: samples,
+                              tensors: collector.statistics.mapValues { StatisticsFile.Entry(statistics: $0) })
+    }
+
+    /// Selects a range for every tensor of `file` with `method` on `grid`, recording them.
+    public static func selectRanges(_ file: inout StatisticsFile, method: RangeMethod, grid: QuantGrid) {
+        for (name, e) in file.tensors {
+            let sel = RangeSelection.select(e.statistics, method: method, grid: grid)
+            file.tensors[name]?.range = sel.range
+            file.tensors[name]?.method = sel.method.description
+        }
+    }
+}

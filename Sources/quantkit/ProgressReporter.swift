@@ -1,0 +1,49 @@
+import Foundation
+import QuantKit
+
+/// Shows `StageProgress` on stderr: a redrawn bar with rate and ETA on a terminal, a plain line every
+/// few seconds otherwise, JSON lines with `--log-json`, nothing with `--quiet`.
+final class ProgressReporter {
+    enum Mode { case bar, lines, json, quiet }
+    let mode: Mode
+    private let start = Date()
+    private var lastPrint = Date.distantPast
+
+    init(quiet: Bool, json: Bool) {
+        if quiet { mode = .quiet } else if json { mode = .json } else if isatty(2) != 0 { mode = .bar } else { mode = .lines }
+    }
+
+    func report(_ p: StageProgress) {
+        let now = Date()
+        let elapsed = now.timeIntervalSince(start)
+        let rate = elapsed > 0 ? Double(p.done) / elapsed : 0
+        let finished = p.total.map { p.done >= $0 } ?? false
+        switch mode {
+        case .quiet: return
+        case .json:
+            let total = p.total.map { "\($0)" } ?? "null"
+            write("{\"stage\":\"\(p.stage)\",\"done\":\(p.done),\"total\":\(total),\"unit\":\"\(p.unit)\",\"elapsed_s\":\(String(format: "%.3f", elapsed))}\n")
+        case .lines:
+            guard finished || now.timeIntervalSince(lastPrint) >= 5 else { return }
+            lastPrint = now
+            write("\(p.stage): \(p.done)\(p.total.map { "/\($0)" } ?? "") \(p.unit)s, \(String(format: "%.1f", rate))/s\(eta(p, rate))\n")
+        case .bar:
+            guard finished || now.timeIntervalSince(lastPrint) >= 0.1 else { return }
+            lastPrint = now
+            var bar = ""
+            if let t = p.total, t > 0 {
+                let w = 30, filled = min(w, p.done * w / t)
+                bar = "[" + String(repeating: "#", count: filled) + String(repeating: " ", count: w - filled) + "] "
+            }
+            write("\r\(p.stage) \(bar)\(p.done)\(p.total.map { "/\($0)" } ?? "") \(String(format: "%.1f", rate)) \(p.unit)/s\(eta(p, rate))\u{1B}[K" + (finished ? "\n" : ""))
+        }
+    }
+
+    private func eta(_ p: StageProgress, _ rate: Double) -> String {
+        guard let t = p.total, rate > 0, p.done < t else { return "" }
+        let s = Int(Double(t - p.done) / rate)
+        return String(format: ", ETA %d:%02d", s / 60, s % 60)
+    }
+
+    private func write(_ s: String) { FileHandle.standardError.write(Data(s.utf8)) }
+}
