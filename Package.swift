@@ -33,7 +33,7 @@ let package = Package(
             dependencies: ["QuantCore", "QuantIR", .target(name: "CBLAS", condition: .when(platforms: [.linux]))],
             swiftSettings: settings),
         .target(name: "QuantCalibration", dependencies: ["QuantCore", "QuantExecutor"], swiftSettings: settings),
-        .target(name: "QuantAlgorithms", dependencies: ["QuantCore", "QuantIR", "QuantCalibration"], swiftSettings: settings),
+        .target(name: "QuantAlgorithms", dependencies: ["QuantCore", "QuantIR", "QuantCalibration", "QuantExecutor"], swiftSettings: settings),
         .target(name: "QuantRewrite", dependencies: ["QuantCore", "QuantIR", "QuantCalibration", "QuantAlgorithms"], swiftSettings: settings),
         .target(
             name: "QuantKit",

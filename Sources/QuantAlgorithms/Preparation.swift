@@ -8,6 +8,7 @@ public enum Preparation {
         public var constantsFolded = 0
         public var identitiesRemoved = 0
         public var batchNormsFolded = 0
+        public var staticNodesFolded = 0
     }
 
     /// Runs every pass in order: Constant folding, Identity/Dropout removal, BN folding.
@@ -15,6 +16,7 @@ public enum Preparation {
         var r = Report()
         r.constantsFolded = try ConstantNodeFolding.run(model.graph)
         r.identitiesRemoved = removeIdentities(model.graph)
+        r.staticNodesFolded = try StaticFolding.run(model)
         r.batchNormsFolded = try foldBatchNorms(model.graph)
         try model.graph.sortTopologically()
         return r

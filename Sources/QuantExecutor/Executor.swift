@@ -164,7 +164,7 @@ public struct RunEnvironment {
     let options: ExecutorOptions
     let frame: Frame?
 
-    static func compileTime(_ options: ExecutorOptions) -> RunEnvironment {
+    public static func compileTime(_ options: ExecutorOptions) -> RunEnvironment {
         RunEnvironment(threads: options.threads, options: options, frame: nil)
     }
 

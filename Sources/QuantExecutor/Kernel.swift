@@ -108,3 +108,17 @@ public struct KernelRegistry: @unchecked Sendable {
         return r
     }()
 }
+
+extension KernelRegistry {
+    /// Runs `node` once on known inputs (constant folding). Subgraph-holding nodes are not
+    /// evaluated (nil is returned), nor nodes without a kernel.
+    public func evaluate(_ node: Node, inputs: [Tensor?], opset: Int, options: ExecutorOptions = ExecutorOptions(threads: 1)) throws -> [Tensor?]? {
+        guard node.subgraphs.isEmpty, let factory = factory(domain: node.domain, op: node.opType) else { return nil }
+        var known: [String: Tensor] = [:]
+        for (k, name) in node.inputs.enumerated() where !name.isEmpty { if let t = inputs[k] { known[name] = ComputeType.normalize(t) } }
+        let ctx = KernelContext(node: node, opset: opset, options: options, constantLookup: { known[$0] },
+                                compileSubgraph: { _ in throw ExecutorError.unsupportedFeature(node, "subgraphs during constant folding") })
+        let kernel = try factory(ctx)
+        return try kernel.run(node.inputs.map { $0.isEmpty ? nil : known[$0] }, RunEnvironment.compileTime(options))
+    }
+}

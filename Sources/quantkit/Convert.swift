@@ -22,6 +22,9 @@ struct Convert: ParsableCommand {
     @Flag(help: "Fold Constant nodes into initializers.")
     var foldConstants = false
 
+    @Flag(help: "Apply quantization's graph preparation (Constant and static folding, BatchNorm folding, Identity/Dropout removal); the float semantics stay the same.")
+    var prepare = false
+
     func run() throws {
         try reportingErrors {
             if URL(fileURLWithPath: input).standardizedFileURL == URL(fileURLWithPath: output).standardizedFileURL {
@@ -29,6 +32,10 @@ struct Convert: ParsableCommand {
             }
             let model = try Model.load(path: input)
             if foldConstants { try ConstantNodeFolding.run(model.graph) }
+            if prepare {
+                let r = try Preparation.run(model)
+                print("prepared: \(r.constantsFolded) Constant nodes, \(r.staticNodesFolded) static nodes, \(r.batchNormsFolded) BatchNorms folded; \(r.identitiesRemoved) Identity/Dropout removed")
+            }
             try model.save(to: output, options: SaveOptions(externalData: externalData.policy, externalThreshold: externalThreshold))
         }
     }
