@@ -29,6 +29,9 @@ struct InputPlan: @unchecked Sendable {
     /// signature and converted to the input's type.
     func read(_ path: String) throws -> Tensor {
         let name = config.name
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw DataError.unreadable(input: name, file: path, reason: "the file does not exist")
+        }
         guard let type = config.fileType ?? FileType.infer(path: path) else {
             throw DataError.unsupportedFile(input: name, file: path, detail: "unknown extension (expected .jpg .jpeg .png .bmp .npy .pb .raw .bin)")
         }
