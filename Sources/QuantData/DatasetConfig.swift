@@ -30,6 +30,41 @@ public enum InputSource: Codable, Sendable, Equatable {
     case random
     /// Column `column` of the dataset's `sharedList` (lines `a.npy;b.npy`).
     case sharedList(column: Int)
+
+    // JSON: {"folder": "img"}, {"list": "cal.txt"}, {"files": ["a.npy"]}, "random", {"sharedList": 0}.
+    enum Key: String, CodingKey { case folder, list, files, sharedList }
+
+    public init(from decoder: Decoder) throws {
+        if let s = try? decoder.singleValueContainer().decode(String.self), s == "random" {
+            self = .random
+            return
+        }
+        let c = try decoder.container(keyedBy: Key.self)
+        if let v = try c.decodeIfPresent(String.self, forKey: .folder) { self = .folder(v) }
+        else if let v = try c.decodeIfPresent(String.self, forKey: .list) { self = .list(v) }
+        else if let v = try c.decodeIfPresent([String].self, forKey: .files) { self = .files(v) }
+        else if let v = try c.decodeIfPresent(Int.self, forKey: .sharedList) { self = .sharedList(column: v) }
+        else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                debugDescription: "a source is \"random\" or one of {\"folder\": ...}, {\"list\": ...}, {\"files\": [...]}, {\"sharedList\": column}"))
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        if self == .random {
+            var c = encoder.singleValueContainer()
+            try c.encode("random")
+            return
+        }
+        var c = encoder.container(keyedBy: Key.self)
+        switch self {
+        case .folder(let v): try c.encode(v, forKey: .folder)
+        case .list(let v): try c.encode(v, forKey: .list)
+        case .files(let v): try c.encode(v, forKey: .files)
+        case .sharedList(let v): try c.encode(v, forKey: .sharedList)
+        case .random: break
+        }
+    }
 }
 
 /// What to do with NaN or Inf values in a batch.

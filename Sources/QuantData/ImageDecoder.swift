@@ -26,6 +26,14 @@ public struct DecodedImage: Sendable {
 /// (unsupported) and QK2108 (unreadable or corrupt), naming `input` and the file.
 public enum ImageDecoder {
     public static func decode(path: String, input: String) throws -> DecodedImage {
+        let image = try decodeAny(path: path, input: input)
+        guard image.width > 0, image.height > 0 else {
+            throw DataError.unreadable(input: input, file: path, reason: "the image is \(image.width)x\(image.height) pixels")
+        }
+        return image
+    }
+
+    static func decodeAny(path: String, input: String) throws -> DecodedImage {
         let file: MappedFile
         do { file = try MappedFile(path: path) } catch let e as QuantKitError {
             throw DataError.unreadable(input: input, file: path, reason: e.message)
@@ -55,6 +63,7 @@ public enum ImageDecoder {
         if cs == Int32(TJCS_CMYK.rawValue) || cs == Int32(TJCS_YCCK.rawValue) {
             throw DataError.unsupportedFile(input: input, file: path, detail: "CMYK JPEGs are not supported; convert the image to RGB")
         }
+        guard w > 0, ht > 0 else { throw DataError.unreadable(input: input, file: path, reason: "corrupt JPEG header (size \(w)x\(ht))") }
         let gray = cs == Int32(TJCS_GRAY.rawValue)
         let channels = gray ? 1 : 3
         let width = Int(w), height = Int(ht)
