@@ -97,7 +97,7 @@ struct DataPreview: ParsableCommand {
     func run() throws {
         try reportingErrors {
             guard dryRun || out != nil else {
-                throw QuantKitError("QK7002", "data-preview needs --out DIR or --dry-run", fix: "pass --out DIR to write the batches, or --dry-run")
+                throw QuantKitError("QK7020", "data-preview needs --out DIR or --dry-run", fix: "pass --out DIR to write the batches, or --dry-run")
             }
             let (signatures, cfg) = try DataPreviewOptions(command: self).resolve()
             let dataset = try CalibrationDataset(signatures: signatures, config: cfg)
@@ -109,7 +109,7 @@ struct DataPreview: ParsableCommand {
                     if let out, !dryRun {
                         let dir = URL(fileURLWithPath: out).appendingPathComponent(String(format: "batch_%05d", b.index))
                         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-                        guard let data = Npy.encode(t) else { throw QuantKitError("QK7002", "cannot write \(t.dtype) as .npy", fix: "") }
+                        guard let data = Npy.encode(t) else { throw QuantKitError("QK7020", "cannot write \(t.dtype) as .npy", fix: "") }
                         try AtomicFile.write(data, to: dir.appendingPathComponent(DataPreviewOptions.fileName(sig.name)).path)
                     }
                 }

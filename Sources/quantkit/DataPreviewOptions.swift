@@ -7,11 +7,11 @@ import QuantKit
 struct DataPreviewOptions {
     let command: DataPreview
 
-    /// `name=value` options as pairs; QK7002 for a malformed one.
+    /// `name=value` options as pairs; QK7020 for a malformed one.
     static func pairs(_ values: [String], option: String) throws -> [(String, String)] {
         try values.map { v in
             guard let eq = v.lastIndex(of: "="), eq != v.startIndex else {
-                throw QuantKitError("QK7002", "--\(option) '\(v)' is not name=value", fix: "write --\(option) INPUT_NAME=VALUE")
+                throw QuantKitError("QK7020", "--\(option) '\(v)' is not name=value", fix: "write --\(option) INPUT_NAME=VALUE")
             }
             return (String(v[..<eq]), String(v[v.index(after: eq)...]))
         }
@@ -20,14 +20,14 @@ struct DataPreviewOptions {
     static func numbers(_ s: String, option: String) throws -> [Double] {
         try s.split(separator: ",").map {
             guard let d = Double($0.trimmingCharacters(in: .whitespaces)) else {
-                throw QuantKitError("QK7002", "--\(option) '\(s)' is not a comma-separated list of numbers", fix: "e.g. --\(option) 0.485,0.456,0.406")
+                throw QuantKitError("QK7020", "--\(option) '\(s)' is not a comma-separated list of numbers", fix: "e.g. --\(option) 0.485,0.456,0.406")
             }
             return d
         }
     }
 
     static func dtype(_ s: String, option: String) throws -> DType {
-        guard let t = DType(name: s) else { throw QuantKitError("QK7002", "--\(option) type '\(s)' is unknown", fix: "use float32, float16, uint8, int8, int32, int64, ...") }
+        guard let t = DType(name: s) else { throw QuantKitError("QK7020", "--\(option) type '\(s)' is unknown", fix: "use float32, float16, uint8, int8, int32, int64, ...") }
         return t
     }
 
@@ -48,7 +48,7 @@ struct DataPreviewOptions {
             let names = sources.map(\.0) + shapes.keys.filter { k in !sources.contains { $0.0 == k } }.sorted()
             signatures = try names.map { n in
                 guard let s = shapes[n] else {
-                    throw QuantKitError("QK7002", "input '\(n)' has no --shape and no model is given", fix: "pass the model, or --shape \(n)=1,3,224,224")
+                    throw QuantKitError("QK7020", "input '\(n)' has no --shape and no model is given", fix: "pass the model, or --shape \(n)=1,3,224,224")
                 }
                 let dims = try DataPreviewOptions.numbers(s, option: "shape").map { Int($0) }
                 return InputSignature(name: n, dtype: try DataPreviewOptions.dtype(dtypes[n] ?? "float32", option: "dtype"), shape: dims.map { $0 < 0 ? nil : $0 })
@@ -59,7 +59,7 @@ struct DataPreviewOptions {
             do {
                 cfg = try JSONDecoder().decode(DatasetConfig.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
             } catch {
-                throw QuantKitError("QK7002", "cannot read the data configuration '\(path)': \(error)", fix: "write a DatasetConfig JSON (see docs)")
+                throw QuantKitError("QK7020", "cannot read the data configuration '\(path)': \(error)", fix: "write a DatasetConfig JSON (see docs)")
             }
         } else {
             cfg = DatasetConfig(inputs: try inputConfigs(signatures, sources: sources, shapes: shapes, dtypes: dtypes))
@@ -82,7 +82,7 @@ struct DataPreviewOptions {
         var image: ImagePreprocessing = ImagePreprocessing()
         if let p = c.preset {
             guard let preset = ImagePreprocessing.preset(named: p) else {
-                throw QuantKitError("QK7002", "--preset '\(p)' is unknown", fix: "use IMAGENET, PT_IMAGENET or NONE")
+                throw QuantKitError("QK7020", "--preset '\(p)' is unknown", fix: "use IMAGENET, PT_IMAGENET or NONE")
             }
             image = preset
         }
@@ -90,7 +90,7 @@ struct DataPreviewOptions {
         if let v = c.resize { image.resize = v }
         if let s = c.size {
             let hw = s.lowercased().split(separator: "x").compactMap { Int($0) }
-            guard hw.count == 2 else { throw QuantKitError("QK7002", "--size '\(s)' is not HxW", fix: "e.g. --size 224x224") }
+            guard hw.count == 2 else { throw QuantKitError("QK7020", "--size '\(s)' is not HxW", fix: "e.g. --size 224x224") }
             image.size = hw
         }
         if let v = c.resizeShorter { image.resizeShorterSide = v; image.centerCrop = true }
@@ -103,7 +103,7 @@ struct DataPreviewOptions {
         var configs: [InputConfig] = []
         let known = Set(signatures.map(\.name))
         for (name, _) in sources where !known.contains(name) {
-            throw QuantKitError("QK2102", "calibration input '\(name)' is not an input of the model", fix: "use one of: \(signatures.map(\.name).joined(separator: ", "))")
+            throw DataError.unknownInput(name, model: signatures.map(\.name))
         }
         for sig in signatures {
             let source: InputSource
@@ -124,7 +124,7 @@ struct DataPreviewOptions {
             if let s = shapes[sig.name], c.model != nil { ic.shape = try DataPreviewOptions.numbers(s, option: "shape").map { Int($0) } }
             if let d = dtypes[sig.name] { ic.dtype = try DataPreviewOptions.dtype(d, option: "dtype") }
             if let f = fileTypes[sig.name] {
-                guard let t = FileType(rawValue: f) else { throw QuantKitError("QK7002", "--file-type '\(f)' is unknown", fix: "use img, npy, raw or pb") }
+                guard let t = FileType(rawValue: f) else { throw QuantKitError("QK7020", "--file-type '\(f)' is unknown", fix: "use img, npy, raw or pb") }
                 ic.fileType = t
             }
             if let r = rawTypes[sig.name] { ic.rawDType = try DataPreviewOptions.dtype(r, option: "raw-dtype") }
