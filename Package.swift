@@ -27,6 +27,11 @@ let package = Package(
             dependencies: ["QuantCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
             swiftSettings: settings),
         .target(name: "QuantIR", dependencies: ["QuantCore", "QuantONNX"], swiftSettings: settings),
+        .systemLibrary(name: "CTurboJPEG", path: "Sources/CTurboJPEG"),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
+        .target(
+            name: "QuantData", dependencies: ["QuantCore", "QuantONNX", "QuantIR", "CTurboJPEG", "CPNG"],
+            swiftSettings: settings),
         .systemLibrary(name: "CBLAS", providers: [.apt(["libopenblas-dev"])]),
         .target(
             name: "QuantExecutor",
@@ -37,11 +42,11 @@ let package = Package(
         .target(name: "QuantRewrite", dependencies: ["QuantCore", "QuantIR", "QuantCalibration", "QuantAlgorithms"], swiftSettings: settings),
         .target(
             name: "QuantKit",
-            dependencies: ["QuantCore", "QuantONNX", "QuantIR", "QuantExecutor", "QuantCalibration", "QuantAlgorithms", "QuantRewrite"],
+            dependencies: ["QuantCore", "QuantONNX", "QuantIR", "QuantExecutor", "QuantCalibration", "QuantAlgorithms", "QuantRewrite", "QuantData"],
             swiftSettings: settings),
         .executableTarget(
             name: "quantkit",
-            dependencies: ["QuantKit", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["QuantKit", "QuantData", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: settings),
         .testTarget(name: "QuantCoreTests", dependencies: ["QuantCore"], swiftSettings: settings),
         .testTarget(name: "QuantIRTests", dependencies: ["QuantIR", "QuantONNX"], swiftSettings: settings),
@@ -51,5 +56,6 @@ let package = Package(
             name: "ConformanceTests", dependencies: ["QuantExecutor", "QuantIR"], exclude: ["skiplist.txt"],
             swiftSettings: settings),
         .testTarget(name: "CLITests", dependencies: ["QuantKit"], swiftSettings: settings),
+        .testTarget(name: "QuantDataTests", dependencies: ["QuantData", "QuantIR", "QuantCore"], swiftSettings: settings),
     ]
 )

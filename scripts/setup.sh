@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Installs what QuantKit's build and tests need, idempotently: Debian packages and a Python
-# venv (.venv) with the outside referees (onnx, onnxruntime, numpy, pytest).
+# venv (.venv) with the outside referees (onnx, onnxruntime, numpy, pytest, Pillow).
 # Run as root or with sudo on Debian/Ubuntu.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-APT_PACKAGES=(libopenblas-dev libturbojpeg0-dev libpng-dev python3-venv unzip dataset-fashion-mnist fonts-dejavu-core)
+APT_PACKAGES=(libopenblas-dev libturbojpeg0-dev libpng-dev python3-venv unzip dataset-fashion-mnist fonts-dejavu-core time)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
@@ -21,7 +21,7 @@ command -v swift >/dev/null || { echo "setup: the Swift 6.3 toolchain is not on 
 
 venv=$here/.venv
 stamp=$venv/.quantkit-requirements
-req="onnx==1.23.2 onnxruntime==1.23.2 numpy pytest"
+req="onnx==1.23.2 onnxruntime==1.23.2 numpy pytest pillow"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi

@@ -1,5 +1,6 @@
 @_exported import QuantCalibration
 @_exported import QuantCore
+@_exported import QuantData
 @_exported import QuantExecutor
 @_exported import QuantIR
 @_exported import QuantONNX

@@ -1,0 +1,191 @@
+import Foundation
+import QuantCore
+import QuantIR
+
+/// One batch: a tensor per model input, plus the files it was made from.
+public struct CalibrationBatch: @unchecked Sendable {
+    public var index: Int
+    public var tensors: [String: Tensor]
+    /// The item files per input (empty for random inputs).
+    public var files: [String: [String]]
+}
+
+/// A warning the data set collected (the library never prints; callers show the report).
+public struct DataWarning: Codable, Sendable, Equatable {
+    public var code: String
+    public var input: String
+    public var message: String
+}
+
+/// What streaming the data produced so far.
+public struct DataReport: Codable, Sendable, Equatable {
+    public var batches = 0
+    public var items = 0
+    /// NaN/Inf values seen, per input.
+    public var nonFiniteValues: [String: Int] = [:]
+    public var warnings: [DataWarning] = []
+}
+
+/// Streams calibration batches (`[input name: Tensor]`) from per-input sources, decoding one
+/// batch at a time in the background while the caller uses the previous one (a bounded queue
+/// of `config.prefetch` batches), so memory holds a few batches, never the whole data set.
+///
+/// Listing files, matching list lengths and validating the configuration happen in `init`;
+/// file contents are read while streaming, and their errors are thrown by `BatchStream.next()`.
+public final class CalibrationDataset: @unchecked Sendable {
+    public let config: DatasetConfig
+    public let signatures: [InputSignature]
+    let plans: [InputPlan]
+    /// Items per input (the same for all inputs).
+    public let itemCount: Int
+    private let lock = NSLock()
+    private var _report = DataReport()
+
+    /// The model's runtime inputs (inputs that are not initializers) as signatures.
+    public static func signatures(of graph: Graph) -> [InputSignature] {
+        graph.runtimeInputs.map { v in
+            let t = v.tensorType
+            let shape = t?.shape?.map(\.intValue)
+            let symbols = t?.shape?.map { d -> String? in if case .param(let p) = d { p } else { nil } } ?? []
+            return InputSignature(name: v.name, dtype: t?.elementType ?? .float, shape: shape, symbols: symbols)
+        }
+    }
+
+    public convenience init(model: Model, config: DatasetConfig, custom: [String: CustomPreprocess] = [:]) throws {
+        try self.init(signatures: CalibrationDataset.signatures(of: model.graph), config: config, custom: custom)
+    }
+
+    /// - Parameter custom: Swift preprocessing closures by input name; they replace the
+    ///   built-in readers (and `preprocessFile`) for those inputs.
+    public init(signatures: [InputSignature], config: DatasetConfig, custom: [String: CustomPreprocess] = [:]) throws {
+        try config.validate(modelInputs: signatures)
+        self.config = config
+        self.signatures = signatures
+        let shared: [[String]]? = try config.sharedList.map { try ItemDiscovery.list($0) }
+        var plans: [InputPlan] = []
+        for (k, sig) in signatures.enumerated() {
+            let c = config.inputs.first { $0.name == sig.name }!
+            var s = sig
+            if let shape = c.shape {
+                s.shape = shape.map { $0 < 0 ? nil : $0 }
+                if s.symbols.count != shape.count { s.symbols = Array(repeating: nil, count: shape.count) }
+            }
+            if let dt = c.dtype { s.dtype = dt }
+            let items: [String]
+            switch c.source {
+            case .folder(let f): items = try ItemDiscovery.folder(f, input: c.name, fileType: c.fileType)
+            case .list(let l):
+                let rows = try ItemDiscovery.list(l)
+                if let r = rows.first, r.count != 1 {
+                    throw DataError.badList(list: l, line: nil, reason: "lines hold \(r.count) files but input '\(c.name)' uses one per line; use sharedList for several inputs")
+                }
+                items = rows.map { $0[0] }
+                if items.isEmpty { throw DataError.noItems(input: c.name, searched: l, detail: "the list is empty") }
+            case .files(let f):
+                items = f
+                if f.isEmpty { throw DataError.noItems(input: c.name, searched: "(files)") }
+            case .sharedList(let column):
+                guard let rows = shared, let first = rows.first else { throw DataError.noItems(input: c.name, searched: config.sharedList ?? "") }
+                guard column < first.count else {
+                    throw DataError.badList(list: config.sharedList!, line: nil, reason: "input '\(c.name)' reads column \(column) but lines hold \(first.count) file(s)")
+                }
+                items = rows.map { $0[column] }
+            case .random:
+                items = []
+                if s.shape == nil {
+                    throw DataError.invalidConfig(input: c.name, "random data needs a shape but the input's rank is unknown", fix: "set the input's shape")
+                }
+            }
+            let python = custom[c.name] == nil && c.preprocessFile != nil ? PythonPreprocess(python: config.python, input: c, signature: s) : nil
+            plans.append(InputPlan(index: k, config: c, signature: s, items: items, python: python, custom: custom[c.name],
+                                   seed: config.seed, symbolicDims: config.symbolicDims, symbolicDimDefault: config.symbolicDimDefault))
+        }
+        let counted = plans.filter { !$0.isRandom }
+        if let n = counted.first?.items.count, counted.contains(where: { $0.items.count != n }) {
+            throw DataError.lengthMismatch(counted.map { ($0.config.name, $0.items.count) })
+        }
+        self.plans = plans
+        itemCount = counted.first?.items.count ?? config.randomItems ?? (config.steps ?? 1) * config.batchSize
+    }
+
+    /// Batches that streaming yields: every item in batches of `batchSize` (the last may be
+    /// smaller), at most `steps`.
+    public var batchCount: Int {
+        let all = (itemCount + config.batchSize - 1) / config.batchSize
+        return min(all, config.steps ?? all)
+    }
+
+    /// A snapshot of the report (updated as batches are produced).
+    public var report: DataReport {
+        lock.lock(); defer { lock.unlock() }
+        return _report
+    }
+
+    func record(_ body: (inout DataReport) -> Void) {
+        lock.lock(); defer { lock.unlock() }
+        body(&_report)
+    }
+
+    /// Starts streaming: a background thread decodes batches ahead into a bounded queue.
+    public func makeStream() -> BatchStream { BatchStream(dataset: self) }
+
+    /// Streams every batch through `body`, in order.
+    public func forEachBatch(_ body: (CalibrationBatch) throws -> Void) throws {
+        let s = makeStream()
+        defer { s.cancel() }
+        while let b = try s.next() { try body(b) }
+    }
+
+    /// Builds batch `b` synchronously (the stream calls this on its worker thread).
+    public func batch(_ b: Int) throws -> CalibrationBatch? {
+        let lo = b * config.batchSize, hi = min(lo + config.batchSize, itemCount)
+        guard lo < hi else { return nil }
+        var tensors: [String: Tensor] = [:], files: [String: [String]] = [:]
+        for plan in plans {
+            let name = plan.config.name
+            let paths = plan.isRandom ? [] : Array(plan.items[lo..<hi])
+            let t: Tensor
+            if plan.custom != nil || plan.python != nil {
+                t = try plan.preprocessed(paths: paths)
+            } else if plan.isRandom {
+                t = try assemble(plan, (lo..<hi).map { plan.randomItem($0) }, files: ["random"])
+            } else {
+                t = try assemble(plan, try paths.map { try plan.read($0) }, files: paths)
+            }
+            if let fixed = plan.signature.shape?.first ?? nil, t.rank > 0, t.shape[0] != fixed {
+                if hi - lo < config.batchSize && b > 0 {
+                    record { $0.warnings.append(DataWarning(code: "QK2114", input: name,
+                        message: "the last \(hi - lo) item(s) are left out: input '\(name)' has a fixed batch dimension of \(fixed) and they give \(t.shape[0]) row(s)")) }
+                    return nil
+                }
+                throw DataError.invalidConfig(input: name, "batches have \(t.shape[0]) row(s) but the input's batch dimension is fixed at \(fixed)",
+                                              fix: "set the batch size so that a batch has \(fixed) row(s), or declare the batch dimension symbolic (shape -1)")
+            }
+            let bad = TensorConversion.nonFiniteCount(t)
+            if bad > 0 {
+                let e = DataError.nonFinite(input: name, batch: b, count: bad, files: paths)
+                if config.nonFinite == .fail { throw e }
+                record {
+                    $0.nonFiniteValues[name, default: 0] += bad
+                    $0.warnings.append(DataWarning(code: e.code, input: name, message: e.message))
+                }
+            }
+            tensors[name] = t
+            files[name] = paths
+        }
+        record { $0.batches += 1; $0.items += hi - lo }
+        return CalibrationBatch(index: b, tensors: tensors, files: files)
+    }
+
+    /// Concatenates items whose non-batch dimensions agree (QK2104 names the first that differs).
+    func assemble(_ plan: InputPlan, _ items: [Tensor], files: [String]) throws -> Tensor {
+        if items.count == 1 || items[0].rank == 0 { return items[0] }
+        let first = items[0].shape
+        for (k, t) in items.enumerated() where Array(t.shape.dropFirst()) != Array(first.dropFirst()) {
+            let d = t.rank != first.count ? nil : (1..<first.count).first { t.shape[$0] != first[$0] }
+            throw DataError.shapeMismatch(input: plan.config.name, expected: "\(DataError.shapeText(first)) (as '\(files.first ?? "")' in the same batch)",
+                                          file: k < files.count ? files[k] : "random", actual: t.shape, dimension: d)
+        }
+        return TensorConversion.concat(items)
+    }
+}

@@ -1,0 +1,230 @@
+import QuantCore
+
+/// The kind of file an input reads. Raw values follow XQuant's `file_type` names.
+public enum FileType: String, Codable, Sendable, CaseIterable {
+    case image = "img", npy, raw, pb
+
+    /// The type a path's extension implies, or nil.
+    public static func infer(path: String) -> FileType? {
+        let ext = path.split(separator: ".").last.map { $0.lowercased() } ?? ""
+        switch ext {
+        case "jpg", "jpeg", "png", "bmp": return .image
+        case "npy": return .npy
+        case "pb": return .pb
+        case "raw", "bin": return .raw
+        default: return nil
+        }
+    }
+}
+
+/// Where an input's items come from.
+public enum InputSource: Codable, Sendable, Equatable {
+    /// Every supported file under a folder, recursively, sorted by relative path (byte order).
+    case folder(String)
+    /// A list file: one path per line, relative to the list's folder or absolute.
+    case list(String)
+    /// Explicit files, one item each.
+    case files([String])
+    /// Seeded random data from the input's declared shape and type (XQuant's `infer_auto`):
+    /// floats ~ N(0, 1), signed integers uniform in [-10, 10), unsigned in [1, 10), bool 0/1.
+    case random
+    /// Column `column` of the dataset's `sharedList` (lines `a.npy;b.npy`).
+    case sharedList(column: Int)
+
+    // JSON: {"folder": "img"}, {"list": "cal.txt"}, {"files": ["a.npy"]}, "random", {"sharedList": 0}.
+    enum Key: String, CodingKey { case folder, list, files, sharedList }
+
+    public init(from decoder: Decoder) throws {
+        if let s = try? decoder.singleValueContainer().decode(String.self), s == "random" {
+            self = .random
+            return
+        }
+        let c = try decoder.container(keyedBy: Key.self)
+        if let v = try c.decodeIfPresent(String.self, forKey: .folder) { self = .folder(v) }
+        else if let v = try c.decodeIfPresent(String.self, forKey: .list) { self = .list(v) }
+        else if let v = try c.decodeIfPresent([String].self, forKey: .files) { self = .files(v) }
+        else if let v = try c.decodeIfPresent(Int.self, forKey: .sharedList) { self = .sharedList(column: v) }
+        else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                debugDescription: "a source is \"random\" or one of {\"folder\": ...}, {\"list\": ...}, {\"files\": [...]}, {\"sharedList\": column}"))
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        if self == .random {
+            var c = encoder.singleValueContainer()
+            try c.encode("random")
+            return
+        }
+        var c = encoder.container(keyedBy: Key.self)
+        switch self {
+        case .folder(let v): try c.encode(v, forKey: .folder)
+        case .list(let v): try c.encode(v, forKey: .list)
+        case .files(let v): try c.encode(v, forKey: .files)
+        case .sharedList(let v): try c.encode(v, forKey: .sharedList)
+        case .random: break
+        }
+    }
+}
+
+/// What to do with NaN or Inf values in a batch.
+public enum NonFinitePolicy: String, Codable, Sendable {
+    /// Count them and add a QK2110 warning to the report.
+    case warn
+    /// Throw QK2110.
+    case fail
+}
+
+/// One model input's calibration data (XQuant `input_parametres[]`: `input_name` → `name`,
+/// `input_shape` → `shape`, `dtype`, `file_type` → `fileType`, `color_format`/`mean_value`/
+/// `std_value` → `image`, `preprocess_file` → `preprocessFile`, `data_list_path` → `source: .list`).
+public struct InputConfig: Codable, Sendable, Equatable {
+    public var name: String
+    public var source: InputSource
+    /// Overrides the model's shape; -1 marks a symbolic dimension.
+    public var shape: [Int]?
+    /// Element type fed to the model; nil uses the model's.
+    public var dtype: DType?
+    /// nil infers the type from each file's extension.
+    public var fileType: FileType?
+    /// Element type of raw files; nil uses `dtype` (or the model's type).
+    public var rawDType: DType?
+    /// Image pipeline; nil uses `ImagePreprocessing()` defaults for image files.
+    public var image: ImagePreprocessing?
+    /// A Python function `file.py:function(path_list, input_parameters) -> array` that
+    /// replaces the built-in readers for this input.
+    public var preprocessFile: String?
+
+    public init(name: String, source: InputSource, shape: [Int]? = nil, dtype: DType? = nil, fileType: FileType? = nil,
+                rawDType: DType? = nil, image: ImagePreprocessing? = nil, preprocessFile: String? = nil) {
+        self.name = name
+        self.source = source
+        self.shape = shape
+        self.dtype = dtype
+        self.fileType = fileType
+        self.rawDType = rawDType
+        self.image = image
+        self.preprocessFile = preprocessFile
+    }
+}
+
+/// The calibration data set: per-input sources plus batching.
+public struct DatasetConfig: Codable, Sendable, Equatable {
+    public var inputs: [InputConfig]
+    /// A list whose lines hold one file per input separated by `;` (columns chosen by `.sharedList`).
+    public var sharedList: String?
+    public var batchSize: Int
+    /// Stop after this many batches; nil reads every item.
+    public var steps: Int?
+    /// Batches decoded ahead in the background.
+    public var prefetch: Int
+    public var seed: UInt64
+    /// Items produced when every input is random (default: batchSize × steps, or batchSize).
+    public var randomItems: Int?
+    /// Value for symbolic non-batch dimensions of random inputs, unless named in `symbolicDims`.
+    public var symbolicDimDefault: Int
+    public var symbolicDims: [String: Int]
+    public var nonFinite: NonFinitePolicy
+    /// Interpreter for `preprocessFile` functions.
+    public var python: String
+
+    public init(inputs: [InputConfig], sharedList: String? = nil, batchSize: Int = 1, steps: Int? = nil, prefetch: Int = 2,
+                seed: UInt64 = 0, randomItems: Int? = nil, symbolicDimDefault: Int = 1, symbolicDims: [String: Int] = [:],
+                nonFinite: NonFinitePolicy = .warn, python: String = "python3") {
+        self.inputs = inputs
+        self.sharedList = sharedList
+        self.batchSize = batchSize
+        self.steps = steps
+        self.prefetch = prefetch
+        self.seed = seed
+        self.randomItems = randomItems
+        self.symbolicDimDefault = symbolicDimDefault
+        self.symbolicDims = symbolicDims
+        self.nonFinite = nonFinite
+        self.python = python
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case inputs, sharedList, batchSize, steps, prefetch, seed, randomItems, symbolicDimDefault, symbolicDims, nonFinite, python
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(inputs: try c.decode([InputConfig].self, forKey: .inputs))
+        sharedList = try c.decodeIfPresent(String.self, forKey: .sharedList)
+        batchSize = try c.decodeIfPresent(Int.self, forKey: .batchSize) ?? 1
+        steps = try c.decodeIfPresent(Int.self, forKey: .steps)
+        prefetch = try c.decodeIfPresent(Int.self, forKey: .prefetch) ?? 2
+        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? 0
+        randomItems = try c.decodeIfPresent(Int.self, forKey: .randomItems)
+        symbolicDimDefault = try c.decodeIfPresent(Int.self, forKey: .symbolicDimDefault) ?? 1
+        symbolicDims = try c.decodeIfPresent([String: Int].self, forKey: .symbolicDims) ?? [:]
+        nonFinite = try c.decodeIfPresent(NonFinitePolicy.self, forKey: .nonFinite) ?? .warn
+        python = try c.decodeIfPresent(String.self, forKey: .python) ?? "python3"
+    }
+
+    /// Checks the configuration against the model's runtime inputs (name and declared type).
+    /// Throws QK2101 (input count), QK2102 (unknown name) or QK2111 (invalid value).
+    public func validate(modelInputs: [InputSignature]) throws {
+        let names = modelInputs.map(\.name)
+        for i in inputs where !names.contains(i.name) { throw DataError.unknownInput(i.name, model: names) }
+        if inputs.count != modelInputs.count || Set(inputs.map(\.name)).count != inputs.count {
+            throw DataError.inputCount(model: names, configured: inputs.map(\.name))
+        }
+        if batchSize < 1 { throw DataError.invalidConfig(input: nil, "batchSize is \(batchSize)", fix: "use a batch size of 1 or more") }
+        if let steps, steps < 1 { throw DataError.invalidConfig(input: nil, "steps is \(steps)", fix: "use 1 or more, or leave it unset to read everything") }
+        if prefetch < 1 { throw DataError.invalidConfig(input: nil, "prefetch is \(prefetch)", fix: "prefetch at least 1 batch") }
+        if let n = randomItems, n < 1 { throw DataError.invalidConfig(input: nil, "randomItems is \(n)", fix: "use 1 or more") }
+        if symbolicDimDefault < 1 || symbolicDims.values.contains(where: { $0 < 1 }) {
+            throw DataError.invalidConfig(input: nil, "symbolic dimension values must be positive", fix: "use 1 or more")
+        }
+        let columns = inputs.compactMap { i -> Int? in if case .sharedList(let c) = i.source { c } else { nil } }
+        if !columns.isEmpty && sharedList == nil {
+            throw DataError.invalidConfig(input: nil, "inputs use sharedList columns but no sharedList is set", fix: "set sharedList to the list file")
+        }
+        if Set(columns).count != columns.count || columns.contains(where: { $0 < 0 }) {
+            throw DataError.invalidConfig(input: nil, "sharedList columns \(columns) repeat or are negative", fix: "give each input its own column, starting at 0")
+        }
+        for i in inputs {
+            if let shape = i.shape, shape.contains(where: { $0 == 0 || $0 < -1 }) {
+                throw DataError.invalidConfig(input: i.name, "shape \(shape) has a dimension that is not positive or -1", fix: "use positive sizes, -1 for symbolic")
+            }
+            if let dt = i.dtype ?? i.rawDType, dt == .string || dt.bitWidth < 8 {
+                throw DataError.invalidConfig(input: i.name, "element type \(dt) is not supported for calibration data", fix: "use a numeric type of 8 bits or more")
+            }
+            if i.fileType == .raw, i.shape == nil, modelInputs.first(where: { $0.name == i.name })?.shape == nil {
+                throw DataError.invalidConfig(input: i.name, "raw files need a shape but neither the model nor the configuration gives one", fix: "set the input's shape")
+            }
+            if let p = i.preprocessFile {
+                let parts = p.split(separator: ":", omittingEmptySubsequences: false)
+                if parts.count != 2 || !parts[0].hasSuffix(".py") || parts[1].isEmpty {
+                    throw DataError.invalidConfig(input: i.name, "preprocessFile '\(p)' is not 'file.py:function'", fix: "write it as path/to/file.py:function_name")
+                }
+            }
+            try i.image?.validate(input: i.name)
+        }
+    }
+}
+
+/// A model input as the data set sees it: name, element type and declared shape (symbolic
+/// dimensions are nil, with their name when known).
+public struct InputSignature: Sendable, Equatable {
+    public var name: String
+    public var dtype: DType
+    /// nil when the rank is unknown.
+    public var shape: [Int?]?
+    public var symbols: [String?]
+
+    public init(name: String, dtype: DType, shape: [Int?]?, symbols: [String?] = []) {
+        self.name = name
+        self.dtype = dtype
+        self.shape = shape
+        self.symbols = symbols.isEmpty ? Array(repeating: nil, count: shape?.count ?? 0) : symbols
+    }
+
+    /// `[1,3,224,224]` with symbols for unknown dimensions.
+    public var shapeText: String {
+        guard let shape else { return "[?]" }
+        return "[" + zip(shape, symbols).map { d, s in d.map(String.init) ?? s ?? "?" }.joined(separator: ",") + "]"
+    }
+}

@@ -1,0 +1,127 @@
+"""QuantData's image decoding and preprocessing against Pillow and numpy references.
+
+Decoded pixels must match Pillow within 1 level; resizes and the presets must match the numpy
+reference of the same definition (data_reference.py) within 1e-4 on the foolbox ImageNet photos.
+"""
+import glob
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import CACHE
+from data_reference import preprocess, preview, write_png16
+
+PHOTOS = sorted(glob.glob(os.path.join(CACHE, "data", "foolbox", "imagenet_*.jpg")))
+
+
+def decoded(path, h, w, gray=False):
+    c = 1 if gray else 3
+    out = preview("--shape", f"x=1,{c},{h},{w}", "--color", "gray" if gray else "rgb", "--resize", "nearest", inputs={"x": path})["x"]
+    assert out.shape == (1, c, h, w) and out.dtype == np.float32
+    return out[0].transpose(1, 2, 0)
+
+
+def synthetic(h=37, w=53):
+    y, x = np.mgrid[0:h, 0:w]
+    return np.stack([(x * 5) % 256, (y * 7) % 256, (x * y) % 256], axis=2).astype(np.uint8)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "P", "LA"])
+def test_image_png_8bit_matches_pillow(tmp_path, mode):
+    p = str(tmp_path / f"img_{mode}.png")
+    src = Image.fromarray(synthetic())
+    (src.convert(mode) if mode != "P" else src.quantize(64)).save(p)
+    ref = np.asarray(Image.open(p).convert("RGB"), dtype=np.float32)
+    got = decoded(p, *ref.shape[:2])
+    assert np.abs(got - ref).max() <= 1
+    if mode == "L":
+        assert np.array_equal(decoded(p, *ref.shape[:2], gray=True)[:, :, 0], np.asarray(Image.open(p), dtype=np.float32))
+
+
+def test_image_png_16bit_gray_and_rgb(tmp_path):
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 65536, size=(9, 11), dtype=np.uint16)
+    rgb = rng.integers(0, 65536, size=(9, 11, 3), dtype=np.uint16)
+    write_png16(tmp_path / "g16.png", gray)
+    write_png16(tmp_path / "rgb16.png", rgb)
+    pil = np.asarray(Image.open(tmp_path / "g16.png"), dtype=np.float64) / 257
+    assert np.abs(decoded(str(tmp_path / "g16.png"), 9, 11, gray=True)[:, :, 0] - pil).max() <= 1e-3
+    pil_rgb = np.asarray(Image.open(tmp_path / "rgb16.png").convert("RGB"), dtype=np.float64)
+    got = decoded(str(tmp_path / "rgb16.png"), 9, 11)
+    assert np.abs(got - pil_rgb).max() <= 1
+    assert np.abs(got - rgb / 257).max() <= 1e-3
+
+
+@pytest.mark.parametrize("mode", ["RGB", "P", "L", "RGBA"])
+def test_image_bmp_matches_pillow(tmp_path, mode):
+    p = str(tmp_path / f"img_{mode}.bmp")
+    src = Image.fromarray(synthetic())
+    (src.convert(mode) if mode != "P" else src.quantize(200)).save(p)
+    ref = np.asarray(Image.open(p).convert("RGB"), dtype=np.float32)
+    assert np.abs(decoded(p, *ref.shape[:2]) - ref).max() <= 1
+
+
+@pytest.mark.parametrize("subsampling", [0, 2])
+def test_image_jpeg_matches_pillow(tmp_path, subsampling):
+    p = str(tmp_path / f"s{subsampling}.jpg")
+    Image.fromarray(synthetic(64, 48)).save(p, quality=90, subsampling=subsampling)
+    ref = np.asarray(Image.open(p).convert("RGB"), dtype=np.float32)
+    assert np.abs(decoded(p, 64, 48) - ref).max() <= 1
+    g = str(tmp_path / "gray.jpg")
+    Image.fromarray(synthetic(64, 48)).convert("L").save(g, quality=85)
+    assert np.abs(decoded(g, 64, 48, gray=True)[:, :, 0] - np.asarray(Image.open(g), dtype=np.float32)).max() <= 1
+
+
+def test_image_real_photos_decode_like_pillow():
+    assert len(PHOTOS) == 20, "the foolbox ImageNet samples are missing from .cache/data/foolbox"
+    for p in PHOTOS[:6]:
+        ref = np.asarray(Image.open(p).convert("RGB"), dtype=np.float32)
+        assert np.abs(decoded(p, *ref.shape[:2]) - ref).max() <= 1, p
+
+
+def lossless_photo(tmp_path, i):
+    """A real photo as PNG, so the decode is exact and only preprocessing is compared."""
+    rgb = np.asarray(Image.open(PHOTOS[i]).convert("RGB"))
+    p = str(tmp_path / f"photo{i}.png")
+    Image.fromarray(rgb).save(p)
+    return p, rgb
+
+
+@pytest.mark.parametrize("method", ["area", "bilinear", "nearest"])
+@pytest.mark.parametrize("size", [(224, 224), (200, 300), (600, 700)])
+def test_preprocess_resize_matches_numpy_reference(tmp_path, method, size):
+    for i in (0, 10):  # 512x512 and 1024x683
+        p, rgb = lossless_photo(tmp_path, i)
+        got = preview("--shape", f"x=1,3,{size[0]},{size[1]}", "--color", "rgb", "--resize", method, inputs={"x": p})["x"][0]
+        ref = preprocess(rgb, *size, method=method)
+        assert np.abs(got - ref).max() < 1e-4, (PHOTOS[i], method, size)
+
+
+@pytest.mark.parametrize("preset", ["IMAGENET", "PT_IMAGENET"])
+def test_preprocess_presets_match_numpy_reference(tmp_path, preset):
+    for i in (0, 3, 10):
+        p, rgb = lossless_photo(tmp_path, i)
+        got = preview("--shape", "x=1,3,224,224", "--preset", preset, inputs={"x": p})["x"][0]
+        if preset == "IMAGENET":
+            ref = preprocess(rgb, 224, 224, color="bgr", mean=(103.94, 116.78, 123.68), std=(57, 57, 57))
+        else:
+            ref = preprocess(rgb, 224, 224, shorter=256, scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
+        assert np.abs(got - ref).max() < 1e-4, (PHOTOS[i], preset)
+
+
+def test_preprocess_jpeg_batches_with_a_partial_last_batch_and_nhwc_uint8(tmp_path):
+    with_list = tmp_path / "cal.txt"
+    with_list.write_text("# photos\n" + "\n".join(PHOTOS[:5]) + "\n")
+    from conftest import quantkit
+    out = tmp_path / "out"
+    r = quantkit("data-preview", "--input", f"x={with_list}", "--shape", "x=-1,32,32,3", "--dtype", "x=uint8",
+                 "--color", "rgb", "--resize", "area", "--batch", "2", "--out", str(out))
+    assert "3 batch(es), 5 item(s)" in r.stdout
+    shapes = [np.load(out / f"batch_{b:05d}" / "x.npy").shape for b in range(3)]
+    assert shapes == [(2, 32, 32, 3), (2, 32, 32, 3), (1, 32, 32, 3)]
+    last = np.load(out / "batch_00002" / "x.npy")
+    assert last.dtype == np.uint8
+    ref = preprocess(np.asarray(Image.open(PHOTOS[4]).convert("RGB")), 32, 32, method="area").transpose(1, 2, 0)
+    assert np.abs(last[0].astype(np.float64) - ref).max() <= 1.5  # JPEG decoders may differ by 1 level, plus rounding
