@@ -26,15 +26,16 @@ public struct Calibrator {
         Set(model.graph.runtimeInputs.map(\.name)).union(model.graph.nodes.flatMap(\.outputs).filter { !$0.isEmpty })
     }
 
-    /// Calibrates on `batches` (each a feed of every model input). `total` is the batch count
-    /// when known, for progress. Throws QK4005 when no batch arrives.
-    public func run<S: Sequence>(model: Model, modelName: String, batches: S, total: Int?,
-                                 progress: (StageProgress) -> Void = { _ in }) throws -> StatisticsFile where S.Element == [String: Tensor] {
+    /// Calibrates on the batches `next` returns (each a feed of every model input) until it
+    /// returns nil. `total` is the batch count when known, for progress. Throws QK4005 when no
+    /// batch arrives.
+    public func run(model: Model, modelName: String, total: Int?, next: () throws -> [String: Tensor]?,
+                    progress: (StageProgress) -> Void = { _ in }) throws -> StatisticsFile {
         let executor = try Executor(model: model, options: ExecutorOptions(threads: threads))
         let collector = StatisticsCollector(tensors: Calibrator.observableTensors(model), options: observer, threads: threads)
         var samples = 0
         var count = 0
-        for feed in batches {
+        while let feed = try next() {
             _ = try executor.run(feed, hooks: [collector])
             samples += feed.values.first?.shape.first ?? 1
             count += 1

@@ -5,7 +5,8 @@ import QuantKit
 /// Turns `data-preview` options into the library's `DatasetConfig` (the same structure a
 /// config file decodes into) and the input signatures (from the model or from --shape/--dtype).
 struct DataPreviewOptions {
-    let command: DataPreview
+    let model: String?
+    let data: DataArguments
 
     /// `name=value` options as pairs; QK7020 for a malformed one.
     static func pairs(_ values: [String], option: String) throws -> [(String, String)] {
@@ -37,12 +38,12 @@ struct DataPreviewOptions {
     }
 
     func resolve() throws -> ([InputSignature], DatasetConfig) {
-        let c = command
+        let c = data
         let shapes = Dictionary(try DataPreviewOptions.pairs(c.shape, option: "shape"), uniquingKeysWith: { $1 })
         let dtypes = Dictionary(try DataPreviewOptions.pairs(c.dtype, option: "dtype"), uniquingKeysWith: { $1 })
         let sources = try DataPreviewOptions.pairs(c.inputs, option: "input")
         var signatures: [InputSignature]
-        if let model = c.model {
+        if let model = model {
             signatures = CalibrationDataset.signatures(of: try Model.load(path: model).graph)
         } else {
             let names = sources.map(\.0) + shapes.keys.filter { k in !sources.contains { $0.0 == k } }.sorted()
@@ -75,7 +76,7 @@ struct DataPreviewOptions {
     }
 
     func inputConfigs(_ signatures: [InputSignature], sources: [(String, String)], shapes: [String: String], dtypes: [String: String]) throws -> [InputConfig] {
-        let c = command
+        let c = data
         let fileTypes = Dictionary(try DataPreviewOptions.pairs(c.fileType, option: "file-type"), uniquingKeysWith: { $1 })
         let rawTypes = Dictionary(try DataPreviewOptions.pairs(c.rawDtype, option: "raw-dtype"), uniquingKeysWith: { $1 })
         let pre = Dictionary(try DataPreviewOptions.pairs(c.preprocess, option: "preprocess"), uniquingKeysWith: { $1 })
@@ -121,7 +122,7 @@ struct DataPreviewOptions {
                 continue
             }
             var ic = InputConfig(name: sig.name, source: source)
-            if let s = shapes[sig.name], c.model != nil { ic.shape = try DataPreviewOptions.numbers(s, option: "shape").map { Int($0) } }
+            if let s = shapes[sig.name], model != nil { ic.shape = try DataPreviewOptions.numbers(s, option: "shape").map { Int($0) } }
             if let d = dtypes[sig.name] { ic.dtype = try DataPreviewOptions.dtype(d, option: "dtype") }
             if let f = fileTypes[sig.name] {
                 guard let t = FileType(rawValue: f) else { throw QuantKitError("QK7020", "--file-type '\(f)' is unknown", fix: "use img, npy, raw or pb") }

@@ -19,8 +19,25 @@ struct Quantize: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output model path (default NAME.q.onnx beside the model).")
     var output: String?
 
-    @Option(help: "Statistics file (.json from `quantkit calibrate`, or .csv of tensor,min,max).")
-    var stats: String
+    @Option(help: "Statistics file (.json from `quantkit calibrate`, or .csv of tensor,min,max); without it QuantKit calibrates on the --input data.")
+    var stats: String?
+
+    @OptionGroup var data: DataArguments
+
+    @Option(help: "Also write the calibration statistics here.")
+    var statsOut: String?
+
+    @Option(help: "Histogram bins for calibration.")
+    var bins = 2048
+
+    @Option(help: "Threads.")
+    var threads = ProcessInfo.processInfo.activeProcessorCount
+
+    @Flag(help: "No progress output.")
+    var quiet = false
+
+    @Flag(help: "Progress as JSON lines on stderr.")
+    var logJson = false
 
     @Option(help: "Range method for activations.")
     var method = "default"
@@ -45,22 +62,22 @@ struct Quantize: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            guard let m = RangeMethod(name: method, percentile: percentile) else {
-                throw QuantKitError("QK7002", "unknown method '\(method)'", fix: "use one of: \(RangeMethod.names.joined(separator: ", "))")
-            }
-            var scheme: QuantScheme
-            switch activations {
-            case "u8": scheme = .u8s8
-            case "s8": scheme = .s8s8
-            case "u16": scheme = .a16w8
-            default: throw QuantKitError("QK7002", "unknown activation scheme '\(activations)'", fix: "use u8, s8 or u16")
-            }
+            let (m, _) = try CalibrationChoice.parse(method: method, percentile: percentile, activations: activations)
+            var scheme = try CalibrationChoice.scheme(activations)
             scheme.method = m
             scheme.perChannelWeights = !perTensorWeights
             let control = QuantControl(excludeNodes: excludeNode, excludeOpTypes: excludeOpType, truncateAfter: truncate)
             let q = Quantizer(configuration: QuantizerConfiguration(scheme: scheme, control: control))
             let out = output ?? Quantizer.defaultOutput(for: model)
-            let r = try q.quantize(modelPath: model, statistics: try StatisticsFile.read(path: stats), output: out)
+            let statistics: StatisticsFile
+            if let stats {
+                statistics = try StatisticsFile.read(path: stats)
+            } else {
+                statistics = try CalibrationChoice.calibrate(model: model, data: data, bins: bins, threads: threads,
+                                                             reporter: ProgressReporter(quiet: quiet, json: logJson))
+                if let statsOut { try statistics.write(to: statsOut) }
+            }
+            let r = try q.quantize(modelPath: model, statistics: statistics, output: out)
             print("quantized  \(r.quantizedNodes) nodes (\(r.floatNodes) stay float, \(r.absorbedActivations) activations absorbed)")
             print("prepared   \(r.preparation.constantsFolded) constants folded, \(r.preparation.batchNormsFolded) BatchNorms folded, \(r.preparation.identitiesRemoved) Identity/Dropout removed")
             for w in r.warnings { print("warning    \(w)") }

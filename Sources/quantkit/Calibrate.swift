@@ -1,0 +1,100 @@
+import ArgumentParser
+import Foundation
+import QuantData
+import QuantKit
+
+struct Calibrate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the float model over calibration data and write activation statistics and ranges.",
+        discussion: """
+            One pass collects, per tensor, min/max, batch averages, moments and histograms of x and |x| \
+            in memory independent of the number of samples. The statistics file can be given to \
+            `quantkit quantize --stats` to skip calibration, and files of data shards merge: \
+            `quantkit calibrate --merge a.json b.json --stats-out all.json`.
+            Methods: \(RangeMethod.names.joined(separator: ", ")).
+            """)
+
+    @Argument(help: "The float .onnx model (not needed with --merge).")
+    var model: String?
+
+    @OptionGroup var data: DataArguments
+
+    @Option(help: "Range method recorded in the file.")
+    var method = "default"
+
+    @Option(help: "Percentile for --method percentile.")
+    var percentile = 0.9999
+
+    @Option(help: "Activation grid the ranges are chosen for: u8, s8, u16.")
+    var activations = "u8"
+
+    @Option(help: "Histogram bins (2048; Icraft uses 4096).")
+    var bins = 2048
+
+    @Option(help: "Where to write the statistics (JSON).")
+    var statsOut: String
+
+    @Option(parsing: .upToNextOption, help: "Merge these statistics files instead of calibrating.")
+    var merge: [String] = []
+
+    @Option(help: "Threads.")
+    var threads = ProcessInfo.processInfo.activeProcessorCount
+
+    @Flag(help: "No progress output.")
+    var quiet = false
+
+    @Flag(help: "Progress as JSON lines on stderr.")
+    var logJson = false
+
+    func run() throws {
+        try reportingErrors {
+            let (method, grid) = try CalibrationChoice.parse(method: method, percentile: percentile, activations: activations)
+            var file: StatisticsFile
+            if !merge.isEmpty {
+                file = try merge.dropFirst().reduce(try StatisticsFile.read(path: merge[0])) { try StatisticsFile.merged($0, StatisticsFile.read(path: $1)) }
+            } else {
+                guard let model else { throw QuantKitError("QK7022", "calibrate needs a model (or --merge FILES)", fix: "pass the .onnx model as the first argument") }
+                file = try CalibrationChoice.calibrate(model: model, data: data, bins: bins, threads: threads,
+                                                       reporter: ProgressReporter(quiet: quiet, json: logJson))
+            }
+            Calibrator.selectRanges(&file, method: method, grid: grid)
+            try file.write(to: statsOut)
+            if !quiet { print("statistics of \(file.tensors.count) tensors over \(file.samples) samples -> \(statsOut)") }
+        }
+    }
+}
+
+/// Shared by `calibrate` and `quantize`.
+enum CalibrationChoice {
+    static func parse(method: String, percentile: Double, activations: String) throws -> (RangeMethod, QuantGrid) {
+        guard let m = RangeMethod(name: method, percentile: percentile) else {
+            throw QuantKitError("QK7002", "unknown method '\(method)'", fix: "use one of: \(RangeMethod.names.joined(separator: ", "))")
+        }
+        return (m, try scheme(activations).activation)
+    }
+
+    static func scheme(_ activations: String) throws -> QuantScheme {
+        switch activations {
+        case "u8": return .u8s8
+        case "s8": return .s8s8
+        case "u16": return .a16w8
+        default: throw QuantKitError("QK7002", "unknown activation scheme '\(activations)'", fix: "use u8, s8 or u16")
+        }
+    }
+
+    /// Streams the data through the float model with statistics observers.
+    static func calibrate(model path: String, data: DataArguments, bins: Int, threads: Int, reporter: ProgressReporter) throws -> StatisticsFile {
+        let model = try Model.load(path: path)
+        let (signatures, cfg) = try DataPreviewOptions(model: path, data: data).resolve()
+        let dataset = try CalibrationDataset(signatures: signatures, config: cfg)
+        let stream = dataset.makeStream()
+        defer { stream.cancel() }
+        var total = (dataset.itemCount + cfg.batchSize - 1) / max(cfg.batchSize, 1)
+        if let s = cfg.steps { total = min(total, s) }
+        let calibrator = Calibrator(observer: ObserverOptions(bins: bins), threads: threads)
+        let file = try calibrator.run(model: model, modelName: URL(fileURLWithPath: path).lastPathComponent, total: total,
+                                      next: { try stream.next()?.tensors }, progress: reporter.report)
+        for w in dataset.report.warnings { FileHandle.standardError.write(Data("warning: \(w.code) \(w.message)\n".utf8)) }
+        return file
+    }
+}

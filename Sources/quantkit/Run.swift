@@ -1,0 +1,47 @@
+import ArgumentParser
+import Foundation
+import QuantData
+import QuantKit
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a model on tensors with QuantKit's executor and write the outputs as .npy.",
+        discussion: "Inputs are .npy files or ONNX TensorProto .pb files. Outputs go to DIR/<output name>.npy (characters other than letters, digits, '_', '-', '.' become '_').")
+
+    @Argument(help: "The .onnx model.")
+    var model: String
+
+    @Option(name: .customLong("input"), help: "name=FILE (.npy or .pb), one per model input.")
+    var inputs: [String] = []
+
+    @Option(help: "Folder for the output .npy files (default: print shapes only).")
+    var outputDir: String?
+
+    @Option(help: "Threads for the executor.")
+    var threads = ProcessInfo.processInfo.activeProcessorCount
+
+    func run() throws {
+        try reportingErrors {
+            let m = try Model.load(path: model)
+            let executor = try Executor(model: m, options: ExecutorOptions(threads: threads))
+            var feeds: [String: Tensor] = [:]
+            for (name, path) in try DataPreviewOptions.pairs(inputs, option: "input") {
+                feeds[name] = path.lowercased().hasSuffix(".pb")
+                    ? try TensorProtoCodec.decode(ModelFile.readTensor(path: path), store: nil)
+                    : try Npy.read(path: path)
+            }
+            let outputs = try executor.run(feeds)
+            if let dir = outputDir { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+            for name in executor.outputNames {
+                guard let t = outputs[name] else { continue }
+                print("\(name): \(t.dtype) \(t.shape)")
+                if let dir = outputDir {
+                    guard let data = Npy.encode(t) else {
+                        throw QuantKitError("QK7021", "output '\(name)' of type \(t.dtype) cannot be written as .npy", fix: "")
+                    }
+                    try AtomicFile.write(data, to: dir + "/" + DataPreviewOptions.fileName(name))
+                }
+            }
+        }
+    }
+}
