@@ -58,8 +58,15 @@ enum Arith {
             case .bitAnd: return Broadcast.map(a, b, T.self, T.self, out: t, threads: threads) { $0 & $1 }
             case .bitOr: return Broadcast.map(a, b, T.self, T.self, out: t, threads: threads) { $0 | $1 }
             case .bitXor: return Broadcast.map(a, b, T.self, T.self, out: t, threads: threads) { $0 ^ $1 }
-            case .shiftLeft: return Broadcast.map(a, b, T.self, T.self, out: t, threads: threads) { $0 << $1 }
-            case .shiftRight: return Broadcast.map(a, b, T.self, T.self, out: t, threads: threads) { $0 >> $1 }
+            // Shift amounts outside 0..<bitWidth (including negative ones) shift everything out.
+            case .shiftLeft:
+                return Broadcast.map(a, b, T.self, T.self, out: t, threads: threads) { x, y in
+                    y < 0 || y >= T.bitWidth ? 0 : x << y
+                }
+            case .shiftRight:
+                return Broadcast.map(a, b, T.self, T.self, out: t, threads: threads) { x, y in
+                    y < 0 || y >= T.bitWidth ? (x < 0 ? x >> (T.bitWidth - 1) : 0) : x >> y
+                }
             }
         }
     }
@@ -162,7 +169,9 @@ enum Compare {
                 guard let a = inputs[0], let b = inputs[1] else { throw ctx.invalid("two inputs are required") }
                 guard a.dtype == b.dtype else { throw ctx.invalid("operand types differ: \(a.dtype) and \(b.dtype)") }
                 let result: Tensor??
-                if a.dtype == .bool {
+                if a.dtype == .string, op == .equal {
+                    result = equalStrings(a, b)
+                } else if a.dtype == .bool {
                     result = try Visitor(op: op, a: a, b: b, threads: env.threads).visit(UInt8.self)
                 } else {
                     result = try Visitor(op: op, a: a, b: b, threads: env.threads)(a.dtype)
@@ -172,6 +181,18 @@ enum Compare {
                 return [t]
             }
         }
+    }
+
+    /// `Equal` on string tensors (bytewise).
+    static func equalStrings(_ a: Tensor, _ b: Tensor) -> Tensor? {
+        guard let layout = BroadcastLayout([a.shape, b.shape]) else { return nil }
+        let out = Tensor(dtype: .bool, shape: layout.shape)
+        let p = out.storage.pointer.assumingMemoryBound(to: UInt8.self)
+        let sa = a.strings, sb = b.strings, s0 = layout.steps[0], s1 = layout.steps[1]
+        layout.forEachRow(threads: 1) { off, o, n in
+            for i in 0..<n { p[o + i] = sa[off[0] + i * s0] == sb[off[1] + i * s1] ? 1 : 0 }
+        }
+        return out
     }
 
     /// And, Or, Xor on bool tensors.

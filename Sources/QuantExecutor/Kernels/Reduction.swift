@@ -22,9 +22,14 @@ enum ReductionKernels {
         let keepDims = ctx.int("keepdims", 1) != 0
         let noop = ctx.int("noop_with_empty_axes", 0) != 0
         return ClosureKernel { inputs, env in
-            guard let x = inputs[0] else { throw ctx.invalid("input is missing") }
+            guard var x = inputs[0] else { throw ctx.invalid("input is missing") }
+            let isBool = x.dtype == .bool
+            if isBool {
+                guard op == .max || op == .min else { throw ctx.unsupported("\(op.rawValue) of bool") }
+                x = x.retyped(.uint8)
+            }
             let raw = try attrAxes ?? (axesAsInput ? ShapeKernels.ints(inputs.count > 1 ? inputs[1] : nil, "axes", ctx) : nil) ?? []
-            if raw.isEmpty && noop { return [x] }
+            if raw.isEmpty && noop { return [inputs[0]] }
             let axes = Set(try ShapeKernels.axes(raw.isEmpty ? Array(0..<x.rank) : raw, rank: x.rank, ctx))
             var outShape: [Int] = [], keptShape: [Int] = [], keptStrides: [Int] = [], redShape: [Int] = [], redStrides: [Int] = []
             let st = Shapes.strides(x.shape)
@@ -52,7 +57,7 @@ enum ReductionKernels {
             }
             // r holds doubles in a .double tensor; convert to the input's type.
             guard let t = try ToType(src: r, dtype: x.dtype)(x.dtype) else { throw ctx.unsupported("element type \(x.dtype)") }
-            return [t]
+            return [isBool ? t.retyped(.bool) : t]
         }
     }
 

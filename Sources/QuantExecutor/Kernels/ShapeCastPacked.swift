@@ -6,7 +6,7 @@ import QuantIR
 /// (ONNX `Cast` to those types). Floats round to the nearest representable value, ties to even
 /// mantissa; out-of-range values saturate to the largest finite value when `saturate` is set,
 /// otherwise become infinity (E5M2) or NaN (formats without infinity). Integers round to
-/// nearest even and clamp to their range.
+/// nearest even and keep their low bits.
 enum PackedCast {
     static func encode(_ f: Tensor, to: DType, saturate: Bool, _ ctx: KernelContext) throws -> Tensor {
         let n = f.count
@@ -32,12 +32,11 @@ enum PackedCast {
             let grid = Grid(to)
             for i in 0..<n { setNibble(p, i, grid.encode(src[i], saturate: true) & 0xF) }
         case .int4, .uint4, .int2, .uint2:
+            // Round to nearest even, then keep the low bits (wraps, as the reference does).
             let bits = to.bitWidth
-            let signed = to == .int4 || to == .int2
-            let lo = signed ? -(1 << (bits - 1)) : 0, hi = signed ? (1 << (bits - 1)) - 1 : (1 << bits) - 1
             for i in 0..<n {
                 let x = src[i]
-                let v = x.isNaN ? 0 : Int(max(Float(lo), min(Float(hi), x.rounded(.toNearestOrEven))))
+                let v = x.isNaN ? 0 : Int(max(-1e9, min(1e9, x.rounded(.toNearestOrEven))))
                 let code = UInt8(truncatingIfNeeded: v) & UInt8((1 << bits) - 1)
                 if bits == 4 { setNibble(p, i, code) } else { p[i / 4] |= code << UInt8(2 * (i % 4)) }
             }
@@ -87,7 +86,7 @@ enum PackedCast {
             switch type {
             case .float8e4m3fn: 0x7F
             case .float8e5m2: 0x7F
-            case .float4e2m1: 0x7
+            case .float4e2m1: 0x8  // no NaN in E2M1; the reference writes -0
             default: 0x80
             }
         }

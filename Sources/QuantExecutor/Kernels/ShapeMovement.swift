@@ -192,13 +192,15 @@ enum Movement {
         }
     }
 
+    /// `SpaceToDepth`: output channel (bh·b + bw)·C + c (DCR, default) or c·b² + bh·b + bw (CRD).
     static func spaceToDepth(_ ctx: KernelContext) throws -> Kernel {
         guard let b = ctx.int("blocksize"), b > 0 else { throw ctx.invalid("blocksize is required") }
+        let perm = ctx.string("mode", "DCR") == "CRD" ? [0, 1, 3, 5, 2, 4] : [0, 3, 5, 1, 2, 4]
         return ClosureKernel { inputs, env in
             guard let x = inputs[0], x.rank == 4, x.shape[2] % b == 0, x.shape[3] % b == 0 else { throw ctx.invalid("input must be [N, C, H·b, W·b]") }
             try requireFixedWidth(x, ctx)
             let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2] / b, x.shape[3] / b)
-            let t = Strided.transpose(ShapeKernels.view(x, [n, c, h, b, w, b]), perm: [0, 3, 5, 1, 2, 4], threads: env.threads)
+            let t = Strided.transpose(ShapeKernels.view(x, [n, c, h, b, w, b]), perm: perm, threads: env.threads)
             return [ShapeKernels.view(t, [n, c * b * b, h, w])]
         }
     }
