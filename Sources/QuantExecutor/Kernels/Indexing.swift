@@ -8,7 +8,7 @@ enum IndexingKernels {
         "Gather": gather, "GatherElements": gatherElements, "GatherND": gatherND,
         "ScatterND": Scatter.nd, "ScatterElements": Scatter.elements, "Scatter": Scatter.elements,
         "TopK": Selection.topK, "ArgMax": Selection.arg(max: true), "ArgMin": Selection.arg(max: false),
-        "CumSum": Selection.cumSum, "NonZero": Selection.nonZero, "Compress": Selection.compress,
+        "CumSum": Selection.cumulative(product: false), "CumProd": Selection.cumulative(product: true), "NonZero": Selection.nonZero, "Compress": Selection.compress,
     ]
 
     /// Index `v` wrapped into `0..<n`, or an error.

@@ -93,8 +93,8 @@ enum Selection {
         }
     }
 
-    struct CumSum: ScalarVisitor {
-        let x: Tensor, a: Int, exclusive: Bool, reverse: Bool
+    struct Cumulative: ScalarVisitor {
+        let x: Tensor, a: Int, exclusive: Bool, reverse: Bool, product: Bool
         func visit<T: ExecScalar>(_: T.Type) -> Tensor {
             let (outer, n, inner) = split(x.shape, a)
             let out = Tensor(dtype: x.dtype, shape: x.shape)
@@ -103,11 +103,13 @@ enum Selection {
             for o in 0..<outer {
                 for i in 0..<inner {
                     let base = o * n * inner + i
-                    var acc = T.zero
+                    var acc = product ? T.fromDouble(1) : T.zero
                     for step in 0..<n {
                         let j = reverse ? n - 1 - step : step
                         let v = src[base + j * inner]
-                        if exclusive { po[base + j * inner] = acc; acc = acc.wrappingAdd(v) } else { acc = acc.wrappingAdd(v); po[base + j * inner] = acc }
+                        if exclusive { po[base + j * inner] = acc }
+                        acc = product ? acc.wrappingMul(v) : acc.wrappingAdd(v)
+                        if !exclusive { po[base + j * inner] = acc }
                     }
                 }
             }
@@ -115,13 +117,15 @@ enum Selection {
         }
     }
 
-    /// `CumSum(x, axis)` with `exclusive` and `reverse`.
-    static func cumSum(_ ctx: KernelContext) throws -> Kernel {
+    /// `CumSum(x, axis)` / `CumProd(x, axis)` with `exclusive` and `reverse`.
+    static func cumulative(product: Bool) -> KernelFactory { { try cumulative($0, product: product) } }
+
+    static func cumulative(_ ctx: KernelContext, product: Bool) throws -> Kernel {
         let exclusive = ctx.int("exclusive", 0) != 0, reverse = ctx.int("reverse", 0) != 0
         return ClosureKernel { inputs, _ in
             guard let x = inputs[0], let at = inputs[1], at.count == 1 else { throw ctx.invalid("input and a scalar axis are required") }
             guard let a = Shapes.axis(Int(at.scalarAsDouble(at: 0)), rank: x.rank) else { throw ctx.invalid("axis is out of range") }
-            guard let r = try CumSum(x: x, a: a, exclusive: exclusive, reverse: reverse)(x.dtype) else { throw ctx.unsupported("element type \(x.dtype)") }
+            guard let r = try Cumulative(x: x, a: a, exclusive: exclusive, reverse: reverse, product: product)(x.dtype) else { throw ctx.unsupported("element type \(x.dtype)") }
             return [r]
         }
     }

@@ -9,7 +9,7 @@ enum ShapeKernels {
     static let all: [String: KernelFactory] = [
         "Identity": { _ in ClosureKernel { inputs, _ in [inputs[0]] } },
         "Constant": constant,
-        "Cast": CastKernels.cast, "CastLike": CastKernels.castLike,
+        "Cast": CastKernels.cast, "CastLike": CastKernels.castLike, "BitCast": CastKernels.bitCast,
         "Reshape": reshape, "Flatten": flatten, "Squeeze": squeeze, "Unsqueeze": unsqueeze,
         "Shape": shape, "Size": size, "Dropout": dropout,
         "Transpose": Movement.transpose, "Expand": Movement.expand, "Tile": Movement.tile,

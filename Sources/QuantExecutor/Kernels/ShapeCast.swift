@@ -30,6 +30,26 @@ enum CastKernels {
         }
     }
 
+    /// `BitCast(input, to)`: the same bits read as another type of the same width. Double
+    /// inputs are float32 inside the executor, so their original bits are gone: a double
+    /// source is rejected; a double target decodes the 64-bit pattern and rounds to float32.
+    static func bitCast(_ ctx: KernelContext) throws -> Kernel {
+        guard let raw = ctx.int("to"), let to = DType(rawValue: Int32(raw)) else { throw ctx.invalid("attribute 'to' is missing or unknown") }
+        return ClosureKernel { inputs, _ in
+            guard let x = inputs[0], x.dtype != .string, to != .string else { throw ctx.invalid("a fixed-width input is required") }
+            if to == .double {
+                guard x.dtype.bitWidth == 64, x.dtype != .complex64 else { throw ctx.invalid("\(x.dtype) and double differ in width") }
+                let p = x.storage.pointer
+                return [Tensor(shape: x.shape, floats: (0..<x.count).map { Float(p.load(fromByteOffset: 8 * $0, as: Double.self)) })]
+            }
+            let internalTo = ComputeType.internalType(to)
+            guard internalTo == to, x.dtype.bitWidth == to.bitWidth else {
+                throw ctx.unsupported("bit-casting \(x.dtype) (float32 inside the executor when declared double/float16) to \(to)")
+            }
+            return [Tensor(dtype: to, shape: x.shape, storage: TensorStorage(copying: x.bytes))]
+        }
+    }
+
     /// `x` converted to element type `to` (in the executor's compute-type convention).
     static func convert(_ x: Tensor, to: DType, saturate: Bool = true, threads: Int = 1, _ ctx: KernelContext) throws -> Tensor {
         if x.dtype == .string || to == .string { throw ctx.unsupported("casting \(x.dtype) to \(to)") }
