@@ -1,0 +1,171 @@
+import QuantCore
+import QuantIR
+
+/// TopK, ArgMax/ArgMin, CumSum, NonZero, Compress.
+enum Selection {
+    /// Splits `shape` around `axis` into (outer, n, inner).
+    static func split(_ shape: [Int], _ a: Int) -> (Int, Int, Int) {
+        (shape[..<a].reduce(1, *), shape[a], shape[(a + 1)...].reduce(1, *))
+    }
+
+    struct TopK: ScalarVisitor {
+        let x: Tensor, k: Int, a: Int, largest: Bool, sorted: Bool
+        func visit<T: ExecScalar>(_: T.Type) -> (Tensor, Tensor) {
+            let (outer, n, inner) = split(x.shape, a)
+            var shape = x.shape
+            shape[a] = k
+            let values = Tensor(dtype: x.dtype, shape: shape)
+            let indices = Tensor(dtype: .int64, shape: shape)
+            let src = x.storage.pointer.assumingMemoryBound(to: T.self)
+            let pv = values.storage.pointer.assumingMemoryBound(to: T.self)
+            let pi = indices.storage.pointer.assumingMemoryBound(to: Int64.self)
+            var order = [Int](repeating: 0, count: n)
+            for o in 0..<outer {
+                for i in 0..<inner {
+                    let base = o * n * inner + i
+                    for j in 0..<n { order[j] = j }
+                    // Ties keep the lower index first (stable order).
+                    order.sort { p, q in
+                        let u = src[base + p * inner], v = src[base + q * inner]
+                        if u == v { return p < q }
+                        return largest ? u > v : u < v
+                    }
+                    for j in 0..<k {
+                        let dst = o * k * inner + j * inner + i
+                        pv[dst] = src[base + order[j] * inner]
+                        pi[dst] = Int64(order[j])
+                    }
+                }
+            }
+            _ = sorted  // the selected elements are always returned in sorted order
+            return (values, indices)
+        }
+    }
+
+    /// `TopK(X, K)`: K is an attribute before opset 10 and an input from 10.
+    static func topK(_ ctx: KernelContext) throws -> Kernel {
+        let axis = ctx.int("axis", -1), largest = ctx.int("largest", 1) != 0, sorted = ctx.int("sorted", 1) != 0
+        let attrK = ctx.opset < 10 ? ctx.int("k") : nil
+        return ClosureKernel { inputs, _ in
+            guard let x = inputs[0] else { throw ctx.invalid("input is missing") }
+            guard let k = attrK ?? (inputs.count > 1 ? inputs[1].map { Int($0.scalarAsDouble(at: 0)) } : nil) else { throw ctx.invalid("K is required") }
+            guard let a = Shapes.axis(axis, rank: x.rank), k >= 0, k <= x.shape[a] else { throw ctx.invalid("K \(k) or axis \(axis) does not fit \(x.shape)") }
+            guard let (v, i) = try TopK(x: x, k: k, a: a, largest: largest, sorted: sorted)(x.dtype) else { throw ctx.unsupported("element type \(x.dtype)") }
+            return [v, i]
+        }
+    }
+
+    struct Arg: ScalarVisitor {
+        let x: Tensor, a: Int, max: Bool, last: Bool, keepDims: Bool
+        func visit<T: ExecScalar>(_: T.Type) -> Tensor {
+            let (outer, n, inner) = split(x.shape, a)
+            var shape = x.shape
+            if keepDims { shape[a] = 1 } else { shape.remove(at: a) }
+            let out = Tensor(dtype: .int64, shape: shape)
+            let src = x.storage.pointer.assumingMemoryBound(to: T.self)
+            let po = out.storage.pointer.assumingMemoryBound(to: Int64.self)
+            for o in 0..<outer {
+                for i in 0..<inner {
+                    let base = o * n * inner + i
+                    var best = 0, bv = src[base]
+                    for j in 1..<Swift.max(n, 1) {
+                        let v = src[base + j * inner]
+                        let better = max ? (last ? v >= bv : v > bv) : (last ? v <= bv : v < bv)
+                        if better { best = j; bv = v }
+                    }
+                    po[o * inner + i] = Int64(best)
+                }
+            }
+            return out
+        }
+    }
+
+    static func arg(max: Bool) -> KernelFactory {
+        { ctx in
+            let axis = ctx.int("axis", 0), keepDims = ctx.int("keepdims", 1) != 0, last = ctx.int("select_last_index", 0) != 0
+            return ClosureKernel { inputs, _ in
+                guard let x = inputs[0], let a = Shapes.axis(axis, rank: x.rank), x.shape[a] > 0 else {
+                    throw ctx.invalid("axis \(axis) does not fit the input")
+                }
+                guard let r = try Arg(x: x, a: a, max: max, last: last, keepDims: keepDims)(x.dtype) else { throw ctx.unsupported("element type \(x.dtype)") }
+                return [r]
+            }
+        }
+    }
+
+    struct Cumulative: ScalarVisitor {
+        let x: Tensor, a: Int, exclusive: Bool, reverse: Bool, product: Bool
+        func visit<T: ExecScalar>(_: T.Type) -> Tensor {
+            let (outer, n, inner) = split(x.shape, a)
+            let out = Tensor(dtype: x.dtype, shape: x.shape)
+            let src = x.storage.pointer.assumingMemoryBound(to: T.self)
+            let po = out.storage.pointer.assumingMemoryBound(to: T.self)
+            for o in 0..<outer {
+                for i in 0..<inner {
+                    let base = o * n * inner + i
+                    var acc = product ? T.fromDouble(1) : T.zero
+                    for step in 0..<n {
+                        let j = reverse ? n - 1 - step : step
+                        let v = src[base + j * inner]
+                        if exclusive { po[base + j * inner] = acc }
+                        acc = product ? acc.wrappingMul(v) : acc.wrappingAdd(v)
+                        if !exclusive { po[base + j * inner] = acc }
+                    }
+                }
+            }
+            return out
+        }
+    }
+
+    /// `CumSum(x, axis)` / `CumProd(x, axis)` with `exclusive` and `reverse`.
+    static func cumulative(product: Bool) -> KernelFactory { { try cumulative($0, product: product) } }
+
+    static func cumulative(_ ctx: KernelContext, product: Bool) throws -> Kernel {
+        let exclusive = ctx.int("exclusive", 0) != 0, reverse = ctx.int("reverse", 0) != 0
+        return ClosureKernel { inputs, _ in
+            guard let x = inputs[0], let at = inputs[1], at.count == 1 else { throw ctx.invalid("input and a scalar axis are required") }
+            guard let a = Shapes.axis(Int(at.scalarAsDouble(at: 0)), rank: x.rank) else { throw ctx.invalid("axis is out of range") }
+            guard let r = try Cumulative(x: x, a: a, exclusive: exclusive, reverse: reverse, product: product)(x.dtype) else { throw ctx.unsupported("element type \(x.dtype)") }
+            return [r]
+        }
+    }
+
+    /// `NonZero(X)`: int64 [rank, count] coordinates of the non-zero elements, row-major.
+    static func nonZero(_ ctx: KernelContext) throws -> Kernel {
+        ClosureKernel { inputs, _ in
+            guard let x = inputs[0], x.dtype != .string else { throw ctx.invalid("input is missing") }
+            let hits = (0..<x.count).filter { x.scalarAsDouble(at: $0) != 0 }
+            let st = Shapes.strides(x.shape)
+            var coords = [Int64](repeating: 0, count: x.rank * hits.count)
+            for (n, flat) in hits.enumerated() {
+                for d in 0..<x.rank { coords[d * hits.count + n] = Int64((flat / st[d]) % x.shape[d]) }
+            }
+            return [Tensor(shape: [x.rank, hits.count], values: coords)]
+        }
+    }
+
+    /// `Compress(input, condition, axis?)`: slices where condition is true (flattened when no axis).
+    static func compress(_ ctx: KernelContext) throws -> Kernel {
+        let axis = ctx.int("axis")
+        return ClosureKernel { inputs, _ in
+            guard var x = inputs[0], let c = inputs[1] else { throw ctx.invalid("two inputs are required") }
+            try Movement.requireFixedWidth(x, ctx)
+            if axis == nil { x = ShapeKernels.view(x, [x.count]) }
+            guard let a = Shapes.axis(axis ?? 0, rank: x.rank) else { throw ctx.invalid("axis is out of range") }
+            let (outer, n, inner) = split(x.shape, a)
+            let keep = (0..<min(n, c.count)).filter { c.scalarAsDouble(at: $0) != 0 }
+            var shape = x.shape
+            shape[a] = keep.count
+            let esize = x.dtype.bitWidth / 8
+            let out = Tensor(dtype: x.dtype, shape: shape)
+            var w = 0
+            for o in 0..<outer {
+                for j in keep {
+                    (out.storage.pointer + w * inner * esize).copyMemory(from: x.storage.pointer + (o * n + j) * inner * esize, byteCount: inner * esize)
+                    w += 1
+                }
+            }
+            return [out]
+        }
+    }
+}

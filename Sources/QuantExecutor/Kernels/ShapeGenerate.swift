@@ -1,0 +1,117 @@
+import Foundation
+import QuantCore
+import QuantIR
+
+/// Operators that build tensors: ConstantOfShape, Range, EyeLike, Trilu, OneHot.
+enum Generate {
+    /// `ConstantOfShape(shape)`: the one-element `value` attribute (default float 0) repeated.
+    static func constantOfShape(_ ctx: KernelContext) throws -> Kernel {
+        let value = try ctx.tensor("value") ?? Tensor(shape: [1], floats: [0])
+        guard value.count == 1, value.dtype != .string, value.dtype.bitWidth >= 8 else { throw ctx.invalid("value must hold one element") }
+        return ClosureKernel { inputs, env in
+            guard let s = try ShapeKernels.ints(inputs[0], "shape", ctx), s.allSatisfy({ $0 >= 0 }) else { throw ctx.invalid("shape is required") }
+            let one = ShapeKernels.view(value, [])
+            return [Strided.gather(one, shape: s, strides: [Int](repeating: 0, count: s.count), threads: env.threads)]
+        }
+    }
+
+    struct RangeVisitor: ScalarVisitor {
+        let start: Tensor, limit: Tensor, delta: Tensor
+        func visit<T: ExecScalar>(_: T.Type) throws -> Tensor {
+            let s = start.storage.pointer.load(as: T.self), l = limit.storage.pointer.load(as: T.self)
+            let d = delta.storage.pointer.load(as: T.self)
+            let n = max(0, Int((( l.asDouble - s.asDouble) / d.asDouble).rounded(.up)))
+            // Computed as start + i·delta (the spec's iterative sum, without accumulating error).
+            let values = (0..<n).map { T.fromDouble(s.asDouble + Double($0) * d.asDouble) }
+            return Tensor(shape: [n], values: values)
+        }
+    }
+
+    /// `Range(start, limit, delta)`: ceil((limit - start) / delta) elements.
+    static func range(_ ctx: KernelContext) throws -> Kernel {
+        ClosureKernel { inputs, _ in
+            guard let s = inputs[0], let l = inputs[1], let d = inputs[2], s.count == 1, l.count == 1, d.count == 1,
+                  s.dtype == l.dtype, s.dtype == d.dtype else { throw ctx.invalid("start, limit and delta must be scalars of one type") }
+            guard d.scalarAsDouble(at: 0) != 0 else { throw ctx.invalid("delta is 0") }
+            guard let r = try RangeVisitor(start: s, limit: l, delta: d)(s.dtype) else { throw ctx.unsupported("element type \(s.dtype)") }
+            return [r]
+        }
+    }
+
+    /// A tensor of `dtype` with ones at the given flat indices and zeros elsewhere.
+    static func ones(_ dtype: DType, shape: [Int], at indices: [Int], _ ctx: KernelContext) throws -> Tensor {
+        var f = [Float](repeating: 0, count: Tensor.elementCount(shape))
+        for i in indices { f[i] = 1 }
+        return try CastKernels.convert(Tensor(shape: shape, floats: f), to: dtype, ctx)
+    }
+
+    /// `EyeLike(input)`: ones on diagonal k of a 2-D tensor, of `dtype` (default: input type).
+    static func eyeLike(_ ctx: KernelContext) throws -> Kernel {
+        let k = ctx.int("k", 0)
+        let dtype = ctx.int("dtype").flatMap { DType(rawValue: Int32($0)) }
+        return ClosureKernel { inputs, _ in
+            guard let x = inputs[0], x.rank == 2 else { throw ctx.invalid("input must be 2-D") }
+            let (r, c) = (x.shape[0], x.shape[1])
+            let idx = (0..<r).compactMap { i in i + k >= 0 && i + k < c ? i * c + i + k : nil }
+            return [try ones(ComputeType.internalType(dtype ?? x.dtype), shape: x.shape, at: idx, ctx)]
+        }
+    }
+
+    /// `Trilu(input, k?)`: keeps the upper (j - i >= k) or lower (j - i <= k) triangle of the
+    /// last two dimensions and zeroes the rest.
+    static func trilu(_ ctx: KernelContext) throws -> Kernel {
+        let upper = ctx.int("upper", 1) != 0
+        return ClosureKernel { inputs, env in
+            guard let x = inputs[0], x.rank >= 2 else { throw ctx.invalid("input must have rank >= 2") }
+            try Movement.requireFixedWidth(x, ctx)
+            let k = inputs.count > 1 ? inputs[1].map { Int($0.scalarAsDouble(at: 0)) } ?? 0 : 0
+            let (r, c) = (x.shape[x.rank - 2], x.shape[x.rank - 1])
+            let out = Tensor(dtype: x.dtype, shape: x.shape, storage: TensorStorage(copying: x.bytes))
+            let esize = x.dtype.bitWidth / 8
+            let mats = r * c == 0 ? 0 : x.count / (r * c)
+            for m in 0..<mats {
+                for i in 0..<r {
+                    let row = out.storage.pointer + (m * r * c + i * c) * esize
+                    for j in 0..<c where upper ? j - i < k : j - i > k {
+                        (row + j * esize).initializeMemory(as: UInt8.self, repeating: 0, count: esize)
+                    }
+                }
+            }
+            _ = env
+            return [out]
+        }
+    }
+
+    /// `OneHot(indices, depth, values)`: `values[1]` where the index along `axis` equals the
+    /// (negative-wrapped) index, `values[0]` elsewhere.
+    static func oneHot(_ ctx: KernelContext) throws -> Kernel {
+        let axis = ctx.int("axis", -1)
+        return ClosureKernel { inputs, env in
+            guard let ind = inputs[0], let dep = inputs[1], let vals = inputs[2], vals.count == 2, dep.count == 1 else {
+                throw ctx.invalid("indices, depth and a two-element values are required")
+            }
+            try Movement.requireFixedWidth(vals, ctx)
+            let depth = Int(dep.scalarAsDouble(at: 0))
+            let rank = ind.rank + 1
+            guard let a = Shapes.axis(axis, rank: rank), depth >= 0 else { throw ctx.invalid("axis \(axis) is out of range for rank \(rank)") }
+            var shape = ind.shape
+            shape.insert(depth, at: a)
+            let outer = ind.shape[..<a].reduce(1, *), inner = ind.shape[a...].reduce(1, *)
+            // Select between the two values by a per-element 0/1 code.
+            var code = [UInt8](repeating: 0, count: Tensor.elementCount(shape))
+            for i in 0..<ind.count {
+                var v = Int(ind.scalarAsDouble(at: i))
+                if v < 0 { v += depth }
+                guard v >= 0 && v < depth else { continue }
+                let o = i / inner, n = i % inner
+                code[(o * depth + v) * inner + n] = 1
+            }
+            let cond = Tensor(shape: shape, values: code).retyped(.bool)
+            let on = Strided.gather(vals, shape: [], strides: [], base: 1, threads: 1)
+            let off = Strided.gather(vals, shape: [], strides: [], base: 0, threads: 1)
+            _ = outer
+            guard let r = Broadcast.select(cond, on, off, threads: env.threads) else { throw ctx.invalid("internal broadcast failure") }
+            return [r]
+        }
+    }
+}
