@@ -115,7 +115,7 @@ final class ConvKernel: Kernel {
             let wp = w.storage.pointer.assumingMemoryBound(to: Float.self)
             let bp = b.map { UnsafePointer($0.storage.pointer.assumingMemoryBound(to: Float.self)) }
             if g.rank == 2 && group == c && m == c && cg == 1 {
-                depthwise2D(xp, wp, bp, yp, n: n, c: c, g, threads: env.threads)
+                ConvolutionDepthwise.run2D(xp, wp, bp, yp, planes: n * c, channels: c, g, threads: env.threads)
                 return
             }
             let pointwise = kSize == 1 && g.strides.allSatisfy { $0 == 1 } && g.padBegin.allSatisfy { $0 == 0 } && g.padEnd.allSatisfy { $0 == 0 }
@@ -134,51 +134,12 @@ final class ConvKernel: Kernel {
                         ConvolutionKernels.im2col(xg, channels: cg, g, col, threads: env.threads)
                         bMatrix = UnsafePointer(col)
                     }
-                    BLAS.sgemm(m: mg, n: outSize, k: cg * kSize, a: wp + grp * mg * cg * kSize, lda: cg * kSize,
-                               b: bMatrix, ldb: outSize, beta: 1, c: yi + grp * mg * outSize, ldc: outSize)
+                    MatrixGEMM.sgemm(m: mg, n: outSize, k: cg * kSize, a: wp + grp * mg * cg * kSize, lda: cg * kSize,
+                               b: bMatrix, ldb: outSize, beta: 1, c: yi + grp * mg * outSize, ldc: outSize, threads: env.threads)
                 }
             }
         }
         return [y]
-    }
-
-    /// Direct depthwise 2-D convolution, one (image, channel) plane per task; the inner loop
-    /// runs over contiguous output columns.
-    func depthwise2D(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>,
-                     n: Int, c: Int, _ g: WindowGeometry, threads: Int) {
-        let ih = g.input[0], iw = g.input[1], oh = g.output[0], ow = g.output[1]
-        let kh = g.kernel[0], kw = g.kernel[1]
-        let sh = g.strides[0], sw = g.strides[1], dh = g.dilations[0], dw = g.dilations[1]
-        let ph = g.padBegin[0], pw = g.padBegin[1]
-        let ranges = (0..<kw).map { g.validRange(1, kernelOffset: $0) }
-        parallelFor(n * c, threads: threads, grain: max(1, 16384 / max(oh * ow * kh * kw, 1))) { planes in
-            for plane in planes {
-                let ch = plane % c
-                let xp = x + plane * ih * iw
-                let wp = w + ch * kh * kw
-                let yp = y + plane * oh * ow
-                yp.update(repeating: bias?[ch] ?? 0, count: oh * ow)
-                for r in 0..<oh {
-                    let yrow = yp + r * ow
-                    for ki in 0..<kh {
-                        let row = r * sh - ph + ki * dh
-                        if row < 0 || row >= ih { continue }
-                        let xrow = xp + row * iw
-                        for kj in 0..<kw {
-                            let wv = wp[ki * kw + kj]
-                            let shift = kj * dw - pw
-                            let valid = ranges[kj]
-                            if sw == 1 {
-                                let src = xrow + shift
-                                for o in valid { yrow[o] += wv * src[o] }
-                            } else {
-                                for o in valid { yrow[o] += wv * xrow[o * sw + shift] }
-                            }
-                        }
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -256,8 +217,8 @@ final class ConvTransposeKernel: Kernel {
                 ConvolutionKernels.fillBias(yi, channels: 0..<m, plane: outSize, bias: bp)
                 for grp in 0..<group {
                     if inSize > 0 && cg > 0 {
-                        BLAS.sgemm(transA: true, m: mg * kSize, n: inSize, k: cg, a: wp + grp * cg * mg * kSize, lda: mg * kSize,
-                                   b: xp + (img * c + grp * cg) * inSize, ldb: inSize, c: col, ldc: inSize)
+                        MatrixGEMM.sgemm(transA: true, m: mg * kSize, n: inSize, k: cg, a: wp + grp * cg * mg * kSize, lda: mg * kSize,
+                                   b: xp + (img * c + grp * cg) * inSize, ldb: inSize, c: col, ldc: inSize, threads: env.threads)
                     } else {
                         col.update(repeating: 0, count: mg * kSize * inSize)
                     }

@@ -22,7 +22,7 @@ enum MatrixKernels {
         let transB = ctx.int("transB", 0) != 0
         let alpha = ctx.float("alpha", 1)
         let beta = ctx.float("beta", 1)
-        return ClosureKernel { inputs, _ in
+        return ClosureKernel { inputs, env in
             let a = try floatInput(inputs[0], ctx, "A")
             let b = try floatInput(inputs.count > 1 ? inputs[1] : nil, ctx, "B")
             guard a.rank == 2, b.rank == 2 else { throw ctx.invalid("A \(a.shape) and B \(b.shape) must be 2-D") }
@@ -54,9 +54,9 @@ enum MatrixKernels {
                             if !useC { for i in 0..<out.count { out[i] = 0 } } else { for i in 0..<out.count { out[i] *= beta } }
                             return
                         }
-                        BLAS.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
+                        MatrixGEMM.sgemm(transA: transA, transB: transB, m: m, n: n, k: k, alpha: alpha,
                                    a: ap.baseAddress!, lda: a.shape[1], b: bp.baseAddress!, ldb: b.shape[1],
-                                   beta: useC ? beta : 0, c: out.baseAddress!, ldc: n)
+                                   beta: useC ? beta : 0, c: out.baseAddress!, ldc: n, threads: env.threads)
                     }
                 }
             }
@@ -67,14 +67,14 @@ enum MatrixKernels {
     /// `MatMul`: numpy matmul. 1-D operands gain a dimension that is removed again; batch
     /// dimensions broadcast. A 2-D right operand folds A's batch into one GEMM.
     static func matMul(_ ctx: KernelContext) throws -> Kernel {
-        ClosureKernel { inputs, _ in
+        ClosureKernel { inputs, env in
             let a = try floatInput(inputs[0], ctx, "A")
             let b = try floatInput(inputs.count > 1 ? inputs[1] : nil, ctx, "B")
-            return [try matmul(a, b, ctx)]
+            return [try matmul(a, b, ctx, threads: env.threads)]
         }
     }
 
-    static func matmul(_ a: Tensor, _ b: Tensor, _ ctx: KernelContext) throws -> Tensor {
+    static func matmul(_ a: Tensor, _ b: Tensor, _ ctx: KernelContext, threads: Int) throws -> Tensor {
         guard a.rank >= 1, b.rank >= 1 else { throw ctx.invalid("MatMul operands must have rank >= 1: \(a.shape), \(b.shape)") }
         let aShape = a.rank == 1 ? [1, a.shape[0]] : a.shape
         let bShape = b.rank == 1 ? [b.shape[0], 1] : b.shape
@@ -99,8 +99,8 @@ enum MatrixKernels {
                 b.withUnsafeBufferPointer(as: Float.self) { bp in
                     if bBatch.allSatisfy({ $0 == 1 }) && Tensor.elementCount(aBatch) == batchCount {
                         // B is one matrix: all of A's rows in one GEMM.
-                        BLAS.sgemm(m: batchCount * m, n: n, k: k, a: ap.baseAddress!, lda: k,
-                                   b: bp.baseAddress!, ldb: n, c: out.baseAddress!, ldc: n)
+                        MatrixGEMM.sgemm(m: batchCount * m, n: n, k: k, a: ap.baseAddress!, lda: k,
+                                   b: bp.baseAddress!, ldb: n, c: out.baseAddress!, ldc: n, threads: threads)
                         return
                     }
                     let aStr = Shapes.broadcastStrides(aBatch, to: batch)
@@ -114,8 +114,8 @@ enum MatrixKernels {
                             ao += idx * aStr[d]
                             bo += idx * bStr[d]
                         }
-                        BLAS.sgemm(m: m, n: n, k: k, a: ap.baseAddress! + ao * m * k, lda: k,
-                                   b: bp.baseAddress! + bo * k * n, ldb: n, c: out.baseAddress! + i * m * n, ldc: n)
+                        MatrixGEMM.sgemm(m: m, n: n, k: k, a: ap.baseAddress! + ao * m * k, lda: k,
+                                   b: bp.baseAddress! + bo * k * n, ldb: n, c: out.baseAddress! + i * m * n, ldc: n, threads: threads)
                     }
                 }
             }
