@@ -106,7 +106,7 @@ enum MatrixKernels {
                     let aStr = Shapes.broadcastStrides(aBatch, to: batch)
                     let bStr = Shapes.broadcastStrides(bBatch, to: batch)
                     let outStr = Shapes.strides(batch)
-                    for i in 0..<batchCount {
+                    func offsets(_ i: Int) -> (Int, Int) {
                         var ao = 0, bo = 0, rem = i
                         for d in 0..<batch.count {
                             let idx = rem / outStr[d]
@@ -114,8 +114,24 @@ enum MatrixKernels {
                             ao += idx * aStr[d]
                             bo += idx * bStr[d]
                         }
-                        MatrixGEMM.sgemm(m: m, n: n, k: k, a: ap.baseAddress! + ao * m * k, lda: k,
-                                   b: bp.baseAddress! + bo * k * n, ldb: n, c: out.baseAddress! + i * m * n, ldc: n, threads: threads)
+                        return (ao, bo)
+                    }
+                    if m * n * k < (1 << 18) {
+                        // Many small products: one single-threaded GEMM per batch entry, entries in parallel.
+                        BLAS.setThreads(1)
+                        parallelFor(batchCount, threads: threads) { r in
+                            for i in r {
+                                let (ao, bo) = offsets(i)
+                                BLAS.sgemm(m: m, n: n, k: k, a: ap.baseAddress! + ao * m * k, lda: k,
+                                           b: bp.baseAddress! + bo * k * n, ldb: n, c: out.baseAddress! + i * m * n, ldc: n)
+                            }
+                        }
+                    } else {
+                        for i in 0..<batchCount {
+                            let (ao, bo) = offsets(i)
+                            MatrixGEMM.sgemm(m: m, n: n, k: k, a: ap.baseAddress! + ao * m * k, lda: k,
+                                             b: bp.baseAddress! + bo * k * n, ldb: n, c: out.baseAddress! + i * m * n, ldc: n, threads: threads)
+                        }
                     }
                 }
             }
