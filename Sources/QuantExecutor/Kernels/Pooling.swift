@@ -1,6 +1,190 @@
+import Foundation
 import QuantCore
 import QuantIR
 
+/// Pooling: MaxPool (with Indices), AveragePool, LpPool over 1-D to 3-D windows, and the
+/// global variants over all spatial dimensions. Float32; MaxPool also int8/uint8.
 enum PoolingKernels {
-    static let all: [String: KernelFactory] = [:]
+    static let all: [String: KernelFactory] = [
+        "MaxPool": { try PoolKernel($0, .max) },
+        "AveragePool": { try PoolKernel($0, .average(includePad: $0.int("count_include_pad", 0) != 0)) },
+        "LpPool": { try PoolKernel($0, .lp(Float($0.int("p", 2)))) },
+        "GlobalMaxPool": { globalPool($0, .max) },
+        "GlobalAveragePool": { globalPool($0, .average(includePad: false)) },
+        "GlobalLpPool": { globalPool($0, .lp(Float($0.int("p", 2)))) },
+    ]
+
+    enum Kind {
+        case max
+        case average(includePad: Bool)
+        case lp(Float)
+    }
+
+    /// The global pools: one value per (image, channel) over all spatial positions.
+    static func globalPool(_ ctx: KernelContext, _ kind: Kind) -> Kernel {
+        ClosureKernel { inputs, env in
+            let x = try MatrixKernels.floatInput(inputs[0], ctx, "X")
+            guard x.rank >= 2 else { throw ctx.invalid("X \(x.shape) must have rank >= 2") }
+            let planes = x.shape[0] * x.shape[1]
+            let size = Tensor.elementCount(Array(x.shape.dropFirst(2)))
+            let y = Tensor.makeFloat(Array(x.shape.prefix(2)) + [Int](repeating: 1, count: x.rank - 2)) { out in
+                x.withUnsafeBufferPointer(as: Float.self) { src in
+                    parallelFor(planes, threads: env.threads, grain: max(1, 16384 / max(size, 1))) { r in
+                        for p in r {
+                            let s = src.baseAddress! + p * size
+                            switch kind {
+                            case .max:
+                                var m = -Float.infinity
+                                for i in 0..<size where s[i] > m { m = s[i] }
+                                out[p] = m
+                            case .average:
+                                var acc: Float = 0
+                                for i in 0..<size { acc += s[i] }
+                                out[p] = acc / Float(size)
+                            case .lp(let pw):
+                                var acc: Float = 0
+                                if pw == 2 { for i in 0..<size { acc += s[i] * s[i] } } else { for i in 0..<size { acc += powf(abs(s[i]), pw) } }
+                                out[p] = pw == 2 ? acc.squareRoot() : powf(acc, 1 / pw)
+                            }
+                        }
+                    }
+                }
+            }
+            return [y]
+        }
+    }
+}
+
+/// MaxPool / AveragePool / LpPool with `auto_pad`, `pads`, `strides`, `dilations` and
+/// `ceil_mode`. AveragePool divides by the number of input elements in the window, or with
+/// `count_include_pad` by the elements inside the padded input. Windows are evaluated as up to
+/// three nested loops over the in-range kernel offsets.
+final class PoolKernel: Kernel {
+    let ctx: KernelContext
+    let kind: PoolingKernels.Kind
+    let window: WindowAttributes
+    let ceilMode: Bool
+    let storageOrder: Int
+
+    init(_ ctx: KernelContext, _ kind: PoolingKernels.Kind) throws {
+        self.ctx = ctx
+        self.kind = kind
+        window = try WindowAttributes(ctx)
+        ceilMode = ctx.int("ceil_mode", 0) != 0
+        storageOrder = ctx.int("storage_order", 0)
+        guard window.kernelShape != nil else { throw ctx.invalid("kernel_shape is required") }
+    }
+
+    func run(_ inputs: [Tensor?], _ env: RunEnvironment) throws -> [Tensor?] {
+        guard let x0 = inputs[0] else { throw ctx.invalid("input X is missing") }
+        var x = x0
+        let integer = x0.dtype == .int8 || x0.dtype == .uint8
+        if integer, case .max = kind {
+            x = Tensor(shape: x0.shape, floats: x0.floats())
+        }
+        guard x.dtype == .float else { throw ctx.unsupported("X of type \(x0.dtype.name)") }
+        guard x.rank >= 3, x.rank <= 5 else { throw ctx.unsupported("pooling over \(x.rank - 2) spatial dimensions") }
+        let g0 = try window.resolve(input: Array(x.shape.dropFirst(2)), kernel: window.kernelShape!, ceilMode: ceilMode, ctx: ctx)
+        // Pad to three spatial dimensions with unit dimensions in front.
+        let e = 3 - g0.rank
+        let ones = [Int](repeating: 1, count: e), zeros = [Int](repeating: 0, count: e)
+        let g = WindowGeometry(input: ones + g0.input, kernel: ones + g0.kernel, strides: ones + g0.strides, dilations: ones + g0.dilations,
+                               padBegin: zeros + g0.padBegin, padEnd: zeros + g0.padEnd, output: ones + g0.output)
+        let planes = x.shape[0] * x.shape[1]
+        let inSize = g.inputSize, outSize = g.outputSize
+        let wantIndices = ctx.node.outputs.count > 1 && !ctx.node.outputs[1].isEmpty
+        let indices = wantIndices ? Tensor(dtype: .int64, shape: [x.shape[0], x.shape[1]] + g0.output) : nil
+        let kind = self.kind
+        let columnMajor = storageOrder == 1
+        let y = Tensor.makeFloat([x.shape[0], x.shape[1]] + g0.output) { out in
+            let src = x.storage.pointer.assumingMemoryBound(to: Float.self)
+            let idxOut = indices.map { $0.storage.pointer.assumingMemoryBound(to: Int64.self) }
+            parallelFor(planes, threads: env.threads, grain: max(1, 8192 / max(outSize * g.kernelSize, 1))) { r in
+                for p in r {
+                    let xp = src + p * inSize
+                    var o = p * outSize
+                    for o0 in 0..<g.output[0] {
+                        let (a0, b0, c0) = PoolKernel.span(g, 0, o0)
+                        for o1 in 0..<g.output[1] {
+                            let (a1, b1, c1) = PoolKernel.span(g, 1, o1)
+                            for o2 in 0..<g.output[2] {
+                                let (a2, b2, c2) = PoolKernel.span(g, 2, o2)
+                                let s0 = o0 * g.strides[0] - g.padBegin[0], s1 = o1 * g.strides[1] - g.padBegin[1], s2 = o2 * g.strides[2] - g.padBegin[2]
+                                var best = -Float.infinity, bestAt = -1
+                                var acc: Float = 0
+                                for k0 in a0..<max(a0, b0) {
+                                    let i0 = s0 + k0 * g.dilations[0]
+                                    for k1 in a1..<max(a1, b1) {
+                                        let row = xp + (i0 * g.input[1] + s1 + k1 * g.dilations[1]) * g.input[2] + s2
+                                        switch kind {
+                                        case .max:
+                                            for k2 in a2..<max(a2, b2) {
+                                                let v = row[k2 * g.dilations[2]]
+                                                if v > best {
+                                                    best = v
+                                                    bestAt = (i0 * g.input[1] + s1 + k1 * g.dilations[1]) * g.input[2] + s2 + k2 * g.dilations[2]
+                                                }
+                                            }
+                                        case .average:
+                                            for k2 in a2..<max(a2, b2) { acc += row[k2 * g.dilations[2]] }
+                                        case .lp(let pw):
+                                            if pw == 2 {
+                                                for k2 in a2..<max(a2, b2) { let v = row[k2 * g.dilations[2]]; acc += v * v }
+                                            } else {
+                                                for k2 in a2..<max(a2, b2) { acc += powf(abs(row[k2 * g.dilations[2]]), pw) }
+                                            }
+                                        }
+                                    }
+                                }
+                                switch kind {
+                                case .max:
+                                    out[o] = best
+                                    if let idxOut {
+                                        var flat = bestAt
+                                        if columnMajor && bestAt >= 0 {
+                                            let i2 = bestAt % g.input[2], i1 = (bestAt / g.input[2]) % g.input[1], i0 = bestAt / (g.input[2] * g.input[1])
+                                            // Column-major over the real spatial dimensions (unit dimensions in front add nothing).
+                                            flat = g0.rank == 3 ? i0 + g.input[0] * (i1 + g.input[1] * i2) : (g0.rank == 2 ? i1 + g.input[1] * i2 : i2)
+                                        }
+                                        idxOut[o] = Int64(p * inSize + flat)
+                                    }
+                                case .average(let includePad):
+                                    let n = includePad ? c0 * c1 * c2 : (b0 - a0) * (b1 - a1) * (b2 - a2)
+                                    out[o] = n > 0 ? acc / Float(n) : 0
+                                case .lp(let pw):
+                                    out[o] = pw == 2 ? acc.squareRoot() : powf(acc, 1 / pw)
+                                }
+                                o += 1
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if integer {
+            let vals = y.floats()
+            let t = Tensor(dtype: x0.dtype, shape: y.shape)
+            if x0.dtype == .int8 {
+                t.withUnsafeMutableBufferPointer(as: Int8.self) { for i in 0..<$0.count { $0[i] = Int8(vals[i]) } }
+            } else {
+                t.withUnsafeMutableBufferPointer(as: UInt8.self) { for i in 0..<$0.count { $0[i] = UInt8(vals[i]) } }
+            }
+            return [t, indices]
+        }
+        return [y, indices]
+    }
+
+    /// Kernel offsets `a..<b` of output position `o` along dimension `i` that read the input,
+    /// and the count of offsets inside the padded input (for `count_include_pad`).
+    @inline(__always)
+    static func span(_ g: WindowGeometry, _ i: Int, _ o: Int) -> (Int, Int, Int) {
+        let start = o * g.strides[i] - g.padBegin[i]
+        let d = g.dilations[i]
+        let a = start >= 0 ? 0 : (-start + d - 1) / d
+        let lastIn = g.input[i] - 1 - start
+        let b = lastIn < 0 ? 0 : min(g.kernel[i], lastIn / d + 1)
+        let lastPad = g.input[i] + g.padEnd[i] - 1 - start
+        let c = lastPad < 0 ? 0 : min(g.kernel[i], lastPad / d + 1)
+        return (a, b, c)
+    }
 }

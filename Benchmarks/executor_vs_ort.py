@@ -1,0 +1,138 @@
+"""Float throughput of QuantKit's executor against ONNX Runtime on the same models.
+
+Run from the repository root after `swift build -c release` (and scripts/export-efficientnet.sh):
+
+    .venv/bin/python Benchmarks/executor_vs_ort.py [--batches 1 8] [--threads 2] [--iterations 10]
+        [--models efficientnet_lite0 ppocrv4_rec] [--markdown]
+
+Each side runs in its own process (so peak RSS is its own): ONNX Runtime with
+intra_op_num_threads=THREADS (default graph optimizations), and `quantkit bench` with
+--threads THREADS. Both warm up once, then time ITERATIONS runs on random inputs of the same
+shape. OPENBLAS_CORETYPE is set for both from scripts/openblas-coretype.sh (Debian's OpenBLAS
+does not detect Zen 4/5 otherwise).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CACHE = os.path.join(ROOT, ".cache")
+BINARY = os.path.join(ROOT, ".build", "release", "quantkit")
+
+# name -> (path, fixed dimensions by index besides the batch)
+MODELS = {
+    "efficientnet_lite0": (os.path.join(CACHE, "models", "efficientnet_lite0.onnx"), {2: 224, 3: 224}),
+    "ppocrv4_rec": (os.path.join(CACHE, "models", "ppocrv4_rec.onnx"), {2: 48, 3: 320}),
+    # Conv-only stand-in written by Benchmarks/conv_standin.py (same Conv layers, no glue ops).
+    "efficientnet_lite0_convs": (os.path.join(CACHE, "models", "bench_effnet_convs.onnx"), {2: 224, 3: 224}),
+}
+
+ORT_CHILD = r"""
+import json, resource, sys, time
+import numpy as np
+import onnxruntime as ort
+path, batch, threads, iters, dims = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), json.loads(sys.argv[5])
+so = ort.SessionOptions()
+so.intra_op_num_threads = threads
+so.inter_op_num_threads = 1
+s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+rng = np.random.default_rng(1)
+feeds = {}
+for i in s.get_inputs():
+    shape = []
+    for k, d in enumerate(i.shape):
+        if isinstance(d, int) and d > 0: shape.append(d)
+        elif str(k) in dims: shape.append(dims[str(k)])
+        elif k == 0: shape.append(batch)
+        else: shape.append(224 if len(i.shape) == 4 else 1)
+    feeds[i.name] = rng.uniform(-1, 1, shape).astype(np.float32)
+s.run(None, feeds)
+times = []
+for _ in range(iters):
+    t0 = time.perf_counter(); s.run(None, feeds); times.append((time.perf_counter() - t0) * 1e3)
+print(json.dumps({"mean_ms": sum(times) / len(times), "min_ms": min(times),
+                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+"""
+
+
+def coretype():
+    try:
+        return subprocess.run(["bash", os.path.join(ROOT, "scripts", "openblas-coretype.sh")],
+                              capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return ""
+
+
+def run_json(cmd, env):
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if r.returncode != 0:
+        return None, (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1]
+    return json.loads(r.stdout.strip().splitlines()[-1]), None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["efficientnet_lite0", "ppocrv4_rec"], choices=sorted(MODELS))
+    ap.add_argument("--batches", nargs="+", type=int, default=[1, 8])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--iterations", type=int, default=10)
+    ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    args = ap.parse_args()
+
+    env = dict(os.environ)
+    ct = coretype()
+    if ct:
+        env["OPENBLAS_CORETYPE"] = ct
+    rows = []
+    for name in args.models:
+        path, dims = MODELS[name]
+        if not os.path.exists(path):
+            print(f"skip {name}: {path} is missing", file=sys.stderr)
+            continue
+        for batch in args.batches:
+            ort_res, ort_err = run_json([sys.executable, "-c", ORT_CHILD, path, str(batch), str(args.threads),
+                                         str(args.iterations), json.dumps(dims)], env)
+            qk_cmd = [BINARY, "bench", path, "--batch", str(batch), "--threads", str(args.threads),
+                      "--iterations", str(args.iterations)]
+            for k, v in dims.items():
+                qk_cmd += ["--dim", f"{k}={v}"]
+            qk_res, qk_err = run_json(qk_cmd, env)
+            row = {"model": name, "batch": batch}
+            if ort_res:
+                row["ort_ms"] = ort_res["mean_ms"] / batch
+                row["ort_rss"] = ort_res["peak_rss_mb"]
+            if qk_res:
+                row["qk_ms"] = qk_res["mean_ms"] / batch
+                row["qk_rss"] = qk_res["peak_rss_mb"]
+            row["error"] = qk_err or ort_err
+            rows.append(row)
+
+    def fmt(v, f="{:.2f}"):
+        return f.format(v) if v is not None else "n/a"
+
+    header = ["model", "batch", "ORT ms/img", "QuantKit ms/img", "ORT/QuantKit", "ORT peak MB", "QuantKit peak MB"]
+    lines = []
+    for r in rows:
+        ratio = r["ort_ms"] / r["qk_ms"] if "ort_ms" in r and "qk_ms" in r else None
+        lines.append([r["model"], str(r["batch"]), fmt(r.get("ort_ms")), fmt(r.get("qk_ms")), fmt(ratio),
+                      fmt(r.get("ort_rss"), "{:.0f}"), fmt(r.get("qk_rss"), "{:.0f}")])
+    if args.markdown:
+        print("| " + " | ".join(header) + " |")
+        print("|" + "---|" * len(header))
+        for line in lines:
+            print("| " + " | ".join(line) + " |")
+    else:
+        widths = [max(len(h), *(len(l[i]) for l in lines)) if lines else len(h) for i, h in enumerate(header)]
+        print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+        for line in lines:
+            print("  ".join(c.ljust(w) for c, w in zip(line, widths)))
+    for r in rows:
+        if r["error"]:
+            print(f"note: {r['model']} batch {r['batch']}: {r['error'][:300]}", file=sys.stderr)
+    print(f"threads={args.threads} iterations={args.iterations} OPENBLAS_CORETYPE={env.get('OPENBLAS_CORETYPE', '')}")
+
+
+if __name__ == "__main__":
+    main()

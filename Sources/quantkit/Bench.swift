@@ -1,0 +1,179 @@
+import ArgumentParser
+import Foundation
+import QuantKit
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// `quantkit bench`: times the executor on a model (hidden; used by Benchmarks/ and the interop
+/// tests until `quantkit run` exists).
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Time the float executor on a model with random (or given) inputs; prints JSON.",
+        discussion: """
+            Symbolic dimensions are filled as follows: dimension 0 is --batch; a dimension named by \
+            --dim NAME=VALUE (the symbol's name) or --dim INDEX=VALUE (its position, any input) takes \
+            VALUE; other unknown dimensions of rank-4 inputs are 224; the rest are 1. Random float \
+            inputs are uniform in [-1, 1) (seeded); integer inputs are 0.
+
+            --save-outputs DIR writes each graph output k as DIR/output_k.bin (raw little-endian \
+            float32, C order) and DIR/outputs.json ([{"name", "file", "shape"}]) after the last run. \
+            --input-npy [NAME=]FILE feeds a .npy file (float32 or int64, C order) instead of random \
+            data; without NAME it feeds the first input.
+
+            The output JSON has mean_ms and min_ms per run, ms_per_image (mean / batch) and \
+            peak_rss_mb (the process's peak resident set). Set OPENBLAS_CORETYPE before starting \
+            the process where scripts/openblas-coretype.sh prints a value.
+            """,
+        shouldDisplay: false)
+
+    @Argument(help: "The .onnx model file.")
+    var model: String
+
+    @Option(help: "Batch size (dimension 0 of every input).")
+    var batch = 1
+
+    @Option(help: "Executor threads.")
+    var threads = 2
+
+    @Option(help: "Timed runs after one warm-up run.")
+    var iterations = 10
+
+    @Option(name: .customLong("dim"), help: "NAME=VALUE or INDEX=VALUE for a symbolic dimension (repeatable).")
+    var dims: [String] = []
+
+    @Option(name: .customLong("input-npy"), help: "[NAME=]FILE.npy to feed instead of random data (repeatable).")
+    var inputNpy: [String] = []
+
+    @Option(name: .customLong("save-outputs"), help: "Directory to write the outputs of the last run to.")
+    var saveOutputs: String?
+
+    @Option(help: "Seed of the random inputs.")
+    var seed: UInt64 = 1
+
+    func run() throws {
+        try reportingErrors {
+            let m = try Model.load(path: model)
+            let executor = try Executor(model: m, options: ExecutorOptions(threads: threads))
+            var byName: [String: Int] = [:], byIndex: [Int: Int] = [:]
+            for d in dims {
+                let parts = d.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2, let v = Int(parts[1]) else { throw ValidationError("--dim expects NAME=VALUE, got '\(d)'") }
+                if let i = Int(parts[0]) { byIndex[i] = v } else { byName[parts[0]] = v }
+            }
+            var given: [String: Tensor] = [:]
+            for (k, spec) in inputNpy.enumerated() {
+                let parts = spec.split(separator: "=", maxSplits: 1).map(String.init)
+                let name = parts.count == 2 ? parts[0] : (k == 0 ? executor.inputNames.first ?? "" : "")
+                given[name] = try NpyFile.read(parts.last!)
+            }
+            var rng = SplitMix64(seed: seed)
+            var feeds: [String: Tensor] = [:]
+            for name in executor.inputNames {
+                if let t = given[name] { feeds[name] = t; continue }
+                let info = m.graph.inputs.first { $0.name == name }
+                let dimsOf = info?.tensorType?.shape ?? []
+                let shape: [Int] = dimsOf.enumerated().map { i, d in
+                    if let v = d.intValue, v > 0 { return v }
+                    if case .param(let p) = d, let v = byName[p] { return v }
+                    if let v = byIndex[i] { return v }
+                    if i == 0 { return batch }
+                    return dimsOf.count == 4 ? 224 : 1
+                }
+                let dtype = info?.tensorType?.elementType ?? .float
+                if dtype == .float || dtype == .float16 || dtype == .double || dtype == .bfloat16 {
+                    let t = Tensor.makeFloat(shape) { p in for i in 0..<p.count { p[i] = rng.nextFloat() * 2 - 1 } }
+                    feeds[name] = ComputeType.restore(t, to: dtype)
+                } else {
+                    feeds[name] = Tensor(dtype: dtype, shape: shape)
+                }
+            }
+            var outputs = try executor.run(feeds)  // warm-up
+            var times: [Double] = []
+            for _ in 0..<max(iterations, 0) {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                outputs = try executor.run(feeds)
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+            }
+            if let dir = saveOutputs { try save(outputs, names: executor.outputNames, to: dir) }
+            let mean = times.isEmpty ? 0 : times.reduce(0, +) / Double(times.count)
+            var usage = rusage()
+            getrusage(RUSAGE_SELF.rawValue, &usage)
+            let report: [String: Any] = [
+                "model": model, "batch": batch, "threads": threads, "iterations": times.count,
+                "input_shapes": Dictionary(uniqueKeysWithValues: feeds.map { ($0.key, $0.value.shape) }),
+                "mean_ms": mean, "min_ms": times.min() ?? 0, "ms_per_image": mean / Double(max(batch, 1)),
+                "peak_rss_mb": Double(usage.ru_maxrss) / 1024,
+                "openblas_coretype": ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "",
+            ]
+            let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        }
+    }
+
+    func save(_ outputs: [String: Tensor], names: [String], to dir: String) throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var index: [[String: Any]] = []
+        for (k, name) in names.enumerated() {
+            guard let t0 = outputs[name] else { continue }
+            let t = ComputeType.normalize(t0)
+            let floats = t.floats()
+            let file = "output_\(k).bin"
+            try floats.withUnsafeBytes { Data($0) }.write(to: URL(fileURLWithPath: dir).appendingPathComponent(file), options: .atomic)
+            index.append(["name": name, "file": file, "shape": t.shape])
+        }
+        let data = try JSONSerialization.data(withJSONObject: index, options: [.prettyPrinted, .sortedKeys])
+        try data.write(to: URL(fileURLWithPath: dir).appendingPathComponent("outputs.json"), options: .atomic)
+    }
+}
+
+/// A seeded generator for reproducible benchmark inputs (SplitMix64, Steele et al. 2014).
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1).
+    mutating func nextFloat() -> Float { Float(next() >> 40) / Float(1 << 24) }
+}
+
+/// Minimal .npy reader for the bench command: little-endian float32/int64/float64, C order.
+enum NpyFile {
+    static func read(_ path: String) throws -> Tensor {
+        let data = try Data(contentsOf: URL(fileURLWithPath: path))
+        let bytes = [UInt8](data)
+        guard bytes.count > 10, bytes[0] == 0x93, String(decoding: bytes[1..<6], as: UTF8.self) == "NUMPY" else {
+            throw ValidationError("\(path) is not a .npy file")
+        }
+        let major = bytes[6]
+        let headerLen = major == 1 ? Int(bytes[8]) | Int(bytes[9]) << 8
+            : Int(bytes[8]) | Int(bytes[9]) << 8 | Int(bytes[10]) << 16 | Int(bytes[11]) << 24
+        let start = major == 1 ? 10 : 12
+        let header = String(decoding: bytes[start..<(start + headerLen)], as: UTF8.self)
+        guard !header.contains("'fortran_order': True") else { throw ValidationError("\(path): Fortran-order arrays are not supported") }
+        func field(_ key: String) -> String? {
+            guard let r = header.range(of: "'\(key)':") else { return nil }
+            return String(header[r.upperBound...]).trimmingCharacters(in: .whitespaces)
+        }
+        guard let descrField = field("descr"), let shapeField = field("shape"),
+              let open = shapeField.firstIndex(of: "("), let close = shapeField.firstIndex(of: ")") else {
+            throw ValidationError("\(path): cannot read the .npy header")
+        }
+        let descr = descrField.split(separator: "'")[0]
+        let shape = shapeField[shapeField.index(after: open)..<close].split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let dtype: DType
+        switch descr {
+        case "<f4": dtype = .float
+        case "<f8": dtype = .double
+        case "<i8": dtype = .int64
+        default: throw ValidationError("\(path): element type \(descr) is not supported (use float32, float64 or int64)")
+        }
+        let body = data.subdata(in: (start + headerLen)..<data.count)
+        return try body.withUnsafeBytes { try Tensor(dtype: dtype, shape: shape, copying: $0) }
+    }
+}
