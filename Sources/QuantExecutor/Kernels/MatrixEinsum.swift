@@ -5,11 +5,12 @@ import QuantIR
 /// letters (diagonals), broadcasting of ellipsis dimensions and implicit output (ellipsis
 /// dimensions, then letters used once, in alphabetical order, as numpy does).
 ///
-/// Evaluated as a direct sum over the reduced labels for each output element; two-operand
-/// contractions that are batched matrix products are not routed to BLAS yet.
+/// Two-operand contractions without diagonals or one-sided sums ("ij,jk->ik",
+/// "bij,bjk->bik", "bhqd,bhkd->bhqk", ...) run as batched GEMM; every other form is evaluated
+/// as a direct sum over the reduced labels for each output element.
 final class EinsumKernel: Kernel {
     let ctx: KernelContext
-    /// Per operand: its labels (letters as 0..<128, ellipsis dimensions as 1000 + k).
+    /// Per operand: its letters (the ellipsis removed; see `ellipsisPosition`).
     let terms: [[Character]]
     let ellipsisInTerm: [Bool]
     let output: [Character]?
