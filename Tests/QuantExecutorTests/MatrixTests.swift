@@ -42,3 +42,16 @@ import Testing
     #expect(try runNode("Einsum", [d], attributes: [.string("equation", "ii->i")])[0].floats() == [1, 4])
     #expect(try runNode("Einsum", [d], attributes: [.string("equation", "ii")])[0].floats() == [5])
 }
+
+@Test func einsumContractionWithReorderedOutput() throws {
+    // "ij,jk->ki" is (A·B)ᵀ: A = [[1,2],[3,4]], B = [[5,6],[7,8]], A·B = [[19,22],[43,50]].
+    let a = Tensor(shape: [2, 2], floats: [1, 2, 3, 4])
+    let b = Tensor(shape: [2, 2], floats: [5, 6, 7, 8])
+    let y = try runNode("Einsum", [a, b], attributes: [.string("equation", "ij,jk->ki")])[0]
+    #expect(y.floats() == [19, 43, 22, 50])
+    // Batch label in the middle of the output: "bij,bjk->ibk".
+    let a3 = Tensor(shape: [2, 1, 2], floats: [1, 2, 3, 4])
+    let b3 = Tensor(shape: [2, 2, 1], floats: [1, 1, 2, 0])
+    let z = try runNode("Einsum", [a3, b3], attributes: [.string("equation", "bij,bjk->ibk")])[0]
+    #expect(z.shape == [1, 2, 1] && z.floats() == [3, 6])
+}

@@ -5,11 +5,12 @@ import QuantIR
 /// letters (diagonals), broadcasting of ellipsis dimensions and implicit output (ellipsis
 /// dimensions, then letters used once, in alphabetical order, as numpy does).
 ///
-/// Evaluated as a direct sum over the reduced labels for each output element; two-operand
-/// contractions that are batched matrix products are not routed to BLAS yet.
+/// Two-operand contractions without diagonals or one-sided sums ("ij,jk->ik",
+/// "bij,bjk->bik", "bhqd,bhkd->bhqk", ...) run as batched GEMM; every other form is evaluated
+/// as a direct sum over the reduced labels for each output element.
 final class EinsumKernel: Kernel {
     let ctx: KernelContext
-    /// Per operand: its labels (letters as 0..<128, ellipsis dimensions as 1000 + k).
+    /// Per operand: its letters (the ellipsis removed; see `ellipsisPosition`).
     let terms: [[Character]]
     let ellipsisInTerm: [Bool]
     let output: [Character]?
@@ -128,6 +129,9 @@ final class EinsumKernel: Kernel {
                 return acc
             }
         }
+        if ops.count == 2, let y = contractWithGEMM(ops, labelsOf, outLabels, sizes, strides, threads: env.threads) {
+            return [y]
+        }
         let outStr = (0..<ops.count).map { strides($0, outLabels) }
         let redStr = (0..<ops.count).map { strides($0, redLabels) }
         let redCount = Tensor.elementCount(redShape)
@@ -166,5 +170,71 @@ final class EinsumKernel: Kernel {
             }
         }
         return [y]
+    }
+
+    /// Two-operand contractions without diagonals or broadcasting, as batched GEMM:
+    /// labels split into batch (both inputs and the output), m (A and output), n (B and
+    /// output) and k (both inputs, summed). A is gathered to [batch, m, k], B to
+    /// [batch, k, n], and the product scattered into the output's label order. Returns nil
+    /// for other forms (the direct sum handles them).
+    func contractWithGEMM(_ ops: [Tensor], _ labelsOf: [[Int]], _ outLabels: [Int], _ sizes: [Int: Int],
+                          _ strides: (Int, [Int]) -> [Int], threads: Int) -> Tensor? {
+        let la = labelsOf[0], lb = labelsOf[1]
+        guard Set(la).count == la.count, Set(lb).count == lb.count, Set(outLabels).count == outLabels.count else { return nil }
+        for (i, l) in la.enumerated() where ops[0].shape[i] != sizes[l] { return nil }
+        for (i, l) in lb.enumerated() where ops[1].shape[i] != sizes[l] { return nil }
+        let sa = Set(la), sb = Set(lb), so = Set(outLabels)
+        guard sa.union(sb) == sa.union(sb).union(so), sa.union(sb).isSuperset(of: so) else { return nil }
+        let batch = outLabels.filter { sa.contains($0) && sb.contains($0) }
+        let mL = outLabels.filter { sa.contains($0) && !sb.contains($0) }
+        let nL = outLabels.filter { sb.contains($0) && !sa.contains($0) }
+        let kL = la.filter { sb.contains($0) && !so.contains($0) }
+        // Every label must be classified (no label summed within one operand only).
+        guard batch.count + mL.count + kL.count == la.count, batch.count + nL.count + kL.count == lb.count else { return nil }
+        func count(_ ls: [Int]) -> Int { ls.reduce(1) { $0 * sizes[$1]! } }
+        let bt = count(batch), m = count(mL), n = count(nL), k = count(kL)
+        let a = EinsumKernel.gather(ops[0], strides(0, batch + mL + kL), batch + mL + kL, sizes)
+        let b = EinsumKernel.gather(ops[1], strides(1, batch + kL + nL), batch + kL + nL, sizes)
+        var product = [Float](repeating: 0, count: bt * m * n)
+        a.withUnsafeBufferPointer { ap in
+            b.withUnsafeBufferPointer { bp in
+                product.withUnsafeMutableBufferPointer { cp in
+                    for i in 0..<bt where m > 0 && n > 0 {
+                        if k == 0 { continue }
+                        MatrixGEMM.sgemm(m: m, n: n, k: k, a: ap.baseAddress! + i * m * k, lda: k, b: bp.baseAddress! + i * k * n, ldb: n,
+                                         c: cp.baseAddress! + i * m * n, ldc: n, threads: threads)
+                    }
+                }
+            }
+        }
+        // The product's labels are batch + m + n; reorder to the output's.
+        let prodLabels = batch + mL + nL
+        let prodStrides = Shapes.strides(prodLabels.map { sizes[$0]! })
+        let outShape = outLabels.map { sizes[$0]! }
+        let src = outLabels.map { l in prodStrides[prodLabels.firstIndex(of: l)!] }
+        let full = Shapes.strides(outShape)
+        return Tensor.makeFloat(outShape) { out in
+            for i in 0..<out.count {
+                var rem = i, off = 0
+                for d in 0..<outShape.count { off += (rem / full[d]) * src[d]; rem %= full[d] }
+                out[i] = product[off]
+            }
+        }
+    }
+
+    /// The elements of `t` in the order of `labels` (row-major over their sizes), read with
+    /// `strides` (one per label).
+    static func gather(_ t: Tensor, _ strides: [Int], _ labels: [Int], _ sizes: [Int: Int]) -> [Float] {
+        let shape = labels.map { sizes[$0]! }
+        let full = Shapes.strides(shape)
+        let count = Tensor.elementCount(shape)
+        let p = t.storage.pointer.assumingMemoryBound(to: Float.self)
+        var out = [Float](repeating: 0, count: count)
+        for i in 0..<count {
+            var rem = i, off = 0
+            for d in 0..<shape.count { off += (rem / full[d]) * strides[d]; rem %= full[d] }
+            out[i] = p[off]
+        }
+        return out
     }
 }

@@ -1,3 +1,4 @@
+import Dispatch
 import QuantCore
 
 /// GEMM parallelized by the executor's own threads: the product is split into column (or
@@ -27,7 +28,7 @@ enum MatrixGEMM {
             return
         }
         let panels = (extent + unit - 1) / unit
-        DispatchQueueConcurrent.perform(parts) { p in
+        DispatchQueue.concurrentPerform(iterations: parts) { p in
             let lo = min(extent, panels * p / parts * unit), hi = min(extent, panels * (p + 1) / parts * unit)
             guard lo < hi else { return }
             if splitColumns {
@@ -41,11 +42,3 @@ enum MatrixGEMM {
     }
 }
 
-import Dispatch
-
-/// `DispatchQueue.concurrentPerform` for exactly `count` tasks.
-enum DispatchQueueConcurrent {
-    static func perform(_ count: Int, _ body: (Int) -> Void) {
-        DispatchQueue.concurrentPerform(iterations: count, execute: body)
-    }
-}

@@ -87,7 +87,9 @@ final class ResizeKernel: Kernel {
         var scale = [Double](repeating: 1, count: r)
         var outShape = x.shape
         if let sizes = sizesIn {
-            guard sizes.count == axes.count else { throw ctx.invalid("sizes \(sizes) must have \(axes.count) values") }
+            guard sizes.count == axes.count, sizes.allSatisfy({ $0 >= 0 && $0 <= Int(Int32.max) }) else {
+                throw ctx.invalid("sizes \(sizes) must have \(axes.count) non-negative values")
+            }
             for (i, a) in axes.enumerated() {
                 outShape[a] = sizes[i]
                 scale[a] = Double(sizes[i]) / Double(x.shape[a])
@@ -103,12 +105,19 @@ final class ResizeKernel: Kernel {
         } else if let scales = scalesIn {
             guard scales.count == axes.count else { throw ctx.invalid("scales \(scales) must have \(axes.count) values") }
             for (i, a) in axes.enumerated() {
-                guard scales[i] > 0 else { throw ctx.invalid("scales \(scales) must be positive") }
+                guard scales[i] > 0, scales[i] * Double(x.shape[a]) < Double(Int32.max) else {
+                    throw ctx.invalid("scales \(scales) must be positive and give a representable size")
+                }
                 scale[a] = scales[i]
                 outShape[a] = Int((scales[i] * Double(x.shape[a])).rounded(.down))
             }
         } else {
             throw ctx.invalid("one of scales or sizes must be given")
+        }
+        for a in axes where outShape[a] != x.shape[a] {
+            guard x.shape[a] > 0, outShape[a] >= 0, outShape[a] <= Int(Int32.max), scale[a].isFinite, scale[a] > 0 || outShape[a] == 0 else {
+                throw ctx.invalid("cannot resize dimension \(a) of \(x.shape) to \(outShape[a]) (scale \(scale[a]))")
+            }
         }
         var roiStart = [Double](repeating: 0, count: r), roiEnd = [Double](repeating: 1, count: r)
         if transform == "tf_crop_and_resize" {
