@@ -193,7 +193,9 @@ public final class Executor {
         self.model = model
         self.options = options
         plan = try GraphPlan(graph: model.graph, options: options, opsets: model.opsets, outer: [])
-        BLAS.setThreads(options.threads)
+        // GEMMs are split over the executor's own threads (MatrixGEMM); BLAS threads would
+        // spin and compete with them for the cores.
+        BLAS.setThreads(1)
     }
 
     /// The name of a value id.
