@@ -31,7 +31,7 @@ let package = Package(
         .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
         .target(
             name: "QuantData", dependencies: ["QuantCore", "QuantONNX", "QuantIR", "CTurboJPEG", "CPNG"],
-            swiftSettings: settings),
+            exclude: ["README.md"], swiftSettings: settings),
         .target(name: "QuantKit", dependencies: ["QuantCore", "QuantONNX", "QuantIR"], swiftSettings: settings),
         .executableTarget(
             name: "quantkit",
