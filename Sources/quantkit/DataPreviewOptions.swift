@@ -66,6 +66,11 @@ struct DataPreviewOptions {
             cfg.sharedList = c.list
             cfg.seed = c.seed
             cfg.randomItems = c.randomItems
+            cfg.symbolicDimDefault = c.defaultDim
+            for (name, value) in try DataPreviewOptions.pairs(c.dims, option: "dim") {
+                guard let v = Int(value) else { throw QuantKitError("QK7020", "--dim '\(name)=\(value)' is not SYMBOL=N", fix: "e.g. --dim sequence_length=128") }
+                cfg.symbolicDims[name] = v
+            }
             cfg.nonFinite = c.failOnNonfinite ? .fail : .warn
             cfg.python = c.python
         }
