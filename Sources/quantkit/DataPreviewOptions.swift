@@ -10,7 +10,7 @@ struct DataPreviewOptions {
     /// `name=value` options as pairs; QK7020 for a malformed one.
     static func pairs(_ values: [String], option: String) throws -> [(String, String)] {
         try values.map { v in
-            guard let eq = v.lastIndex(of: "="), eq != v.startIndex else {
+            guard let eq = v.firstIndex(of: "="), eq != v.startIndex else {
                 throw QuantKitError("QK7020", "--\(option) '\(v)' is not name=value", fix: "write --\(option) INPUT_NAME=VALUE")
             }
             return (String(v[..<eq]), String(v[v.index(after: eq)...]))
