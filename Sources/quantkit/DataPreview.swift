@@ -16,7 +16,87 @@ struct DataPreview: ParsableCommand {
     @Argument(help: "The .onnx model whose inputs are fed (optional when --shape is given for every input).")
     var model: String?
 
+<<<<<<< HEAD
     @OptionGroup var data: DataArguments
+=======
+    @Option(name: .customLong("input"), help: "name=PATH: a folder, list file, single file, or 'random'.")
+    var inputs: [String] = []
+
+    @Option(help: "A list whose lines hold one file per input separated by ';' (inputs without --input, in model order).")
+    var list: String?
+
+    @Option(help: "name=d0,d1,...: the input's shape (-1 symbolic).")
+    var shape: [String] = []
+
+    @Option(help: "name=TYPE: the element type fed to the input (float32, float16, uint8, int64, ...).")
+    var dtype: [String] = []
+
+    @Option(help: "name=TYPE: the file type (img, npy, raw, pb) when the extension does not say.")
+    var fileType: [String] = []
+
+    @Option(help: "name=TYPE: element type of raw files.")
+    var rawDtype: [String] = []
+
+    @Option(help: "name=file.py:function: a Python preprocessing function for the input.")
+    var preprocess: [String] = []
+
+    @Option(help: "Python interpreter for --preprocess functions.")
+    var python = "python3"
+
+    @Option(help: "Image preset: IMAGENET, PT_IMAGENET or NONE.")
+    var preset: String?
+
+    @Option(help: "Image color format: bgr, rgb, gray.")
+    var color: ColorFormat?
+
+    @Option(help: "Image resize method: area, bilinear, nearest.")
+    var resize: ResizeMethod?
+
+    @Option(help: "Image size HxW (default: from the input shape).")
+    var size: String?
+
+    @Option(help: "Resize the shorter side to this many pixels, then center crop.")
+    var resizeShorter: Int?
+
+    @Flag(help: "Center crop to the target size (after resizing the shorter side).")
+    var centerCrop = false
+
+    @Option(help: "Per-channel means, comma-separated, in the color format's order.")
+    var mean: String?
+
+    @Option(help: "Per-channel standard deviations, comma-separated.")
+    var std: String?
+
+    @Option(help: "Factor applied to 0-255 pixels before mean/std (e.g. 0.00392156862745098).")
+    var scale: Double?
+
+    @Option(help: "Image layout: NCHW or NHWC (default: from the input shape).")
+    var layout: ImageLayout?
+
+    @Option(help: "A DatasetConfig JSON file (the options above are then ignored, except --batch/--steps).")
+    var config: String?
+
+    @Option(help: "Items per batch.")
+    var batch: Int?
+
+    @Option(help: "Stop after this many batches.")
+    var steps: Int?
+
+    @Option(help: "Seed of random inputs.")
+    var seed: UInt64 = 0
+
+    @Option(name: .customLong("dim"), help: "SYMBOL=N: value of a symbolic dimension for random inputs (e.g. sequence_length=128).")
+    var dims: [String] = []
+
+    @Option(help: "Value of other symbolic non-batch dimensions for random inputs.")
+    var defaultDim = 1
+
+    @Option(help: "Number of items when every input is random.")
+    var randomItems: Int?
+
+    @Flag(help: "Fail on NaN/Inf instead of warning.")
+    var failOnNonfinite = false
+>>>>>>> data
 
     @Option(help: "Output folder for the .npy batches.")
     var out: String?

@@ -11,7 +11,7 @@ struct DataPreviewOptions {
     /// `name=value` options as pairs; QK7020 for a malformed one.
     static func pairs(_ values: [String], option: String) throws -> [(String, String)] {
         try values.map { v in
-            guard let eq = v.lastIndex(of: "="), eq != v.startIndex else {
+            guard let eq = v.firstIndex(of: "="), eq != v.startIndex else {
                 throw QuantKitError("QK7020", "--\(option) '\(v)' is not name=value", fix: "write --\(option) INPUT_NAME=VALUE")
             }
             return (String(v[..<eq]), String(v[v.index(after: eq)...]))
@@ -67,6 +67,11 @@ struct DataPreviewOptions {
             cfg.sharedList = c.list
             cfg.seed = c.seed
             cfg.randomItems = c.randomItems
+            cfg.symbolicDimDefault = c.defaultDim
+            for (name, value) in try DataPreviewOptions.pairs(c.dims, option: "dim") {
+                guard let v = Int(value) else { throw QuantKitError("QK7020", "--dim '\(name)=\(value)' is not SYMBOL=N", fix: "e.g. --dim sequence_length=128") }
+                cfg.symbolicDims[name] = v
+            }
             cfg.nonFinite = c.failOnNonfinite ? .fail : .warn
             cfg.python = c.python
         }

@@ -47,6 +47,20 @@ private func fiveItems(_ dir: URL) throws {
     #expect(ds.report.batches < 10)
 }
 
+@Test func prefetchQueueIsBounded() throws {
+    let sig = InputSignature(name: "x", dtype: .float, shape: [nil, 8])
+    for prefetch in [1, 2, 3] {
+        let cfg = DatasetConfig(inputs: [InputConfig(name: "x", source: .random)], prefetch: prefetch, randomItems: 100)
+        let ds = try CalibrationDataset(signatures: [sig], config: cfg)
+        let s = ds.makeStream()
+        _ = try s.next()
+        Thread.sleep(forTimeInterval: 0.1)
+        // One batch taken, `prefetch` queued, at most one more built and waiting for room.
+        #expect(ds.report.batches >= 1 + prefetch && ds.report.batches <= 2 + prefetch, "prefetch \(prefetch)")
+        s.cancel()
+    }
+}
+
 @Test func integerInputsAreFedAsIntegers() throws {
     let dir = try Fixtures.temporaryDirectory()
     defer { try? FileManager.default.removeItem(at: dir) }

@@ -81,9 +81,9 @@ def preview(*args, inputs):
 
 
 def write_png16(path, arr):
-    """Writes a 16-bit gray (H, W) or RGB (H, W, 3) PNG by hand (Pillow cannot write 16-bit RGB)."""
+    """Writes a 16-bit gray (H, W), RGB (H, W, 3) or RGBA (H, W, 4) PNG by hand (Pillow cannot write 16-bit color)."""
     h, w = arr.shape[:2]
-    color = 2 if arr.ndim == 3 else 0
+    color = {2: 0, 3: {3: 2, 4: 6}.get(arr.shape[-1])}[arr.ndim]
     raw = b"".join(b"\x00" + arr[y].astype(">u2").tobytes() for y in range(h))
 
     def chunk(kind, data):

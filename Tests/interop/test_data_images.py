@@ -52,6 +52,10 @@ def test_image_png_16bit_gray_and_rgb(tmp_path):
     got = decoded(str(tmp_path / "rgb16.png"), 9, 11)
     assert np.abs(got - pil_rgb).max() <= 1
     assert np.abs(got - rgb / 257).max() <= 1e-3
+    # 16-bit with alpha: alpha dropped, color not premultiplied, rescaled to 0-255.
+    rgba = np.concatenate([rgb, rng.integers(0, 65536, size=(9, 11, 1), dtype=np.uint16)], axis=2)
+    write_png16(tmp_path / "rgba16.png", rgba)
+    assert np.abs(decoded(str(tmp_path / "rgba16.png"), 9, 11) - rgba[:, :, :3] / 257).max() <= 1
 
 
 @pytest.mark.parametrize("mode", ["RGB", "P", "L", "RGBA"])

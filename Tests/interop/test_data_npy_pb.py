@@ -111,3 +111,20 @@ def test_data_errors_reach_the_cli_with_codes(tmp_path):
     (tmp_path / "empty").mkdir()
     r = quantkit("data-preview", "--input", f"x={tmp_path / 'empty'}", "--shape", "x=1,3,8,8", "--dry-run", check=False)
     assert r.returncode == 2 and "QK2103 calibration input 'x' finds 0 items" in r.stderr
+
+
+def test_data_random_inputs_and_json_config(tmp_path):
+    model = os.path.join(CACHE, "models", "minilm_l3.onnx")
+    r = quantkit("data-preview", model, "--input", "input_ids=random", "--input", "attention_mask=random",
+                 "--dim", "sequence_length=7", "--random-items", "3", "--batch", "2", "--seed", "5", "--out", str(tmp_path / "a"))
+    assert "2 batch(es), 3 item(s)" in r.stdout
+    ids = np.load(tmp_path / "a" / "batch_00000" / "input_ids.npy")
+    assert ids.dtype == np.int64 and ids.shape == (2, 7) and ids.min() >= -10 and ids.max() < 10
+    # The same data set from a DatasetConfig JSON file gives the same bytes (seeded).
+    (tmp_path / "cfg.json").write_text(
+        '{"inputs": [{"name": "input_ids", "source": "random"}, {"name": "attention_mask", "source": "random"}],'
+        ' "batchSize": 2, "seed": 5, "randomItems": 3, "symbolicDims": {"sequence_length": 7}}')
+    quantkit("data-preview", model, "--config", str(tmp_path / "cfg.json"), "--out", str(tmp_path / "b"))
+    assert np.array_equal(np.load(tmp_path / "b" / "batch_00000" / "input_ids.npy"), ids)
+    assert np.array_equal(np.load(tmp_path / "b" / "batch_00001" / "attention_mask.npy"),
+                          np.load(tmp_path / "a" / "batch_00001" / "attention_mask.npy"))
