@@ -31,8 +31,7 @@ let package = Package(
         .systemLibrary(name: "CPNG", path: "Sources/CPNG"),
         .target(
             name: "QuantData", dependencies: ["QuantCore", "QuantONNX", "QuantIR", "CTurboJPEG", "CPNG"],
-<<<<<<< HEAD
-            swiftSettings: settings),
+            exclude: ["README.md"], swiftSettings: settings),
         .systemLibrary(name: "CBLAS", providers: [.apt(["libopenblas-dev"])]),
         .target(
             name: "QuantExecutor",
@@ -45,10 +44,6 @@ let package = Package(
             name: "QuantKit",
             dependencies: ["QuantCore", "QuantONNX", "QuantIR", "QuantExecutor", "QuantCalibration", "QuantAlgorithms", "QuantRewrite", "QuantData"],
             swiftSettings: settings),
-=======
-            exclude: ["README.md"], swiftSettings: settings),
-        .target(name: "QuantKit", dependencies: ["QuantCore", "QuantONNX", "QuantIR"], swiftSettings: settings),
->>>>>>> data
         .executableTarget(
             name: "quantkit",
             dependencies: ["QuantKit", "QuantData", .product(name: "ArgumentParser", package: "swift-argument-parser")],

@@ -72,6 +72,12 @@ struct DataArguments: ParsableArguments {
     @Option(help: "Seed of random inputs.")
     var seed: UInt64 = 0
 
+    @Option(name: .customLong("dim"), help: "SYMBOL=N: value of a symbolic dimension for random inputs (e.g. sequence_length=128).")
+    var dims: [String] = []
+
+    @Option(help: "Value of other symbolic non-batch dimensions for random inputs.")
+    var defaultDim = 1
+
     @Option(help: "Number of items when every input is random.")
     var randomItems: Int?
 
