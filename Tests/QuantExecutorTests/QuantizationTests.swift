@@ -79,3 +79,25 @@ private func packedBytes(_ t: Tensor) -> [UInt8] {
     // A' = [[0, 1], [2, 3]], B' = [[1, 0], [3, 2]].
     #expect(out[0].dtype == .int32 && out[0].int64s() == [3, 2, 11, 6])
 }
+
+@Test func convIntegerGroupedWithPadding() throws {
+    // x' = x - 1 = [[0, 1, 2], [3, 4, 5]], group 2, kernels [1, 1] and [1, -1], one pad in front:
+    // channel 0 sums neighbours of [0, 0, 1, 2] -> [0, 1, 3]; channel 1 differences of [0, 3, 4, 5] -> [-3, -1, -1].
+    let node = Node(name: "ci", opType: "ConvInteger", inputs: ["x", "w", "xz"], outputs: ["y"],
+                    attributes: [.int("group", 2), .ints("pads", [1, 0]), .ints("kernel_shape", [2])])
+    let out = try runNode(node, [("x", Tensor(shape: [1, 2, 3], values: [UInt8(1), 2, 3, 4, 5, 6])),
+                                 ("w", Tensor(shape: [2, 1, 2], values: [Int8(1), 1, 1, -1])),
+                                 ("xz", Tensor(shape: [], values: [UInt8(1)]))], opset: 10)
+    #expect(out[0].shape == [1, 2, 3] && out[0].int64s() == [0, 1, 3, -3, -1, -1])
+}
+
+@Test func qLinearMatMulRequantizes() throws {
+    // A' = [2, 4] (scale 0.5), B' = [3, 5] - 1 = [2, 4] (scale 1): acc 20, y = rint(20 · 0.5 / 2) + 10 = 15.
+    let node = Node(name: "qmm", opType: "QLinearMatMul", inputs: ["a", "as", "az", "b", "bs", "bz", "ys", "yz"], outputs: ["y"])
+    let out = try runNode(node, [
+        ("a", Tensor(shape: [1, 2], values: [UInt8(2), 4])), ("as", Tensor(shape: [], floats: [0.5])), ("az", Tensor(shape: [], values: [UInt8(0)])),
+        ("b", Tensor(shape: [2, 1], values: [UInt8(3), 5])), ("bs", Tensor(shape: [], floats: [1])), ("bz", Tensor(shape: [], values: [UInt8(1)])),
+        ("ys", Tensor(shape: [], floats: [2])), ("yz", Tensor(shape: [], values: [UInt8(10)])),
+    ], opset: 10)
+    #expect(out[0].dtype == .uint8 && out[0].int64s() == [15])
+}

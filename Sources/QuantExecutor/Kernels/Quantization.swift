@@ -135,8 +135,8 @@ enum QuantizationKernels {
                 if zp.shape != scale.shape, !(zp.count == 1 && scale.count == 1) {
                     throw ctx.invalid("zero point shape \(zp.shape) differs from scale shape \(scale.shape)")
                 }
-                // Float8 zero points must be 0 and are ignored, as in the reference.
-                if !x.dtype.isFloatingPoint || x.dtype == .float4e2m1 { zps = zp.floats() }
+                // Float8/float4 zero points carry no offset (float8 ones must be 0), as in the reference.
+                if !x.dtype.isFloatingPoint { zps = zp.floats() }
             }
             let y = Tensor.makeFloat(x.shape) { out in
                 switch x.dtype {

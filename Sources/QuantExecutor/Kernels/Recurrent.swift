@@ -87,7 +87,11 @@ final class RecurrentKernel: Kernel {
         let y = Tensor(dtype: .float, shape: layout == 0 ? [seq, dirs, batch, hidden] : [batch, seq, dirs, hidden])
         let yh = Tensor(dtype: .float, shape: stateShape)
         let yc = Tensor(dtype: .float, shape: stateShape)
-        let xf = x.floats(), wf = w.floats(), rf = r.floats()
+        for t in [x, w, r] where t.dtype != .float { throw ctx.unsupported("element type \(t.dtype.name)") }
+        // Read X, W and R in place (no copies per run); they are immutable float32 tensors.
+        let xp = UnsafePointer(x.storage.pointer.assumingMemoryBound(to: Float.self))
+        let wp = UnsafePointer(w.storage.pointer.assumingMemoryBound(to: Float.self))
+        let rp = UnsafePointer(r.storage.pointer.assumingMemoryBound(to: Float.self))
         let bf = bias?.floats(), pf = peep?.floats(), h0f = h0?.floats(), c0f = c0?.floats()
         let gh = g * hidden
         // Offset of the state of (direction, batch) in Y_h-shaped tensors.
@@ -104,12 +108,8 @@ final class RecurrentKernel: Kernel {
                 let act = activations[d]
                 // Input projection of every step: proj = X · W_dᵀ + Wb (+ Rb except GRU's Rbh
                 // when it is applied after the reset gate).
-                xf.withUnsafeBufferPointer { xp in
-                    wf.withUnsafeBufferPointer { wp in
-                        BLAS.sgemm(transB: true, m: seq * batch, n: gh, k: inSize, a: xp.baseAddress!, lda: inSize,
-                                   b: wp.baseAddress! + d * gh * inSize, ldb: inSize, c: &proj, ldc: gh)
-                    }
-                }
+                BLAS.sgemm(transB: true, m: seq * batch, n: gh, k: inSize, a: xp, lda: inSize,
+                           b: wp + d * gh * inSize, ldb: inSize, c: &proj, ldc: gh)
                 var rbh = [Float](repeating: 0, count: hidden)
                 if let bf {
                     var add = [Float](repeating: 0, count: gh)
@@ -132,10 +132,8 @@ final class RecurrentKernel: Kernel {
                 for s in 0..<steps {
                     // rec = H · R_dᵀ (GRU without linear_before_reset: z and r columns only).
                     let recCols = cell == .gru && !linearBeforeReset ? 2 * hidden : gh
-                    rf.withUnsafeBufferPointer { rp in
-                        BLAS.sgemm(transB: true, m: batch, n: recCols, k: hidden, a: h, lda: hidden,
-                                   b: rp.baseAddress! + d * gh * hidden, ldb: hidden, c: &rec, ldc: gh)
-                    }
+                    BLAS.sgemm(transB: true, m: batch, n: recCols, k: hidden, a: h, lda: hidden,
+                               b: rp + d * gh * hidden, ldb: hidden, c: &rec, ldc: gh)
                     // GRU's candidate gate takes its recurrent term after the reset gate.
                     let recAdd = cell == .gru ? 2 * hidden : gh
                     let active = (0..<batch).filter { s < (lens?[$0] ?? seq) }
@@ -194,11 +192,8 @@ final class RecurrentKernel: Kernel {
                             } else {
                                 // (r ⊙ H) · Rhᵀ for the whole batch.
                                 for b in 0..<batch { for j in 0..<hidden { tmp[b * hidden + j] = gp[b * gh + hidden + j] * h[b * hidden + j] } }
-                                rf.withUnsafeBufferPointer { rp in
-                                    BLAS.sgemm(transB: true, m: batch, n: hidden, k: hidden, a: tmp, lda: hidden,
-                                               b: rp.baseAddress! + d * gh * hidden + 2 * hidden * hidden, ldb: hidden,
-                                               c: &rec, ldc: gh)
-                                }
+                                BLAS.sgemm(transB: true, m: batch, n: hidden, k: hidden, a: tmp, lda: hidden,
+                                           b: rp + d * gh * hidden + 2 * hidden * hidden, ldb: hidden, c: &rec, ldc: gh)
                                 for b in active {
                                     for j in 0..<hidden { gp[b * gh + 2 * hidden + j] += rec[b * gh + j] }
                                 }
@@ -231,6 +226,7 @@ final class RecurrentKernel: Kernel {
                 }
             }
         }
+        withExtendedLifetime((x, w, r)) {}
         let outs: [Tensor?] = [y, yh, cell == .lstm ? yc : nil]
         return Array(outs.prefix(max(ctx.node.outputs.count, 1)))
     }
