@@ -30,32 +30,39 @@ enum ElementwiseKernels {
     /// Attribute-free float maps. Each closure is a literal at its `Broadcast.unary` call so
     /// that the element function inlines into the loop (and vectorizes where it can).
     static let floatUnary: [String: KernelFactory] = [
-        "Sqrt": floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { v in v.squareRoot() } },
-        "Log": floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { v in Foundation.log(v) } },
-        "Reciprocal": floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { v in 1 / v } },
-        "Floor": floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { v in v.rounded(.down) } },
-        "Ceil": floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { v in v.rounded(.up) } },
-        "Round": floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { v in v.rounded(.toNearestOrEven) } },
-        "Sin": floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { v in Foundation.sin(v) } },
-        "Cos": floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { v in Foundation.cos(v) } },
-        "Tan": floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { v in Foundation.tan(v) } },
-        "Asin": floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { v in Foundation.asin(v) } },
-        "Acos": floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { v in Foundation.acos(v) } },
-        "Atan": floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { v in Foundation.atan(v) } },
-        "Sinh": floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { v in Foundation.sinh(v) } },
-        "Cosh": floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { v in Foundation.cosh(v) } },
-        "Asinh": floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { v in Foundation.asinh(v) } },
-        "Acosh": floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { v in Foundation.acosh(v) } },
-        "Atanh": floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { v in Foundation.atanh(v) } },
-        "Erf": floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { v in Foundation.erf(v) } },
-        "Tanh": floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { v in Foundation.tanh(v) } },
-        "Exp": floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { v in FastMath.exp(v) } },
-        "Sigmoid": floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { v in FastMath.sigmoid(v) } },
-        "Softsign": floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { v in v / (1 + abs(v)) } },
-        "Softplus": floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { v in Activation.softplus(v) } },
-        "Mish": floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { v in v * Foundation.tanh(Activation.softplus(v)) } },
-        "HardSwish": floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { v in v * max(0, min(1, v / 6 + 0.5)) } },
+        "Sqrt": floatMap { x, t in fmap(x, t) { v in v.squareRoot() } },
+        "Log": floatMap { x, t in fmap(x, t) { v in Foundation.log(v) } },
+        "Reciprocal": floatMap { x, t in fmap(x, t) { v in 1 / v } },
+        "Floor": floatMap { x, t in fmap(x, t) { v in v.rounded(.down) } },
+        "Ceil": floatMap { x, t in fmap(x, t) { v in v.rounded(.up) } },
+        "Round": floatMap { x, t in fmap(x, t) { v in v.rounded(.toNearestOrEven) } },
+        "Sin": floatMap { x, t in fmap(x, t) { v in Foundation.sin(v) } },
+        "Cos": floatMap { x, t in fmap(x, t) { v in Foundation.cos(v) } },
+        "Tan": floatMap { x, t in fmap(x, t) { v in Foundation.tan(v) } },
+        "Asin": floatMap { x, t in fmap(x, t) { v in Foundation.asin(v) } },
+        "Acos": floatMap { x, t in fmap(x, t) { v in Foundation.acos(v) } },
+        "Atan": floatMap { x, t in fmap(x, t) { v in Foundation.atan(v) } },
+        "Sinh": floatMap { x, t in fmap(x, t) { v in Foundation.sinh(v) } },
+        "Cosh": floatMap { x, t in fmap(x, t) { v in Foundation.cosh(v) } },
+        "Asinh": floatMap { x, t in fmap(x, t) { v in Foundation.asinh(v) } },
+        "Acosh": floatMap { x, t in fmap(x, t) { v in Foundation.acosh(v) } },
+        "Atanh": floatMap { x, t in fmap(x, t) { v in Foundation.atanh(v) } },
+        "Erf": floatMap { x, t in fmap(x, t) { v in Foundation.erf(v) } },
+        "Tanh": floatMap { x, t in fmap(x, t) { v in Foundation.tanh(v) } },
+        "Exp": floatMap { x, t in fmap(x, t) { v in FastMath.exp(v) } },
+        "Sigmoid": floatMap { x, t in fmap(x, t) { v in FastMath.sigmoid(v) } },
+        "Softsign": floatMap { x, t in fmap(x, t) { v in v / (1 + abs(v)) } },
+        "Softplus": floatMap { x, t in fmap(x, t) { v in Activation.softplus(v) } },
+        "Mish": floatMap { x, t in fmap(x, t) { v in v * Foundation.tanh(Activation.softplus(v)) } },
+        "HardSwish": floatMap { x, t in fmap(x, t) { v in v * max(0, min(1, v / 6 + 0.5)) } },
     ]
+
+    /// `Broadcast.unary` for float32 → float32; call it with a closure literal so that `f`
+    /// inlines into the loop.
+    @inline(__always)
+    static func fmap(_ x: Tensor, _ threads: Int, _ f: (Float) -> Float) -> Tensor {
+        Broadcast.unary(x, Float.self, out: .float, threads: threads, f)
+    }
 
     /// A kernel applying `body(x, threads)` to a float32 input.
     static func floatMap(_ body: @escaping (Tensor, Int) -> Tensor) -> KernelFactory {

@@ -4,46 +4,49 @@ import QuantIR
 
 /// Activations with attributes (float32). Formulas follow the ONNX operator definitions.
 enum Activation {
+    static func floatMap(_ body: @escaping (Tensor, Int) -> Tensor) -> KernelFactory { ElementwiseKernels.floatMap(body) }
+    @inline(__always)
+    static func fmap(_ x: Tensor, _ t: Int, _ f: (Float) -> Float) -> Tensor { ElementwiseKernels.fmap(x, t, f) }
     static let all: [String: KernelFactory] = [
         "LeakyRelu": { ctx in
             let alpha = ctx.float("alpha", 0.01)
-            return try ElementwiseKernels.floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { $0 < 0 ? alpha * $0 : $0 } }(ctx)
+            return try floatMap { x, t in fmap(x, t) { $0 < 0 ? alpha * $0 : $0 } }(ctx)
         },
         "HardSigmoid": { ctx in
             let alpha = ctx.float("alpha", 0.2), beta = ctx.float("beta", 0.5)
-            return try ElementwiseKernels.floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { max(0, min(1, alpha * $0 + beta)) } }(ctx)
+            return try floatMap { x, t in fmap(x, t) { max(0, min(1, alpha * $0 + beta)) } }(ctx)
         },
         "Elu": { ctx in
             let alpha = ctx.float("alpha", 1)
-            return try ElementwiseKernels.floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { $0 < 0 ? alpha * (Foundation.exp($0) - 1) : $0 } }(ctx)
+            return try floatMap { x, t in fmap(x, t) { $0 < 0 ? alpha * (Foundation.exp($0) - 1) : $0 } }(ctx)
         },
         // Klambauer et al. 2017; the defaults are the float32 values of the spec.
         "Selu": { ctx in
             let alpha = ctx.float("alpha", 1.67326319217681884765625), gamma = ctx.float("gamma", 1.05070102214813232421875)
-            return try ElementwiseKernels.floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { $0 <= 0 ? gamma * (alpha * Foundation.exp($0) - alpha) : gamma * $0 } }(ctx)
+            return try floatMap { x, t in fmap(x, t) { $0 <= 0 ? gamma * (alpha * Foundation.exp($0) - alpha) : gamma * $0 } }(ctx)
         },
         "Celu": { ctx in
             let alpha = ctx.float("alpha", 1)
-            return try ElementwiseKernels.floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { max(0, $0) + min(0, alpha * (Foundation.exp($0 / alpha) - 1)) } }(ctx)
+            return try floatMap { x, t in fmap(x, t) { max(0, $0) + min(0, alpha * (Foundation.exp($0 / alpha) - 1)) } }(ctx)
         },
         "ThresholdedRelu": { ctx in
             let alpha = ctx.float("alpha", 1)
-            return try ElementwiseKernels.floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { $0 > alpha ? $0 : 0 } }(ctx)
+            return try floatMap { x, t in fmap(x, t) { $0 > alpha ? $0 : 0 } }(ctx)
         },
         "Shrink": { ctx in
             let bias = ctx.float("bias", 0), lambd = ctx.float("lambd", 0.5)
-            return try ElementwiseKernels.floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { $0 < -lambd ? $0 + bias : $0 > lambd ? $0 - bias : 0 } }(ctx)
+            return try floatMap { x, t in fmap(x, t) { $0 < -lambd ? $0 + bias : $0 > lambd ? $0 - bias : 0 } }(ctx)
         },
         "Swish": { ctx in
             let alpha = ctx.float("alpha", 1)
-            return try ElementwiseKernels.floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { $0 * FastMath.sigmoid(alpha * $0) } }(ctx)
+            return try floatMap { x, t in fmap(x, t) { $0 * FastMath.sigmoid(alpha * $0) } }(ctx)
         },
         // Hendrycks & Gimpel 2016: exact (erf) or tanh approximation.
         "Gelu": { ctx in
             switch ctx.string("approximate", "none") {
-            case "none": return try ElementwiseKernels.floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { 0.5 * $0 * (1 + Foundation.erf($0 * 0.70710678118654752)) } }(ctx)
+            case "none": return try floatMap { x, t in fmap(x, t) { 0.5 * $0 * (1 + Foundation.erf($0 * 0.70710678118654752)) } }(ctx)
             case "tanh":
-                return try ElementwiseKernels.floatMap { x, t in Broadcast.unary(x, Float.self, out: .float, threads: t) { x in 0.5 * x * (1 + Foundation.tanh(0.79788456080286536 * (x + 0.044715 * x * x * x))) } }(ctx)
+                return try floatMap { x, t in fmap(x, t) { x in 0.5 * x * (1 + Foundation.tanh(0.79788456080286536 * (x + 0.044715 * x * x * x))) } }(ctx)
             case let a: throw ctx.invalid("approximate must be 'none' or 'tanh', not '\(a)'")
             }
         },
