@@ -225,7 +225,8 @@ enum Broadcast {
         let px = x.storage.pointer.assumingMemoryBound(to: A.self)
         let po = y.storage.pointer.assumingMemoryBound(to: O.self)
         parallelFor(x.count, threads: threads, grain: 1 << 15) { r in
-            for i in r { po[i] = f(px[i]) }
+            let a = px + r.lowerBound, o = po + r.lowerBound
+            for i in 0..<r.count { o[i] = f(a[i]) }
         }
         return y
     }
