@@ -122,9 +122,7 @@ struct BroadcastLayout {
         var strides: [[Int]] = Array(repeating: [], count: shapes.count)
         let full = shapes.map { Shapes.broadcastStrides($0, to: out) }
         for d in 0..<out.count where out[d] != 1 {
-            if let last = dims.last,
-               (0..<shapes.count).allSatisfy({ strides[$0].last! == full[$0][d] * out[d] }) {
-                _ = last
+            if !dims.isEmpty, (0..<shapes.count).allSatisfy({ strides[$0].last! == full[$0][d] * out[d] }) {
                 dims[dims.count - 1] *= out[d]
                 for k in 0..<shapes.count { strides[k][strides[k].count - 1] = full[k][d] }
             } else {
