@@ -22,38 +22,56 @@ enum ElementwiseKernels {
             "Neg": signed(.neg), "Abs": signed(.abs), "Sign": signed(.sign), "Relu": signed(.relu),
             "Clip": clip, "PRelu": prelu,
         ]
-        for (name, f) in floatUnary { t[name] = unaryFloat(f) }
+        for (name, f) in floatUnary { t[name] = f }
         for (name, f) in Activation.all { t[name] = f }
         return t
     }()
 
-    /// Attribute-free float maps.
-    static let floatUnary: [String: @Sendable (Float) -> Float] = [
-        "Sqrt": { $0.squareRoot() }, "Exp": { Foundation.exp($0) }, "Log": { Foundation.log($0) },
-        "Reciprocal": { 1 / $0 }, "Floor": { $0.rounded(.down) }, "Ceil": { $0.rounded(.up) },
-        "Round": { $0.rounded(.toNearestOrEven) },
-        "Sin": { Foundation.sin($0) }, "Cos": { Foundation.cos($0) }, "Tan": { Foundation.tan($0) },
-        "Asin": { Foundation.asin($0) }, "Acos": { Foundation.acos($0) }, "Atan": { Foundation.atan($0) },
-        "Sinh": { Foundation.sinh($0) }, "Cosh": { Foundation.cosh($0) }, "Asinh": { Foundation.asinh($0) },
-        "Acosh": { Foundation.acosh($0) }, "Atanh": { Foundation.atanh($0) }, "Erf": { Foundation.erf($0) },
-        "Tanh": { Foundation.tanh($0) }, "Sigmoid": Activation.sigmoid,
-        "Softsign": { $0 / (1 + abs($0)) },
-        "Softplus": { x in x > 0 ? x + Foundation.log1p(Foundation.exp(-x)) : Foundation.log1p(Foundation.exp(x)) },
-        "Mish": { x in
-            let sp = x > 0 ? x + Foundation.log1p(Foundation.exp(-x)) : Foundation.log1p(Foundation.exp(x))
-            return x * Foundation.tanh(sp)
-        },
-        "HardSwish": { x in x * max(0, min(1, x / 6 + 0.5)) },
+    /// Attribute-free float maps. Each closure is a literal at its `Broadcast.unary` call so
+    /// that the element function inlines into the loop (and vectorizes where it can).
+    static let floatUnary: [String: KernelFactory] = [
+        "Sqrt": floatMap { x, t in fmap(x, t) { v in v.squareRoot() } },
+        "Log": floatMap { x, t in fmap(x, t) { v in Foundation.log(v) } },
+        "Reciprocal": floatMap { x, t in fmap(x, t) { v in 1 / v } },
+        "Floor": floatMap { x, t in fmap(x, t) { v in v.rounded(.down) } },
+        "Ceil": floatMap { x, t in fmap(x, t) { v in v.rounded(.up) } },
+        "Round": floatMap { x, t in fmap(x, t) { v in v.rounded(.toNearestOrEven) } },
+        "Sin": floatMap { x, t in fmap(x, t) { v in Foundation.sin(v) } },
+        "Cos": floatMap { x, t in fmap(x, t) { v in Foundation.cos(v) } },
+        "Tan": floatMap { x, t in fmap(x, t) { v in Foundation.tan(v) } },
+        "Asin": floatMap { x, t in fmap(x, t) { v in Foundation.asin(v) } },
+        "Acos": floatMap { x, t in fmap(x, t) { v in Foundation.acos(v) } },
+        "Atan": floatMap { x, t in fmap(x, t) { v in Foundation.atan(v) } },
+        "Sinh": floatMap { x, t in fmap(x, t) { v in Foundation.sinh(v) } },
+        "Cosh": floatMap { x, t in fmap(x, t) { v in Foundation.cosh(v) } },
+        "Asinh": floatMap { x, t in fmap(x, t) { v in Foundation.asinh(v) } },
+        "Acosh": floatMap { x, t in fmap(x, t) { v in Foundation.acosh(v) } },
+        "Atanh": floatMap { x, t in fmap(x, t) { v in Foundation.atanh(v) } },
+        "Erf": floatMap { x, t in fmap(x, t) { v in Foundation.erf(v) } },
+        "Tanh": floatMap { x, t in fmap(x, t) { v in Foundation.tanh(v) } },
+        "Exp": floatMap { x, t in fmap(x, t) { v in FastMath.exp(v) } },
+        "Sigmoid": floatMap { x, t in fmap(x, t) { v in FastMath.sigmoid(v) } },
+        "Softsign": floatMap { x, t in fmap(x, t) { v in v / (1 + abs(v)) } },
+        "Softplus": floatMap { x, t in fmap(x, t) { v in Activation.softplus(v) } },
+        "Mish": floatMap { x, t in fmap(x, t) { v in v * Foundation.tanh(Activation.softplus(v)) } },
+        "HardSwish": floatMap { x, t in fmap(x, t) { v in v * max(0, min(1, v / 6 + 0.5)) } },
     ]
 
-    /// A float32 unary map, parallel over chunks.
-    static func unaryFloat(_ f: @escaping (Float) -> Float) -> KernelFactory {
+    /// `Broadcast.unary` for float32 → float32; call it with a closure literal so that `f`
+    /// inlines into the loop.
+    @inline(__always)
+    static func fmap(_ x: Tensor, _ threads: Int, _ f: (Float) -> Float) -> Tensor {
+        Broadcast.unary(x, Float.self, out: .float, threads: threads, f)
+    }
+
+    /// A kernel applying `body(x, threads)` to a float32 input.
+    static func floatMap(_ body: @escaping (Tensor, Int) -> Tensor) -> KernelFactory {
         { ctx in
             ClosureKernel { inputs, env in
                 guard let x = inputs[0], x.dtype == .float else {
                     throw ctx.unsupported("input type \(inputs[0]?.dtype.name ?? "missing")")
                 }
-                return [Broadcast.unary(x, Float.self, out: .float, threads: env.threads, f)]
+                return [body(x, env.threads)]
             }
         }
     }

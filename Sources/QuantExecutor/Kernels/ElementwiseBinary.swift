@@ -172,7 +172,7 @@ enum Compare {
                 if a.dtype == .string, op == .equal {
                     result = equalStrings(a, b)
                 } else if a.dtype == .bool {
-                    result = try Visitor(op: op, a: a, b: b, threads: env.threads).visit(UInt8.self)
+                    result = Visitor(op: op, a: a, b: b, threads: env.threads).visit(UInt8.self)
                 } else {
                     result = try Visitor(op: op, a: a, b: b, threads: env.threads)(a.dtype)
                 }

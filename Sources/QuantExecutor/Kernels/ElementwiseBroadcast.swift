@@ -122,9 +122,7 @@ struct BroadcastLayout {
         var strides: [[Int]] = Array(repeating: [], count: shapes.count)
         let full = shapes.map { Shapes.broadcastStrides($0, to: out) }
         for d in 0..<out.count where out[d] != 1 {
-            if let last = dims.last,
-               (0..<shapes.count).allSatisfy({ strides[$0].last! == full[$0][d] * out[d] }) {
-                _ = last
+            if !dims.isEmpty, (0..<shapes.count).allSatisfy({ strides[$0].last! == full[$0][d] * out[d] }) {
                 dims[dims.count - 1] *= out[d]
                 for k in 0..<shapes.count { strides[k][strides[k].count - 1] = full[k][d] }
             } else {
@@ -225,7 +223,8 @@ enum Broadcast {
         let px = x.storage.pointer.assumingMemoryBound(to: A.self)
         let po = y.storage.pointer.assumingMemoryBound(to: O.self)
         parallelFor(x.count, threads: threads, grain: 1 << 15) { r in
-            for i in r { po[i] = f(px[i]) }
+            let a = px + r.lowerBound, o = po + r.lowerBound
+            for i in 0..<r.count { o[i] = f(a[i]) }
         }
         return y
     }

@@ -47,13 +47,13 @@ enum ReductionKernels {
             let plan = Plan(keptShape: keptShape, keptStrides: keptStrides, redShape: redShape, redStrides: redStrides)
             if x.dtype == .float {
                 return [plan.run(x.storage.pointer.assumingMemoryBound(to: Float.self), outShape, dtype: .float, threads: env.threads) {
-                    reduceFloat(op, $0, $1)
+                    reduceFloat(op, $0, $1, $2)
                 }]
             }
             guard x.dtype.isInteger, x.dtype.bitWidth >= 8 else { throw ctx.unsupported("element type \(x.dtype)") }
             let d = x.doubles()
             let r = d.withUnsafeBufferPointer { p in
-                plan.run(p.baseAddress!, outShape, dtype: .double, threads: env.threads) { reduceDouble(op, $0, $1) }
+                plan.run(p.baseAddress!, outShape, dtype: .double, threads: env.threads) { reduceDouble(op, $0, $1, $2) }
             }
             // r holds doubles in a .double tensor; convert to the input's type.
             guard let t = try ToType(src: r, dtype: x.dtype)(x.dtype) else { throw ctx.unsupported("element type \(x.dtype)") }
@@ -74,18 +74,20 @@ enum ReductionKernels {
         let keptShape: [Int], keptStrides: [Int], redShape: [Int], redStrides: [Int]
 
         func run<T>(_ src: UnsafePointer<T>, _ outShape: [Int], dtype: DType, threads: Int,
-                    _ f: (UnsafePointer<T>, Int) -> T) -> Tensor {
+                    _ f: (UnsafePointer<T>, Int, Int) -> T) -> Tensor {
             let out = Tensor(dtype: dtype, shape: outShape)
             let po = out.storage.pointer.assumingMemoryBound(to: T.self)
             let (rs, rst) = Strided.coalesce(redShape, [redStrides])
             let m = Tensor.elementCount(redShape)
-            let contiguous = rs.count == 1 && (rst[0][0] == 1 || m <= 1)
+            // One reduced run (after merging dimensions) is walked in place, with its stride;
+            // several runs are first gathered into a scratch row.
+            let single = rs.count == 1 || m <= 1
+            let step = single && m > 1 ? rst[0][0] : 1
             Strided.forEach(keptShape, [keptStrides], threads: threads, grain: max(1, 16384 / max(m, 1))) { o, off in
-                if contiguous {
-                    po[o] = f(src + off[0], m)
+                if single {
+                    po[o] = f(src + off[0], m, step)
                     return
                 }
-                // Gather the reduced elements into a scratch row.
                 let scratch = UnsafeMutablePointer<T>.allocate(capacity: max(m, 1))
                 defer { scratch.deallocate() }
                 var k = 0
@@ -93,36 +95,49 @@ enum ReductionKernels {
                     scratch[k] = src[off[0] + r[0]]
                     k += 1
                 }
-                po[o] = f(scratch, m)
+                po[o] = f(scratch, m, 1)
             }
             return out
         }
     }
 
+    static func reduceFloat(_ op: Op, _ p: UnsafePointer<Float>, _ n: Int, _ step: Int) -> Float {
+        if step == 1 { return reduceFloat(op, p, n, Contiguous()) }
+        return reduceFloat(op, p, n, StepAccess(step: step))
+    }
+
+    protocol Access { func offset(_ i: Int) -> Int }
+    struct Contiguous: Access { @inline(__always) func offset(_ i: Int) -> Int { i } }
+    struct StepAccess: Access {
+        let step: Int
+        @inline(__always) func offset(_ i: Int) -> Int { i * step }
+    }
+
     @inline(__always)
-    static func reduceFloat(_ op: Op, _ p: UnsafePointer<Float>, _ n: Int) -> Float {
+    static func reduceFloat<A: Access>(_ op: Op, _ base: UnsafePointer<Float>, _ n: Int, _ a: A) -> Float {
+        let p = { (i: Int) in base[a.offset(i)] }
         switch op {
-        case .sum: var s: Float = 0; for i in 0..<n { s += p[i] }; return s
-        case .mean: var s: Float = 0; for i in 0..<n { s += p[i] }; return s / Float(n)
-        case .max: var s = -Float.infinity; for i in 0..<n { s = p[i] > s || p[i].isNaN ? p[i] : s }; return s
-        case .min: var s = Float.infinity; for i in 0..<n { s = p[i] < s || p[i].isNaN ? p[i] : s }; return s
-        case .prod: var s: Float = 1; for i in 0..<n { s *= p[i] }; return s
-        case .l1: var s: Float = 0; for i in 0..<n { s += abs(p[i]) }; return s
-        case .l2: var s: Float = 0; for i in 0..<n { s += p[i] * p[i] }; return s.squareRoot()
-        case .sumSquare: var s: Float = 0; for i in 0..<n { s += p[i] * p[i] }; return s
-        case .logSum: var s: Float = 0; for i in 0..<n { s += p[i] }; return Foundation.log(s)
+        case .sum: var s: Float = 0; for i in 0..<n { s += p(i) }; return s
+        case .mean: var s: Float = 0; for i in 0..<n { s += p(i) }; return s / Float(n)
+        case .max: var s = -Float.infinity; for i in 0..<n { s = p(i) > s || p(i).isNaN ? p(i) : s }; return s
+        case .min: var s = Float.infinity; for i in 0..<n { s = p(i) < s || p(i).isNaN ? p(i) : s }; return s
+        case .prod: var s: Float = 1; for i in 0..<n { s *= p(i) }; return s
+        case .l1: var s: Float = 0; for i in 0..<n { s += abs(p(i)) }; return s
+        case .l2: var s: Float = 0; for i in 0..<n { s += p(i) * p(i) }; return s.squareRoot()
+        case .sumSquare: var s: Float = 0; for i in 0..<n { s += p(i) * p(i) }; return s
+        case .logSum: var s: Float = 0; for i in 0..<n { s += p(i) }; return Foundation.log(s)
         case .logSumExp:
             var m = -Float.infinity
-            for i in 0..<n { m = Swift.max(m, p[i]) }
+            for i in 0..<n { m = Swift.max(m, p(i)) }
             if !m.isFinite { return m }
             var s: Float = 0
-            for i in 0..<n { s += Foundation.exp(p[i] - m) }
+            for i in 0..<n { s += Foundation.exp(p(i) - m) }
             return Foundation.log(s) + m
         }
     }
 
-    static func reduceDouble(_ op: Op, _ p: UnsafePointer<Double>, _ n: Int) -> Double {
-        let xs = UnsafeBufferPointer(start: p, count: n)
+    static func reduceDouble(_ op: Op, _ p: UnsafePointer<Double>, _ n: Int, _ step: Int) -> Double {
+        let xs = (0..<n).map { p[$0 * step] }
         switch op {
         case .sum: return xs.reduce(0, +)
         case .mean: return xs.reduce(0, +) / Double(n)

@@ -61,7 +61,7 @@ enum Generate {
     /// last two dimensions and zeroes the rest.
     static func trilu(_ ctx: KernelContext) throws -> Kernel {
         let upper = ctx.int("upper", 1) != 0
-        return ClosureKernel { inputs, env in
+        return ClosureKernel { inputs, _ in
             guard let x = inputs[0], x.rank >= 2 else { throw ctx.invalid("input must have rank >= 2") }
             try Movement.requireFixedWidth(x, ctx)
             let k = inputs.count > 1 ? inputs[1].map { Int($0.scalarAsDouble(at: 0)) } ?? 0 : 0
@@ -77,7 +77,6 @@ enum Generate {
                     }
                 }
             }
-            _ = env
             return [out]
         }
     }
@@ -96,7 +95,7 @@ enum Generate {
             guard let a = Shapes.axis(axis, rank: rank), depth >= 0 else { throw ctx.invalid("axis \(axis) is out of range for rank \(rank)") }
             var shape = ind.shape
             shape.insert(depth, at: a)
-            let outer = ind.shape[..<a].reduce(1, *), inner = ind.shape[a...].reduce(1, *)
+            let inner = ind.shape[a...].reduce(1, *)
             // Select between the two values by a per-element 0/1 code.
             var code = [UInt8](repeating: 0, count: Tensor.elementCount(shape))
             for i in 0..<ind.count {
@@ -109,7 +108,6 @@ enum Generate {
             let cond = Tensor(shape: shape, values: code).retyped(.bool)
             let on = Strided.gather(vals, shape: [], strides: [], base: 1, threads: 1)
             let off = Strided.gather(vals, shape: [], strides: [], base: 0, threads: 1)
-            _ = outer
             guard let r = Broadcast.select(cond, on, off, threads: env.threads) else { throw ctx.invalid("internal broadcast failure") }
             return [r]
         }
