@@ -19,15 +19,36 @@ public struct ExecutorOptions: Sendable {
 /// Observes (and may replace) every tensor the main graph produces: calibration statistics,
 /// error analysis and fake-quant simulation are all hooks.
 public protocol ExecutionHook: AnyObject {
-    /// Called for each graph input and each node output of the main graph, in execution order.
+    /// Called for each graph input and each node output, in execution order, including values
+    /// inside If/Loop/Scan bodies (once per iteration) and subgraph inputs.
     /// Return a tensor to replace the value for all its consumers (and the graph output), or nil
     /// to keep it. Initializers are not reported.
     func produced(_ value: ValueID, tensor: Tensor, executor: Executor) -> Tensor?
 }
 
+/// Numbers the values of a graph and all its subgraph plans into one id space, so hooks see
+/// values inside If/Loop/Scan bodies too.
+final class PlanTable {
+    private(set) var plans: [GraphPlan] = []
+    private(set) var size = 0
+
+    func register(_ plan: GraphPlan) {
+        plan.idBase = size
+        size += plan.names.count
+        plans.append(plan)
+    }
+
+    func name(of id: Int) -> String? {
+        for p in plans where id >= p.idBase && id < p.idBase + p.names.count { return p.names[id - p.idBase] }
+        return nil
+    }
+}
+
 /// A compiled graph: value table, one kernel per node, and when each value can be freed.
 public final class GraphPlan {
     public let graph: Graph
+    /// Offset of this plan's value ids in the executor-wide id space.
+    var idBase = 0
     /// Value names by id.
     public let names: [String]
     let ids: [String: Int]
@@ -48,7 +69,7 @@ public final class GraphPlan {
         let outputs: [Int]  // -1: omitted
     }
 
-    init(graph: Graph, options: ExecutorOptions, opsets: [String: Int], outer: Set<String>) throws {
+    init(graph: Graph, options: ExecutorOptions, opsets: [String: Int], outer: Set<String>, table: PlanTable) throws {
         self.graph = graph
         var names: [String] = []
         var ids: [String: Int] = [:]
@@ -83,7 +104,7 @@ public final class GraphPlan {
             let ctx = KernelContext(
                 node: node, opset: opset, options: options,
                 constantLookup: { name in ids[name].flatMap { constants[$0] } },
-                compileSubgraph: { g in try GraphPlan(graph: g, options: options, opsets: opsets, outer: innerVisible) })
+                compileSubgraph: { g in try GraphPlan(graph: g, options: options, opsets: opsets, outer: innerVisible, table: table) })
             let kernel: Kernel
             do {
                 kernel = try factory(ctx)
@@ -129,6 +150,7 @@ public final class GraphPlan {
         self.outerIDs = outerIDs
         self.steps = steps
         self.release = release
+        table.register(self)
     }
 
     /// Names of the runtime inputs, in order.
@@ -163,6 +185,8 @@ public struct RunEnvironment {
     public let threads: Int
     let options: ExecutorOptions
     let frame: Frame?
+    var hooks: [ExecutionHook] = []
+    weak var executor: Executor?
 
     public static func compileTime(_ options: ExecutorOptions) -> RunEnvironment {
         RunEnvironment(threads: options.threads, options: options, frame: nil)
@@ -172,7 +196,14 @@ public struct RunEnvironment {
     public func run(_ plan: GraphPlan, inputs: [Tensor?]) throws -> [Tensor] {
         let frame = Frame(plan: plan, parent: self.frame)
         for (k, id) in plan.inputIDs.enumerated() where k < inputs.count { frame.values[id] = inputs[k] }
-        try Executor.execute(frame, options: options, hooks: [], executor: nil)
+        if let executor {
+            for (k, id) in plan.inputIDs.enumerated() where k < inputs.count {
+                guard var t = frame.values[id] else { continue }
+                for h in hooks { if let r = h.produced(plan.idBase + id, tensor: t, executor: executor) { t = r } }
+                frame.values[id] = t
+            }
+        }
+        try Executor.execute(frame, options: options, hooks: hooks, executor: executor)
         return try plan.outputIDs.map { id in
             guard let t = frame.values[id] else {
                 throw QuantKitError("QK3004", "subgraph '\(plan.graph.name)' did not produce '\(plan.names[id])'", fix: "the model is malformed")
@@ -188,20 +219,21 @@ public final class Executor {
     public let model: Model
     public let plan: GraphPlan
     public let options: ExecutorOptions
+    let table = PlanTable()
 
     public init(model: Model, options: ExecutorOptions = ExecutorOptions()) throws {
         self.model = model
         self.options = options
-        plan = try GraphPlan(graph: model.graph, options: options, opsets: model.opsets, outer: [])
+        plan = try GraphPlan(graph: model.graph, options: options, opsets: model.opsets, outer: [], table: table)
         // GEMMs are split over the executor's own threads (MatrixGEMM); BLAS threads would
         // spin and compete with them for the cores.
         BLAS.setThreads(1)
     }
 
-    /// The name of a value id.
-    public func name(of value: ValueID) -> String { plan.names[value] }
-    /// The id of a value name, if the main graph has it.
-    public func id(of name: String) -> ValueID? { plan.ids[name] }
+    /// The name of a value id (main graph or any subgraph).
+    public func name(of value: ValueID) -> String { table.name(of: value) ?? "?" }
+    /// The id of a value name of the main graph.
+    public func id(of name: String) -> ValueID? { plan.ids[name].map { plan.idBase + $0 } }
     public var inputNames: [String] { plan.inputNames }
     public var outputNames: [String] { plan.outputNames }
 
@@ -219,7 +251,7 @@ public final class Executor {
             guard let t = feeds[name] else { throw ExecutorError.missingInput(name, expected: expected) }
             try checkFeed(t, info: model.graph.inputs.first { $0.name == name })
             var value = ComputeType.normalize(t)
-            for h in hooks { if let r = h.produced(id, tensor: value, executor: self) { value = r } }
+            for h in hooks { if let r = h.produced(plan.idBase + id, tensor: value, executor: self) { value = r } }
             frame.values[id] = value
         }
         try Executor.execute(frame, options: options, hooks: hooks, executor: self)
@@ -252,7 +284,9 @@ public final class Executor {
 
     static func execute(_ frame: Frame, options: ExecutorOptions, hooks: [ExecutionHook], executor: Executor?) throws {
         let plan = frame.plan
-        let env = RunEnvironment(threads: options.threads, options: options, frame: frame)
+        var env = RunEnvironment(threads: options.threads, options: options, frame: frame)
+        env.hooks = hooks
+        env.executor = executor
         for (i, step) in plan.steps.enumerated() {
             let inputs = step.inputs.map { $0 < 0 ? nil : frame.values[$0] }
             let outputs: [Tensor?]
@@ -266,7 +300,7 @@ public final class Executor {
             for (k, id) in step.outputs.enumerated() where id >= 0 {
                 guard k < outputs.count, var t = outputs[k] else { continue }
                 if let executor {
-                    for h in hooks { if let r = h.produced(id, tensor: t, executor: executor) { t = r } }
+                    for h in hooks { if let r = h.produced(plan.idBase + id, tensor: t, executor: executor) { t = r } }
                 }
                 frame.values[id] = t
             }
