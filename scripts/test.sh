@@ -6,6 +6,7 @@ here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 bash scripts/setup.sh
 bash scripts/fetch-models.sh
+bash scripts/export-efficientnet.sh
 .venv/bin/python scripts/gen-onnx-tests.py .cache/onnx-tests
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-$(bash scripts/openblas-coretype.sh)}
 echo "== swift build -c release"

@@ -20,6 +20,13 @@ def quantkit(*args, check=True):
     return r
 
 
+def npy_name(output):
+    """The file `quantkit run` writes for an output: characters other than letters, digits,
+    '_', '-' and '.' become '_'."""
+    import re
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", output) + ".npy"
+
+
 def quantkit_json(*args):
     return json.loads(quantkit(*args).stdout)
 

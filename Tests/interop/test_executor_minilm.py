@@ -2,7 +2,7 @@
 Erf, masks) like ONNX Runtime, on a padded batch of two token sequences.
 
 Our side runs `quantkit run MODEL --input name=file.npy ... --output-dir DIR`, which writes each
-model output as DIR/<output name>.npy.
+model output as DIR/<output name>.npy (see conftest.npy_name).
 """
 import os
 
@@ -10,7 +10,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from conftest import CACHE, quantkit
+from conftest import npy_name, CACHE, quantkit
 
 MODEL = os.path.join(CACHE, "models", "minilm_l3.onnx")
 
@@ -46,7 +46,7 @@ def test_minilm_matches_onnxruntime(tmp_path):
     out = tmp_path / "out"
     quantkit(*args, "--output-dir", str(out))
     for name in names:
-        ours = np.load(out / f"{name}.npy")
+        ours = np.load(out / npy_name(name))
         want = ref[name]
         assert ours.shape == want.shape and ours.dtype == want.dtype, f"{name}: {ours.dtype}{ours.shape} vs {want.dtype}{want.shape}"
         if want.dtype.kind in "iub":

@@ -13,6 +13,8 @@ from conftest import CACHE, quantkit
 MODELS = [
     ("ppocrv4_rec.onnx", (1, 3, 48, 320)),
     ("efficientnet_lite0.onnx", (2, 3, 224, 224)),
+    ("ppocrv4_det.onnx", (1, 3, 160, 224)),
+    ("ppocr_cls.onnx", (2, 3, 48, 192)),
 ]
 
 
@@ -30,7 +32,7 @@ def executor_outputs(path, x, tmp_path):
 def test_executor_matches_onnxruntime(name, shape, tmp_path):
     path = os.path.join(CACHE, "models", name)
     if not os.path.exists(path):
-        pytest.skip(f"{name} is not in .cache/models (scripts/fetch-models.sh, scripts/export-efficientnet.sh)")
+        pytest.fail(f"{name} is not in .cache/models: run scripts/test.sh (it fetches and exports the models)")
     x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
     so = ort.SessionOptions()
     so.intra_op_num_threads = 2

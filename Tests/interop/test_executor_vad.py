@@ -3,7 +3,7 @@
 carried from chunk to chunk on each side independently, so errors would compound.
 
 Our side runs `quantkit run MODEL --input name=file.npy ... --output-dir DIR`, which writes each
-model output as DIR/<output name>.npy.
+model output as DIR/<output name>.npy (see conftest.npy_name).
 """
 import os
 
@@ -11,7 +11,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from conftest import CACHE, quantkit
+from conftest import npy_name, CACHE, quantkit
 
 MODEL = os.path.join(CACHE, "models", "silero_vad.onnx")
 CHUNKS = 20
@@ -62,7 +62,7 @@ def run_ours(tmp_path, feeds, step):
         args += ["--input", f"{name}={path}"]
     args += ["--output-dir", str(out)]
     quantkit(*args)
-    return {name: np.load(out / f"{name}.npy") for name in ("output", "stateN")}
+    return {name: np.load(out / npy_name(name)) for name in ("output", "stateN")}
 
 
 @pytest.mark.skipif(not os.path.exists(MODEL), reason="silero_vad.onnx is not in .cache/models")
