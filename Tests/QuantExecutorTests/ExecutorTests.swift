@@ -95,3 +95,42 @@ final class WeakStorage {
     #expect(Shapes.broadcastStrides([4, 1], to: [2, 4, 3]) == [0, 1, 0])
     #expect(Shapes.strides([2, 3, 4]) == [12, 4, 1])
 }
+
+/// cond, x ─ If ─ y      then: Relu(x) -> t      else: Neg(x) -> e
+@Test func hooksSeeValuesInsideSubgraphs() throws {
+    let thenG = Graph(name: "then", nodes: [Node(name: "relu", opType: "Relu", inputs: ["x"], outputs: ["t"])],
+                      outputs: [ValueInfo(name: "t", type: TensorType(elementType: .float, shape: nil))])
+    let elseG = Graph(name: "else", nodes: [Node(name: "neg", opType: "Neg", inputs: ["x"], outputs: ["e"])],
+                      outputs: [ValueInfo(name: "e", type: TensorType(elementType: .float, shape: nil))])
+    func graphAttr(_ name: String, _ g: Graph) -> Attribute {
+        var a = Attribute.int(name, 0)
+        a.proto.type = .graph
+        a.proto.clearI()
+        a.subgraphs = [g]
+        return a
+    }
+    let g = Graph(name: "main", nodes: [Node(name: "if", opType: "If", inputs: ["cond"], outputs: ["y"],
+                                             attributes: [graphAttr("then_branch", thenG), graphAttr("else_branch", elseG)])],
+                  inputs: [ValueInfo(name: "cond", type: TensorType(elementType: .bool, shape: [])),
+                           ValueInfo(name: "x", type: TensorType(elementType: .float, shape: [.value(3)]))],
+                  outputs: [ValueInfo(name: "y", type: TensorType(elementType: .float, shape: nil))])
+    let exec = try Executor(model: Model(graph: g, opsets: ["": 17]), options: ExecutorOptions(threads: 1))
+    final class Names: ExecutionHook {
+        var seen: [String] = []
+        var replace: Tensor?
+        func produced(_ value: ValueID, tensor: Tensor, executor: Executor) -> Tensor? {
+            seen.append(executor.name(of: value))
+            return executor.name(of: value) == "t" ? replace : nil
+        }
+    }
+    let hook = Names()
+    hook.replace = Tensor(shape: [3], floats: [9, 9, 9])
+    let out = try exec.run(["cond": Tensor(shape: [], values: [true]), "x": Tensor(shape: [3], floats: [-1, 2, -3])], hooks: [hook])
+    #expect(hook.seen == ["cond", "x", "t", "y"])
+    #expect(out["y"]?.floats() == [9, 9, 9], "a replacement inside a branch reaches the If's output")
+    hook.seen = []
+    hook.replace = nil
+    let out2 = try exec.run(["cond": Tensor(shape: [], values: [false]), "x": Tensor(shape: [3], floats: [-1, 2, -3])], hooks: [hook])
+    #expect(hook.seen == ["cond", "x", "e", "y"])
+    #expect(out2["y"]?.floats() == [1, -2, 3])
+}
