@@ -12,5 +12,6 @@ swift build -c release 2>&1 | tail -n 1
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-$(bash scripts/openblas-coretype.sh)}
 mkdir -p out
 cp .cache/models/efficientnet_lite0.onnx out/efficientnet_lite0.onnx
-.build/release/quantkit quantize out/efficientnet_lite0.onnx --input input=.cache/data/foolbox --preset PT_IMAGENET \
+ls "$here"/.cache/data/foolbox/imagenet_*.jpg > out/calibration.txt   # the ImageNet photos only
+.build/release/quantkit quantize out/efficientnet_lite0.onnx --input input=out/calibration.txt --preset PT_IMAGENET \
   --batch 4 --stats-out out/efficientnet_lite0.stats.json

@@ -39,7 +39,7 @@ public struct Calibrator {
             _ = try executor.run(feed, hooks: [collector])
             samples += feed.values.first?.shape.first ?? 1
             count += 1
-            progress(StageProgress(stage: "calibrate", done: count, total: total, unit: "batch"))
+            progress(StageProgress(stage: "calibrate", done: count, total: total, unit: "batches"))
         }
         guard count > 0 else {
             throw QuantKitError("QK4005", "calibration received no data", fix: "check the data paths; at least one batch is needed")

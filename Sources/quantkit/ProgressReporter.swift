@@ -26,7 +26,7 @@ final class ProgressReporter {
         case .lines:
             guard finished || now.timeIntervalSince(lastPrint) >= 5 else { return }
             lastPrint = now
-            write("\(p.stage): \(p.done)\(p.total.map { "/\($0)" } ?? "") \(p.unit)s, \(String(format: "%.1f", rate))/s\(eta(p, rate))\n")
+            write("\(p.stage): \(p.done)\(p.total.map { "/\($0)" } ?? "") \(p.unit), \(String(format: "%.1f", rate))/s\(eta(p, rate))\n")
         case .bar:
             guard finished || now.timeIntervalSince(lastPrint) >= 0.1 else { return }
             lastPrint = now
