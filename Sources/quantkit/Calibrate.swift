@@ -19,23 +19,52 @@ struct Calibrate: ParsableCommand {
 
     @OptionGroup var data: DataArguments
 
-    @Option(help: "Range method recorded in the file.")
-    var method = "default"
+    @OptionGroup var calibration: CalibrationArguments
 
-    @Option(help: "Percentile for --method percentile.")
-    var percentile = 0.9999
 
-    @Option(help: "Activation grid the ranges are chosen for: u8, s8, u16.")
-    var activations = "u8"
 
-    @Option(help: "Histogram bins (2048; Icraft uses 4096).")
-    var bins = 2048
+
 
     @Option(help: "Where to write the statistics (JSON).")
     var statsOut: String
 
     @Option(parsing: .upToNextOption, help: "Merge these statistics files instead of calibrating.")
     var merge: [String] = []
+
+
+
+
+    func run() throws {
+        try reportingErrors {
+            let c = calibration
+            let (method, grid) = try CalibrationChoice.parse(method: c.method, percentile: c.percentile, activations: c.activations)
+            var file: StatisticsFile
+            if !merge.isEmpty {
+                file = try merge.dropFirst().reduce(try StatisticsFile.read(path: merge[0])) { try StatisticsFile.merged($0, StatisticsFile.read(path: $1)) }
+            } else {
+                guard let model else { throw QuantKitError("QK7022", "calibrate needs a model (or --merge FILES)", fix: "pass the .onnx model as the first argument") }
+                file = try CalibrationChoice.calibrate(model: model, data: data, bins: c.bins, threads: c.threads, reporter: c.reporter)
+            }
+            Calibrator.selectRanges(&file, method: method, grid: grid)
+            try file.write(to: statsOut)
+            if !c.quiet { print("statistics of \(file.tensors.count) tensors over \(file.samples) samples -> \(statsOut)") }
+        }
+    }
+}
+
+/// Calibration options shared by `calibrate` and `quantize`.
+struct CalibrationArguments: ParsableArguments {
+    @Option(help: "Range method for activations: \(RangeMethod.names.joined(separator: ", ")).")
+    var method = "default"
+
+    @Option(help: "Percentile for --method percentile.")
+    var percentile = 0.9999
+
+    @Option(help: "Activation scheme: u8 (uint8 asymmetric), s8 (int8 symmetric), u16 (A16W8).")
+    var activations = "u8"
+
+    @Option(help: "Histogram bins (2048; Icraft uses 4096).")
+    var bins = 2048
 
     @Option(help: "Threads.")
     var threads = ProcessInfo.processInfo.activeProcessorCount
@@ -46,22 +75,7 @@ struct Calibrate: ParsableCommand {
     @Flag(help: "Progress as JSON lines on stderr.")
     var logJson = false
 
-    func run() throws {
-        try reportingErrors {
-            let (method, grid) = try CalibrationChoice.parse(method: method, percentile: percentile, activations: activations)
-            var file: StatisticsFile
-            if !merge.isEmpty {
-                file = try merge.dropFirst().reduce(try StatisticsFile.read(path: merge[0])) { try StatisticsFile.merged($0, StatisticsFile.read(path: $1)) }
-            } else {
-                guard let model else { throw QuantKitError("QK7022", "calibrate needs a model (or --merge FILES)", fix: "pass the .onnx model as the first argument") }
-                file = try CalibrationChoice.calibrate(model: model, data: data, bins: bins, threads: threads,
-                                                       reporter: ProgressReporter(quiet: quiet, json: logJson))
-            }
-            Calibrator.selectRanges(&file, method: method, grid: grid)
-            try file.write(to: statsOut)
-            if !quiet { print("statistics of \(file.tensors.count) tensors over \(file.samples) samples -> \(statsOut)") }
-        }
-    }
+    var reporter: ProgressReporter { ProgressReporter(quiet: quiet, json: logJson) }
 }
 
 /// Shared by `calibrate` and `quantize`.

@@ -24,29 +24,17 @@ struct Quantize: ParsableCommand {
 
     @OptionGroup var data: DataArguments
 
+    @OptionGroup var calibration: CalibrationArguments
+
     @Option(help: "Also write the calibration statistics here.")
     var statsOut: String?
 
-    @Option(help: "Histogram bins for calibration.")
-    var bins = 2048
 
-    @Option(help: "Threads.")
-    var threads = ProcessInfo.processInfo.activeProcessorCount
 
-    @Flag(help: "No progress output.")
-    var quiet = false
 
-    @Flag(help: "Progress as JSON lines on stderr.")
-    var logJson = false
 
-    @Option(help: "Range method for activations.")
-    var method = "default"
 
-    @Option(help: "Percentile for --method percentile.")
-    var percentile = 0.9999
 
-    @Option(help: "Activation scheme: u8 (uint8 asymmetric), s8 (int8 symmetric), u16 (A16W8).")
-    var activations = "u8"
 
     @Flag(help: "One weight scale per tensor instead of per output channel.")
     var perTensorWeights = false
@@ -62,8 +50,9 @@ struct Quantize: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let (m, _) = try CalibrationChoice.parse(method: method, percentile: percentile, activations: activations)
-            var scheme = try CalibrationChoice.scheme(activations)
+            let c = calibration
+            let (m, _) = try CalibrationChoice.parse(method: c.method, percentile: c.percentile, activations: c.activations)
+            var scheme = try CalibrationChoice.scheme(c.activations)
             scheme.method = m
             scheme.perChannelWeights = !perTensorWeights
             let control = QuantControl(excludeNodes: excludeNode, excludeOpTypes: excludeOpType, truncateAfter: truncate)
@@ -73,8 +62,7 @@ struct Quantize: ParsableCommand {
             if let stats {
                 statistics = try StatisticsFile.read(path: stats)
             } else {
-                statistics = try CalibrationChoice.calibrate(model: model, data: data, bins: bins, threads: threads,
-                                                             reporter: ProgressReporter(quiet: quiet, json: logJson))
+                statistics = try CalibrationChoice.calibrate(model: model, data: data, bins: c.bins, threads: c.threads, reporter: c.reporter)
                 if let statsOut { try statistics.write(to: statsOut) }
             }
             let r = try q.quantize(modelPath: model, statistics: statistics, output: out)
