@@ -45,7 +45,8 @@ public final class CalibrationDataset: @unchecked Sendable {
     public static func signatures(of graph: Graph) -> [InputSignature] {
         graph.runtimeInputs.map { v in
             let t = v.tensorType
-            let shape = t?.shape?.map(\.intValue)
+            // A negative dim_value (PaddlePaddle writes -1 for the batch) is symbolic too.
+            let shape = t?.shape?.map { $0.intValue.flatMap { $0 >= 0 ? $0 : nil } }
             let symbols = t?.shape?.map { d -> String? in if case .param(let p) = d { p } else { nil } } ?? []
             return InputSignature(name: v.name, dtype: t?.elementType ?? .float, shape: shape, symbols: symbols)
         }
