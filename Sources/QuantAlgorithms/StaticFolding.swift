@@ -29,7 +29,7 @@ public enum StaticFolding {
                 continue
             }
             let inputs: [Tensor?] = node.inputs.map { $0.isEmpty ? nil : g.initializer($0) }
-            var foldable = node.inputs.indices.allSatisfy { node.inputs[$0].isEmpty || inputs[$0] != nil }
+            let foldable = !node.inputs.isEmpty && node.inputs.indices.allSatisfy { node.inputs[$0].isEmpty || inputs[$0] != nil }
             if node.opType == "Shape", !foldable, let shape = g.valueInfo(for: node.inputs[0])?.tensorType?.staticShape {
                 // Shape of a statically shaped value: its dims, sliced by start/end (opset 15).
                 let start = node.attribute("start")?.int ?? 0, end = node.attribute("end")?.int ?? shape.count
@@ -40,7 +40,6 @@ public enum StaticFolding {
                 folded += 1
                 continue
             }
-            if !foldable || node.inputs.isEmpty && node.opType != "Constant" { foldable = false }
             let opset = opsets[""] ?? 13
             guard foldable, let results = try? registry.evaluate(node, inputs: inputs, opset: opset),
                   results.count >= node.outputs.filter({ !$0.isEmpty }).count,

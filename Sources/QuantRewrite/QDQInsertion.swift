@@ -131,14 +131,12 @@ extension QDQRewriter {
         guard let bv = biasValues, let bi = biasIndex, let s_in = inputScale else { return }
         let bName = n.inputs[bi]
         let biasScales = (0..<bv.count).map { s_in * scales[channels == 1 ? 0 : $0] }
-        let int32 = QuantGrid(bits: 32, signed: true, symmetric: true)
         let bq = Tensor(dtype: .int32, shape: [bv.count])
         bq.withUnsafeMutableBufferPointer(as: Int32.self) { out in
             for k in 0..<bv.count {
                 out[k] = Int32(min(max((Double(bv[k]) / biasScales[k]).rounded(.toNearestOrEven), -Double(Int32.max)), Double(Int32.max)))
             }
         }
-        _ = int32
         let bqName = names.fresh(bName + "_quantized")
         let bsName = names.fresh(bName + "_scale")
         let bzName = names.fresh(bName + "_zero_point")

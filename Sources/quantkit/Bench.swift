@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import QuantData
 import QuantKit
 #if canImport(Glibc)
 import Glibc
@@ -65,7 +66,7 @@ struct Bench: ParsableCommand {
             for (k, spec) in inputNpy.enumerated() {
                 let parts = spec.split(separator: "=", maxSplits: 1).map(String.init)
                 let name = parts.count == 2 ? parts[0] : (k == 0 ? executor.inputNames.first ?? "" : "")
-                given[name] = try NpyFile.read(parts.last!)
+                given[name] = try Npy.read(path: parts.last!)
             }
             var rng = SplitMix64(seed: seed)
             var feeds: [String: Tensor] = [:]
@@ -82,7 +83,7 @@ struct Bench: ParsableCommand {
                 }
                 let dtype = info?.tensorType?.elementType ?? .float
                 if dtype == .float || dtype == .float16 || dtype == .double || dtype == .bfloat16 {
-                    let t = Tensor.makeFloat(shape) { p in for i in 0..<p.count { p[i] = rng.nextFloat() * 2 - 1 } }
+                    let t = Tensor.makeFloat(shape) { p in for i in 0..<p.count { p[i] = Float(rng.unit()) * 2 - 1 } }
                     feeds[name] = ComputeType.restore(t, to: dtype)
                 } else {
                     feeds[name] = Tensor(dtype: dtype, shape: shape)
@@ -124,56 +125,5 @@ struct Bench: ParsableCommand {
         }
         let data = try JSONSerialization.data(withJSONObject: index, options: [.prettyPrinted, .sortedKeys])
         try data.write(to: URL(fileURLWithPath: dir).appendingPathComponent("outputs.json"), options: .atomic)
-    }
-}
-
-/// A seeded generator for reproducible benchmark inputs (SplitMix64, Steele et al. 2014).
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Uniform in [0, 1).
-    mutating func nextFloat() -> Float { Float(next() >> 40) / Float(1 << 24) }
-}
-
-/// Minimal .npy reader for the bench command: little-endian float32/int64/float64, C order.
-enum NpyFile {
-    static func read(_ path: String) throws -> Tensor {
-        let data = try Data(contentsOf: URL(fileURLWithPath: path))
-        let bytes = [UInt8](data)
-        guard bytes.count > 10, bytes[0] == 0x93, String(decoding: bytes[1..<6], as: UTF8.self) == "NUMPY" else {
-            throw ValidationError("\(path) is not a .npy file")
-        }
-        let major = bytes[6]
-        let headerLen = major == 1 ? Int(bytes[8]) | Int(bytes[9]) << 8
-            : Int(bytes[8]) | Int(bytes[9]) << 8 | Int(bytes[10]) << 16 | Int(bytes[11]) << 24
-        let start = major == 1 ? 10 : 12
-        let header = String(decoding: bytes[start..<(start + headerLen)], as: UTF8.self)
-        guard !header.contains("'fortran_order': True") else { throw ValidationError("\(path): Fortran-order arrays are not supported") }
-        func field(_ key: String) -> String? {
-            guard let r = header.range(of: "'\(key)':") else { return nil }
-            return String(header[r.upperBound...]).trimmingCharacters(in: .whitespaces)
-        }
-        guard let descrField = field("descr"), let shapeField = field("shape"),
-              let open = shapeField.firstIndex(of: "("), let close = shapeField.firstIndex(of: ")") else {
-            throw ValidationError("\(path): cannot read the .npy header")
-        }
-        let descr = descrField.split(separator: "'")[0]
-        let shape = shapeField[shapeField.index(after: open)..<close].split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        let dtype: DType
-        switch descr {
-        case "<f4": dtype = .float
-        case "<f8": dtype = .double
-        case "<i8": dtype = .int64
-        default: throw ValidationError("\(path): element type \(descr) is not supported (use float32, float64 or int64)")
-        }
-        let body = data.subdata(in: (start + headerLen)..<data.count)
-        return try body.withUnsafeBytes { try Tensor(dtype: dtype, shape: shape, copying: $0) }
     }
 }
