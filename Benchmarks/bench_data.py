@@ -1,0 +1,304 @@
+"""Calibration and evaluation sets for the quantization benchmarks (Python is the referee here).
+
+Each set is made once into .cache/bench/NAME/ and reused:
+  calib/NNNN[_INPUT].npy   calibration items with a leading batch dimension of 1, read by both
+                           QuantKit (--input NAME=DIR or a list file) and ONNX Runtime's quantizer
+  eval.npz                 evaluation inputs (and labels where they exist)
+Sources (all from DEVELOPERS.md's list, fetched by scripts/fetch-models.sh):
+  fashion_cnn       Debian dataset-fashion-mnist: 256 training images to calibrate, the 10,000
+                    test images (labelled) to evaluate
+  efficientnet      ImageNet preprocessing (shorter side 256, centre crop 224, mean/std) of
+                    .cache/data/photos: every 6th photo calibrates, the others (300+) measure
+                    agreement; the 20 labelled foolbox ImageNet photos measure top-1
+  ppocrv4_rec       text lines rendered with DejaVu fonts (labels known by construction),
+                    preprocessed as RapidOCR does (height 48, width padded to 320, (x/255-0.5)/0.5)
+  minilm_l3         real English sentences (Debian's common licence texts), BERT WordPiece
+                    tokenized with the uncased vocabulary, padded to 64 tokens
+"""
+import glob
+import gzip
+import os
+import random
+import re
+import struct
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CACHE = os.path.join(ROOT, ".cache")
+BENCH = os.path.join(CACHE, "bench")
+MODELS = os.path.join(CACHE, "models")
+
+
+def _idx(name):
+    with gzip.open(os.path.join("/usr/share/datasets/fashion-mnist", name), "rb") as f:
+        data = f.read()
+    ndim = struct.unpack(">I", data[:4])[0] & 0xFF
+    dims = struct.unpack(">" + "I" * ndim, data[4:4 + 4 * ndim])
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _write_calib(folder, items, input_names):
+    """items: list of tuples (one array per input, each with batch dim 1). Atomic per set."""
+    calib = os.path.join(folder, "calib")
+    if os.path.isdir(calib):
+        return
+    tmp = calib + ".tmp"
+    os.makedirs(tmp, exist_ok=True)
+    for i, arrays in enumerate(items):
+        for name, a in zip(input_names, arrays):
+            suffix = "" if len(input_names) == 1 else "_" + name
+            np.save(os.path.join(tmp, f"{i:04d}{suffix}.npy"), a)
+    os.replace(tmp, calib)
+
+
+def calib_args(name, input_names):
+    """QuantKit --input/--list arguments for a set's calibration folder."""
+    calib = os.path.join(BENCH, name, "calib")
+    if len(input_names) == 1:
+        return ["--input", f"{input_names[0]}={calib}"]
+    lst = os.path.join(BENCH, name, "calib.txt")
+    files = sorted(glob.glob(os.path.join(calib, f"*_{input_names[0]}.npy")))
+    with open(lst, "w") as f:
+        for p in files:
+            stem = p[: -len(f"_{input_names[0]}.npy")]
+            f.write(";".join(f"{stem}_{n}.npy" for n in input_names) + "\n")
+    return ["--list", lst]
+
+
+def calib_items(name, input_names):
+    calib = os.path.join(BENCH, name, "calib")
+    if len(input_names) == 1:
+        files = sorted(glob.glob(os.path.join(calib, "*.npy")))
+        return [{input_names[0]: np.load(p)} for p in files]
+    first = sorted(glob.glob(os.path.join(calib, f"*_{input_names[0]}.npy")))
+    out = []
+    for p in first:
+        stem = p[: -len(f"_{input_names[0]}.npy")]
+        out.append({n: np.load(f"{stem}_{n}.npy") for n in input_names})
+    return out
+
+
+def _cached(name, make):
+    folder = os.path.join(BENCH, name)
+    path = os.path.join(folder, "eval.npz")
+    os.makedirs(folder, exist_ok=True)
+    if not os.path.exists(path) or not os.path.isdir(os.path.join(folder, "calib")):
+        calib, ev, input_names = make()
+        _write_calib(folder, calib, input_names)
+        tmp = path + ".tmp.npz"
+        np.savez(tmp, **ev)
+        os.replace(tmp, path)
+    return dict(np.load(path))
+
+
+# Fashion-MNIST ---------------------------------------------------------------------------------
+
+def fashion():
+    def make():
+        xtr = _idx("train-images-idx3-ubyte.gz")
+        rng = np.random.default_rng(0)
+        pick = rng.choice(len(xtr), 256, replace=False)
+        calib = [(xtr[i].astype(np.float32)[None, None] / 255,) for i in pick]
+        x = _idx("t10k-images-idx3-ubyte.gz").astype(np.float32)[:, None] / 255
+        y = _idx("t10k-labels-idx1-ubyte.gz").astype(np.int64)
+        return calib, {"image": x, "labels": y}, ["image"]
+    return _cached("fashion_cnn", make)
+
+
+# ImageNet-style photos ---------------------------------------------------------------------------
+
+MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def imagenet_preprocess(path):
+    img = Image.open(path).convert("RGB")
+    w, h = img.size
+    s = 256 / min(w, h)
+    img = img.resize((max(224, round(w * s)), max(224, round(h * s))), Image.BILINEAR)
+    w, h = img.size
+    left, top = (w - 224) // 2, (h - 224) // 2
+    img = img.crop((left, top, left + 224, top + 224))
+    a = (np.asarray(img, np.float32) / 255 - MEAN) / STD
+    return a.transpose(2, 0, 1)[None].copy()
+
+
+def efficientnet():
+    def make():
+        photos = sorted(glob.glob(os.path.join(CACHE, "data", "photos", "*")))
+        arrays = [imagenet_preprocess(p) for p in photos]
+        calib = [(a,) for i, a in enumerate(arrays) if i % 6 == 0]
+        agree = np.concatenate([a for i, a in enumerate(arrays) if i % 6 != 0])
+        labelled = sorted(glob.glob(os.path.join(CACHE, "data", "foolbox", "imagenet_*.jpg")))
+        x = np.concatenate([imagenet_preprocess(p) for p in labelled])
+        y = np.array([int(re.search(r"_(\d+)\.jpg$", p).group(1)) for p in labelled], np.int64)
+        return calib, {"photos": agree, "imagenet": x, "labels": y}, ["input"]
+    return _cached("efficientnet_lite0", make)
+
+
+# Rendered text for PP-OCRv4 rec -----------------------------------------------------------------
+
+FONTS = ["DejaVuSans.ttf", "DejaVuSans-Bold.ttf", "DejaVuSerif.ttf", "DejaVuSansMono.ttf", "DejaVuSansCondensed.ttf",
+         "DejaVuSerifCondensed.ttf"]
+
+
+def _font(name, size):
+    for d in ["/usr/share/fonts/truetype/dejavu"]:
+        p = os.path.join(d, name)
+        if os.path.exists(p):
+            return ImageFont.truetype(p, size)
+    raise FileNotFoundError(f"{name}: install fonts-dejavu-core and fonts-dejavu-extra")
+
+
+def _words():
+    text = ""
+    for name in ["GPL-3", "Apache-2.0", "MPL-2.0"]:
+        with open(os.path.join("/usr/share/common-licenses", name), encoding="utf-8") as f:
+            text += f.read()
+    return sorted(set(w for w in re.findall(r"[A-Za-z]{3,12}", text)))
+
+
+def render_line(text, font, rng):
+    """A scanned-looking text crop: random paper and ink grey levels, margins, a slight blur,
+    sensor noise and JPEG compression (so that the float model is not perfect either)."""
+    from PIL import ImageFilter
+    import io
+    box = font.getbbox(text)
+    mx, my = rng.randint(2, 12), rng.randint(2, 10)
+    w, h = box[2] - box[0] + 2 * mx, box[3] - box[1] + 2 * my
+    paper = rng.randint(150, 255)
+    ink = rng.randint(0, max(0, paper - 130))
+    img = Image.new("L", (w, h), paper)
+    ImageDraw.Draw(img).text((mx - box[0], my - box[1]), text, font=font, fill=ink)
+    img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.2, 1.1)))
+    a = np.asarray(img, np.float32) + np.random.default_rng(rng.randint(0, 2**31)).normal(0, rng.uniform(3, 12), (h, w))
+    img = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).convert("RGB")
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=rng.randint(30, 85))
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+def ocr_preprocess(img, height=48, width=320):
+    """RapidOCR's rec preprocessing: resize to height 48 keeping the ratio (at most `width`),
+    scale to [-1, 1], pad on the right with zeros to `width`."""
+    w, h = img.size
+    rw = min(width, int(np.ceil(height * w / h)))
+    a = np.asarray(img.resize((rw, height), Image.BILINEAR), np.float32).transpose(2, 0, 1) / 255
+    out = np.zeros((1, 3, height, width), np.float32)
+    out[0, :, :, :rw] = (a - 0.5) / 0.5
+    return out
+
+
+def _ocr_samples(count, seed):
+    rng = random.Random(seed)
+    words = _words()
+    xs, labels = [], []
+    while len(xs) < count:
+        kind = rng.random()
+        if kind < 0.6:
+            text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 3)))
+        elif kind < 0.8:
+            text = rng.choice(words) + " " + str(rng.randint(0, 99999))
+        else:
+            text = "".join(rng.choice("0123456789") for _ in range(rng.randint(4, 12)))
+        font = _font(rng.choice(FONTS), rng.choice([18, 20, 24, 28, 32]))
+        img = render_line(text, font, rng)
+        if img.size[0] / img.size[1] > 1.3 * 320 / 48:   # squeezed by more than 30%: skip
+            continue
+        xs.append(ocr_preprocess(img))
+        labels.append(text)
+    return xs, labels
+
+
+def ppocr_rec():
+    def make():
+        calib, _ = _ocr_samples(64, seed=1)
+        xs, labels = _ocr_samples(300, seed=2)
+        return [(x,) for x in calib], {"x": np.concatenate(xs), "labels": np.array(labels)}, ["x"]
+    return _cached("ppocrv4_rec", make)
+
+
+def ocr_characters(model_path):
+    import onnx
+    m = onnx.load(model_path, load_external_data=False)
+    chars = next(p.value for p in m.metadata_props if p.key == "character").split("\n")
+    return ["<blank>"] + chars + [" "]
+
+
+def ctc_decode(probs, chars):
+    """Greedy CTC: argmax per step, merge repeats, drop blanks (index 0)."""
+    out = []
+    for seq in probs.argmax(-1):
+        s, prev = [], -1
+        for k in seq:
+            if k != prev and k != 0:
+                s.append(chars[k])
+            prev = k
+        out.append("".join(s).strip())
+    return out
+
+
+# Sentences for MiniLM --------------------------------------------------------------------------
+
+class WordPiece:
+    """BERT uncased tokenization: lower-case, strip accents, split on whitespace and punctuation,
+    greedy longest-match WordPiece with '##' continuations (Devlin et al. 2019)."""
+
+    def __init__(self, vocab_path):
+        with open(vocab_path, encoding="utf-8") as f:
+            self.vocab = {line.rstrip("\n"): i for i, line in enumerate(f)}
+
+    def tokens(self, text):
+        import unicodedata
+        text = unicodedata.normalize("NFD", text.lower())
+        text = "".join(c for c in text if unicodedata.category(c) != "Mn")
+        words = re.findall(r"\w+|[^\w\s]", text)
+        ids = []
+        for w in words:
+            start, pieces = 0, []
+            while start < len(w):
+                end = len(w)
+                while end > start:
+                    piece = ("##" if start else "") + w[start:end]
+                    if piece in self.vocab:
+                        pieces.append(self.vocab[piece])
+                        break
+                    end -= 1
+                if end == start:
+                    pieces = [self.vocab["[UNK]"]]
+                    break
+                start = end
+            ids.extend(pieces)
+        return ids
+
+    def encode(self, text, length=64):
+        ids = [self.vocab["[CLS]"]] + self.tokens(text)[: length - 2] + [self.vocab["[SEP]"]]
+        mask = [1] * len(ids) + [0] * (length - len(ids))
+        ids = ids + [self.vocab["[PAD]"]] * (length - len(ids))
+        return np.array([ids], np.int64), np.array([mask], np.int64)
+
+
+def sentences():
+    text = ""
+    for name in ["GPL-3", "Apache-2.0", "MPL-2.0", "LGPL-3", "Artistic"]:
+        with open(os.path.join("/usr/share/common-licenses", name), encoding="utf-8") as f:
+            text += " " + f.read()
+    text = re.sub(r"\s+", " ", text)
+    out = [s.strip() for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", text)]
+    return sorted(set(s for s in out if 30 <= len(s) <= 300 and re.search(r"[a-z]{3}", s)))
+
+
+def minilm():
+    def make():
+        wp = WordPiece(os.path.join(MODELS, "minilm_vocab.txt"))
+        sents = sentences()
+        rng = random.Random(3)
+        rng.shuffle(sents)
+        enc = [wp.encode(s) for s in sents[:364]]
+        calib = enc[:64]
+        ids = np.concatenate([e[0] for e in enc[64:]])
+        mask = np.concatenate([e[1] for e in enc[64:]])
+        return calib, {"input_ids": ids, "attention_mask": mask}, ["input_ids", "attention_mask"]
+    return _cached("minilm_l3", make)
