@@ -74,6 +74,7 @@ public enum RangeSelection {
         let c = h.counts
         guard n > levels else { return h.hi }
         precondition(h.first == 0, "threshold search runs on histograms starting at 0")
+        if !smooth { return klThresholdUnsmoothed(h, levels: levels, stride: stride) }
         var suffix = [Double](repeating: 0, count: n + 1)
         for k in (0..<n).reversed() { suffix[k] = suffix[k + 1] + c[k] }
         var best = Double.infinity
@@ -104,6 +105,54 @@ public enum RangeSelection {
                 bestI = i
             }
             i += stride
+        }
+        return Double(bestI) * h.width
+    }
+
+    /// The same search without smoothing, in O(levels) per candidate instead of O(bins) logs:
+    /// Q is constant (v_g = group mass / non-empty bins) on the non-empty bins of group g and
+    /// P equals the counts except in the last kept bin, so with prefix sums
+    ///   KL = (Σ p log p − Σ_g log v_g · P(g)) / sp + log(sq / sp),
+    /// sp = total mass, sq = mass of the kept bins, P(g) = p's mass in group g. A candidate whose
+    /// last kept bin is empty while mass lies beyond it has Q = 0 where P > 0 and is rejected.
+    static func klThresholdUnsmoothed(_ h: Histogram, levels: Int, stride: Int) -> Double {
+        let n = h.bins
+        let c = h.counts
+        var mass = [Double](repeating: 0, count: n + 1)      // Σ c[<k]
+        var nonzero = [Int](repeating: 0, count: n + 1)      // #{c[<k] > 0}
+        var plogp = [Double](repeating: 0, count: n + 1)     // Σ c log c over c[<k]
+        for k in 0..<n {
+            mass[k + 1] = mass[k] + c[k]
+            nonzero[k + 1] = nonzero[k] + (c[k] > 0 ? 1 : 0)
+            plogp[k + 1] = plogp[k] + (c[k] > 0 ? c[k] * log(c[k]) : 0)
+        }
+        let sp = mass[n]
+        guard sp > 0 else { return h.hi }
+        var best = Double.infinity
+        var bestI = n
+        var i = levels
+        while i <= n {
+            defer { i += stride }
+            let tail = sp - mass[i]
+            let last = c[i - 1]
+            if last == 0 && tail > 0 { continue }
+            let sq = mass[i]
+            guard sq > 0 else { continue }
+            let pLast = last + tail
+            var spl = plogp[i - 1] + (pLast > 0 ? pLast * log(pLast) : 0)
+            for g in 0..<levels {
+                let start = g * i / levels, end = (g + 1) * i / levels
+                let nz = nonzero[end] - nonzero[start]
+                guard nz > 0 else { continue }
+                let sum = mass[end] - mass[start]
+                let pg = sum + (end == i ? tail : 0)
+                spl -= log(sum / Double(nz)) * pg
+            }
+            let kl = spl / sp + log(sq / sp)
+            if kl < best {
+                best = kl
+                bestI = i
+            }
         }
         return Double(bestI) * h.width
     }
@@ -176,28 +225,67 @@ public enum RangeSelection {
         return e
     }
 
+    /// Prefix sums of n, n·x and n·x² over a histogram's bins (x the bin centre), so that the
+    /// expected error of one clipping range costs O(1) instead of O(bins).
+    struct ErrorTable {
+        let h: Histogram
+        var s0: [Double], s1: [Double], s2: [Double]
+
+        init(_ h: Histogram) {
+            self.h = h
+            let n = h.bins
+            s0 = [Double](repeating: 0, count: n + 1)
+            s1 = s0
+            s2 = s0
+            for k in 0..<n {
+                let c = h.counts[k], x = h.center(k)
+                s0[k + 1] = s0[k] + c
+                s1[k + 1] = s1[k] + c * x
+                s2[k + 1] = s2[k] + c * x * x
+            }
+        }
+
+        /// Equals `expectedError(h, lo:, hi:, grid:)`: bins whose centre is above hi (below lo)
+        /// pay (x - hi)² ((lo - x)²), the others Δ²/12.
+        func error(lo: Double, hi: Double, grid: QuantGrid) -> Double {
+            let n = h.bins
+            let steps = Double(grid.qmax - grid.qmin)
+            let delta = grid.symmetric ? 2 * max(abs(lo), abs(hi)) / steps : (hi - lo) / steps
+            let offset = Double(h.first) + 0.5                        // centre(k) = (k + offset)·w
+            let a = (hi / h.width - offset).rounded(.down) + 1        // first centre > hi
+            let b = (lo / h.width - offset).rounded(.up)              // centres < lo: k < b
+            let kHi = Int(min(max(a, 0), Double(n)))
+            let kLo = Int(min(max(b, 0), Double(kHi)))
+            let above = (s2[n] - s2[kHi]) - 2 * hi * (s1[n] - s1[kHi]) + hi * hi * (s0[n] - s0[kHi])
+            let below = s2[kLo] - 2 * lo * s1[kLo] + lo * lo * s0[kLo]
+            return max(0, above) + max(0, below) + delta * delta / 12 * (s0[kHi] - s0[kLo])
+        }
+    }
+
     /// mse (Icraft `ems`): symmetric grids try every bin edge of the |x| histogram as threshold;
     /// asymmetric grids scale the observed [min, max] by k/n for k = 1...n.
     static func mse(_ s: TensorStatistics, _ grid: QuantGrid) -> ClipRange {
         if grid.symmetric || s.min >= 0 {
             let h = s.absHistogram!
+            let table = ErrorTable(h)
             // A symmetric signed grid spends half its levels on negatives; for non-negative
             // data on an unsigned grid all levels cover [0, T].
             let g = grid.symmetric ? grid : QuantGrid(bits: grid.bits, signed: false, symmetric: false)
             var best = (Double.infinity, h.hi)
             for i in 1...h.bins {
                 let t = Double(i) * h.width
-                let e = grid.symmetric ? expectedError(h, lo: -t, hi: t, grid: g) : expectedError(h, lo: 0, hi: t, grid: g)
+                let e = grid.symmetric ? table.error(lo: -t, hi: t, grid: g) : table.error(lo: 0, hi: t, grid: g)
                 if e < best.0 { best = (e, t) }
             }
             return shape(lo: -best.1, hi: best.1, s, grid)
         }
         let h = s.histogram!
+        let table = ErrorTable(h)
         var best = (Double.infinity, 1.0)
         let n = h.bins
         for k in 1...n {
             let f = Double(k) / Double(n)
-            let e = expectedError(h, lo: f * s.min, hi: f * s.max, grid: grid)
+            let e = table.error(lo: f * s.min, hi: f * s.max, grid: grid)
             if e < best.0 { best = (e, f) }
         }
         return shape(lo: best.1 * s.min, hi: best.1 * s.max, s, grid)

@@ -142,3 +142,55 @@ func mseMatchesAnalyticOptimum(_ laplace: Bool, _ bits: Int) {
     try "conv1_out,3,2\n".write(toFile: csv, atomically: true, encoding: .utf8)
     #expect(throws: QuantKitError.self) { try StatisticsFile.read(path: csv) }
 }
+
+/// The mse search uses prefix sums; it must pick the threshold a direct O(bins²) evaluation of
+/// the same error model picks (seeded Laplace/ReLU-like data, symmetric and asymmetric grids).
+@Test(arguments: [0, 1, 2])
+func mseMatchesDirectEvaluation(seed: Int) {
+    var g = Sampler(seed: UInt64(seed) + 11)
+    var values = [Float]()
+    for _ in 0..<20_000 {
+        let x = Float(g.laplace())
+        values.append(seed == 2 ? max(0, x) : x + (seed == 1 ? 0.7 : 0))
+    }
+    var s = TensorStatistics(bins: 256)
+    s.update(Tensor(shape: [values.count], floats: values))
+    for grid in [QuantGrid.int8Symmetric, .uint8Asymmetric, QuantGrid(bits: 4, signed: true, symmetric: true)] {
+        let got = RangeSelection.select(s, method: .mse, grid: grid).range
+        // Direct evaluation, written out independently.
+        func err(_ h: Histogram, _ lo: Double, _ hi: Double, _ gr: QuantGrid) -> Double {
+            let steps = Double(gr.qmax - gr.qmin)
+            let d = gr.symmetric ? 2 * max(abs(lo), abs(hi)) / steps : (hi - lo) / steps
+            var e = 0.0
+            for k in 0..<h.bins where h.counts[k] > 0 {
+                let x = h.center(k), n = h.counts[k]
+                e += x > hi ? n * (x - hi) * (x - hi) : x < lo ? n * (lo - x) * (lo - x) : n * d * d / 12
+            }
+            return e
+        }
+        var want: ClipRange
+        if grid.symmetric || s.min >= 0 {
+            let h = s.absHistogram!
+            let gr = grid.symmetric ? grid : QuantGrid(bits: grid.bits, signed: false, symmetric: false)
+            var best = (Double.infinity, 0.0)
+            for i in 1...h.bins {
+                let t = Double(i) * h.width
+                let e = err(h, grid.symmetric ? -t : 0, t, gr)
+                if e < best.0 { best = (e, t) }
+            }
+            let t = min(best.1, s.absMax)
+            want = s.min >= 0 ? ClipRange(lo: 0, hi: t) : ClipRange(lo: grid.symmetric ? -t : 0, hi: t)
+        } else {
+            let h = s.histogram!
+            var best = (Double.infinity, 1.0)
+            for k in 1...h.bins {
+                let f = Double(k) / Double(h.bins)
+                let e = err(h, f * s.min, f * s.max, grid)
+                if e < best.0 { best = (e, f) }
+            }
+            want = ClipRange(lo: min(max(best.1 * s.min, s.min), 0), hi: max(min(best.1 * s.max, s.max), 0))
+        }
+        #expect(abs(got.hi - want.hi) <= 1e-9 * max(1, abs(want.hi)), "seed \(seed) \(grid): \(got) vs \(want)")
+        if !grid.symmetric && s.min < 0 { #expect(abs(got.lo - want.lo) <= 1e-9 * max(1, abs(want.lo))) }
+    }
+}
