@@ -40,7 +40,9 @@ let package = Package(
         .target(name: "QuantCalibration", dependencies: ["QuantCore", "QuantExecutor"], swiftSettings: settings),
         .target(name: "QuantAlgorithms", dependencies: ["QuantCore", "QuantIR", "QuantCalibration", "QuantExecutor"], swiftSettings: settings),
         .target(name: "QuantRewrite", dependencies: ["QuantCore", "QuantIR", "QuantCalibration", "QuantAlgorithms"], swiftSettings: settings),
-        .target(name: "QuantAnalysis", dependencies: ["QuantCore", "QuantIR", "QuantExecutor", "QuantCalibration"], swiftSettings: settings),
+        .target(
+            name: "QuantAnalysis", dependencies: ["QuantCore", "QuantIR", "QuantExecutor", "QuantCalibration"], exclude: ["README.md"],
+            swiftSettings: settings),
         .target(
             name: "QuantKit",
             dependencies: ["QuantCore", "QuantONNX", "QuantIR", "QuantExecutor", "QuantCalibration", "QuantAlgorithms", "QuantRewrite", "QuantData", "QuantAnalysis"],
