@@ -86,7 +86,7 @@ public final class QuantAnalyzer {
             notes.append("\(missing.count) quantized ops produce tensors the float model does not have (e.g. '\(missing[0].tensor)'); they are not measured")
         }
         collector = collectHistograms
-            ? StatisticsCollector(tensors: Set(layout.activations.keys), options: ObserverOptions(bins: options.histogramBins), threads: options.threads)
+            ? StatisticsCollector(tensors: Set(layout.activations.keys.compactMap { floatNames[$0] }), options: ObserverOptions(bins: options.histogramBins), threads: options.threads)
             : nil
         self.notes = notes
     }

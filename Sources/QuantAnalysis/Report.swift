@@ -129,7 +129,8 @@ extension AnalysisReport {
         let stats = statistics ?? a.observedStatistics ?? [:]
         var seen = Set<String>()
         for name in a.layout.layers.flatMap({ $0.activationInputs + [$0.tensor] }) where seen.insert(name).inserted {
-            guard let q = a.layout.activations[name], let s = stats[name], let h = s.histogram, h.bins > 0 else { continue }
+            guard let q = a.layout.activations[name], let s = stats[name] ?? a.floatNames[name].flatMap({ stats[$0] }),
+                  let h = s.histogram, h.bins > 0 else { continue }
             let clip = q.clipRange
             let k = max(1, (h.bins + histogramBins - 1) / histogramBins)
             histograms.append(ActivationHistogram(tensor: name, lo: h.lo, binWidth: h.width * Double(k), counts: AnalysisReport.rebin(h.counts, by: k),

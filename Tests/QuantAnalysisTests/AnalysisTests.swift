@@ -3,7 +3,7 @@ import QuantCore
 import QuantIR
 import Testing
 
-@testable import QuantAnalysis
+import QuantAnalysis
 
 @Suite struct ErrorMetricsTests {
     @Test func handComputedMetrics() {
@@ -13,7 +13,7 @@ import Testing
         let m = acc.metrics
         #expect(m.elements == 4)
         #expect(abs(m.snr - 2.0 / 6.0) < 1e-12)  // Σe² / Σr²
-        #expect(abs(m.cosine - 3.0 / (6.0 * 4.0).squareRoot()) < 1e-12)  // Σrt = 1 + 2 + 0 + 1
+        #expect(abs(m.cosine - 4.0 / (6.0 * 4.0).squareRoot()) < 1e-12)  // Σrt = 1 + 2 + 0 + 1, Σt² = 4
         #expect(abs(m.mse - 0.5) < 1e-12)
         #expect(abs(m.mae - 0.5) < 1e-12)
         #expect(abs(m.relativeEuclidean - (2.0 / 6.0).squareRoot()) < 1e-12)
