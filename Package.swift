@@ -41,8 +41,11 @@ let package = Package(
         .target(name: "QuantAlgorithms", dependencies: ["QuantCore", "QuantIR", "QuantCalibration", "QuantExecutor"], swiftSettings: settings),
         .target(name: "QuantRewrite", dependencies: ["QuantCore", "QuantIR", "QuantCalibration", "QuantAlgorithms"], swiftSettings: settings),
         .target(
+            name: "QuantAnalysis", dependencies: ["QuantCore", "QuantIR", "QuantExecutor", "QuantCalibration"], exclude: ["README.md"],
+            swiftSettings: settings),
+        .target(
             name: "QuantKit",
-            dependencies: ["QuantCore", "QuantONNX", "QuantIR", "QuantExecutor", "QuantCalibration", "QuantAlgorithms", "QuantRewrite", "QuantData"],
+            dependencies: ["QuantCore", "QuantONNX", "QuantIR", "QuantExecutor", "QuantCalibration", "QuantAlgorithms", "QuantRewrite", "QuantData", "QuantAnalysis"],
             swiftSettings: settings),
         .executableTarget(
             name: "quantkit",
@@ -56,6 +59,7 @@ let package = Package(
             name: "ConformanceTests", dependencies: ["QuantExecutor", "QuantIR"], exclude: ["skiplist.txt"],
             swiftSettings: settings),
         .testTarget(name: "CLITests", dependencies: ["QuantKit"], swiftSettings: settings),
+        .testTarget(name: "QuantAnalysisTests", dependencies: ["QuantAnalysis", "QuantIR", "QuantCore"], swiftSettings: settings),
         .testTarget(name: "QuantDataTests", dependencies: ["QuantData", "QuantIR", "QuantCore"], swiftSettings: settings),
     ]
 )

@@ -4,7 +4,7 @@
 # Run as root or with sudo on Debian/Ubuntu.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
-APT_PACKAGES=(libopenblas-dev libturbojpeg0-dev libpng-dev python3-venv unzip dataset-fashion-mnist fonts-dejavu-core time)
+APT_PACKAGES=(libopenblas-dev libturbojpeg0-dev libpng-dev python3-venv unzip dataset-fashion-mnist fonts-dejavu-core time chromium)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -7,7 +7,7 @@ struct QuantKitCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "quantkit",
         abstract: "Post-training quantization for ONNX models.",
-        subcommands: [Inspect.self, Run.self, Calibrate.self, Quantize.self, Convert.self, DataPreview.self, Bench.self])
+        subcommands: [Inspect.self, Run.self, Calibrate.self, Quantize.self, Convert.self, DataPreview.self, Bench.self, Analyze.self, ExportAllOutputs.self])
 }
 
 /// Exit codes: 0 success, 2 bad input (a QuantKit error with a QKnnnn code), 1 internal failure,

@@ -26,6 +26,8 @@ struct Quantize: ParsableCommand {
 
     @OptionGroup var calibration: CalibrationArguments
 
+    @OptionGroup var analysis: AnalysisArguments
+
     @Option(help: "Also write the calibration statistics here.")
     var statsOut: String?
 
@@ -72,6 +74,7 @@ struct Quantize: ParsableCommand {
             if r.warnings.count > 3 { print("warning    ... \(r.warnings.count - 3) more (all in the parameter record's warnings)") }
             print("model      \(r.modelPath)")
             print("parameters \(r.parametersPath)")
+            try analysis.afterQuantize(floatModel: model, quantizedModel: r.modelPath, data: data, statistics: statistics, threads: c.threads, reporter: c.reporter)
         }
     }
 }

@@ -1,0 +1,203 @@
+import Foundation
+import QuantCalibration
+import QuantCore
+import QuantExecutor
+import QuantIR
+
+/// Settings of an error analysis.
+public struct AnalysisOptions: Codable, Sendable {
+    public var threads: Int
+    /// Also measure each op alone (its inputs from the float model).
+    public var layerwise: Bool
+    /// A layer is marked when its SNR (noise/signal) exceeds this...
+    public var snrWarning: Double
+    /// ...or its cosine similarity is below this.
+    public var cosineWarning: Double
+    /// Histogram bins when activation histograms are collected during analysis.
+    public var histogramBins: Int
+
+    public init(threads: Int = ProcessInfo.processInfo.activeProcessorCount, layerwise: Bool = true,
+                snrWarning: Double = 0.1, cosineWarning: Double = 0.99, histogramBins: Int = 2048) {
+        self.threads = threads
+        self.layerwise = layerwise
+        self.snrWarning = snrWarning
+        self.cosineWarning = cosineWarning
+        self.histogramBins = histogramBins
+    }
+}
+
+/// Measures, batch by batch, how far a QDQ model's tensors are from the float model's.
+///
+/// Per batch: one float pass records the tensors needed (quantized activations, the compared op
+/// outputs, graph outputs); one pass of the QDQ model in QuantKit's executor gives the
+/// graphwise error (quantization error accumulated through the model); one more QDQ pass, whose
+/// hook replaces every activation DequantizeLinear output by the fake-quantized *float* tensor,
+/// gives the layerwise error (each op quantized alone, its inputs from the float model). Only the
+/// sums of `ErrorAccumulator` outlive a batch.
+public final class QuantAnalyzer {
+    public let layout: QDQLayout
+    public let options: AnalysisOptions
+    let floatExecutor: Executor
+    let quantExecutor: Executor
+    private(set) var graphwise: [String: ErrorAccumulator] = [:]
+    private(set) var layerwise: [String: ErrorAccumulator] = [:]
+    private(set) var outputs: [String: ErrorAccumulator] = [:]
+    /// Output name in the QDQ model → output name in the float model.
+    let outputPairs: [(quant: String, float: String)]
+    let collector: StatisticsCollector?
+    /// QDQ-model tensor → the float model's name for it.
+    let floatNames: [String: String]
+    public private(set) var samples = 0
+    public private(set) var batches = 0
+    public private(set) var notes: [String] = []
+    /// The graph outputs of the last batch, from the float model and from the QDQ model (by
+    /// the QDQ model's output names), for evaluators that score them.
+    public private(set) var lastOutputs: (float: [String: Tensor], quantized: [String: Tensor]) = ([:], [:])
+
+    /// `collectHistograms`: observe the quantized activations of the float model during analysis
+    /// (when no calibration statistics are at hand for the report's histograms).
+    public init(floatModel: Model, quantizedModel: Model, options: AnalysisOptions = AnalysisOptions(), collectHistograms: Bool) throws {
+        self.options = options
+        let layout = try QDQLayout(model: quantizedModel)
+        self.layout = layout
+        let floatExecutor = try Executor(model: floatModel, options: ExecutorOptions(threads: options.threads))
+        self.floatExecutor = floatExecutor
+        quantExecutor = try Executor(model: quantizedModel, options: ExecutorOptions(threads: options.threads))
+        let fo = floatExecutor.outputNames, qo = quantExecutor.outputNames
+        guard fo.count == qo.count else {
+            throw QuantKitError("QK6001", "the float model has \(fo.count) outputs and the quantized model \(qo.count)",
+                                fix: "analyze a quantized model made from this float model")
+        }
+        outputPairs = zip(qo, fo).map { q, f in (q, fo.contains(q) ? q : f) }
+        // A QDQ tensor's float counterpart has its name, or (for a quantized graph output renamed
+        // by the rewrite, `y_float -> Q -> DQ -> y`) the name of its DequantizeLinear output.
+        var floatNames: [String: String] = [:]
+        for t in Set(layout.activations.keys).union(layout.layers.map(\.tensor)) {
+            if floatExecutor.id(of: t) != nil {
+                floatNames[t] = t
+            } else if let dq = layout.dequantizedOutputs[t]?.first(where: { floatExecutor.id(of: $0) != nil }) {
+                floatNames[t] = dq
+            }
+        }
+        self.floatNames = floatNames
+        let missing = layout.layers.filter { floatNames[$0.tensor] == nil }
+        var notes: [String] = []
+        if !missing.isEmpty {
+            notes.append("\(missing.count) quantized ops produce tensors the float model does not have (e.g. '\(missing[0].tensor)'); they are not measured")
+        }
+        collector = collectHistograms
+            ? StatisticsCollector(tensors: Set(layout.activations.keys.compactMap { floatNames[$0] }), options: ObserverOptions(bins: options.histogramBins), threads: options.threads)
+            : nil
+        self.notes = notes
+    }
+
+    /// Names of the model inputs the QDQ model expects.
+    public var inputNames: [String] { floatExecutor.inputNames }
+
+    /// Adds one batch (a feed of every model input).
+    public func add(_ feeds: [String: Tensor]) throws {
+        let recorder = Recorder(ids: Dictionary(Set(floatNames.values).compactMap { n in floatExecutor.id(of: n).map { ($0, n) } }, uniquingKeysWith: { a, _ in a }))
+        let floatOut = try floatExecutor.run(feeds, hooks: [recorder] + (collector.map { [$0] } ?? []))
+        let reference = floatNames.compactMapValues { recorder.values[$0] }
+        let quantFeeds = feeds.filter { quantExecutor.inputNames.contains($0.key) }
+
+        let graphHook = Comparer(layout: layout, targets: targetIDs(), reference: reference, replace: [:])
+        let quantOut = try quantExecutor.run(quantFeeds, hooks: [graphHook])
+        merge(graphHook.accumulators, into: &graphwise)
+        lastOutputs = (Dictionary(uniqueKeysWithValues: outputPairs.compactMap { p in floatOut[p.float].map { (p.quant, $0) } }), quantOut)
+        for (q, f) in outputPairs {
+            guard let r = floatOut[f], let t = quantOut[q] else { continue }
+            var acc = outputs[q] ?? ErrorAccumulator(classScores: ErrorAccumulator.looksLikeClassScores(r.shape))
+            acc.add(reference: r, test: t)
+            outputs[q] = acc
+        }
+        if options.layerwise {
+            var replace: [ValueID: String] = [:]
+            for (dq, src) in layout.dequantizedActivations where reference[src] != nil {
+                if let id = quantExecutor.id(of: dq) { replace[id] = src }
+            }
+            let layerHook = Comparer(layout: layout, targets: targetIDs(), reference: reference, replace: replace)
+            _ = try quantExecutor.run(quantFeeds, hooks: [layerHook])
+            merge(layerHook.accumulators, into: &layerwise)
+        }
+        samples += feeds.values.first?.shape.first ?? 1
+        batches += 1
+    }
+
+    /// Statistics of the quantized activations observed during analysis (nil when not collected).
+    public var observedStatistics: [String: TensorStatistics]? { collector?.statistics }
+
+    func targetIDs() -> [ValueID: String] {
+        var d: [ValueID: String] = [:]
+        for l in layout.layers { if let id = quantExecutor.id(of: l.tensor) { d[id] = l.tensor } }
+        return d
+    }
+
+    func merge(_ part: [String: ErrorAccumulator], into total: inout [String: ErrorAccumulator]) {
+        for (k, v) in part {
+            var acc = total[k] ?? ErrorAccumulator()
+            acc.merge(v)
+            total[k] = acc
+        }
+    }
+
+    /// Metrics per layer tensor (graphwise, layerwise) and per graph output.
+    public var metrics: (graphwise: [String: TensorErrorMetrics], layerwise: [String: TensorErrorMetrics], outputs: [String: TensorErrorMetrics]) {
+        (graphwise.mapValues(\.metrics), layerwise.mapValues(\.metrics), outputs.mapValues(\.metrics))
+    }
+
+    /// The graph outputs of the QDQ model in order.
+    public var outputNames: [String] { outputPairs.map(\.quant) }
+}
+
+/// Keeps the float tensors of chosen values for the batch.
+final class Recorder: ExecutionHook {
+    let ids: [ValueID: String]
+    var values: [String: Tensor] = [:]
+    init(ids: [ValueID: String]) { self.ids = ids }
+
+    func produced(_ value: ValueID, tensor: Tensor, executor: Executor) -> Tensor? {
+        if let n = ids[value], tensor.dtype == .float { values[n] = tensor }
+        return nil
+    }
+}
+
+/// Compares the QDQ model's layer tensors (fake-quantized as the next op reads them) with the
+/// float model's, and optionally replaces activation DequantizeLinear outputs by the
+/// fake-quantized float tensor (layerwise mode).
+final class Comparer: ExecutionHook {
+    let layout: QDQLayout
+    let targets: [ValueID: String]
+    let reference: [String: Tensor]
+    let replace: [ValueID: String]
+    var accumulators: [String: ErrorAccumulator] = [:]
+
+    init(layout: QDQLayout, targets: [ValueID: String], reference: [String: Tensor], replace: [ValueID: String]) {
+        self.layout = layout
+        self.targets = targets
+        self.reference = reference
+        self.replace = replace
+    }
+
+    func produced(_ value: ValueID, tensor: Tensor, executor: Executor) -> Tensor? {
+        if let src = replace[value], let r = reference[src], let q = layout.activations[src] {
+            return q.fakeQuantize(r)
+        }
+        if let name = targets[value], let r = reference[name] {
+            let t = layout.activations[name]?.fakeQuantize(tensor) ?? tensor
+            var acc = accumulators[name] ?? ErrorAccumulator()
+            acc.add(reference: r, test: t)
+            accumulators[name] = acc
+        }
+        return nil
+    }
+}
+
+extension ErrorAccumulator {
+    /// Adds another accumulator's sums (the union of both data sets).
+    public mutating func merge(_ o: ErrorAccumulator) {
+        count += o.count; signal += o.signal; noise += o.noise; dot += o.dot; testPower += o.testPower
+        absSum += o.absSum; maxAbs = Swift.max(maxAbs, o.maxAbs); rows += o.rows; agreeingRows += o.agreeingRows
+        classScores = classScores || o.classScores
+    }
+}

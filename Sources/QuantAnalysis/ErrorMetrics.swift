@@ -1,0 +1,91 @@
+import Foundation
+import QuantCore
+
+/// The error of a tensor computed with quantization (`test`) against the same tensor of the float
+/// model (`reference`), over every element of every analysis batch.
+///
+/// - `snr`: noise power over signal power, Σ(t−r)² / Σr² (lower is better; 0.1 is the warning
+///   level, PPQ's convention, not a decibel SNR);
+/// - `cosine`: Σrt / √(Σr²·Σt²) over the whole data set as one vector (1 when both are zero);
+/// - `mse` = Σ(t−r)²/n, `mae` = Σ|t−r|/n, `relativeEuclidean` = ‖t−r‖/‖r‖ = √snr,
+///   `maxAbsError` = max|t−r|;
+/// - `top1Agreement`: for class scores (rank ≥ 2, last axis ≥ 2), the fraction of rows whose
+///   argmax along the last axis agrees.
+public struct TensorErrorMetrics: Codable, Sendable, Equatable {
+    public var elements: Int
+    public var snr: Double
+    public var cosine: Double
+    public var mse: Double
+    public var mae: Double
+    public var relativeEuclidean: Double
+    public var maxAbsError: Double
+    public var top1Agreement: Double?
+}
+
+/// Streaming sums behind `TensorErrorMetrics`: memory is constant in the number of batches.
+/// Sums are kept in Double; each batch is added in Float-free Double arithmetic.
+public struct ErrorAccumulator: Codable, Sendable, Equatable {
+    public internal(set) var count = 0
+    public internal(set) var signal = 0.0  // Σr²
+    public internal(set) var noise = 0.0  // Σ(t−r)²
+    public internal(set) var dot = 0.0  // Σrt
+    public internal(set) var testPower = 0.0  // Σt²
+    public internal(set) var absSum = 0.0  // Σ|t−r|
+    public internal(set) var maxAbs = 0.0
+    public internal(set) var rows = 0
+    public internal(set) var agreeingRows = 0
+    /// Whether top-1 agreement is tracked (set for model outputs).
+    public var classScores = false
+
+    public init(classScores: Bool = false) { self.classScores = classScores }
+
+    /// Whether a tensor of this shape looks like class scores: rank ≥ 2 and at least 2 classes.
+    public static func looksLikeClassScores(_ shape: [Int]) -> Bool { shape.count >= 2 && (shape.last ?? 0) >= 2 }
+
+    /// Adds one batch. Shapes must match (element count); a mismatch is reported as false.
+    @discardableResult
+    public mutating func add(reference: Tensor, test: Tensor) -> Bool {
+        guard reference.count == test.count else { return false }
+        let r = reference.dtype == .float ? reference : Tensor(shape: reference.shape, floats: reference.floats())
+        let t = test.dtype == .float ? test : Tensor(shape: test.shape, floats: test.floats())
+        r.withUnsafeBufferPointer(as: Float.self) { rp in
+            t.withUnsafeBufferPointer(as: Float.self) { tp in
+                var s = 0.0, n = 0.0, d = 0.0, tt = 0.0, a = 0.0, m = maxAbs
+                for i in 0..<rp.count {
+                    let rv = Double(rp[i]), tv = Double(tp[i]), e = tv - rv
+                    s += rv * rv
+                    n += e * e
+                    d += rv * tv
+                    tt += tv * tv
+                    a += abs(e)
+                    if abs(e) > m || e.isNaN { m = abs(e) }
+                }
+                signal += s; noise += n; dot += d; testPower += tt; absSum += a; maxAbs = m
+                count += rp.count
+                if classScores, let c = reference.shape.last, c >= 2, rp.count % c == 0 {
+                    for row in 0..<(rp.count / c) {
+                        rows += 1
+                        if argmax(rp, row * c, c) == argmax(tp, row * c, c) { agreeingRows += 1 }
+                    }
+                }
+            }
+        }
+        return true
+    }
+
+    private func argmax(_ p: UnsafeBufferPointer<Float>, _ start: Int, _ n: Int) -> Int {
+        var best = start
+        for i in start..<(start + n) where p[i] > p[best] { best = i }
+        return best - start
+    }
+
+    public var metrics: TensorErrorMetrics {
+        let n = Double(max(count, 1))
+        let snr = signal > 0 ? noise / signal : (noise > 0 ? Double.infinity : 0)
+        let denom = (signal * testPower).squareRoot()
+        let cosine = denom > 0 ? dot / denom : (signal == 0 && testPower == 0 ? 1 : 0)
+        return TensorErrorMetrics(elements: count, snr: snr, cosine: cosine, mse: noise / n, mae: absSum / n,
+                                  relativeEuclidean: snr.squareRoot(), maxAbsError: maxAbs,
+                                  top1Agreement: classScores && rows > 0 ? Double(agreeingRows) / Double(rows) : nil)
+    }
+}

@@ -1,0 +1,135 @@
+import Foundation
+import QuantCore
+import QuantIR
+
+/// Fake-quantization parameters of one activation tensor, read from its QuantizeLinear node.
+/// `fakeQuantize` computes DequantizeLinear(QuantizeLinear(x)) as the ONNX spec defines it:
+/// `q = saturate(round_half_even(x / scale) + zero_point)`, `y = (q − zero_point) · scale`, in
+/// Float like ONNX Runtime's kernels.
+public struct ActivationQuantization: Sendable {
+    public var tensor: String
+    public var scales: [Float]
+    public var zeroPoints: [Float]
+    /// Channel axis for per-channel parameters (nil: per tensor).
+    public var axis: Int?
+    public var dtype: DType
+    public var qmin: Float
+    public var qmax: Float
+
+    /// The float range the integers cover (first channel): [(qmin − zp)·s, (qmax − zp)·s].
+    public var clipRange: (lo: Double, hi: Double) {
+        (Double((qmin - zeroPoints[0]) * scales[0]), Double((qmax - zeroPoints[0]) * scales[0]))
+    }
+
+    public func fakeQuantize(_ x: Tensor) -> Tensor {
+        let src = x.dtype == .float ? x : Tensor(shape: x.shape, floats: x.floats())
+        let out = Tensor(dtype: .float, shape: x.shape)
+        let a = axis.map { $0 < 0 ? $0 + x.rank : $0 }
+        let inner = a.map { x.shape[($0 + 1)...].reduce(1, *) } ?? 1
+        let channels = scales.count
+        src.withUnsafeBufferPointer(as: Float.self) { s in
+            out.withUnsafeMutableBufferPointer(as: Float.self) { o in
+                for i in 0..<s.count {
+                    let c = channels == 1 ? 0 : (i / inner) % channels
+                    let q = min(max((s[i] / scales[c]).rounded(.toNearestOrEven) + zeroPoints[c], qmin), qmax)
+                    o[i] = (q - zeroPoints[c]) * scales[c]
+                }
+            }
+        }
+        return out
+    }
+}
+
+/// The quantization structure of a QDQ model (written by QuantKit, ONNX Runtime's
+/// quantize_static or any tool emitting QuantizeLinear → DequantizeLinear pairs): which float
+/// tensors are quantized with which parameters, which DequantizeLinear outputs stand for them,
+/// and the quantized ops (nodes reading a DequantizeLinear output) in graph order.
+public struct QDQLayout: Sendable {
+    /// One quantized op and the tensor its error is measured on.
+    public struct Layer: Sendable {
+        public var node: String
+        public var opType: String
+        /// The op's output, or the output of an activation absorbed behind it (Conv → Relu → Q):
+        /// the tensor whose quantized value the next op reads.
+        public var tensor: String
+        /// Float tensors whose quantized values the op reads.
+        public var activationInputs: [String]
+        /// Element type of the quantized weight, and whether it has one scale per channel.
+        public var weightType: String?
+        public var weightPerChannel: Bool?
+    }
+
+    public var activations: [String: ActivationQuantization] = [:]
+    /// DequantizeLinear output → the float tensor it dequantizes.
+    public var dequantizedActivations: [String: String] = [:]
+    /// Quantized float tensor → the outputs of its DequantizeLinear nodes.
+    public var dequantizedOutputs: [String: [String]] = [:]
+    public var layers: [Layer] = []
+    public var weightTensors = 0
+
+    public init(model: Model) throws {
+        let g = model.graph
+        let order = try g.topologicalOrder()
+        var producer: [String: Node] = [:]
+        var consumers: [String: [Node]] = [:]
+        for n in order {
+            for o in n.outputs where !o.isEmpty { producer[o] = n }
+            for i in n.inputs where !i.isEmpty { consumers[i, default: []].append(n) }
+        }
+        func constant(_ name: String) -> Tensor? {
+            if let t = g.initializer(name) { return t }
+            if let p = producer[name], p.opType == "Constant" { return try? p.attribute("value")?.tensor() }
+            return nil
+        }
+        func isQ(_ n: Node) -> Bool { n.opType == "QuantizeLinear" }
+        func isDQ(_ n: Node) -> Bool { n.opType == "DequantizeLinear" }
+        var weightDQ: [String: (String, Bool)] = [:]
+        for n in order where isDQ(n) {
+            guard let src = n.inputs.first, let scale = n.inputs.count > 1 ? constant(n.inputs[1]) : nil else { continue }
+            if let q = producer[src], isQ(q) {
+                let zp = n.inputs.count > 2 && !n.inputs[2].isEmpty ? constant(n.inputs[2]) : nil
+                let dtype = zp?.dtype ?? .uint8
+                let (lo, hi) = QDQLayout.integerRange(dtype)
+                let tensor = q.inputs[0]
+                dequantizedActivations[n.outputs[0]] = tensor
+                dequantizedOutputs[tensor, default: []].append(n.outputs[0])
+                activations[tensor] = ActivationQuantization(
+                    tensor: tensor, scales: scale.floats(), zeroPoints: zp?.floats() ?? [0],
+                    axis: scale.count > 1 ? (n.attribute("axis")?.int ?? 1) : nil, dtype: dtype, qmin: lo, qmax: hi)
+            } else if constant(src) != nil {
+                weightDQ[n.outputs[0]] = (constant(src)!.dtype.name, scale.count > 1)
+                weightTensors += 1
+            }
+        }
+        // Ops whose outputs are not float values (shapes, sizes) have no error to measure.
+        let nonNumeric: Set<String> = ["Shape", "Size"]
+        for n in order where !isQ(n) && !isDQ(n) && !nonNumeric.contains(n.opType) {
+            let acts = n.inputs.compactMap { dequantizedActivations[$0] }
+            let weight = n.inputs.lazy.compactMap { weightDQ[$0] }.first
+            guard !acts.isEmpty || weight != nil, let out = n.outputs.first, !out.isEmpty else { continue }
+            // Follow an absorbed activation (Conv → Relu → QuantizeLinear) to the quantized tensor.
+            var tensor = out
+            for _ in 0..<2 where activations[tensor] == nil {
+                guard let next = consumers[tensor], next.count == 1, !isQ(next[0]), next[0].outputs.count == 1,
+                      next[0].inputs.filter({ !$0.isEmpty && constant($0) == nil }) == [tensor],
+                      !next[0].inputs.contains(where: { dequantizedActivations[$0] != nil }) else { break }
+                tensor = next[0].outputs[0]
+            }
+            if activations[tensor] == nil { tensor = out }
+            layers.append(Layer(node: n.name.isEmpty ? out : n.name, opType: n.opType, tensor: tensor, activationInputs: acts,
+                                weightType: weight?.0, weightPerChannel: weight?.1))
+        }
+    }
+
+    static func integerRange(_ t: DType) -> (Float, Float) {
+        switch t {
+        case .int8: (-128, 127)
+        case .uint16: (0, 65535)
+        case .int16: (-32768, 32767)
+        case .int4: (-8, 7)
+        case .uint4: (0, 15)
+        case .int32: (Float(Int32.min), Float(Int32.max))
+        default: (0, 255)
+        }
+    }
+}

@@ -1,0 +1,178 @@
+import Foundation
+import QuantCalibration
+import QuantCore
+import QuantIR
+
+/// Everything an analysis found, for scripts (JSON) and the Markdown and HTML renderers.
+public struct AnalysisReport: Codable, Sendable {
+    public struct Layer: Codable, Sendable {
+        /// Position among the quantized ops, in graph order (1-based).
+        public var index: Int
+        public var node: String
+        public var opType: String
+        public var tensor: String
+        public var graphwise: TensorErrorMetrics?
+        public var layerwise: TensorErrorMetrics?
+        public var weightType: String?
+        public var weightPerChannel: Bool?
+        /// The activation grid of the measured tensor (e.g. uint8), when it is quantized.
+        public var activationType: String?
+        public var marked: Bool
+        /// Short suggestions for a marked layer.
+        public var advice: [String]
+    }
+
+    public struct Output: Codable, Sendable {
+        public var name: String
+        public var metrics: TensorErrorMetrics
+    }
+
+    /// A quantized activation's histogram (from calibration statistics) and chosen range.
+    public struct ActivationHistogram: Codable, Sendable {
+        public var tensor: String
+        /// Left edge of the first bin and the bin width.
+        public var lo: Double
+        public var binWidth: Double
+        public var counts: [Double]
+        public var clipLo: Double
+        public var clipHi: Double
+        public var min: Double
+        public var max: Double
+    }
+
+    public struct ModelOverview: Codable, Sendable {
+        public var floatNodes: Int
+        public var quantizedModelNodes: Int
+        public var quantizedOps: Int
+        public var quantizedActivations: Int
+        public var quantizedWeights: Int
+        public var opTypes: [String: Int]
+        public var parameters: Int
+        public var inputs: [String]
+        public var outputs: [String]
+    }
+
+    /// A user metric on both models (`--eval-command`) or the built-in classifier's accuracy.
+    public struct Evaluation: Codable, Sendable {
+        public var name: String
+        public var float: Double
+        public var quantized: Double
+        /// |quantized − float| / |float| × 100.
+        public var quantizationLoss: Double
+
+        public init(name: String, float: Double, quantized: Double) {
+            self.name = name
+            self.float = float
+            self.quantized = quantized
+            quantizationLoss = float != 0 ? abs(quantized - float) / abs(float) * 100 : (quantized == float ? 0 : .infinity)
+        }
+    }
+
+    public var version = 1
+    public var floatModel: String
+    public var quantizedModel: String
+    public var samples: Int
+    public var batches: Int
+    public var snrWarning: Double
+    public var cosineWarning: Double
+    public var model: ModelOverview
+    public var outputs: [Output]
+    public var layers: [Layer]
+    public var histograms: [ActivationHistogram]
+    public var evaluations: [Evaluation] = []
+    /// Cosine of the QDQ model's outputs between QuantKit's executor and ONNX Runtime, when
+    /// measured (filled by callers that ran ONNX Runtime, e.g. the benchmark scripts).
+    public var runtimeGapCosine: Double?
+    public var notes: [String]
+
+    /// Layers worst first by their own error: layerwise SNR when measured, else graphwise.
+    public var worstLayers: [Layer] {
+        layers.filter { $0.graphwise != nil }.sorted { ($0.layerwise?.snr ?? $0.graphwise?.snr ?? 0) > ($1.layerwise?.snr ?? $1.graphwise?.snr ?? 0) }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case version, floatModel, quantizedModel, samples, batches, snrWarning, cosineWarning, model, outputs, layers, histograms, evaluations,
+             runtimeGapCosine, notes
+    }
+}
+
+extension AnalysisReport {
+    /// Builds the report from a finished analysis. `statistics` supplies the activation
+    /// histograms (calibration statistics; else those observed during analysis, if any).
+    public init(analyzer a: QuantAnalyzer, floatModel: Model, quantizedModel: Model, floatName: String, quantizedName: String,
+                statistics: [String: TensorStatistics]? = nil, histogramBins: Int = 64) {
+        let m = a.metrics
+        let o = a.options
+        func bad(_ x: TensorErrorMetrics?) -> Bool { x.map { $0.snr > o.snrWarning || $0.cosine < o.cosineWarning } ?? false }
+        var layers: [Layer] = []
+        for l in a.layout.layers {
+            let g = m.graphwise[l.tensor], lw = m.layerwise[l.tensor]
+            guard g != nil else { continue }
+            let act = a.layout.activations[l.tensor]
+            let marked = bad(g) || bad(lw)
+            var advice: [String] = []
+            if marked {
+                if lw != nil, !bad(lw) {
+                    advice.append("error comes from earlier layers: fix the first marked layer above")
+                } else {
+                    if l.weightPerChannel == false { advice.append("per-channel weights") }
+                    advice.append("other range method (--method mse or percentile)")
+                    if let act, act.dtype.bitWidth <= 8 { advice.append("16-bit activations (--activations u16)") }
+                    advice.append("keep float (--exclude-node \(l.node))")
+                }
+            }
+            layers.append(Layer(index: layers.count + 1, node: l.node, opType: l.opType, tensor: l.tensor, graphwise: g, layerwise: lw,
+                                weightType: l.weightType, weightPerChannel: l.weightPerChannel, activationType: act?.dtype.name,
+                                marked: marked, advice: advice))
+        }
+        var histograms: [ActivationHistogram] = []
+        let stats = statistics ?? a.observedStatistics ?? [:]
+        var seen = Set<String>()
+        for name in a.layout.layers.flatMap({ $0.activationInputs + [$0.tensor] }) where seen.insert(name).inserted {
+            guard let q = a.layout.activations[name], let s = stats[name] ?? a.floatNames[name].flatMap({ stats[$0] }),
+                  let h = s.histogram, h.bins > 0 else { continue }
+            let clip = q.clipRange
+            let k = max(1, (h.bins + histogramBins - 1) / histogramBins)
+            histograms.append(ActivationHistogram(tensor: name, lo: h.lo, binWidth: h.width * Double(k), counts: AnalysisReport.rebin(h.counts, by: k),
+                                                  clipLo: clip.lo, clipHi: clip.hi, min: s.min, max: s.max))
+        }
+        var ops: [String: Int] = [:]
+        for n in floatModel.graph.nodes { ops[n.opType, default: 0] += 1 }
+        let params = floatModel.graph.initializers.reduce(0) { $0 + $1.tensor.count }
+        let overview = ModelOverview(
+            floatNodes: floatModel.graph.nodes.count, quantizedModelNodes: quantizedModel.graph.nodes.count,
+            quantizedOps: a.layout.layers.count, quantizedActivations: a.layout.activations.count, quantizedWeights: a.layout.weightTensors,
+            opTypes: ops, parameters: params,
+            inputs: floatModel.graph.runtimeInputs.map { AnalysisReport.describe($0) }, outputs: floatModel.graph.outputs.map { AnalysisReport.describe($0) })
+        self.init(floatModel: floatName, quantizedModel: quantizedName, samples: a.samples, batches: a.batches,
+                  snrWarning: o.snrWarning, cosineWarning: o.cosineWarning, model: overview,
+                  outputs: a.outputNames.compactMap { n in m.outputs[n].map { Output(name: n, metrics: $0) } },
+                  layers: layers, histograms: histograms, notes: a.notes)
+    }
+
+    static func describe(_ v: ValueInfo) -> String {
+        let t = v.tensorType
+        let shape = t?.shape.map { "[" + $0.map(\.description).joined(separator: ",") + "]" } ?? "?"
+        return "\(v.name): \(t?.elementType?.name ?? "?") \(shape)"
+    }
+
+    /// Sums each run of `k` neighbouring bins.
+    static func rebin(_ c: [Double], by k: Int) -> [Double] {
+        guard k > 1 else { return c }
+        return stride(from: 0, to: c.count, by: k).map { c[$0..<min($0 + k, c.count)].reduce(0, +) }
+    }
+
+    /// JSON with sorted keys; infinities and NaN as strings.
+    public func json() throws -> Data {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return try enc.encode(self)
+    }
+
+    public static func decode(_ data: Data) throws -> AnalysisReport {
+        let dec = JSONDecoder()
+        dec.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return try dec.decode(AnalysisReport.self, from: data)
+    }
+}

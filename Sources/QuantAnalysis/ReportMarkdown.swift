@@ -1,0 +1,53 @@
+import Foundation
+
+extension AnalysisReport {
+    /// A number for tables: 4 significant digits, `inf`/`nan` spelled out.
+    public static func format(_ x: Double?) -> String {
+        guard let x else { return "–" }
+        if x.isNaN { return "nan" }
+        if x.isInfinite { return x > 0 ? "inf" : "-inf" }
+        if x == 0 { return "0" }
+        return abs(x) >= 1e-3 && abs(x) < 1e5 ? String(format: "%.4g", x) : String(format: "%.3e", x)
+    }
+
+    /// Escapes text for a Markdown table cell.
+    static func cell(_ s: String) -> String {
+        s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "|", with: "\\|")
+            .replacingOccurrences(of: "\n", with: " ").replacingOccurrences(of: "`", with: "'")
+    }
+
+    /// The Markdown report: summary, model outputs, then one row per quantized op in graph
+    /// order; marked rows carry a ⚠ and what to try.
+    public func markdown() -> String {
+        var s = "# Quantization analysis\n\n"
+        s += "- float model: `\(AnalysisReport.cell(floatModel))`\n- quantized model: `\(AnalysisReport.cell(quantizedModel))`\n"
+        s += "- analysis data: \(samples) samples in \(batches) batches\n"
+        s += "- quantized ops: \(model.quantizedOps) (\(model.quantizedActivations) activations, \(model.quantizedWeights) weights/biases quantized)\n"
+        let marked = layers.filter(\.marked)
+        s += "- marked (SNR > \(AnalysisReport.format(snrWarning)) or cosine < \(AnalysisReport.format(cosineWarning))): \(marked.count)\n"
+        if !worstLayers.isEmpty {
+            s += "- worst by themselves: " + worstLayers.prefix(5).map { "`\(AnalysisReport.cell($0.node))`" }.joined(separator: ", ") + "\n"
+        }
+        if let g = runtimeGapCosine { s += "- QuantKit executor vs ONNX Runtime, cosine of outputs: \(AnalysisReport.format(g))\n" }
+        for e in evaluations {
+            s += "- \(AnalysisReport.cell(e.name)): float \(AnalysisReport.format(e.float)), quantized \(AnalysisReport.format(e.quantized)), quantization loss \(AnalysisReport.format(e.quantizationLoss)) %\n"
+        }
+        for n in notes { s += "- note: \(AnalysisReport.cell(n))\n" }
+        s += "\n## Model outputs\n\n| output | SNR | cosine | MSE | MAE | rel. dist. | max abs err | top-1 agreement |\n|---|---|---|---|---|---|---|---|\n"
+        for o in outputs {
+            let m = o.metrics
+            s += "| `\(AnalysisReport.cell(o.name))` | \(AnalysisReport.format(m.snr)) | \(AnalysisReport.format(m.cosine)) | \(AnalysisReport.format(m.mse)) | "
+            s += "\(AnalysisReport.format(m.mae)) | \(AnalysisReport.format(m.relativeEuclidean)) | \(AnalysisReport.format(m.maxAbsError)) | \(AnalysisReport.format(m.top1Agreement)) |\n"
+        }
+        s += "\n## Layers\n\nGraphwise: the whole model quantized. Layerwise: only this op quantized, its inputs from the float model.\n\n"
+        s += "| # | | node | op | graphwise SNR | graphwise cosine | layerwise SNR | layerwise cosine | MSE | MAE | max abs err | what to try |\n"
+        s += "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        for l in layers {
+            let g = l.graphwise
+            s += "| \(l.index) | \(l.marked ? "⚠" : "") | `\(AnalysisReport.cell(l.node))` | \(AnalysisReport.cell(l.opType)) | "
+            s += "\(AnalysisReport.format(g?.snr)) | \(AnalysisReport.format(g?.cosine)) | \(AnalysisReport.format(l.layerwise?.snr)) | \(AnalysisReport.format(l.layerwise?.cosine)) | "
+            s += "\(AnalysisReport.format(g?.mse)) | \(AnalysisReport.format(g?.mae)) | \(AnalysisReport.format(g?.maxAbsError)) | \(AnalysisReport.cell(l.advice.joined(separator: "; "))) |\n"
+        }
+        return s
+    }
+}

@@ -1,0 +1,87 @@
+import ArgumentParser
+import Foundation
+import QuantData
+import QuantKit
+
+/// Analysis options shared by `quantize` (analysis runs after quantization unless
+/// --no-analysis) and `analyze`.
+struct AnalysisArguments: ParsableArguments {
+    @Flag(help: "(quantize) Skip the error analysis and its reports.")
+    var noAnalysis = false
+
+    @Option(help: "Analyze on at most this many samples of the data (0: all; quantize defaults to 16).")
+    var analysisSamples: Int?
+
+    @Flag(help: "Skip the layerwise pass (each op quantized alone); only the graphwise error is measured.")
+    var noLayerwise = false
+
+    @Option(help: "A shell command evaluating a model, with {model} for its path; the metric is the last number on the last stdout line (or in --eval-metrics-file). Run on the float and the quantized model.")
+    var evalCommand: String?
+
+    @Option(help: "A file the evaluation command writes its metric to (the last number in it is used).")
+    var evalMetricsFile: String?
+
+    @Option(help: "Labels file (PATH CLASS per line) for the built-in classification evaluator: top-1/top-5 before and after on the analysis data.")
+    var labels: String?
+
+    @Option(help: "SNR (noise/signal) above which a layer is marked.")
+    var snrWarning = 0.1
+
+    @Option(help: "Cosine similarity below which a layer is marked.")
+    var cosineWarning = 0.99
+
+    /// After `quantize`: analyzes on the first --analysis-samples (16) items of the calibration
+    /// data unless --no-analysis; without --input data there is nothing to analyze on.
+    func afterQuantize(floatModel: String, quantizedModel: String, data: DataArguments, statistics: StatisticsFile, threads: Int, reporter: ProgressReporter) throws {
+        guard !noAnalysis else { return }
+        guard !data.inputs.isEmpty || data.list != nil || data.config != nil else {
+            print("analysis   skipped: no --input data (run `quantkit analyze FLOAT QUANT --input ...`)")
+            return
+        }
+        try analyze(floatModel: floatModel, quantizedModel: quantizedModel, data: data, statistics: statistics, defaultSamples: 16,
+                    threads: threads, reporter: reporter)
+    }
+
+    /// Analyzes `quantizedModel` against `floatModel` on `data`, writes the three reports and
+    /// prints the summary and their paths.
+    func analyze(floatModel: String, quantizedModel: String, data: DataArguments, statistics: StatisticsFile?, defaultSamples: Int?,
+                 threads: Int, reporter: ProgressReporter, reportPrefix: String? = nil) throws {
+        let (signatures, cfg) = try DataPreviewOptions(model: floatModel, data: data).resolve()
+        let dataset = try CalibrationDataset(signatures: signatures, config: cfg)
+        let stream = dataset.makeStream()
+        defer { stream.cancel() }
+        let limit = (analysisSamples ?? defaultSamples).flatMap { $0 > 0 ? $0 : nil }
+        var items = dataset.itemCount
+        if let limit { items = min(items, limit) }
+        var total = (items + cfg.batchSize - 1) / max(cfg.batchSize, 1)
+        if let s = cfg.steps { total = min(total, s) }
+        var classifier = try labels.map(ClassificationEvaluator.init(labelsFile:))
+        let imageInput = signatures.first?.name
+        let analysis = Analysis(options: AnalysisOptions(threads: threads, layerwise: !noLayerwise, snrWarning: snrWarning, cosineWarning: cosineWarning))
+        var report = try analysis.run(
+            floatModel: floatModel, quantizedModel: quantizedModel, statistics: statistics, maxSamples: limit, total: total,
+            next: { try stream.next() },
+            observe: { batch, analyzer in
+                guard classifier != nil, let name = imageInput, let files = batch.files[name], let out = analyzer.outputNames.first,
+                      let f = analyzer.lastOutputs.float[out], let q = analyzer.lastOutputs.quantized[out] else { return }
+                classifier!.add(files: files, float: f, quantized: q)
+            },
+            progress: reporter.report)
+        report.evaluations += classifier?.evaluations ?? []
+        if let evalCommand {
+            let u = UserEvaluation(command: evalCommand, metricsFile: evalMetricsFile)
+            report.evaluations.append(AnalysisReport.Evaluation(name: "user metric (\(evalCommand))", float: try u.evaluate(model: floatModel),
+                                                                quantized: try u.evaluate(model: quantizedModel)))
+        }
+        let paths = reportPrefix.map(AnalysisReportPaths.init(prefix:)) ?? AnalysisReportPaths(quantizedModel: quantizedModel)
+        try Analysis.write(report, to: paths)
+        let f = AnalysisReport.format
+        for o in report.outputs {
+            let m = o.metrics
+            print("output     \(o.name): SNR \(f(m.snr)), cosine \(f(m.cosine))\(m.top1Agreement.map { ", top-1 agreement \(f($0))" } ?? "")")
+        }
+        print("layers     \(report.layers.count) quantized ops, \(report.layers.filter(\.marked).count) marked; worst by themselves: \(report.worstLayers.prefix(3).map(\.node).joined(separator: ", "))")
+        for e in report.evaluations { print("metric     \(e.name): float \(f(e.float)), quantized \(f(e.quantized)), loss \(f(e.quantizationLoss)) %") }
+        print("report     \(paths.markdown)\nreport     \(paths.html)\nreport     \(paths.json)")
+    }
+}

@@ -1,0 +1,133 @@
+import Foundation
+import QuantCore
+import QuantIR
+import Testing
+
+import QuantAnalysis
+
+@Suite struct ErrorMetricsTests {
+    @Test func handComputedMetrics() {
+        // r = [1, 2, 0, -1], t = [1, 1, 1, -1]: e = [0, -1, 1, 0]
+        var acc = ErrorAccumulator()
+        acc.add(reference: Tensor(shape: [4], floats: [1, 2, 0, -1]), test: Tensor(shape: [4], floats: [1, 1, 1, -1]))
+        let m = acc.metrics
+        #expect(m.elements == 4)
+        #expect(abs(m.snr - 2.0 / 6.0) < 1e-12)  // Σe² / Σr²
+        #expect(abs(m.cosine - 4.0 / (6.0 * 4.0).squareRoot()) < 1e-12)  // Σrt = 1 + 2 + 0 + 1, Σt² = 4
+        #expect(abs(m.mse - 0.5) < 1e-12)
+        #expect(abs(m.mae - 0.5) < 1e-12)
+        #expect(abs(m.relativeEuclidean - (2.0 / 6.0).squareRoot()) < 1e-12)
+        #expect(m.maxAbsError == 1)
+        #expect(m.top1Agreement == nil)
+    }
+
+    @Test func batchesAccumulateLikeOnePass() {
+        var rng = SystemRandomNumberGenerator()
+        let r = (0..<64).map { _ in Float.random(in: -2...2, using: &rng) }
+        let t = r.map { $0 + Float.random(in: -0.1...0.1, using: &rng) }
+        var one = ErrorAccumulator(), two = ErrorAccumulator()
+        one.add(reference: Tensor(shape: [64], floats: r), test: Tensor(shape: [64], floats: t))
+        two.add(reference: Tensor(shape: [32], floats: Array(r[..<32])), test: Tensor(shape: [32], floats: Array(t[..<32])))
+        var b = ErrorAccumulator()
+        b.add(reference: Tensor(shape: [32], floats: Array(r[32...])), test: Tensor(shape: [32], floats: Array(t[32...])))
+        two.merge(b)
+        #expect(abs(one.metrics.snr - two.metrics.snr) < 1e-12)
+        #expect(abs(one.metrics.cosine - two.metrics.cosine) < 1e-12)
+        #expect(one.metrics.maxAbsError == two.metrics.maxAbsError)
+    }
+
+    @Test func top1AgreementOfClassScores() {
+        var acc = ErrorAccumulator(classScores: true)
+        // rows: argmax 2 vs 2 (agree), 0 vs 1 (differ)
+        acc.add(reference: Tensor(shape: [2, 3], floats: [0, 1, 5, 3, 1, 0]), test: Tensor(shape: [2, 3], floats: [0, 1, 4, 1, 2, 0]))
+        #expect(acc.metrics.top1Agreement == 0.5)
+    }
+
+    @Test func zeroSignal() {
+        var acc = ErrorAccumulator()
+        acc.add(reference: Tensor(shape: [2], floats: [0, 0]), test: Tensor(shape: [2], floats: [0, 0]))
+        #expect(acc.metrics.snr == 0 && acc.metrics.cosine == 1)
+        acc.add(reference: Tensor(shape: [1], floats: [0]), test: Tensor(shape: [1], floats: [1]))
+        #expect(acc.metrics.snr == .infinity)
+    }
+}
+
+/// x ─ Q ─ DQ ─ Conv(W via DQ) ─ Relu ─ Q ─ DQ ─ y
+func tinyQDQModel() -> Model {
+    let scalar = { (v: Float) in Tensor(shape: [], floats: [v]) }
+    let inits = [
+        Initializer(name: "xs", tensor: scalar(0.1)), Initializer(name: "xz", tensor: Tensor(shape: [], values: [UInt8(128)])),
+        Initializer(name: "wq", tensor: Tensor(shape: [2, 1, 1, 1], values: [Int8(10), Int8(-20)])),
+        Initializer(name: "ws", tensor: Tensor(shape: [2], floats: [0.1, 0.05])), Initializer(name: "wz", tensor: Tensor(shape: [2], values: [Int8(0), Int8(0)])),
+        Initializer(name: "ys", tensor: scalar(0.02)), Initializer(name: "yz", tensor: Tensor(shape: [], values: [UInt8(0)])),
+    ]
+    let nodes = [
+        Node(name: "qx", opType: "QuantizeLinear", inputs: ["x", "xs", "xz"], outputs: ["x_q"]),
+        Node(name: "dqx", opType: "DequantizeLinear", inputs: ["x_q", "xs", "xz"], outputs: ["x_dq"]),
+        Node(name: "dqw", opType: "DequantizeLinear", inputs: ["wq", "ws", "wz"], outputs: ["w"], attributes: [.int("axis", 0)]),
+        Node(name: "conv", opType: "Conv", inputs: ["x_dq", "w"], outputs: ["c"]),
+        Node(name: "relu", opType: "Relu", inputs: ["c"], outputs: ["r"]),
+        Node(name: "qr", opType: "QuantizeLinear", inputs: ["r", "ys", "yz"], outputs: ["r_q"]),
+        Node(name: "dqr", opType: "DequantizeLinear", inputs: ["r_q", "ys", "yz"], outputs: ["y"]),
+    ]
+    let g = Graph(name: "tiny", nodes: nodes, inputs: [ValueInfo(name: "x", type: TensorType(elementType: .float, shape: [.value(1), .value(1), .value(2), .value(2)]))],
+                  outputs: [ValueInfo(name: "y", type: TensorType(elementType: .float, shape: nil))], initializers: inits)
+    return Model(graph: g, opsets: ["": 13])
+}
+
+@Suite struct QDQLayoutTests {
+    @Test func findsActivationsWeightsAndLayers() throws {
+        let layout = try QDQLayout(model: tinyQDQModel())
+        #expect(Set(layout.activations.keys) == ["x", "r"])
+        #expect(layout.dequantizedActivations == ["x_dq": "x", "y": "r"])
+        #expect(layout.weightTensors == 1)
+        #expect(layout.layers.count == 1)
+        let conv = layout.layers[0]
+        // Conv → Relu → Q: the error is measured on the Relu output, which the next op reads.
+        #expect(conv.node == "conv" && conv.tensor == "r" && conv.activationInputs == ["x"])
+        #expect(conv.weightPerChannel == true && conv.weightType == "int8")
+        let x = layout.activations["x"]!
+        #expect(x.dtype == .uint8 && x.qmin == 0 && x.qmax == 255)
+        #expect(abs(x.clipRange.lo + 12.8) < 1e-5 && abs(x.clipRange.hi - 12.7) < 1e-5)
+    }
+
+    @Test func fakeQuantizeRoundsHalfToEvenAndSaturates() throws {
+        let x = try QDQLayout(model: tinyQDQModel()).activations["x"]!
+        // 0.05/0.1 = 0.5 -> 0; 0.15/0.1 = 1.5 -> 2; 100 saturates at 127·0.1; -100 at -128·0.1
+        let y = x.fakeQuantize(Tensor(shape: [4], floats: [0.05, 0.15, 100, -100])).floats()
+        #expect(abs(y[0]) < 1e-6)
+        #expect(abs(y[1] - 0.2) < 1e-6)
+        #expect(abs(y[2] - 12.7) < 1e-5 && abs(y[3] + 12.8) < 1e-5)
+    }
+}
+
+@Suite struct AnalyzerTests {
+    @Test func analyzerAgreesWithHandComputedError() throws {
+        // Float model: the same Conv(W = [1, -1]) → Relu without Q/DQ.
+        let q = tinyQDQModel()
+        let f = Model(graph: Graph(name: "f", nodes: [Node(name: "conv", opType: "Conv", inputs: ["x", "W"], outputs: ["c"]),
+                                                      Node(name: "relu", opType: "Relu", inputs: ["c"], outputs: ["y"])],
+                                   inputs: q.graph.inputs, outputs: [ValueInfo(name: "y", type: TensorType(elementType: .float, shape: nil))],
+                                   initializers: [Initializer(name: "W", tensor: Tensor(shape: [2, 1, 1, 1], floats: [1, -1]))]),
+                      opsets: ["": 13])
+        let a = try QuantAnalyzer(floatModel: f, quantizedModel: q, options: AnalysisOptions(threads: 1), collectHistograms: true)
+        let x: [Float] = [0.33, -0.5, 1.04, 0.0]
+        try a.add(["x": Tensor(shape: [1, 1, 2, 2], floats: x)])
+        // Float: relu([x, -x]); QDQ: x -> fq(0.1) -> conv(W=[1,-1]) -> relu -> fq(0.02, zp 0).
+        let fx = x.map { (($0 / 0.1).rounded(.toNearestOrEven)) * 0.1 }
+        let ref = x.map { max($0, 0) } + x.map { max(-$0, 0) }
+        let test = (fx.map { max($0, 0) } + fx.map { max(-$0, 0) }).map { (min(max(($0 / 0.02).rounded(.toNearestOrEven), 0), 255)) * 0.02 }
+        var acc = ErrorAccumulator()
+        acc.add(reference: Tensor(shape: [8], floats: ref), test: Tensor(shape: [8], floats: test))
+        let m = a.metrics
+        #expect(abs(m.graphwise["r"]!.snr - acc.metrics.snr) < 1e-6)
+        #expect(abs(m.layerwise["r"]!.snr - acc.metrics.snr) < 1e-6)  // the only op: layerwise = graphwise
+        #expect(abs(m.outputs["y"]!.snr - acc.metrics.snr) < 1e-6)
+        let report = AnalysisReport(analyzer: a, floatModel: f, quantizedModel: q, floatName: "f.onnx", quantizedName: "q.onnx")
+        #expect(report.layers.count == 1 && report.histograms.count == 2)
+        let md = report.markdown()
+        #expect(md.contains("| 1 |") && md.contains("`conv`"))
+        let back = try AnalysisReport.decode(report.json())
+        #expect(back.layers[0].graphwise == report.layers[0].graphwise)
+    }
+}

@@ -1,0 +1,173 @@
+"""`quantkit analyze` and `export-all-outputs`: the report's metrics equal a numpy reference on
+the same tensors (dumped with export-all-outputs and `quantkit run`), a QDQ model made by ONNX
+Runtime's quantize_static is analyzed, ONNX Runtime loads the all-outputs model, the Markdown
+tables are well-formed and the user metric is run on both models."""
+import json
+import os
+import re
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from conftest import npy_name, quantkit
+from test_quantize_qdq import small_cnn
+
+
+def metrics(r, t):
+    r = r.astype(np.float64).ravel()
+    t = t.astype(np.float64).ravel()
+    e = t - r
+    snr = (e * e).sum() / (r * r).sum()
+    return {"snr": snr, "cosine": (r * t).sum() / np.sqrt((r * r).sum() * (t * t).sum()), "mse": (e * e).mean(),
+            "mae": np.abs(e).mean(), "relativeEuclidean": np.sqrt(snr), "maxAbsError": np.abs(e).max()}
+
+
+def setup_pair(tmp_path, n=8):
+    src = str(tmp_path / "cnn.onnx")
+    onnx.save(small_cnn(17), src)
+    x = np.random.default_rng(3).standard_normal((n, 3, 16, 16)).astype(np.float32)
+    np.save(str(tmp_path / "x.npy"), x)
+    r = quantkit("quantize", src, "--input", f"x={tmp_path / 'x.npy'}", "--batch", str(n), "--quiet")
+    return src, str(tmp_path / "cnn.q.onnx"), x, r
+
+
+def run_all(model, x, tmp_path, tag):
+    out = str(tmp_path / f"{tag}.all.onnx")
+    quantkit("export-all-outputs", model, "-o", out)
+    d = tmp_path / f"{tag}.out"
+    quantkit("run", out, "--input", f"x={tmp_path / 'x.npy'}", "--output-dir", str(d))
+    m = onnx.load(out)
+    return m, {o.name: np.load(str(d / npy_name(o.name))) for o in m.graph.output}
+
+
+def check(report_metrics, ref, what):
+    for k, v in ref.items():
+        assert np.isclose(report_metrics[k], v, rtol=1e-5, atol=1e-12), (what, k, report_metrics[k], v)
+
+
+def test_metrics_equal_numpy_reference(tmp_path):
+    src, qpath, x, r = setup_pair(tmp_path)
+    assert "cnn.report.md" in r.stdout and "cnn.report.html" in r.stdout
+    rep = json.load(open(str(tmp_path / "cnn.report.json")))
+    assert rep["samples"] == 8 and len(rep["layers"]) >= 5
+    _, fo = run_all(src, x, tmp_path, "float")
+    qm, qo = run_all(qpath, x, tmp_path, "quant")
+    # The tensor a layer is measured on is its quantized value: the DequantizeLinear output.
+    q_of = {n.input[0]: n.output[0] for n in qm.graph.node if n.op_type == "QuantizeLinear"}
+    dq_of = {n.input[0]: n.output[0] for n in qm.graph.node if n.op_type == "DequantizeLinear"}
+    checked = 0
+    for layer in rep["layers"]:
+        t = layer["tensor"]
+        test = qo[dq_of[q_of[t]]] if t in q_of else qo[t]
+        ref = fo[t] if t in fo else fo[dq_of[q_of[t]]]  # a graph output renamed by the rewrite (y_float -> Q/DQ -> y)
+        check(layer["graphwise"], metrics(ref, test), layer["node"])
+        checked += 1
+    assert checked == len(rep["layers"])
+    out = rep["outputs"][0]
+    check(out["metrics"], metrics(fo["y"], qo["y"]), "output y")
+    agree = (fo["y"].argmax(1) == qo["y"].argmax(1)).mean()
+    assert np.isclose(out["metrics"]["top1Agreement"], agree)
+    # Layerwise error of the first op equals its graphwise error (its input is the model input).
+    first = rep["layers"][0]
+    check(first["layerwise"], {k: first["graphwise"][k] for k in ("snr", "cosine", "mse")}, "first layer")
+
+
+def test_export_all_outputs_loads_in_onnxruntime(tmp_path):
+    src, qpath, x, _ = setup_pair(tmp_path)
+    for path, tag in ((src, "float"), (qpath, "quant")):
+        m, ours = run_all(path, x, tmp_path, tag)
+        names = [o.name for o in m.graph.output]
+        src_model = onnx.load(path)
+        assert sorted(names) == sorted({o for n in src_model.graph.node for o in n.output if o})
+        sess = ort.InferenceSession(str(tmp_path / f"{tag}.all.onnx"), providers=["CPUExecutionProvider"])
+        theirs = dict(zip([o.name for o in sess.get_outputs()], sess.run(None, {"x": x})))
+        assert set(theirs) == set(names)
+        for n in names:
+            if theirs[n].dtype == np.float32:
+                assert np.allclose(ours[n], theirs[n], rtol=1e-3, atol=1e-3 * max(1.0, float(np.abs(theirs[n]).max()))), n
+
+
+def test_onnxruntime_quantize_static_pair(tmp_path):
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    src = str(tmp_path / "cnn.onnx")
+    onnx.save(small_cnn(17), src)
+    x = np.random.default_rng(4).standard_normal((8, 3, 16, 16)).astype(np.float32)
+    np.save(str(tmp_path / "x.npy"), x)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.items = iter([{"x": x[i:i + 1]} for i in range(8)])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    ort_q = str(tmp_path / "cnn.ort.onnx")
+    quantize_static(src, ort_q, Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    r = quantkit("analyze", src, ort_q, "--input", f"x={tmp_path / 'x.npy'}", "--batch", "4", "--report", str(tmp_path / "ortq"), "--quiet")
+    rep = json.load(open(str(tmp_path / "ortq.json")))
+    ops = {l["opType"] for l in rep["layers"]}
+    assert {"Conv", "Gemm"} <= ops, ops
+    assert rep["model"]["quantizedActivations"] >= 5
+    assert all(l["layerwise"] is not None for l in rep["layers"])
+    assert rep["outputs"][0]["metrics"]["cosine"] > 0.99, r.stdout
+    # The simulation in QuantKit's executor agrees with ONNX Runtime on the same QDQ model.
+    quantkit("run", ort_q, "--input", f"x={tmp_path / 'x.npy'}", "--output-dir", str(tmp_path / "sim"))
+    ours = np.load(str(tmp_path / "sim" / "y.npy"))
+    theirs = ort.InferenceSession(ort_q, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert metrics(theirs, ours)["cosine"] > 0.999
+
+
+def table_blocks(md):
+    blocks, cur = [], []
+    for line in md.splitlines():
+        if line.startswith("|"):
+            cur.append(line)
+        elif cur:
+            blocks.append(cur)
+            cur = []
+    if cur:
+        blocks.append(cur)
+    return blocks
+
+
+def cells(line):
+    return len(re.split(r"(?<!\\)\|", line.strip())) - 2
+
+
+def test_markdown_tables_are_well_formed(tmp_path):
+    setup_pair(tmp_path)
+    md = open(str(tmp_path / "cnn.report.md")).read()
+    blocks = table_blocks(md)
+    assert len(blocks) == 2
+    for b in blocks:
+        assert re.fullmatch(r"\|(---\|)+", b[1]), b[1]
+        n = cells(b[0])
+        assert all(cells(l) == n for l in b), [l for l in b if cells(l) != n]
+        assert all(l.endswith("|") for l in b)
+    rep = json.load(open(str(tmp_path / "cnn.report.json")))
+    assert len(blocks[1]) == 2 + len(rep["layers"])
+
+
+def test_eval_command_runs_on_both_models(tmp_path):
+    src, qpath, x, _ = setup_pair(tmp_path)
+    script = tmp_path / "ev.py"
+    script.write_text(
+        "import sys, numpy as np, onnxruntime as ort\n"
+        f"x = np.load({str(tmp_path / 'x.npy')!r})\n"
+        "y = ort.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider']).run(None, {'x': x})[0]\n"
+        "print('noise'); print(f'score: {float(np.abs(y).mean()):.6f}')\n")
+    r = quantkit("analyze", src, qpath, "--input", f"x={tmp_path / 'x.npy'}", "--eval-command", f"{sys.executable} {script} {{model}}",
+                 "--report", str(tmp_path / "ev"), "--quiet")
+    ev = json.load(open(str(tmp_path / "ev.json")))["evaluations"]
+    assert len(ev) == 1, r.stdout
+    sess = lambda p: float(np.abs(ort.InferenceSession(p, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]).mean())
+    f, q = sess(src), sess(qpath)
+    assert np.isclose(ev[0]["float"], f, atol=2e-6) and np.isclose(ev[0]["quantized"], q, atol=2e-6)
+    assert np.isclose(ev[0]["quantizationLoss"], abs(q - f) / abs(f) * 100, rtol=1e-3, atol=1e-4)
+    bad = quantkit("analyze", src, qpath, "--input", f"x={tmp_path / 'x.npy'}", "--eval-command", "echo no-number",
+                   "--report", str(tmp_path / "bad"), "--quiet", check=False)
+    assert bad.returncode == 2 and "QK6004" in bad.stderr
+    assert not os.path.exists(str(tmp_path / "bad.json"))
