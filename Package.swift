@@ -19,6 +19,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", exact: "0.6.0"),
     ],
     targets: [
         .target(name: "QuantCore", swiftSettings: settings),
@@ -42,7 +43,8 @@ let package = Package(
         .target(name: "QuantRewrite", dependencies: ["QuantCore", "QuantIR", "QuantCalibration", "QuantAlgorithms"], swiftSettings: settings),
         .target(
             name: "QuantKit",
-            dependencies: ["QuantCore", "QuantONNX", "QuantIR", "QuantExecutor", "QuantCalibration", "QuantAlgorithms", "QuantRewrite", "QuantData"],
+            dependencies: ["QuantCore", "QuantONNX", "QuantIR", "QuantExecutor", "QuantCalibration", "QuantAlgorithms", "QuantRewrite", "QuantData",
+                           .product(name: "TOMLKit", package: "TOMLKit")],
             swiftSettings: settings),
         .executableTarget(
             name: "quantkit",
@@ -56,6 +58,7 @@ let package = Package(
             name: "ConformanceTests", dependencies: ["QuantExecutor", "QuantIR"], exclude: ["skiplist.txt"],
             swiftSettings: settings),
         .testTarget(name: "CLITests", dependencies: ["QuantKit"], swiftSettings: settings),
+        .testTarget(name: "QuantKitTests", dependencies: ["QuantKit", "QuantCore", "QuantIR", "QuantExecutor"], swiftSettings: settings),
         .testTarget(name: "QuantDataTests", dependencies: ["QuantData", "QuantIR", "QuantCore"], swiftSettings: settings),
     ]
 )
