@@ -152,9 +152,13 @@ struct ConfigCLITests {
         let stats = try Fixture.write("input,-2,2\n", "ranges.csv", in: dir)
         let o = dir.appendingPathComponent("o.onnx").path
         expectError(try CLI.run(["quantize", Fixture.model, "--stats", stats, "-o", o, "--truncate", "no_such_tensor"]), "QK5001",
-                    "truncate_var_names tensor 'no_such_tensor' is not in the model")
-        expectError(try CLI.run(["quantize", Fixture.model, "--stats", stats, "-o", o, "--truncate", "input"]), "QK5002",
-                    "truncate_var_names tensor 'input' does not cut the graph in two")
+                    "truncate tensor 'no_such_tensor' is not in the model")
+        // The graph output is produced but read by no node: nothing lies after it.
+        expectError(try CLI.run(["quantize", Fixture.model, "--stats", stats, "-o", o, "--truncate", "output"]), "QK5002",
+                    "truncate tensor 'output' does not cut the graph in two")
+        let dir2 = try CLI.temporaryDirectory()
+        let cfg = try Fixture.write(Fixture.xquant(list: try Fixture.list(1, in: dir2), quantization: #"{"custom_setting": [{"input_names": ["input"], "output_names": ["nope"], "bits": 16}]}"#), "c.json", in: dir2)
+        expectError(try CLI.run(["quantize", "-c", cfg, "-o", o, "--quiet"]), "QK5001", "custom_setting tensor 'nope' is not in the model")
         #expect(!FileManager.default.fileExists(atPath: o))
     }
 
