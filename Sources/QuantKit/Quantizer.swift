@@ -37,7 +37,7 @@ public struct QuantizationResult: Sendable {
 /// calibrates on the configured data in one streamed pass (or reads a statistics file),
 /// prepares the graph (float-equivalent folding), rewrites it to QDQ and writes the model and
 /// the parameter record atomically. It never overwrites its input and never leaves a
-/// half-written output. Errors are ``QuantKitError``s with stable codes (docs/ERRORS.md).
+/// half-written output. Errors are `QuantKitError`s with stable codes (docs/ERRORS.md).
 public struct Quantizer: Sendable {
     public var configuration: QuantizerConfiguration
 
@@ -127,6 +127,7 @@ public struct Quantizer: Sendable {
                                   floatNodes: r.floatNodes.count, absorbedActivations: r.absorbedActivations, warnings: r.warnings)
     }
 
+    /// The parameter record beside `output`: `NAME.qparams.json` for `NAME.q.onnx` or `NAME.onnx`.
     public static func parametersPath(for output: String) -> String {
         let url = URL(fileURLWithPath: output)
         var stem = url.deletingPathExtension().lastPathComponent
