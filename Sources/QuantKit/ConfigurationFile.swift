@@ -61,13 +61,15 @@ extension QuantizerConfiguration {
 
     // MARK: - Values shared by the file formats and the command line
 
-    /// `u8` (uint8 asymmetric, the default), `s8` (int8 symmetric), `u16` (A16W8).
+    /// Activations `u8` (uint8 asymmetric, the default), `s8` (int8 symmetric), `u16` (uint16
+    /// asymmetric) or `s16` (int16 symmetric); weights int8 symmetric.
     public static func scheme(named name: String, key: String) throws -> QuantScheme {
         switch name.lowercased() {
         case "u8", "uint8": return .u8s8
         case "s8", "int8": return .s8s8
         case "u16", "uint16": return .a16w8
-        default: throw QuantKitError("QK7002", "\(key) '\(name)' is not a known activation scheme", fix: "use u8, s8 or u16")
+        case "s16", "int16": return QuantScheme(activation: QuantGrid(bits: 16, signed: true, symmetric: true))
+        default: throw QuantKitError("QK7002", "\(key) '\(name)' is not a known activation scheme", fix: "use u8, s8, u16 or s16")
         }
     }
 

@@ -92,12 +92,10 @@ struct IcraftQuantize: Decodable {
     /// activations; int16: symmetric int16 activations with int8 weights (QuantKit writes no
     /// 16-bit weights).
     static func scheme(_ qdtype: String) throws -> QuantScheme {
-        switch qdtype.lowercased() {
-        case "int8": return .s8s8
-        case "uint8": return .u8s8
-        case "int16": return QuantScheme(activation: QuantGrid(bits: 16, signed: true, symmetric: true))
-        default: throw ConfigurationError.invalidValue("quantize.qdtype", "'\(qdtype)'", expected: "int8, uint8 or int16")
+        guard ["int8", "uint8", "int16"].contains(qdtype.lowercased()) else {
+            throw ConfigurationError.invalidValue("quantize.qdtype", "'\(qdtype)'", expected: "int8, uint8 or int16")
         }
+        return try QuantizerConfiguration.scheme(named: qdtype, key: "quantize.qdtype")
     }
 
     /// forward_dir alone: every file in it feeds the (single) input. forward_list: one item per
