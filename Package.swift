@@ -19,6 +19,9 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", exact: "0.6.0"),
+        // Documentation only: `swift package generate-documentation --target QuantKit` (README).
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", exact: "1.5.0"),
     ],
     targets: [
         .target(name: "QuantCore", swiftSettings: settings),
@@ -45,7 +48,8 @@ let package = Package(
             swiftSettings: settings),
         .target(
             name: "QuantKit",
-            dependencies: ["QuantCore", "QuantONNX", "QuantIR", "QuantExecutor", "QuantCalibration", "QuantAlgorithms", "QuantRewrite", "QuantData", "QuantAnalysis"],
+            dependencies: ["QuantCore", "QuantONNX", "QuantIR", "QuantExecutor", "QuantCalibration", "QuantAlgorithms", "QuantRewrite", "QuantData",
+                           "QuantAnalysis", .product(name: "TOMLKit", package: "TOMLKit")],
             swiftSettings: settings),
         .executableTarget(
             name: "quantkit",
@@ -60,6 +64,7 @@ let package = Package(
             swiftSettings: settings),
         .testTarget(name: "CLITests", dependencies: ["QuantKit"], swiftSettings: settings),
         .testTarget(name: "QuantAnalysisTests", dependencies: ["QuantAnalysis", "QuantIR", "QuantCore"], swiftSettings: settings),
+        .testTarget(name: "QuantKitTests", dependencies: ["QuantKit", "QuantCore", "QuantIR", "QuantExecutor"], swiftSettings: settings),
         .testTarget(name: "QuantDataTests", dependencies: ["QuantData", "QuantIR", "QuantCore"], swiftSettings: settings),
     ]
 )

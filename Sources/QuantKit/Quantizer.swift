@@ -2,35 +2,99 @@ import Foundation
 @_exported import QuantAlgorithms
 @_exported import QuantRewrite
 
-/// Everything a quantization run needs besides the model and data.
-public struct QuantizerConfiguration: Codable, Sendable {
-    public var scheme: QuantScheme
-    public var control: QuantControl
-    public var observer: ObserverOptions
-
-    public init(scheme: QuantScheme = .u8s8, control: QuantControl = QuantControl(), observer: ObserverOptions = ObserverOptions()) {
-        self.scheme = scheme
-        self.control = control
-        self.observer = observer
-    }
-}
-
 /// What a quantization run produced.
 public struct QuantizationResult: Sendable {
+    /// The QDQ model written.
     public var modelPath: String
+    /// The parameter record (`NAME.qparams.json`) written beside it.
     public var parametersPath: String
+    /// What graph preparation folded and removed.
     public var preparation: Preparation.Report
+    /// Nodes that run on quantized inputs.
     public var quantizedNodes: Int
+    /// Nodes that stay float (excluded, truncated or without a quantized kernel).
     public var floatNodes: Int
+    /// Relu/Clip activations absorbed into the preceding quantization.
     public var absorbedActivations: Int
+    /// Calibration batches and items seen (0 when statistics came from a file).
+    public var calibrationBatches: Int = 0
+    public var calibrationItems: Int = 0
+    /// The statistics the ranges came from (calibrated or read), e.g. for analysis reports.
+    public var statistics: StatisticsFile?
+    /// Warnings of the data set, the rewrite and the configuration's notes; the library never
+    /// prints them.
     public var warnings: [String]
 }
 
-/// Turns a float model into a QDQ model plus a parameter record.
-public struct Quantizer {
+/// Turns a float ONNX model into a QDQ ONNX model plus a parameter record.
+///
+/// ```swift
+/// var config = try QuantizerConfiguration(contentsOf: "examples/efficientnet_lite0.json")
+/// config.output = "out/efficientnet_lite0.q.onnx"
+/// let result = try await Quantizer(configuration: config).quantize(model: config.model!)
+/// print(result.modelPath, result.quantizedNodes)
+/// ```
+///
+/// A run validates the configuration (``QuantizerConfiguration/validate()``), loads the model,
+/// calibrates on the configured data in one streamed pass (or reads a statistics file),
+/// prepares the graph (float-equivalent folding), rewrites it to QDQ and writes the model and
+/// the parameter record atomically. It never overwrites its input and never leaves a
+/// half-written output. Errors are `QuantKitError`s with stable codes (docs/ERRORS.md).
+public struct Quantizer: Sendable {
     public var configuration: QuantizerConfiguration
 
     public init(configuration: QuantizerConfiguration) { self.configuration = configuration }
+
+    /// Quantizes `model` (or the configuration's model when nil) with the configuration's data,
+    /// output and settings. Checks for task cancellation between calibration batches.
+    public func quantize(model: String? = nil, progress: @Sendable (StageProgress) -> Void = { _ in }) async throws -> QuantizationResult {
+        try run(model: model, progress: progress, cancelled: { try Task.checkCancellation() })
+    }
+
+    /// The synchronous form of ``quantize(model:progress:)``.
+    public func run(model: String? = nil, progress: (StageProgress) -> Void = { _ in }, cancelled: () throws -> Void = {}) throws -> QuantizationResult {
+        var config = configuration
+        if let model { config.model = model }
+        try config.validate()
+        let path = config.model!
+        let output = config.output ?? Quantizer.defaultOutput(for: path)
+        var warnings = config.notes
+        var batches = 0, items = 0
+        let statistics: StatisticsFile
+        if let stats = config.statistics {
+            statistics = try StatisticsFile.read(path: stats)
+        } else {
+            let model = try Model.load(path: path)
+            let signatures = CalibrationDataset.signatures(of: model.graph)
+            let dataset = try CalibrationDataset(signatures: signatures, config: try config.resolvedData(for: signatures)!)
+            let stream = dataset.makeStream()
+            defer { stream.cancel() }
+            var total = dataset.batchCount
+            if let s = dataset.config.steps { total = min(total, s) }
+            let calibrator = Calibrator(observer: config.observer, threads: config.threads ?? ProcessInfo.processInfo.activeProcessorCount)
+            statistics = try calibrator.run(model: model, modelName: URL(fileURLWithPath: path).lastPathComponent, total: total,
+                                            next: { try cancelled(); return try stream.next()?.tensors }, progress: progress)
+            let report = dataset.report
+            batches = report.batches
+            items = report.items
+            warnings += report.warnings.map { "\($0.code) \($0.message)" }
+            if let out = config.statisticsOutput { try statistics.write(to: out) }
+        }
+        let folder = URL(fileURLWithPath: output).deletingLastPathComponent()
+        if !FileManager.default.fileExists(atPath: folder.path) {
+            do {
+                try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            } catch {
+                throw QuantKitError("QK1010", "cannot create the output folder '\(folder.path)': \(error.localizedDescription)", fix: "check that the parent folder is writable")
+            }
+        }
+        var r = try Quantizer(configuration: config).quantize(modelPath: path, statistics: statistics, output: output)
+        r.calibrationBatches = batches
+        r.calibrationItems = items
+        r.statistics = statistics
+        r.warnings = warnings + r.warnings
+        return r
+    }
 
     /// `NAME.q.onnx` beside `NAME.onnx`.
     public static func defaultOutput(for model: String) -> String {
@@ -66,6 +130,7 @@ public struct Quantizer {
                                   floatNodes: r.floatNodes.count, absorbedActivations: r.absorbedActivations, warnings: r.warnings)
     }
 
+    /// The parameter record beside `output`: `NAME.qparams.json` for `NAME.q.onnx` or `NAME.onnx`.
     public static func parametersPath(for output: String) -> String {
         let url = URL(fileURLWithPath: output)
         var stem = url.deletingPathExtension().lastPathComponent

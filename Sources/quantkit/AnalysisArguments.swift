@@ -31,22 +31,31 @@ struct AnalysisArguments: ParsableArguments {
     var cosineWarning = 0.99
 
     /// After `quantize`: analyzes on the first --analysis-samples (16) items of the calibration
-    /// data unless --no-analysis; without --input data there is nothing to analyze on.
-    func afterQuantize(floatModel: String, quantizedModel: String, data: DataArguments, statistics: StatisticsFile, threads: Int, reporter: ProgressReporter) throws {
+    /// data (`dataset`, from the options or the configuration file) unless --no-analysis.
+    func afterQuantize(floatModel: String, quantizedModel: String, dataset: DatasetConfig?, statistics: StatisticsFile?, threads: Int,
+                       reporter: ProgressReporter) throws {
         guard !noAnalysis else { return }
-        guard !data.inputs.isEmpty || data.list != nil || data.config != nil else {
-            print("analysis   skipped: no --input data (run `quantkit analyze FLOAT QUANT --input ...`)")
+        guard let dataset else {
+            print("analysis   skipped: no calibration data (run `quantkit analyze FLOAT QUANT --input ...`)")
             return
         }
-        try analyze(floatModel: floatModel, quantizedModel: quantizedModel, data: data, statistics: statistics, defaultSamples: 16,
-                    threads: threads, reporter: reporter)
+        try analyze(floatModel: floatModel, quantizedModel: quantizedModel, data: nil, dataset: dataset, statistics: statistics,
+                    defaultSamples: 16, threads: threads, reporter: reporter)
     }
 
-    /// Analyzes `quantizedModel` against `floatModel` on `data`, writes the three reports and
-    /// prints the summary and their paths.
-    func analyze(floatModel: String, quantizedModel: String, data: DataArguments, statistics: StatisticsFile?, defaultSamples: Int?,
-                 threads: Int, reporter: ProgressReporter, reportPrefix: String? = nil) throws {
-        let (signatures, cfg) = try DataPreviewOptions(model: floatModel, data: data).resolve()
+    /// Analyzes `quantizedModel` against `floatModel` on `data` (or an already resolved
+    /// `dataset`), writes the three reports and prints the summary and their paths.
+    func analyze(floatModel: String, quantizedModel: String, data: DataArguments?, dataset given: DatasetConfig? = nil,
+                 statistics: StatisticsFile?, defaultSamples: Int?, threads: Int, reporter: ProgressReporter,
+                 reportPrefix: String? = nil) throws {
+        let signatures: [InputSignature]
+        let cfg: DatasetConfig
+        if let given {
+            signatures = CalibrationDataset.signatures(of: try Model.load(path: floatModel).graph)
+            cfg = given
+        } else {
+            (signatures, cfg) = try DataPreviewOptions(model: floatModel, data: data!).resolve()
+        }
         let dataset = try CalibrationDataset(signatures: signatures, config: cfg)
         let stream = dataset.makeStream()
         defer { stream.cancel() }

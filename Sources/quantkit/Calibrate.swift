@@ -37,13 +37,13 @@ struct Calibrate: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let c = calibration
-            let (method, grid) = try CalibrationChoice.parse(method: c.method, percentile: c.percentile, activations: c.activations)
+            let (method, grid) = try CalibrationChoice.parse(method: c.method ?? "default", percentile: c.percentile ?? 0.9999, activations: c.activations ?? "u8")
             var file: StatisticsFile
             if !merge.isEmpty {
                 file = try merge.dropFirst().reduce(try StatisticsFile.read(path: merge[0])) { try StatisticsFile.merged($0, StatisticsFile.read(path: $1)) }
             } else {
                 guard let model else { throw QuantKitError("QK7022", "calibrate needs a model (or --merge FILES)", fix: "pass the .onnx model as the first argument") }
-                file = try CalibrationChoice.calibrate(model: model, data: data, bins: c.bins, threads: c.threads, reporter: c.reporter)
+                file = try CalibrationChoice.calibrate(model: model, data: data, bins: c.bins ?? 2048, threads: c.threads ?? ProcessInfo.processInfo.activeProcessorCount, reporter: c.reporter)
             }
             Calibrator.selectRanges(&file, method: method, grid: grid)
             try file.write(to: statsOut)
@@ -52,22 +52,23 @@ struct Calibrate: ParsableCommand {
     }
 }
 
-/// Calibration options shared by `calibrate` and `quantize`.
+/// Calibration options shared by `calibrate` and `quantize`. Unset options keep the value of a
+/// configuration file (quantize -c) or the default named in the help.
 struct CalibrationArguments: ParsableArguments {
-    @Option(help: "Range method for activations: \(RangeMethod.names.joined(separator: ", ")).")
-    var method = "default"
+    @Option(help: "Range method for activations: \(RangeMethod.names.joined(separator: ", ")) (default: default; XQuant calibration_type, Icraft saturation).")
+    var method: String?
 
-    @Option(help: "Percentile for --method percentile.")
-    var percentile = 0.9999
+    @Option(help: "Percentile for --method percentile (default 0.9999; XQuant max_percentile).")
+    var percentile: Double?
 
-    @Option(help: "Activation scheme: u8 (uint8 asymmetric), s8 (int8 symmetric), u16 (A16W8).")
-    var activations = "u8"
+    @Option(help: "Activation scheme: u8 (uint8 asymmetric, the default), s8 (int8 symmetric), u16 (uint16 asymmetric), s16 (int16 symmetric); weights int8 (XQuant activations, Icraft qdtype).")
+    var activations: String?
 
-    @Option(help: "Histogram bins (2048; Icraft uses 4096).")
-    var bins = 2048
+    @Option(help: "Histogram bins (default 2048; Icraft bin_num, e.g. 4096).")
+    var bins: Int?
 
-    @Option(help: "Threads.")
-    var threads = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Threads (default: every core).")
+    var threads: Int?
 
     @Flag(help: "No progress output.")
     var quiet = false
@@ -81,19 +82,12 @@ struct CalibrationArguments: ParsableArguments {
 /// Shared by `calibrate` and `quantize`.
 enum CalibrationChoice {
     static func parse(method: String, percentile: Double, activations: String) throws -> (RangeMethod, QuantGrid) {
-        guard let m = RangeMethod(name: method, percentile: percentile) else {
-            throw QuantKitError("QK7002", "unknown method '\(method)'", fix: "use one of: \(RangeMethod.names.joined(separator: ", "))")
-        }
+        guard let m = RangeMethod(name: method, percentile: percentile) else { throw ConfigurationError.unknownMethod(method, key: "--method") }
         return (m, try scheme(activations).activation)
     }
 
     static func scheme(_ activations: String) throws -> QuantScheme {
-        switch activations {
-        case "u8": return .u8s8
-        case "s8": return .s8s8
-        case "u16": return .a16w8
-        default: throw QuantKitError("QK7002", "unknown activation scheme '\(activations)'", fix: "use u8, s8 or u16")
-        }
+        try QuantizerConfiguration.scheme(named: activations, key: "--activations")
     }
 
     /// Streams the data through the float model with statistics observers.

@@ -60,17 +60,17 @@ struct DataArguments: ParsableArguments {
     @Option(help: "Image layout: NCHW or NHWC (default: from the input shape).")
     var layout: ImageLayout?
 
-    @Option(help: "A DatasetConfig JSON file (the options above are then ignored, except --batch/--steps).")
+    @Option(name: .customLong("data-config"), help: "A DatasetConfig JSON file (the options above are then ignored, except --batch/--steps).")
     var config: String?
 
-    @Option(help: "Items per batch.")
+    @Option(help: "Items per batch (default 1).")
     var batch: Int?
 
-    @Option(help: "Stop after this many batches.")
+    @Option(help: "Stop after this many batches (default: all items; XQuant configurations: calibration_step 100).")
     var steps: Int?
 
-    @Option(help: "Seed of random inputs.")
-    var seed: UInt64 = 0
+    @Option(help: "Seed of random inputs (default 0).")
+    var seed: UInt64?
 
     @Option(name: .customLong("dim"), help: "SYMBOL=N: value of a symbolic dimension for random inputs (e.g. sequence_length=128).")
     var dims: [String] = []
@@ -83,4 +83,12 @@ struct DataArguments: ParsableArguments {
 
     @Flag(help: "Fail on NaN/Inf instead of warning.")
     var failOnNonfinite = false
+
+    /// True when an option naming data sources or their format was given (then these options
+    /// replace a configuration file's data).
+    var describesSources: Bool {
+        !inputs.isEmpty || list != nil || config != nil || !shape.isEmpty || !dtype.isEmpty || !fileType.isEmpty || !rawDtype.isEmpty
+            || !preprocess.isEmpty || preset != nil || color != nil || resize != nil || size != nil || resizeShorter != nil || centerCrop
+            || mean != nil || std != nil || scale != nil || layout != nil || !dims.isEmpty || randomItems != nil
+    }
 }

@@ -18,6 +18,9 @@ struct DataPreview: ParsableCommand {
 
     @OptionGroup var data: DataArguments
 
+    @Option(name: .customLong("config"), help: "Same as --data-config.")
+    var dataConfig: String?
+
     @Option(help: "Output folder for the .npy batches.")
     var out: String?
 
@@ -29,6 +32,8 @@ struct DataPreview: ParsableCommand {
             guard dryRun || out != nil else {
                 throw QuantKitError("QK7020", "data-preview needs --out DIR or --dry-run", fix: "pass --out DIR to write the batches, or --dry-run")
             }
+            var data = data
+            if let dataConfig { data.config = dataConfig }
             let (signatures, cfg) = try DataPreviewOptions(model: model, data: data).resolve()
             let dataset = try CalibrationDataset(signatures: signatures, config: cfg)
             try dataset.forEachBatch { b in

@@ -65,7 +65,7 @@ struct DataPreviewOptions {
         } else {
             cfg = DatasetConfig(inputs: try inputConfigs(signatures, sources: sources, shapes: shapes, dtypes: dtypes))
             cfg.sharedList = c.list
-            cfg.seed = c.seed
+            cfg.seed = c.seed ?? 0
             cfg.randomItems = c.randomItems
             cfg.symbolicDimDefault = c.defaultDim
             for (name, value) in try DataPreviewOptions.pairs(c.dims, option: "dim") {
@@ -77,6 +77,7 @@ struct DataPreviewOptions {
         }
         if let b = c.batch { cfg.batchSize = b }
         if let s = c.steps { cfg.steps = s }
+        if let s = c.seed { cfg.seed = s }
         return (signatures, cfg)
     }
 

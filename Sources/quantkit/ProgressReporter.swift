@@ -22,7 +22,8 @@ final class ProgressReporter {
         case .quiet: return
         case .json:
             let total = p.total.map { "\($0)" } ?? "null"
-            write("{\"stage\":\"\(p.stage)\",\"done\":\(p.done),\"total\":\(total),\"unit\":\"\(p.unit)\",\"elapsed_s\":\(String(format: "%.3f", elapsed))}\n")
+            let eta = p.total.flatMap { t in rate > 0 ? String(format: "%.1f", Double(max(0, t - p.done)) / rate) : nil } ?? "null"
+            write("{\"stage\":\"\(p.stage)\",\"done\":\(p.done),\"total\":\(total),\"unit\":\"\(p.unit)\",\"elapsed_s\":\(String(format: "%.3f", elapsed)),\"rate\":\(String(format: "%.3f", rate)),\"eta_s\":\(eta)}\n")
         case .lines:
             guard finished || now.timeIntervalSince(lastPrint) >= 5 else { return }
             lastPrint = now

@@ -6,75 +6,179 @@ struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Quantize a float ONNX model to QDQ ONNX (runs in ONNX Runtime with integer kernels).",
         discussion: """
-            Writes NAME.q.onnx and NAME.qparams.json beside the model (or at -o). Activation ranges \
-            come from a statistics file (--stats: written by `quantkit calibrate`, or a CSV of \
-            tensor,min,max).
+            Writes NAME.q.onnx and NAME.qparams.json beside the model (or at -o). Settings come from a \
+            configuration file (-c: XQuant-style .json or Icraft-style .toml with a [quantize] table; \
+            see docs/CONFIG.md) and from the options below, which override the file:
+              quantkit quantize -c cfg.json -i in.onnx -o out.onnx
+            Activation ranges come from calibration data (--input, or the file's input_parametres) or \
+            from a statistics file (--stats: written by `quantkit calibrate`, or a CSV of tensor,min,max).
             Methods: \(RangeMethod.names.joined(separator: ", ")) (default: default = per tensor the \
             lowest-error of mse, kl, percentile 0.9999 and minmax).
             """)
 
-    @Argument(help: "The float .onnx model.")
-    var model: String
+    @Argument(help: "The float .onnx model (or -i MODEL, or the configuration's onnx_model/model).")
+    var model: String?
+
+    @Option(name: [.customShort("i"), .customLong("model")], help: "The float .onnx model (XQuant's -i).")
+    var modelOption: String?
+
+    @Option(name: [.customShort("c"), .customLong("config")], help: "Configuration file: XQuant-style .json or Icraft-style .toml.")
+    var config: String?
 
     @Option(name: .shortAndLong, help: "Output model path (default NAME.q.onnx beside the model).")
     var output: String?
 
-    @Option(help: "Statistics file (.json from `quantkit calibrate`, or .csv of tensor,min,max); without it QuantKit calibrates on the --input data.")
+    @Option(help: "Statistics file (.json from `quantkit calibrate`, or .csv of tensor,min,max); without it QuantKit calibrates on the data.")
     var stats: String?
 
     @OptionGroup var data: DataArguments
 
     @OptionGroup var calibration: CalibrationArguments
 
+    @OptionGroup var settings: QuantizeSettings
+
     @OptionGroup var analysis: AnalysisArguments
 
     @Option(help: "Also write the calibration statistics here.")
     var statsOut: String?
 
-
-
-
-
-
-
-
-    @Flag(help: "One weight scale per tensor instead of per output channel.")
-    var perTensorWeights = false
-
-    @Option(help: "Keep these nodes float (by name; repeatable).")
-    var excludeNode: [String] = []
-
-    @Option(help: "Keep nodes of this op type float (repeatable).")
-    var excludeOpType: [String] = []
-
-    @Option(help: "Keep everything after this tensor float (repeatable).")
-    var truncate: [String] = []
+    @Flag(help: "Print the resolved configuration as JSON and stop.")
+    var printConfig = false
 
     func run() throws {
         try reportingErrors {
-            let c = calibration
-            let (m, _) = try CalibrationChoice.parse(method: c.method, percentile: c.percentile, activations: c.activations)
-            var scheme = try CalibrationChoice.scheme(c.activations)
-            scheme.method = m
-            scheme.perChannelWeights = !perTensorWeights
-            let control = QuantControl(excludeNodes: excludeNode, excludeOpTypes: excludeOpType, truncateAfter: truncate)
-            let q = Quantizer(configuration: QuantizerConfiguration(scheme: scheme, control: control))
-            let out = output ?? Quantizer.defaultOutput(for: model)
-            let statistics: StatisticsFile
-            if let stats {
-                statistics = try StatisticsFile.read(path: stats)
-            } else {
-                statistics = try CalibrationChoice.calibrate(model: model, data: data, bins: c.bins, threads: c.threads, reporter: c.reporter)
-                if let statsOut { try statistics.write(to: statsOut) }
+            let cfg = try resolvedConfiguration()
+            if printConfig {
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                print(String(decoding: try enc.encode(cfg), as: UTF8.self))
+                return
             }
-            let r = try q.quantize(modelPath: model, statistics: statistics, output: out)
+            let reporter = calibration.reporter
+            let r = try Quantizer(configuration: cfg).run(progress: reporter.report)
+            if r.calibrationBatches > 0 { print("calibrated \(r.calibrationItems) items in \(r.calibrationBatches) batches") }
             print("quantized  \(r.quantizedNodes) nodes (\(r.floatNodes) stay float, \(r.absorbedActivations) activations absorbed)")
             print("prepared   \(r.preparation.constantsFolded) constants folded, \(r.preparation.batchNormsFolded) BatchNorms folded, \(r.preparation.identitiesRemoved) Identity/Dropout removed")
             for w in r.warnings.prefix(3) { print("warning    \(w)") }
             if r.warnings.count > 3 { print("warning    ... \(r.warnings.count - 3) more (all in the parameter record's warnings)") }
             print("model      \(r.modelPath)")
             print("parameters \(r.parametersPath)")
-            try analysis.afterQuantize(floatModel: model, quantizedModel: r.modelPath, data: data, statistics: statistics, threads: c.threads, reporter: c.reporter)
+            if let m = cfg.model {
+                let dataset = try cfg.resolvedData(for: CalibrationDataset.signatures(of: try Model.load(path: m).graph))
+                try analysis.afterQuantize(floatModel: m, quantizedModel: r.modelPath, dataset: dataset, statistics: r.statistics,
+                                           threads: cfg.threads ?? ProcessInfo.processInfo.activeProcessorCount, reporter: reporter)
+            }
         }
+    }
+
+    /// The file's configuration (or the defaults) with every given option applied on top: the
+    /// command line decodes into the same `QuantizerConfiguration` as the file.
+    func resolvedConfiguration() throws -> QuantizerConfiguration {
+        var cfg = try config.map { try QuantizerConfiguration(contentsOf: $0) } ?? QuantizerConfiguration()
+        if let model, let modelOption, model != modelOption {
+            throw QuantKitError("QK7008", "the model is given twice: '\(model)' and -i '\(modelOption)'", fix: "give the model once")
+        }
+        if let m = modelOption ?? model { cfg.model = m }
+        if let output { cfg.output = output }
+        if let stats { cfg.statistics = stats }
+        if let statsOut { cfg.statisticsOutput = statsOut }
+        try applyData(&cfg)
+        let c = calibration
+        if let a = c.activations {
+            let s = try QuantizerConfiguration.scheme(named: a, key: "--activations")
+            cfg.scheme.activation = s.activation
+            cfg.scheme.weight = s.weight
+        }
+        if let name = c.method {
+            guard let m = RangeMethod(name: name, percentile: c.percentile ?? 0.9999) else { throw ConfigurationError.unknownMethod(name, key: "--method") }
+            cfg.scheme.method = m
+        } else if let p = c.percentile, case .percentile = cfg.scheme.method {
+            cfg.scheme.method = .percentile(p)
+        }
+        if let b = c.bins { cfg.observer.bins = b }
+        if let t = c.threads { cfg.threads = t }
+        try settings.apply(to: &cfg)
+        return cfg
+    }
+
+    /// Data options replace the file's data when they name sources; --batch/--steps/--seed
+    /// adjust the file's data otherwise.
+    func applyData(_ cfg: inout QuantizerConfiguration) throws {
+        if data.describesSources {
+            guard let m = cfg.model else {
+                throw ConfigurationError.missing("model", fix: "give the .onnx model (-i MODEL.onnx) so --input names can be checked")
+            }
+            cfg.data = try DataPreviewOptions(model: m, data: data).resolve().1
+        } else if var d = cfg.data {
+            if let b = data.batch { d.batchSize = b }
+            if let s = data.steps { d.steps = s }
+            if let s = data.seed { d.seed = s }
+            if data.failOnNonfinite { d.nonFinite = .fail }
+            cfg.data = d
+        }
+    }
+}
+
+/// Quantization settings of `quantize`; each maps to a configuration-file key (docs/CONFIG.md).
+struct QuantizeSettings: ParsableArguments {
+    @Flag(inversion: .prefixedNo, help: "One weight scale per output channel (default); --no-per-channel-weights: per tensor (Icraft per = \"tensor\").")
+    var perChannelWeights: Bool?
+
+    @Flag(help: "Same as --no-per-channel-weights.")
+    var perTensorWeights = false
+
+    @Option(help: "Keep these nodes float (by name; repeatable; replaces the file's exclude_nodes).")
+    var excludeNode: [String] = []
+
+    @Option(help: "Keep nodes of this op type float (repeatable; replaces the file's exclude_op_types).")
+    var excludeOpType: [String] = []
+
+    @Option(help: "Keep everything after this tensor float (repeatable; XQuant truncate_var_names).")
+    var truncate: [String] = []
+
+    @Option(help: "IN1,IN2:OUT1,OUT2:SETTING for the nodes between those tensors (XQuant custom_setting); SETTING is float, bits=8|16 or method=NAME (repeatable).")
+    var subgraph: [String] = []
+
+    @Option(help: "XQuant precision_level (0: all int8, the only level implemented).")
+    var precisionLevel: Int?
+
+    @Option(help: "XQuant finetune_level (0 or 1; 2 and 3 are not implemented).")
+    var finetuneLevel: Int?
+
+    func apply(to cfg: inout QuantizerConfiguration) throws {
+        if perTensorWeights { cfg.scheme.perChannelWeights = false }
+        if let p = perChannelWeights { cfg.scheme.perChannelWeights = p }
+        if !excludeNode.isEmpty { cfg.control.excludeNodes = excludeNode }
+        if !excludeOpType.isEmpty { cfg.control.excludeOpTypes = excludeOpType }
+        if !truncate.isEmpty { cfg.control.truncateAfter = truncate }
+        if !subgraph.isEmpty { cfg.control.subgraphSettings = try subgraph.map(QuantizeSettings.subgraphSetting) }
+        if let l = precisionLevel {
+            try QuantizerConfiguration.checkPrecisionLevel(l, key: "--precision-level")
+        }
+        if let l = finetuneLevel, l > 1 {
+            throw ConfigurationError.notImplemented("--finetune-level", "\(l)", detail: "block-wise fine-tuning (levels 2 and 3) is not implemented; use 0 or 1")
+        }
+    }
+
+    static func subgraphSetting(_ spec: String) throws -> SubgraphSetting {
+        let parts = spec.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 3 else {
+            throw ConfigurationError.invalidValue("--subgraph", "'\(spec)'", expected: "IN1,IN2:OUT1:SETTING, e.g. /conv1/Conv_output_0:/fc/Gemm_output_0:float")
+        }
+        let names = { (s: String) in s.split(separator: ",").map(String.init) }
+        var s = SubgraphSetting(inputNames: names(parts[0]), outputNames: names(parts[1]))
+        let setting = parts[2]
+        if setting == "float" {
+            s.keepFloat = true
+        } else if setting.hasPrefix("bits="), let b = Int(setting.dropFirst(5)) {
+            s.bits = b
+        } else if setting.hasPrefix("method=") {
+            let name = String(setting.dropFirst(7))
+            guard let m = RangeMethod(name: name) else { throw ConfigurationError.unknownMethod(name, key: "--subgraph method") }
+            s.method = m
+        } else {
+            throw ConfigurationError.invalidValue("--subgraph setting", "'\(setting)'", expected: "float, bits=8, bits=16 or method=NAME")
+        }
+        return s
     }
 }

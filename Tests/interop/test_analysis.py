@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import onnx
 import onnxruntime as ort
+from onnx import TensorProto, helper
 
 from conftest import npy_name, quantkit
 from test_quantize_qdq import small_cnn
@@ -171,3 +172,25 @@ def test_eval_command_runs_on_both_models(tmp_path):
                    "--report", str(tmp_path / "bad"), "--quiet", check=False)
     assert bad.returncode == 2 and "QK6004" in bad.stderr
     assert not os.path.exists(str(tmp_path / "bad.json"))
+
+
+def test_analysis_errors_have_codes(tmp_path):
+    """QK6001 (output counts differ), QK6003 (eval command fails), QK6005 (bad labels file)."""
+    src, qpath, x, _ = setup_pair(tmp_path)
+    data = ["--input", f"x={tmp_path / 'x.npy'}", "--quiet"]
+    # A "quantized" model with one output more than the float model.
+    m = onnx.load(qpath)
+    first = m.graph.output[0].name
+    m.graph.node.append(helper.make_node("Identity", [first], ["extra"], name="extra"))
+    m.graph.output.append(helper.make_tensor_value_info("extra", TensorProto.FLOAT, None))
+    two = str(tmp_path / "two.onnx")
+    onnx.save(m, two)
+    r = quantkit("analyze", src, two, *data, "--report", str(tmp_path / "r1"), check=False)
+    assert r.returncode == 2 and "QK6001" in r.stderr and "1 outputs" in r.stderr, r.stderr
+    r = quantkit("analyze", src, qpath, *data, "--eval-command", "false {model}", "--report", str(tmp_path / "r2"), check=False)
+    assert r.returncode == 2 and "QK6003" in r.stderr, r.stderr
+    labels = tmp_path / "labels.txt"
+    labels.write_text("this line has no class\n")
+    r = quantkit("analyze", src, qpath, *data, "--labels", str(labels), "--report", str(tmp_path / "r3"), check=False)
+    assert r.returncode == 2 and "QK6005" in r.stderr, r.stderr
+    assert not any(os.path.exists(str(tmp_path / f"r{i}.json")) for i in (1, 2, 3))

@@ -1,0 +1,120 @@
+import Foundation
+@_exported import QuantAlgorithms
+@_exported import QuantCalibration
+@_exported import QuantData
+@_exported import QuantRewrite
+
+/// Everything one quantization run needs: the model, the output, the calibration data, the
+/// scheme, which parts stay float and how statistics are observed.
+///
+/// The command line, an XQuant JSON file and an Icraft TOML file all decode into this one
+/// structure (see <doc:Configuration>), and ``validate()`` checks it in one place. Every field
+/// has a default, so `QuantizerConfiguration(model: "m.onnx", data: ...)` is a complete run.
+public struct QuantizerConfiguration: Codable, Sendable {
+    /// Activation and weight grids, per-channel weights and the range method.
+    public var scheme: QuantScheme
+    /// Nodes, op types and sub-graphs kept float or treated differently.
+    public var control: QuantControl
+    /// Histogram bins (and per-channel observation) of calibration statistics.
+    public var observer: ObserverOptions
+    /// The float `.onnx` model (XQuant `onnx_model`). Optional here so a configuration can be
+    /// written once and applied to several models with ``Quantizer/quantize(model:progress:)``.
+    public var model: String?
+    /// Where the QDQ model goes; nil writes `NAME.q.onnx` beside the model. The parameter
+    /// record goes beside it (``Quantizer/parametersPath(for:)``).
+    public var output: String?
+    /// Calibration data. Inputs with an empty name take the model's inputs in order.
+    public var data: DatasetConfig?
+    /// A statistics file (`quantkit calibrate --stats-out`, or a CSV of `tensor,min,max`) used
+    /// instead of calibrating on ``data``.
+    public var statistics: String?
+    /// Also write the collected calibration statistics here.
+    public var statisticsOutput: String?
+    /// Worker threads of the executor and statistics; nil uses every core.
+    public var threads: Int?
+    /// Notes about settings that were accepted but have no effect in QuantKit (for example
+    /// XQuant's `calibration_device: "cuda"`); copied into ``QuantizationResult/warnings``.
+    public var notes: [String]
+
+    public init(scheme: QuantScheme = .u8s8, control: QuantControl = QuantControl(), observer: ObserverOptions = ObserverOptions(),
+                model: String? = nil, output: String? = nil, data: DatasetConfig? = nil, statistics: String? = nil,
+                statisticsOutput: String? = nil, threads: Int? = nil, notes: [String] = []) {
+        self.scheme = scheme
+        self.control = control
+        self.observer = observer
+        self.model = model
+        self.output = output
+        self.data = data
+        self.statistics = statistics
+        self.statisticsOutput = statisticsOutput
+        self.threads = threads
+        self.notes = notes
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case scheme, control, observer, model, output, data, statistics, statisticsOutput, threads, notes
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init()
+        scheme = try c.decodeIfPresent(QuantScheme.self, forKey: .scheme) ?? .u8s8
+        control = try c.decodeIfPresent(QuantControl.self, forKey: .control) ?? QuantControl()
+        observer = try c.decodeIfPresent(ObserverOptions.self, forKey: .observer) ?? ObserverOptions()
+        model = try c.decodeIfPresent(String.self, forKey: .model)
+        output = try c.decodeIfPresent(String.self, forKey: .output)
+        data = try c.decodeIfPresent(DatasetConfig.self, forKey: .data)
+        statistics = try c.decodeIfPresent(String.self, forKey: .statistics)
+        statisticsOutput = try c.decodeIfPresent(String.self, forKey: .statisticsOutput)
+        threads = try c.decodeIfPresent(Int.self, forKey: .threads)
+        notes = try c.decodeIfPresent([String].self, forKey: .notes) ?? []
+    }
+
+    /// Checks the settings that do not need the model. Throws QK7004 (a value out of range),
+    /// QK7001 (output is the input model) or QK7007 (no model, or neither data nor statistics).
+    /// The data set is checked against the model's inputs when the run loads it (QK21xx).
+    public func validate() throws {
+        guard let model, !model.isEmpty else {
+            throw ConfigurationError.missing("model", fix: "give the .onnx model (XQuant `onnx_model`, Icraft `model`, or `-i MODEL.onnx`)")
+        }
+        if data == nil && statistics == nil {
+            throw ConfigurationError.missing("calibration data", fix: "configure input data (XQuant `input_parametres`, Icraft `forward_dir`/`forward_list`, `--input NAME=PATH`) or a statistics file (`--stats`)")
+        }
+        let out = output ?? Quantizer.defaultOutput(for: model)
+        if URL(fileURLWithPath: model).standardizedFileURL == URL(fileURLWithPath: out).standardizedFileURL {
+            throw QuantKitError("QK7001", "output '\(out)' is the input model", fix: "choose another output path; QuantKit never overwrites its input")
+        }
+        if observer.bins < 0 || (scheme.method.needsHistogram && observer.bins < 16) {
+            throw ConfigurationError.invalidValue("bins", "\(observer.bins)", expected: "at least 16 histogram bins for method \(scheme.method) (2048 by default)")
+        }
+        if let threads, threads < 1 { throw ConfigurationError.invalidValue("threads", "\(threads)", expected: "1 or more") }
+        switch scheme.method {
+        case .percentile(let p) where !(p > 0.5 && p <= 1):
+            throw ConfigurationError.invalidValue("max_percentile", "\(p)", expected: "a fraction in (0.5, 1], e.g. 0.9999")
+        case .standardDeviations(let n) where !(n > 0):
+            throw ConfigurationError.invalidValue("n_std", "\(n)", expected: "a positive number of standard deviations")
+        default: break
+        }
+        for s in control.subgraphSettings {
+            if s.inputNames.isEmpty || s.outputNames.isEmpty {
+                throw ConfigurationError.invalidValue("custom_setting", "\(s.inputNames) -> \(s.outputNames)", expected: "non-empty input_names and output_names")
+            }
+            if let b = s.bits, b != 8 && b != 16 {
+                throw ConfigurationError.invalidValue("custom_setting.bits", "\(b)", expected: "8 or 16")
+            }
+        }
+    }
+
+    /// The data set with unnamed inputs given the model's input names in order. Throws QK2101
+    /// when more inputs are configured than the model has.
+    public func resolvedData(for signatures: [InputSignature]) throws -> DatasetConfig? {
+        guard var d = data else { return nil }
+        for i in d.inputs.indices where d.inputs[i].name.isEmpty {
+            guard i < signatures.count else {
+                throw DataError.inputCount(model: signatures.map(\.name), configured: d.inputs.enumerated().map { $1.name.isEmpty ? "#\($0)" : $1.name })
+            }
+            d.inputs[i].name = signatures[i].name
+        }
+        return d
+    }
+}

@@ -1,0 +1,112 @@
+import Foundation
+import QuantCore
+import TOMLKit
+
+extension QuantizerConfiguration {
+    /// Reads an XQuant-style JSON (`.json`) or Icraft-style TOML (`.toml`, its `[quantize]`
+    /// table) configuration. Throws QK7006 (unreadable or not JSON/TOML), QK7003 (unknown key,
+    /// with the nearest valid key), QK7004 (a value of the wrong type or range), QK7005 (a key
+    /// QuantKit does not implement) or QK7002 (unknown calibration type).
+    public init(contentsOf path: String) throws {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigurationError.unreadable(path, "the file does not exist or cannot be read")
+        }
+        switch URL(fileURLWithPath: path).pathExtension.lowercased() {
+        case "json":
+            self = try QuantizerConfiguration.decode(json: data, path: path, schema: XQuantFile.schema, as: XQuantFile.self).configuration()
+        case "toml":
+            guard let text = String(data: data, encoding: .utf8) else { throw ConfigurationError.unreadable(path, "the file is not UTF-8 text") }
+            let table: TOMLTable
+            do {
+                table = try TOMLTable(string: text)
+            } catch let e as TOMLParseError {
+                throw ConfigurationError.unreadable(path, "TOML syntax error at line \(e.source.begin.line), column \(e.source.begin.column): \(e.description)")
+            } catch {
+                throw ConfigurationError.unreadable(path, "\(error)")
+            }
+            guard let q = table["quantize"]?.table else {
+                throw ConfigurationError.missing("[quantize] table in '\(path)'", fix: "put the settings under a [quantize] table (Icraft style)")
+            }
+            let json = Data(q.convert(to: .json).utf8)
+            self = try QuantizerConfiguration.decode(json: json, path: path, schema: .object(["quantize": IcraftQuantize.schema]),
+                                                      wrap: "quantize", as: IcraftQuantize.self).configuration()
+        default:
+            throw ConfigurationError.unreadable(path, "the extension is neither .json nor .toml")
+        }
+    }
+
+    /// Checks keys against `schema`, then decodes; `wrap` names the table the object sits in
+    /// (for key paths in messages).
+    static func decode<T: Decodable>(json: Data, path: String, schema: KeySchema, wrap: String? = nil, as: T.Type) throws -> T {
+        let tree: Any
+        do {
+            tree = try JSONSerialization.jsonObject(with: json)
+        } catch {
+            throw ConfigurationError.unreadable(path, "not valid JSON (\((error as NSError).userInfo["NSDebugDescription"] ?? error))")
+        }
+        guard tree is [String: Any] else { throw ConfigurationError.unreadable(path, "the top level is not an object") }
+        try schema.check(wrap.map { [$0: tree] } ?? tree)
+        do {
+            return try JSONDecoder().decode(T.self, from: json)
+        } catch let e as CodedError {
+            throw e
+        } catch {
+            if var e = describeDecodingError(error) {
+                if let wrap { e = QuantKitError(e.code, "\(wrap).\(e.message)", fix: e.fix) }
+                throw e
+            }
+            throw ConfigurationError.unreadable(path, "\(error)")
+        }
+    }
+
+    // MARK: - Values shared by the file formats and the command line
+
+    /// Activations `u8` (uint8 asymmetric, the default), `s8` (int8 symmetric), `u16` (uint16
+    /// asymmetric) or `s16` (int16 symmetric); weights int8 symmetric.
+    public static func scheme(named name: String, key: String) throws -> QuantScheme {
+        switch name.lowercased() {
+        case "u8", "uint8": return .u8s8
+        case "s8", "int8": return .s8s8
+        case "u16", "uint16": return .a16w8
+        case "s16", "int16": return QuantScheme(activation: QuantGrid(bits: 16, signed: true, symmetric: true))
+        default: throw QuantKitError("QK7002", "\(key) '\(name)' is not a known activation scheme", fix: "use u8, s8, u16 or s16")
+        }
+    }
+
+    /// An element type by its ONNX or NumPy name; QK7004 otherwise.
+    public static func dtype(_ name: String, key: String) throws -> DType {
+        guard let t = DType(name: name) else {
+            throw ConfigurationError.invalidValue(key, "'\(name)'", expected: "an element type such as float32, float16, uint8, int8, int16, int32, int64")
+        }
+        return t
+    }
+
+    /// `img`, `npy`, `raw` or `pb`; QK2107 (unsupported file type) otherwise.
+    public static func fileType(_ name: String, key: String) throws -> FileType {
+        guard let t = FileType(rawValue: name.lowercased()) else {
+            throw QuantKitError("QK2107", "\(key) '\(name)' is not a supported file type",
+                                fix: "use one of: \(FileType.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return t
+    }
+
+    /// A value of a string enumeration (color format, resize method, layout); QK7004 otherwise.
+    public static func choice<T: RawRepresentable & CaseIterable>(_ name: String, key: String) throws -> T where T.RawValue == String {
+        guard let v = T(rawValue: name) ?? T(rawValue: name.lowercased()) else {
+            throw ConfigurationError.invalidValue(key, "'\(name)'", expected: "one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return v
+    }
+
+    /// XQuant's precision_level: 0 (all int8) is QuantKit's scheme; 1–2 (partial int8),
+    /// 3 (dynamic) and 4 (FP16) for the whole model throw QK7005.
+    public static func checkPrecisionLevel(_ level: Int, key: String) throws {
+        switch level {
+        case 0: return
+        case 1, 2: throw ConfigurationError.notImplemented(key, "\(level)", detail: "partial int8 for the whole model is not implemented; use 0 and keep parts float with custom_setting (precision_level 4 or keep_float) or exclude_op_types")
+        case 3: throw ConfigurationError.notImplemented(key, "3", detail: "dynamic quantization is not implemented; use 0")
+        case 4: throw ConfigurationError.notImplemented(key, "4", detail: "FP16 conversion is not implemented; use 0")
+        default: throw ConfigurationError.invalidValue(key, "\(level)", expected: "0, 1, 2, 3 or 4")
+        }
+    }
+}
