@@ -81,9 +81,18 @@ public struct QDQRewriter {
         var rules: [(Node, OpRule)] = []
         var gridOf: [String: (QuantGrid, RangeMethod)] = [:]
         let index = GraphIndex(g)
+        var floatProduced = Set<String>()
         for n in g.nodes {
             guard !floatNodes.contains(ObjectIdentifier(n)), let rule = OpRules.rule(for: n, isConstant: g.isInitializer) else {
                 result.floatNodes.append(n.name)
+                floatProduced.formUnion(n.outputs)
+                continue
+            }
+            // Relu/Clip right after a float node stay float too: quantizing their input would
+            // put the wide pre-activation range on a grid only to clip it again.
+            if n.opType == "Relu" || n.opType == "Clip", let x = n.inputs.first, floatProduced.contains(x) {
+                result.floatNodes.append(n.name)
+                floatProduced.formUnion(n.outputs)
                 continue
             }
             rules.append((n, rule))
@@ -99,7 +108,12 @@ public struct QDQRewriter {
                 wanted.formUnion(ins)
                 if let o = n.outputs.first { wanted.insert(o) }
             case .shareInput:
-                for o in n.outputs where !o.isEmpty { groups.union(ins[0], o) }
+                // Sharing saves a requantization only when the input is quantized anyway; after
+                // a node kept float (e.g. an excluded Conv before its Relu6) the input would be
+                // quantized just for this op, on the wider pre-activation range: the output gets
+                // its own parameters instead and the op runs float.
+                guard let first = ins.first, !floatProduced.contains(first) else { break }
+                for o in n.outputs where !o.isEmpty { groups.union(first, o) }
             case .concat:
                 for t in ins { groups.union(t, n.outputs[0]) }
                 wanted.insert(n.outputs[0])
