@@ -82,17 +82,31 @@ enum ConvolutionKernels {
 }
 
 /// `Conv` (opsets 1, 11, 22): X [N, C, D...], W [M, C/group, k...], optional B [M].
+/// `activation` is applied to every output element before it is stored when the executor has
+/// fused a following Relu/Clip/HardSigmoid/HardSwish into this node (see `Fusion`).
 final class ConvKernel: Kernel {
     let ctx: KernelContext
     let window: WindowAttributes
     let group: Int
+    let activation: PointwiseActivation
 
     init(_ ctx: KernelContext) throws {
         self.ctx = ctx
         window = try WindowAttributes(ctx)
         group = ctx.int("group", 1)
+        activation = .none
         guard group >= 1 else { throw ctx.invalid("group \(group) must be positive") }
     }
+
+    private init(_ base: ConvKernel, activation: PointwiseActivation) {
+        ctx = base.ctx
+        window = base.window
+        group = base.group
+        self.activation = activation
+    }
+
+    /// This convolution followed by `activation`.
+    func fused(_ activation: PointwiseActivation) -> ConvKernel { ConvKernel(self, activation: activation) }
 
     func run(_ inputs: [Tensor?], _ env: RunEnvironment) throws -> [Tensor?] {
         let x = try MatrixKernels.floatInput(inputs[0], ctx, "X")
@@ -115,7 +129,7 @@ final class ConvKernel: Kernel {
             let wp = w.storage.pointer.assumingMemoryBound(to: Float.self)
             let bp = b.map { UnsafePointer($0.storage.pointer.assumingMemoryBound(to: Float.self)) }
             if g.rank == 2 && group == c && m == c && cg == 1 {
-                ConvolutionDepthwise.run2D(xp, wp, bp, yp, planes: n * c, channels: c, g, threads: env.threads)
+                ConvolutionDepthwise.run2D(xp, wp, bp, yp, planes: n * c, channels: c, g, activation: activation, threads: env.threads)
                 return
             }
             let pointwise = kSize == 1 && g.strides.allSatisfy { $0 == 1 } && g.padBegin.allSatisfy { $0 == 0 } && g.padEnd.allSatisfy { $0 == 0 }
@@ -124,7 +138,6 @@ final class ConvKernel: Kernel {
             defer { col.deallocate() }
             for img in 0..<n {
                 let yi = yp + img * m * outSize
-                ConvolutionKernels.fillBias(yi, channels: 0..<m, plane: outSize, bias: bp)
                 for grp in 0..<group {
                     let xg = UnsafePointer(xp + (img * c + grp * cg) * inSize)
                     let bMatrix: UnsafePointer<Float>
@@ -135,7 +148,13 @@ final class ConvKernel: Kernel {
                         bMatrix = UnsafePointer(col)
                     }
                     MatrixGEMM.sgemm(m: mg, n: outSize, k: cg * kSize, a: wp + grp * mg * cg * kSize, lda: cg * kSize,
-                               b: bMatrix, ldb: outSize, beta: 1, c: yi + grp * mg * outSize, ldc: outSize, threads: env.threads)
+                               b: bMatrix, ldb: outSize, beta: 0, c: yi + grp * mg * outSize, ldc: outSize, threads: env.threads)
+                }
+                // Bias and activation in one pass over the image's output.
+                if bp != nil || activation.kind != .none {
+                    parallelFor(m, threads: env.threads, grain: max(1, 32768 / max(outSize, 1))) { chans in
+                        activation.applyInPlace(yi, channels: chans, plane: outSize, bias: bp)
+                    }
                 }
             }
         }
