@@ -109,6 +109,12 @@ final class ConvKernel: Kernel {
     func fused(_ activation: PointwiseActivation) -> ConvKernel { ConvKernel(self, activation: activation) }
 
     func run(_ inputs: [Tensor?], _ env: RunEnvironment) throws -> [Tensor?] {
+        try run(inputs, env, extraPads: nil)
+    }
+
+    /// Runs with `extraPads` (`[x1_begin, ..., x1_end, ...]`, zeros) added to the node's own
+    /// padding: a fused zero `Pad` in front of it. Only for auto_pad NOTSET or VALID.
+    func run(_ inputs: [Tensor?], _ env: RunEnvironment, extraPads: [Int]?) throws -> [Tensor?] {
         let x = try MatrixKernels.floatInput(inputs[0], ctx, "X")
         let w = try MatrixKernels.floatInput(inputs.count > 1 ? inputs[1] : nil, ctx, "W")
         let b = inputs.count > 2 ? inputs[2] : nil
@@ -118,7 +124,7 @@ final class ConvKernel: Kernel {
             throw ctx.invalid("X has \(c) channels but W \(w.shape) with group \(group) expects \(w.shape[1] * group)")
         }
         if let b, b.dtype != .float || b.count != m { throw ctx.invalid("B \(b.shape) must hold \(m) floats") }
-        let g = try window.resolve(input: Array(x.shape.dropFirst(2)), kernel: Array(w.shape.dropFirst(2)), ctx: ctx)
+        let g = try window.resolve(input: Array(x.shape.dropFirst(2)), kernel: Array(w.shape.dropFirst(2)), extraPads: extraPads, ctx: ctx)
         guard g.kernel == Array(w.shape.dropFirst(2)) else { throw ctx.invalid("kernel_shape \(g.kernel) disagrees with W \(w.shape)") }
         let cg = c / group, mg = m / group
         let outSize = g.outputSize, inSize = g.inputSize, kSize = g.kernelSize
