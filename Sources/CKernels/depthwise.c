@@ -68,7 +68,7 @@ QK_INLINE void store_clipped(float *yr, long o, long ow, v8f v) {
 }
 
 QK_INLINE void planes(const float *x, const float *w, const float *bias, float *y, long p0, long p1,
-                      const qk_dw_geometry *g, int act, float a, float b, float *buf) {
+                      const qk_dw_geometry *g, const qk_epilogue *e, float *buf) {
     dw_layout l = layout_of(g);
     long taps = (long)g->kh * g->kw;
     long offsets[taps];
@@ -99,36 +99,36 @@ QK_INLINE void planes(const float *x, const float *w, const float *bias, float *
                     a2 += wv * v8_load(s + 16);
                     a3 += wv * v8_load(s + 24);
                 }
-                store_clipped(yr, o, ow, act8(a0, act, a, b));
-                store_clipped(yr, o + 8, ow, act8(a1, act, a, b));
-                store_clipped(yr, o + 16, ow, act8(a2, act, a, b));
-                store_clipped(yr, o + 24, ow, act8(a3, act, a, b));
+                store_clipped(yr, o, ow, epi8(a0, e));
+                store_clipped(yr, o + 8, ow, epi8(a1, e));
+                store_clipped(yr, o + 16, ow, epi8(a2, e));
+                store_clipped(yr, o + 24, ow, epi8(a3, e));
             }
             for (; o < full; o += 8) {
                 v8f a0 = bv;
                 for (long t = 0; t < taps; t++) a0 += v8_splat(wc[t]) * v8_load(base + offsets[t] + o);
-                store_clipped(yr, o, ow, act8(a0, act, a, b));
+                store_clipped(yr, o, ow, epi8(a0, e));
             }
         }
     }
 }
 
 static void planes_generic(const float *x, const float *w, const float *bias, float *y, long p0, long p1,
-                           const qk_dw_geometry *g, int act, float a, float b, float *buf) {
-    planes(x, w, bias, y, p0, p1, g, act, a, b, buf);
+                           const qk_dw_geometry *g, const qk_epilogue *e, float *buf) {
+    planes(x, w, bias, y, p0, p1, g, e, buf);
 }
 
 #if QK_HAS_X86
 QK_AVX2 static void planes_avx2(const float *x, const float *w, const float *bias, float *y, long p0, long p1,
-                                const qk_dw_geometry *g, int act, float a, float b, float *buf) {
-    planes(x, w, bias, y, p0, p1, g, act, a, b, buf);
+                                const qk_dw_geometry *g, const qk_epilogue *e, float *buf) {
+    planes(x, w, bias, y, p0, p1, g, e, buf);
 }
 #endif
 
 void qk_depthwise2d(const float *x, const float *w, const float *bias, float *y, long p0, long p1,
-                    const qk_dw_geometry *g, int act, float a, float b, float *scratch) {
+                    const qk_dw_geometry *g, const qk_epilogue *e, float *scratch) {
 #if QK_HAS_X86
-    if (qk_uses_avx2()) { planes_avx2(x, w, bias, y, p0, p1, g, act, a, b, scratch); return; }
+    if (qk_uses_avx2()) { planes_avx2(x, w, bias, y, p0, p1, g, e, scratch); return; }
 #endif
-    planes_generic(x, w, bias, y, p0, p1, g, act, a, b, scratch);
+    planes_generic(x, w, bias, y, p0, p1, g, e, scratch);
 }

@@ -141,37 +141,94 @@ enum Fusion {
         }
     }
 
-    // MARK: Conv → activation
+    // MARK: Conv → epilogue
+
+    /// `v op k` for a scalar constant k as `v · scale + shift`, or nil.
+    static func affine(_ t: Step, reading v: Int, _ c: Context) -> (scale: Float, shift: Float)? {
+        guard t.node.isStandard, t.inputs.count == 2, t.outputs.count == 1, c.opset(t.node) >= 7 else { return nil }
+        let (l, r) = (t.inputs[0], t.inputs[1])
+        let k: Float, vFirst: Bool
+        if l == v, r != v, let x = scalar(r, c) { k = x; vFirst = true } else if r == v, l != v, let x = scalar(l, c) { k = x; vFirst = false } else { return nil }
+        switch t.node.opType {
+        case "Add": return (1, k)
+        case "Mul": return (k, 0)
+        case "Sub": return vFirst ? (1, -k) : (-1, k)
+        case "Div": return vFirst && k != 0 ? (1 / k, 0) : nil
+        default: return nil
+        }
+    }
+
+    /// `x · Clip(x + 3, 0, 6) / 6` written out as Add, Clip, Mul, Div (or Mul by 1/6): the
+    /// steps (in order) and the result, when `x` is read by exactly the Add and the Mul.
+    static func decomposedHardSwish(_ x: Int, _ steps: [Step], _ uses: [Int: [Int]], _ c: Context) -> ([Int], Int)? {
+        guard !c.kept.contains(x), let u = uses[x], u.count == 2 else { return nil }
+        let (a, m) = isStandard(steps[u[0]], "Add") ? (u[0], u[1]) : (u[1], u[0])
+        guard let add = affine(steps[a], reading: x, c), add == (1, 3),
+              let cl = soleConsumer(steps[a].outputs[0], uses, c), steps[cl].inputs.first == steps[a].outputs[0],
+              activation(steps[cl], c) == .clip(0, 6),
+              isStandard(steps[m], "Mul"), Set(steps[m].inputs) == [x, steps[cl].outputs[0]], steps[m].outputs.count == 1,
+              let d = soleConsumer(steps[m].outputs[0], uses, c), let six = affine(steps[d], reading: steps[m].outputs[0], c),
+              six.shift == 0, abs(six.scale - 1 / 6) < 1e-7
+        else { return nil }
+        return ([a, cl, m, d].sorted(), steps[d].outputs[0])
+    }
 
     static func convActivation(_ steps: [Step], _ c: Context) -> [Step] {
         var steps = steps
         var i = 0
         while i < steps.count {
             let s = steps[i]
-            let uses = consumers(steps)
-            guard s.node.opType == "Conv" || s.label == "Pad+Conv", s.outputs.count == 1,
-                  let j = soleConsumer(s.outputs[0], uses, c), steps[j].inputs.first == s.outputs[0],
-                  let act = activation(steps[j], c) else { i += 1; continue }
-            let label = (s.label ?? "Conv") + "+" + steps[j].node.opType
-            let fused: Step
-            if let conv = s.kernel as? ConvKernel, conv.activation == .none {
-                let activated = conv.fused(act)
-                let convInputs = s.inputs.filter { $0 >= 0 }.count
-                fused = fusedStep([s, steps[j]], output: steps[j].outputs[0], label: label) { inputs, env in
-                    try activated.run(Array(inputs.prefix(convInputs)), env)[0]
-                }
-                guard s.inputs.prefix(convInputs) == fused.inputs.prefix(convInputs) else { i += 1; continue }
-            } else if let f = s.kernel as? FusedKernel, f.parts.count == 2, let conv = f.parts[1].kernel as? ConvKernel, conv.activation == .none {
-                let pad = f.parts[0]
-                let convInputs = f.parts[1].inputs.dropFirst().filter { $0 >= 0 }.count
-                fused = fusedStep(f.parts + [steps[j]], output: steps[j].outputs[0], label: label,
-                                  fast: padConvFast(conv.fused(act), padInputs: pad.inputs.count, convInputs: convInputs))
-                guard Array(fused.inputs.prefix(s.inputs.count)) == s.inputs else { i += 1; continue }
+            guard s.node.opType == "Conv", s.outputs.count == 1 else { i += 1; continue }
+            // The Conv kernel, and for Pad+Conv the Pad step in front of it.
+            let conv: ConvKernel, pad: Step?, convStep: Step
+            if let k = s.kernel as? ConvKernel {
+                (conv, pad, convStep) = (k, nil, s)
+            } else if let f = s.kernel as? FusedKernel, f.parts.count == 2, let k = f.parts[1].kernel as? ConvKernel {
+                (conv, pad, convStep) = (k, f.parts[0], f.parts[1])
             } else {
                 i += 1
                 continue
             }
-            steps = replace(steps, [i, j], with: fused)
+            guard conv.epilogue == .identity else { i += 1; continue }
+            let uses = consumers(steps)
+            var e = ConvEpilogue.identity
+            var absorbed: [Int] = []
+            var value = s.outputs[0]
+            while true {
+                if e.activation.kind == .none, let (parts, out) = decomposedHardSwish(value, steps, uses, c) {
+                    e.activation = .hardSwish
+                    absorbed += parts
+                    value = out
+                    continue
+                }
+                guard let j = soleConsumer(value, uses, c) else { break }
+                if e.activation.kind == .none, steps[j].inputs.first == value, let act = activation(steps[j], c) {
+                    e.activation = act
+                } else if let (k, t) = affine(steps[j], reading: value, c) {
+                    e = e.then(scale: k, shift: t)
+                } else {
+                    break
+                }
+                absorbed.append(j)
+                value = steps[j].outputs[0]
+            }
+            guard !absorbed.isEmpty else { i += 1; continue }
+            let label = (pad == nil ? "Conv" : "Pad+Conv") + "+epilogue"
+            let parts = (pad.map { [$0] } ?? []) + [convStep] + absorbed.map { steps[$0] }
+            let fused: Step
+            if let pad {
+                let convInputs = convStep.inputs.dropFirst().filter { $0 >= 0 }.count
+                fused = fusedStep(parts, output: value, label: label,
+                                  fast: padConvFast(conv.with(e), padInputs: pad.inputs.count, convInputs: convInputs))
+            } else {
+                let activated = conv.with(e)
+                let convInputs = s.inputs.filter { $0 >= 0 }.count
+                fused = fusedStep(parts, output: value, label: label) { inputs, env in
+                    try activated.run(Array(inputs.prefix(convInputs)), env)[0]
+                }
+            }
+            guard Array(fused.inputs.prefix(s.inputs.count)) == s.inputs else { i += 1; continue }
+            steps = replace(steps, [i] + absorbed.sorted(), with: fused)
         }
         return steps
     }

@@ -29,9 +29,18 @@ typedef enum {
 /// `y[i] = act(x[i])` for i in [0, n) (parameters `a`, `b`); `x` may equal `y`.
 void qk_activation(const float *x, float *y, long n, int act, float a, float b);
 
-/// `y[c*plane + i] = act(y[c*plane + i] + bias[c])` for channels c in [c0, c1); `bias` may be
-/// NULL (no addition).
-void qk_bias_activate(float *y, long c0, long c1, long plane, const float *bias, int act, float a, float b);
+/// What a kernel applies to each output value v before storing it:
+/// `post_scale * act(pre_scale * v + pre_shift) + post_shift` (scalar multiplies and adds
+/// around an activation, fused from the nodes that follow a Conv).
+typedef struct {
+    int act;
+    float a, b;
+    float pre_scale, pre_shift, post_scale, post_shift;
+} qk_epilogue;
+
+/// `y[c*plane + i] = epilogue(y[c*plane + i] + bias[c])` for channels c in [c0, c1); `bias`
+/// may be NULL (no addition).
+void qk_bias_epilogue(float *y, long c0, long c1, long plane, const float *bias, const qk_epilogue *e);
 
 /// Geometry of a 2-D depthwise convolution (group = C = M), NCHW.
 typedef struct {
@@ -45,10 +54,11 @@ typedef struct {
 long qk_depthwise2d_scratch(const qk_dw_geometry *g);
 
 /// Depthwise 2-D convolution of planes [p0, p1) (plane = image*channels + channel):
-/// `y[p] = act(conv(x[p], w[channel]) + bias[channel])`. `w` is [channels, kh, kw]; `bias` may
-/// be NULL. `scratch` holds `qk_depthwise2d_scratch(g)` floats.
+/// `y[p] = epilogue(conv(x[p], w[channel]) + bias[channel])`. `w` is [channels, kh, kw]; `bias` may
+/// be NULL; `e` is applied to each output (after the bias). `scratch` holds
+/// `qk_depthwise2d_scratch(g)` floats.
 void qk_depthwise2d(const float *x, const float *w, const float *bias, float *y, long p0, long p1,
-                    const qk_dw_geometry *g, int act, float a, float b, float *scratch);
+                    const qk_dw_geometry *g, const qk_epilogue *e, float *scratch);
 
 /// Binary float operators over one row: `y[i] = a[i*sa] op b[i*sb]` with `sa`, `sb` in {0, 1}.
 typedef enum { QK_ADD = 0, QK_SUB = 1, QK_MUL = 2, QK_DIV = 3 } qk_binary_op;

@@ -82,31 +82,31 @@ enum ConvolutionKernels {
 }
 
 /// `Conv` (opsets 1, 11, 22): X [N, C, D...], W [M, C/group, k...], optional B [M].
-/// `activation` is applied to every output element before it is stored when the executor has
-/// fused a following Relu/Clip/HardSigmoid/HardSwish into this node (see `Fusion`).
+/// `epilogue` is applied to every output element before it is stored when the executor has
+/// fused following scalar arithmetic and an activation into this node (see `Fusion`).
 final class ConvKernel: Kernel {
     let ctx: KernelContext
     let window: WindowAttributes
     let group: Int
-    let activation: PointwiseActivation
+    let epilogue: ConvEpilogue
 
     init(_ ctx: KernelContext) throws {
         self.ctx = ctx
         window = try WindowAttributes(ctx)
         group = ctx.int("group", 1)
-        activation = .none
+        epilogue = .identity
         guard group >= 1 else { throw ctx.invalid("group \(group) must be positive") }
     }
 
-    private init(_ base: ConvKernel, activation: PointwiseActivation) {
+    private init(_ base: ConvKernel, epilogue: ConvEpilogue) {
         ctx = base.ctx
         window = base.window
         group = base.group
-        self.activation = activation
+        self.epilogue = epilogue
     }
 
-    /// This convolution followed by `activation`.
-    func fused(_ activation: PointwiseActivation) -> ConvKernel { ConvKernel(self, activation: activation) }
+    /// This convolution with `epilogue` instead of its own.
+    func with(_ epilogue: ConvEpilogue) -> ConvKernel { ConvKernel(self, epilogue: epilogue) }
 
     func run(_ inputs: [Tensor?], _ env: RunEnvironment) throws -> [Tensor?] {
         try run(inputs, env, extraPads: nil)
@@ -135,7 +135,7 @@ final class ConvKernel: Kernel {
             let wp = w.storage.pointer.assumingMemoryBound(to: Float.self)
             let bp = b.map { UnsafePointer($0.storage.pointer.assumingMemoryBound(to: Float.self)) }
             if g.rank == 2 && group == c && m == c && cg == 1 {
-                ConvolutionDepthwise.run2D(xp, wp, bp, yp, planes: n * c, channels: c, g, activation: activation, threads: env.threads)
+                ConvolutionDepthwise.run2D(xp, wp, bp, yp, planes: n * c, channels: c, g, epilogue: epilogue, threads: env.threads)
                 return
             }
             let pointwise = kSize == 1 && g.strides.allSatisfy { $0 == 1 } && g.padBegin.allSatisfy { $0 == 0 } && g.padEnd.allSatisfy { $0 == 0 }
@@ -157,9 +157,9 @@ final class ConvKernel: Kernel {
                                b: bMatrix, ldb: outSize, beta: 0, c: yi + grp * mg * outSize, ldc: outSize, threads: env.threads)
                 }
                 // Bias and activation in one pass over the image's output.
-                if bp != nil || activation.kind != .none {
+                if bp != nil || epilogue != .identity {
                     parallelFor(m, threads: env.threads, grain: max(1, 32768 / max(outSize, 1))) { chans in
-                        activation.applyInPlace(yi, channels: chans, plane: outSize, bias: bp)
+                        epilogue.applyInPlace(yi, channels: chans, plane: outSize, bias: bp)
                     }
                 }
             }

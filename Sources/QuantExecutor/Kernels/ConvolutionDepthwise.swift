@@ -2,15 +2,15 @@ import CKernels
 import QuantCore
 
 /// Depthwise 2-D convolution (group = C = M): a direct vectorized loop in CKernels
-/// (`qk_depthwise2d`), a chunk of (image, channel) planes per task, bias and an optional
-/// activation applied before the store.
+/// (`qk_depthwise2d`), a chunk of (image, channel) planes per task, bias and the fused
+/// epilogue applied before the store.
 ///
 /// Each plane is first copied into a zero-padded buffer split into `stride_w` column phases,
 /// so that for every kernel tap an output row reads a contiguous run of one phase: the inner
 /// loop is a chain of 8-wide multiply-adds with no bounds checks, for any stride and dilation.
 enum ConvolutionDepthwise {
     static func run2D(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>,
-                      planes: Int, channels c: Int, _ g: WindowGeometry, activation: PointwiseActivation, threads: Int) {
+                      planes: Int, channels c: Int, _ g: WindowGeometry, epilogue: ConvEpilogue, threads: Int) {
         var geometry = qk_dw_geometry(
             ih: Int32(g.input[0]), iw: Int32(g.input[1]), oh: Int32(g.output[0]), ow: Int32(g.output[1]),
             kh: Int32(g.kernel[0]), kw: Int32(g.kernel[1]), sh: Int32(g.strides[0]), sw: Int32(g.strides[1]),
@@ -18,13 +18,13 @@ enum ConvolutionDepthwise {
             channels: Int32(c))
         let scratch = qk_depthwise2d_scratch(&geometry)
         let work = g.outputSize * g.kernelSize
-        withUnsafePointer(to: &geometry) { gp in
+        var e = epilogue.c
+        withUnsafePointer(to: &e) { ep in withUnsafePointer(to: &geometry) { gp in
             parallelFor(planes, threads: threads, grain: max(1, 32768 / max(work, 1))) { range in
                 let buf = UnsafeMutablePointer<Float>.allocate(capacity: max(scratch, 1))
                 defer { buf.deallocate() }
-                qk_depthwise2d(x, w, bias, y, range.lowerBound, range.upperBound, gp,
-                               activation.kind.rawValue, activation.a, activation.b, buf)
+                qk_depthwise2d(x, w, bias, y, range.lowerBound, range.upperBound, gp, ep, buf)
             }
-        }
+        } }
     }
 }

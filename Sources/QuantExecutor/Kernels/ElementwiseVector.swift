@@ -30,9 +30,41 @@ struct PointwiseActivation: Equatable {
         }
     }
 
-    /// `y[c, :] = act(y[c, :] + bias[c])` over `channels` planes of `plane` floats, in place.
+}
+
+/// What a Conv applies to each output before storing it:
+/// `postScale · act(preScale · v + preShift) + postShift`, with v the convolution plus bias.
+/// Built by `Fusion` from scalar Mul/Add/Sub/Div nodes and one activation that follow a Conv.
+struct ConvEpilogue: Equatable {
+    var activation = PointwiseActivation.none
+    var preScale: Float = 1, preShift: Float = 0
+    var postScale: Float = 1, postShift: Float = 0
+
+    static let identity = ConvEpilogue()
+
+    var c: qk_epilogue {
+        qk_epilogue(act: activation.kind.rawValue, a: activation.a, b: activation.b, pre_scale: preScale, pre_shift: preShift,
+                    post_scale: postScale, post_shift: postShift)
+    }
+
+    /// The epilogue followed by `v · s + t` (on the activated value, or before the activation
+    /// when there is none yet).
+    func then(scale s: Float, shift t: Float) -> ConvEpilogue {
+        var e = self
+        if activation.kind == .none {
+            e.preScale *= s
+            e.preShift = e.preShift * s + t
+        } else {
+            e.postScale *= s
+            e.postShift = e.postShift * s + t
+        }
+        return e
+    }
+
+    /// `y[c, :] = epilogue(y[c, :] + bias[c])` over `channels` planes of `plane` floats.
     func applyInPlace(_ y: UnsafeMutablePointer<Float>, channels: Range<Int>, plane: Int, bias: UnsafePointer<Float>?) {
-        qk_bias_activate(y, channels.lowerBound, channels.upperBound, plane, bias, kind.rawValue, a, b)
+        var e = c
+        qk_bias_epilogue(y, channels.lowerBound, channels.upperBound, plane, bias, &e)
     }
 }
 
