@@ -264,6 +264,7 @@ public final class Executor {
         // GEMMs are split over the executor's own threads (MatrixGEMM); BLAS threads would
         // spin and compete with them for the cores.
         BLAS.setThreads(1)
+        _ = MemoryTuning.applied
     }
 
     /// The name of a value id (main graph or any subgraph).

@@ -70,6 +70,11 @@ void qk_binary(int op, const float *a, long sa, const float *b, long sb, float *
 /// runs its tasks on the calling thread instead.
 void qk_parallel_run(int tasks, int threads, void (*fn)(void *ctx, long task), void *ctx);
 
+/// glibc: fixes the mmap threshold at its maximum (32 MiB) and disables heap trimming, so
+/// that freed blocks are reused instead of unmapped and faulted in again. Returns 1 when
+/// applied, 0 elsewhere (other C libraries) or on failure.
+int qk_keep_freed_memory(void);
+
 /// 1 when the AVX2+FMA kernel variants are in use.
 int qk_uses_avx2(void);
 
