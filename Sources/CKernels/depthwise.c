@@ -26,32 +26,62 @@ long qk_depthwise2d_scratch(const qk_dw_geometry *g) {
     return g->sw * l.rows * l.width;
 }
 
-/// Padded, phase-split copy of one input plane.
-static void fill_buffer(const float *xp, const qk_dw_geometry *g, dw_layout l, float *buf) {
+/// Columns [lo, hi) of phase p that map inside the input row (j*sw + p - pad_left in [0, iw)).
+QK_INLINE void phase_range(const qk_dw_geometry *g, dw_layout l, int p, long *lo, long *hi) {
+    int sw = g->sw;
+    long first = p - g->pad_left;
+    long a = first >= 0 ? 0 : (-first + sw - 1) / sw;
+    long b = g->iw - first <= 0 ? 0 : (g->iw - first - 1) / sw + 1;
+    if (a > l.width) a = l.width;
+    if (b > l.width) b = l.width;
+    if (b < a) b = a;
+    *lo = a;
+    *hi = b;
+}
+
+/// Padded, phase-split copy of one input plane. Inlined into each kernel variant, so the copy
+/// loops are vectorized for the variant's target (stride 2 deinterleaves both phases in one
+/// pass over the row).
+QK_INLINE void fill_buffer(const float *xp, const qk_dw_geometry *g, dw_layout l, float *buf) {
     int sw = g->sw;
     for (long r = 0; r < l.rows; r++) {
         long src_row = r - g->pad_top;
+        if (src_row < 0 || src_row >= g->ih) {
+            for (int p = 0; p < sw; p++) memset(buf + (p * l.rows + r) * l.width, 0, sizeof(float) * l.width);
+            continue;
+        }
+        const float *row = xp + src_row * g->iw;
+        long lo[2], hi[2];
+        int both = sw == 2;
         for (int p = 0; p < sw; p++) {
+            long a, b;
+            phase_range(g, l, p, &a, &b);
             float *dst = buf + (p * l.rows + r) * l.width;
-            if (src_row < 0 || src_row >= g->ih) {
-                memset(dst, 0, sizeof(float) * l.width);
-                continue;
-            }
-            // Columns j with 0 <= j*sw + first < iw.
-            long first = p - g->pad_left;
-            long lo = first >= 0 ? 0 : (-first + sw - 1) / sw;
-            long hi = g->iw - first <= 0 ? 0 : (g->iw - first - 1) / sw + 1;
-            if (lo > l.width) lo = l.width;
-            if (hi > l.width) hi = l.width;
-            if (hi < lo) hi = lo;
-            if (lo > 0) memset(dst, 0, sizeof(float) * lo);
-            if (hi < l.width) memset(dst + hi, 0, sizeof(float) * (l.width - hi));
-            const float *src = xp + src_row * g->iw + first;
+            if (a > 0) memset(dst, 0, sizeof(float) * a);
+            if (b < l.width) memset(dst + b, 0, sizeof(float) * (l.width - b));
+            if (both) { lo[p] = a; hi[p] = b; continue; }
+            const float *src = row + (p - g->pad_left);
             if (sw == 1) {
-                memcpy(dst + lo, src + lo, sizeof(float) * (hi - lo));
+                memcpy(dst + a, src + a, sizeof(float) * (b - a));
             } else {
-                for (long j = lo; j < hi; j++) dst[j] = src[j * sw];
+                for (long j = a; j < b; j++) dst[j] = src[j * sw];
             }
+        }
+        if (both) {
+            // Phase p column j reads input column 2j + p - pad_left. Over the columns where
+            // both phases are inside, one pass writes both.
+            float *d0 = buf + r * l.width, *d1 = buf + (l.rows + r) * l.width;
+            const float *s0 = row - g->pad_left, *s1 = row + 1 - g->pad_left;
+            long a = lo[0] > lo[1] ? lo[0] : lo[1], b = hi[0] < hi[1] ? hi[0] : hi[1];
+            if (b < a) b = a;
+            for (long j = lo[0]; j < a && j < hi[0]; j++) d0[j] = s0[2 * j];
+            for (long j = lo[1]; j < a && j < hi[1]; j++) d1[j] = s1[2 * j];
+            for (long j = a; j < b; j++) {
+                d0[j] = s0[2 * j];
+                d1[j] = s1[2 * j];
+            }
+            for (long j = b > lo[0] ? b : lo[0]; j < hi[0]; j++) d0[j] = s0[2 * j];
+            for (long j = b > lo[1] ? b : lo[1]; j < hi[1]; j++) d1[j] = s1[2 * j];
         }
     }
 }

@@ -14,11 +14,7 @@ enum ConvolutionKernels {
 
     /// Fills `y[channel, ...]` (`channels` planes of `plane` floats) with the bias, or zeros.
     static func fillBias(_ y: UnsafeMutablePointer<Float>, channels: Range<Int>, plane: Int, bias: UnsafePointer<Float>?) {
-        for c in channels {
-            let v = bias?[c] ?? 0
-            let p = y + c * plane
-            for i in 0..<plane { p[i] = v }
-        }
+        for c in channels { (y + c * plane).update(repeating: bias?[c] ?? 0, count: plane) }
     }
 
     /// im2col: row `c·K + k` of `col` holds, for each output position, the input element that
@@ -141,10 +137,12 @@ final class ConvKernel: Kernel {
             let pointwise = kSize == 1 && g.strides.allSatisfy { $0 == 1 } && g.padBegin.allSatisfy { $0 == 0 } && g.padEnd.allSatisfy { $0 == 0 }
             let colCount = pointwise ? 0 : cg * kSize * outSize
             let epilogue = self.epilogue
-            // One image: per group, im2col (unless pointwise) and a GEMM; then bias and the
-            // epilogue in one pass over the image's output.
+            // One image: per group, im2col (unless pointwise) and a GEMM.
+            // The bias is written first and the GEMMs accumulate onto it (beta 1: OpenBLAS
+            // skips its separate zeroing pass); the epilogue, if any, is one more pass.
             func image(_ img: Int, _ col: UnsafeMutablePointer<Float>, threads: Int) {
                 let yi = yp + img * m * outSize
+                if bp != nil { ConvolutionKernels.fillBias(yi, channels: 0..<m, plane: outSize, bias: bp) }
                 for grp in 0..<group {
                     let xg = UnsafePointer(xp + (img * c + grp * cg) * inSize)
                     let bMatrix: UnsafePointer<Float>
@@ -155,11 +153,11 @@ final class ConvKernel: Kernel {
                         bMatrix = UnsafePointer(col)
                     }
                     MatrixGEMM.sgemm(m: mg, n: outSize, k: cg * kSize, a: wp + grp * mg * cg * kSize, lda: cg * kSize,
-                               b: bMatrix, ldb: outSize, beta: 0, c: yi + grp * mg * outSize, ldc: outSize, threads: threads)
+                               b: bMatrix, ldb: outSize, beta: bp == nil ? 0 : 1, c: yi + grp * mg * outSize, ldc: outSize, threads: threads)
                 }
-                if bp != nil || epilogue != .identity {
+                if epilogue != .identity {
                     parallelFor(m, threads: threads, grain: max(1, 32768 / max(outSize, 1))) { chans in
-                        epilogue.applyInPlace(yi, channels: chans, plane: outSize, bias: bp)
+                        epilogue.applyInPlace(yi, channels: chans, plane: outSize, bias: nil)
                     }
                 }
             }
