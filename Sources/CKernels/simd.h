@@ -21,17 +21,6 @@ typedef int v8i __attribute__((vector_size(32)));
 #else
 #define QK_HAS_X86 0
 #define QK_AVX2
-/// The epilogue of one vector.
-QK_INLINE v8f epi8(v8f v, const qk_epilogue *e) {
-    v = v * v8_splat(e->pre_scale) + v8_splat(e->pre_shift);
-    v = act8(v, e->act, e->a, e->b);
-    return v * v8_splat(e->post_scale) + v8_splat(e->post_shift);
-}
-
-QK_INLINE float epi1(float v, const qk_epilogue *e) {
-    return act1(v * e->pre_scale + e->pre_shift, e->act, e->a, e->b) * e->post_scale + e->post_shift;
-}
-
 #endif
 
 #define QK_INLINE static inline __attribute__((always_inline))
