@@ -36,9 +36,11 @@ let package = Package(
             name: "QuantData", dependencies: ["QuantCore", "QuantONNX", "QuantIR", "CTurboJPEG", "CPNG"],
             exclude: ["README.md"], swiftSettings: settings),
         .systemLibrary(name: "CBLAS", providers: [.apt(["libopenblas-dev"])]),
+        // Float32 micro-kernels with AVX2+FMA variants picked at run time, and the worker pool.
+        .target(name: "CKernels"),
         .target(
             name: "QuantExecutor",
-            dependencies: ["QuantCore", "QuantIR", .target(name: "CBLAS", condition: .when(platforms: [.linux]))],
+            dependencies: ["QuantCore", "QuantIR", "CKernels", .target(name: "CBLAS", condition: .when(platforms: [.linux]))],
             swiftSettings: settings),
         .target(name: "QuantCalibration", dependencies: ["QuantCore", "QuantExecutor"], swiftSettings: settings),
         .target(name: "QuantAlgorithms", dependencies: ["QuantCore", "QuantIR", "QuantCalibration", "QuantExecutor"], swiftSettings: settings),

@@ -61,12 +61,18 @@ public final class GraphPlan {
     let steps: [Step]
     /// Values that die after each step.
     let release: [[Int]]
+    /// `steps` with nodes fused (see `Fusion`), used when no hook is attached, and its release
+    /// lists.
+    let fusedSteps: [Step]
+    let fusedRelease: [[Int]]
 
     struct Step {
         let node: Node
         let kernel: Kernel
         let inputs: [Int]  // -1: omitted
         let outputs: [Int]  // -1: omitted
+        /// What a fused step computes (e.g. "Conv+Clip"); nil for a plain node.
+        var label: String? = nil
     }
 
     init(graph: Graph, options: ExecutorOptions, opsets: [String: Int], outer: Set<String>, table: PlanTable) throws {
@@ -131,26 +137,37 @@ public final class GraphPlan {
             }
             outerIDs.append(ids[o.name]!)
         }
-        // Last use of each value: the step reading it (directly or through a subgraph).
-        var lastUse = [Int](repeating: -1, count: names.count)
-        for (i, s) in steps.enumerated() {
-            for v in s.inputs where v >= 0 { lastUse[v] = i }
-            for n in s.node.subgraphs.flatMap(\.outerScopeReads) { if let v = ids[n] { lastUse[v] = i } }
-        }
         let keep = Set(outputIDs).union(constants.keys)
-        var release = [[Int]](repeating: [], count: steps.count)
-        for (v, i) in lastUse.enumerated() where i >= 0 && !keep.contains(v) { release[i].append(v) }
-        // Values produced but never read die right after their producer.
-        for (i, s) in steps.enumerated() {
-            for v in s.outputs where v >= 0 && lastUse[v] < 0 && !keep.contains(v) { release[i].append(v) }
-        }
+        let subgraphReads = Set(steps.flatMap { $0.node.subgraphs.flatMap(\.outerScopeReads) }.compactMap { ids[$0] })
+        let fused = Fusion.fuse(steps, Fusion.Context(
+            constants: constants, kept: Set(outputIDs).union(subgraphReads),
+            opset: { n in opsets[n.isStandard ? "" : n.domain] ?? opsets[""] ?? 1 }))
+        self.release = GraphPlan.releaseLists(steps, count: names.count, keep: keep, ids: ids)
+        fusedSteps = fused
+        fusedRelease = GraphPlan.releaseLists(fused, count: names.count, keep: keep, ids: ids)
         self.names = names
         self.ids = ids
         self.constants = constants.sorted { $0.key < $1.key }
         self.outerIDs = outerIDs
         self.steps = steps
-        self.release = release
         table.register(self)
+    }
+
+    /// For each step, the values whose last use it is (they are freed after it), and values
+    /// produced but never read (freed right after their producer). `keep` never dies.
+    static func releaseLists(_ steps: [Step], count: Int, keep: Set<Int>, ids: [String: Int]) -> [[Int]] {
+        // Last use of each value: the step reading it (directly or through a subgraph).
+        var lastUse = [Int](repeating: -1, count: count)
+        for (i, s) in steps.enumerated() {
+            for v in s.inputs where v >= 0 { lastUse[v] = i }
+            for n in s.node.subgraphs.flatMap(\.outerScopeReads) { if let v = ids[n] { lastUse[v] = i } }
+        }
+        var release = [[Int]](repeating: [], count: steps.count)
+        for (v, i) in lastUse.enumerated() where i >= 0 && !keep.contains(v) { release[i].append(v) }
+        for (i, s) in steps.enumerated() {
+            for v in s.outputs where v >= 0 && lastUse[v] < 0 && !keep.contains(v) { release[i].append(v) }
+        }
+        return release
     }
 
     /// Names of the runtime inputs, in order.
@@ -187,6 +204,7 @@ public struct RunEnvironment {
     let frame: Frame?
     var hooks: [ExecutionHook] = []
     weak var executor: Executor?
+    var profile: ExecutionProfile?
 
     public static func compileTime(_ options: ExecutorOptions) -> RunEnvironment {
         RunEnvironment(threads: options.threads, options: options, frame: nil)
@@ -203,13 +221,31 @@ public struct RunEnvironment {
                 frame.values[id] = t
             }
         }
-        try Executor.execute(frame, options: options, hooks: hooks, executor: executor)
+        try Executor.execute(frame, options: options, hooks: hooks, executor: executor, profile: profile)
         return try plan.outputIDs.map { id in
             guard let t = frame.values[id] else {
                 throw QuantKitError("QK3004", "subgraph '\(plan.graph.name)' did not produce '\(plan.names[id])'", fix: "the model is malformed")
             }
             return t
         }
+    }
+}
+
+/// Wall time per operator type over the runs it is passed to (`Executor.run(_:hooks:profile:)`).
+/// Subgraph steps are counted under their own operators as well as inside their If/Loop node.
+public final class ExecutionProfile {
+    /// Nanoseconds and step count by operator type, or fused label such as "Conv+Clip".
+    public private(set) var nanoseconds: [String: UInt64] = [:]
+    public private(set) var counts: [String: Int] = [:]
+    private let lock = NSLock()
+
+    public init() {}
+
+    func add(_ op: String, nanoseconds ns: UInt64) {
+        lock.lock()
+        nanoseconds[op, default: 0] += ns
+        counts[op, default: 0] += 1
+        lock.unlock()
     }
 }
 
@@ -228,6 +264,7 @@ public final class Executor {
         // GEMMs are split over the executor's own threads (MatrixGEMM); BLAS threads would
         // spin and compete with them for the cores.
         BLAS.setThreads(1)
+        _ = MemoryTuning.applied
     }
 
     /// The name of a value id (main graph or any subgraph).
@@ -240,7 +277,10 @@ public final class Executor {
     /// Runs the model on `feeds` (by input name) and returns the graph outputs by name.
     /// Float16/bfloat16/double feeds are converted to float32 and outputs converted back to their
     /// declared type.
-    public func run(_ feeds: [String: Tensor], hooks: [ExecutionHook] = []) throws -> [String: Tensor] {
+    ///
+    /// With no hooks, adjacent nodes may run fused (see `Fusion`); `profile`, when given,
+    /// accumulates the time of each executed step by operator (fused steps by their label).
+    public func run(_ feeds: [String: Tensor], hooks: [ExecutionHook] = [], profile: ExecutionProfile? = nil) throws -> [String: Tensor] {
         let frame = Frame(plan: plan, parent: nil)
         let expected = plan.inputNames
         for name in feeds.keys where plan.ids[name] == nil || !expected.contains(name) {
@@ -254,7 +294,7 @@ public final class Executor {
             for h in hooks { if let r = h.produced(plan.idBase + id, tensor: value, executor: self) { value = r } }
             frame.values[id] = value
         }
-        try Executor.execute(frame, options: options, hooks: hooks, executor: self)
+        try Executor.execute(frame, options: options, hooks: hooks, executor: self, profile: profile)
         var out: [String: Tensor] = [:]
         for (k, id) in plan.outputIDs.enumerated() {
             guard let t = frame.values[id] else { continue }
@@ -282,20 +322,30 @@ public final class Executor {
         }
     }
 
-    static func execute(_ frame: Frame, options: ExecutorOptions, hooks: [ExecutionHook], executor: Executor?) throws {
+    static func execute(_ frame: Frame, options: ExecutorOptions, hooks: [ExecutionHook], executor: Executor?,
+                        profile: ExecutionProfile? = nil) throws {
         let plan = frame.plan
         var env = RunEnvironment(threads: options.threads, options: options, frame: frame)
         env.hooks = hooks
         env.executor = executor
-        for (i, step) in plan.steps.enumerated() {
+        env.profile = profile
+        // Fused nodes never materialize their intermediate values, so hooks get the plain plan.
+        let fused = hooks.isEmpty
+        let steps = fused ? plan.fusedSteps : plan.steps
+        let release = fused ? plan.fusedRelease : plan.release
+        for (i, step) in steps.enumerated() {
             let inputs = step.inputs.map { $0 < 0 ? nil : frame.values[$0] }
             let outputs: [Tensor?]
+            let start = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
             do {
                 outputs = try step.kernel.run(inputs, env)
             } catch let e as CodedError {
                 throw e
             } catch {
                 throw ExecutorError.invalid(step.node, "\(error)")
+            }
+            if let profile {
+                profile.add(step.label ?? step.node.opType, nanoseconds: DispatchTime.now().uptimeNanoseconds - start)
             }
             for (k, id) in step.outputs.enumerated() where id >= 0 {
                 guard k < outputs.count, var t = outputs[k] else { continue }
@@ -304,7 +354,7 @@ public final class Executor {
                 }
                 frame.values[id] = t
             }
-            for id in plan.release[i] { frame.values[id] = nil }
+            for id in release[i] { frame.values[id] = nil }
         }
     }
 }

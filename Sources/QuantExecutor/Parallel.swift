@@ -1,9 +1,12 @@
-import Dispatch
+import CKernels
 
 /// Splits `0..<count` into at most `threads` contiguous chunks and runs `body(range)` for each
-/// on Dispatch's pool; runs inline when one chunk suffices. `grain` is the smallest chunk worth
-/// a thread (in iterations).
-@inlinable
+/// on the process's persistent worker pool (`qk_parallel_run`: the caller works too); runs
+/// inline when one chunk suffices, or when the pool is busy (nested or concurrent calls).
+/// `grain` is the smallest chunk worth a thread (in iterations).
+///
+/// Why not `DispatchQueue.concurrentPerform`: on this 2-core machine each call cost ~0.1–1 ms
+/// of wake-up latency, paid by every kernel; the pool's workers spin briefly between jobs.
 public func parallelFor(_ count: Int, threads: Int, grain: Int = 1, _ body: (Range<Int>) -> Void) {
     guard count > 0 else { return }
     let chunks = min(threads, max(1, count / max(grain, 1)))
@@ -11,9 +14,27 @@ public func parallelFor(_ count: Int, threads: Int, grain: Int = 1, _ body: (Ran
         body(0..<count)
         return
     }
-    DispatchQueue.concurrentPerform(iterations: chunks) { c in
+    parallelTasks(chunks, threads: threads) { c in
         let lo = count * c / chunks
         let hi = count * (c + 1) / chunks
         if lo < hi { body(lo..<hi) }
+    }
+}
+
+/// Runs `body(task)` for every task in `0..<tasks` on the worker pool (at most `threads`
+/// threads including the caller) and returns when all are done.
+public func parallelTasks(_ tasks: Int, threads: Int, _ body: (Int) -> Void) {
+    guard tasks > 0 else { return }
+    if tasks == 1 || threads <= 1 {
+        for t in 0..<tasks { body(t) }
+        return
+    }
+    withoutActuallyEscaping(body) { escaping in
+        var box = escaping
+        withUnsafeMutablePointer(to: &box) { ctx in
+            qk_parallel_run(Int32(tasks), Int32(threads), { raw, task in
+                raw!.assumingMemoryBound(to: ((Int) -> Void).self).pointee(task)
+            }, ctx)
+        }
     }
 }

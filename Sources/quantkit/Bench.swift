@@ -23,7 +23,8 @@ struct Bench: ParsableCommand {
             data; without NAME it feeds the first input.
 
             The output JSON has mean_ms and min_ms per run, ms_per_image (mean / batch) and \
-            peak_rss_mb (the process's peak resident set). Set OPENBLAS_CORETYPE before starting \
+            peak_rss_mb (the process's peak resident set). --profile adds ops_ms: milliseconds per \
+            timed run spent in each operator type (fused steps under labels such as "Conv+Clip"). Set OPENBLAS_CORETYPE before starting \
             the process where scripts/openblas-coretype.sh prints a value.
             """,
         shouldDisplay: false)
@@ -48,6 +49,9 @@ struct Bench: ParsableCommand {
 
     @Option(name: .customLong("save-outputs"), help: "Directory to write the outputs of the last run to.")
     var saveOutputs: String?
+
+    @Flag(help: "Report the time per operator type (ops_ms in the JSON).")
+    var profile = false
 
     @Option(help: "Seed of the random inputs.")
     var seed: UInt64 = 1
@@ -91,22 +95,26 @@ struct Bench: ParsableCommand {
             }
             var outputs = try executor.run(feeds)  // warm-up
             var times: [Double] = []
+            let opProfile = profile ? ExecutionProfile() : nil
             for _ in 0..<max(iterations, 0) {
                 let t0 = DispatchTime.now().uptimeNanoseconds
-                outputs = try executor.run(feeds)
+                outputs = try executor.run(feeds, profile: opProfile)
                 times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
             }
             if let dir = saveOutputs { try save(outputs, names: executor.outputNames, to: dir) }
             let mean = times.isEmpty ? 0 : times.reduce(0, +) / Double(times.count)
             var usage = rusage()
             getrusage(RUSAGE_SELF.rawValue, &usage)
-            let report: [String: Any] = [
+            var report: [String: Any] = [
                 "model": model, "batch": batch, "threads": threads, "iterations": times.count,
                 "input_shapes": Dictionary(uniqueKeysWithValues: feeds.map { ($0.key, $0.value.shape) }),
                 "mean_ms": mean, "min_ms": times.min() ?? 0, "ms_per_image": mean / Double(max(batch, 1)),
                 "peak_rss_mb": Double(usage.ru_maxrss) / 1024,
                 "openblas_coretype": ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] ?? "",
             ]
+            if let opProfile, !times.isEmpty {
+                report["ops_ms"] = opProfile.nanoseconds.mapValues { Double($0) / 1e6 / Double(times.count) }
+            }
             let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         }

@@ -14,11 +14,7 @@ enum ConvolutionKernels {
 
     /// Fills `y[channel, ...]` (`channels` planes of `plane` floats) with the bias, or zeros.
     static func fillBias(_ y: UnsafeMutablePointer<Float>, channels: Range<Int>, plane: Int, bias: UnsafePointer<Float>?) {
-        for c in channels {
-            let v = bias?[c] ?? 0
-            let p = y + c * plane
-            for i in 0..<plane { p[i] = v }
-        }
+        for c in channels { (y + c * plane).update(repeating: bias?[c] ?? 0, count: plane) }
     }
 
     /// im2col: row `c·K + k` of `col` holds, for each output position, the input element that
@@ -82,19 +78,39 @@ enum ConvolutionKernels {
 }
 
 /// `Conv` (opsets 1, 11, 22): X [N, C, D...], W [M, C/group, k...], optional B [M].
+/// `epilogue` is applied to every output element before it is stored when the executor has
+/// fused following scalar arithmetic and an activation into this node (see `Fusion`).
 final class ConvKernel: Kernel {
     let ctx: KernelContext
     let window: WindowAttributes
     let group: Int
+    let epilogue: ConvEpilogue
 
     init(_ ctx: KernelContext) throws {
         self.ctx = ctx
         window = try WindowAttributes(ctx)
         group = ctx.int("group", 1)
+        epilogue = .identity
         guard group >= 1 else { throw ctx.invalid("group \(group) must be positive") }
     }
 
+    private init(_ base: ConvKernel, epilogue: ConvEpilogue) {
+        ctx = base.ctx
+        window = base.window
+        group = base.group
+        self.epilogue = epilogue
+    }
+
+    /// This convolution with `epilogue` instead of its own.
+    func with(_ epilogue: ConvEpilogue) -> ConvKernel { ConvKernel(self, epilogue: epilogue) }
+
     func run(_ inputs: [Tensor?], _ env: RunEnvironment) throws -> [Tensor?] {
+        try run(inputs, env, extraPads: nil)
+    }
+
+    /// Runs with `extraPads` (`[x1_begin, ..., x1_end, ...]`, zeros) added to the node's own
+    /// padding: a fused zero `Pad` in front of it. Only for auto_pad NOTSET or VALID.
+    func run(_ inputs: [Tensor?], _ env: RunEnvironment, extraPads: [Int]?) throws -> [Tensor?] {
         let x = try MatrixKernels.floatInput(inputs[0], ctx, "X")
         let w = try MatrixKernels.floatInput(inputs.count > 1 ? inputs[1] : nil, ctx, "W")
         let b = inputs.count > 2 ? inputs[2] : nil
@@ -104,7 +120,7 @@ final class ConvKernel: Kernel {
             throw ctx.invalid("X has \(c) channels but W \(w.shape) with group \(group) expects \(w.shape[1] * group)")
         }
         if let b, b.dtype != .float || b.count != m { throw ctx.invalid("B \(b.shape) must hold \(m) floats") }
-        let g = try window.resolve(input: Array(x.shape.dropFirst(2)), kernel: Array(w.shape.dropFirst(2)), ctx: ctx)
+        let g = try window.resolve(input: Array(x.shape.dropFirst(2)), kernel: Array(w.shape.dropFirst(2)), extraPads: extraPads, ctx: ctx)
         guard g.kernel == Array(w.shape.dropFirst(2)) else { throw ctx.invalid("kernel_shape \(g.kernel) disagrees with W \(w.shape)") }
         let cg = c / group, mg = m / group
         let outSize = g.outputSize, inSize = g.inputSize, kSize = g.kernelSize
@@ -115,27 +131,46 @@ final class ConvKernel: Kernel {
             let wp = w.storage.pointer.assumingMemoryBound(to: Float.self)
             let bp = b.map { UnsafePointer($0.storage.pointer.assumingMemoryBound(to: Float.self)) }
             if g.rank == 2 && group == c && m == c && cg == 1 {
-                ConvolutionDepthwise.run2D(xp, wp, bp, yp, planes: n * c, channels: c, g, threads: env.threads)
+                ConvolutionDepthwise.run2D(xp, wp, bp, yp, planes: n * c, channels: c, g, epilogue: epilogue, threads: env.threads)
                 return
             }
             let pointwise = kSize == 1 && g.strides.allSatisfy { $0 == 1 } && g.padBegin.allSatisfy { $0 == 0 } && g.padEnd.allSatisfy { $0 == 0 }
             let colCount = pointwise ? 0 : cg * kSize * outSize
-            let col = UnsafeMutablePointer<Float>.allocate(capacity: max(colCount, 1))
-            defer { col.deallocate() }
-            for img in 0..<n {
+            let epilogue = self.epilogue
+            // One image: per group, im2col (unless pointwise) and a GEMM.
+            // The bias is written first and the GEMMs accumulate onto it (beta 1: OpenBLAS
+            // skips its separate zeroing pass); the epilogue, if any, is one more pass.
+            func image(_ img: Int, _ col: UnsafeMutablePointer<Float>, threads: Int) {
                 let yi = yp + img * m * outSize
-                ConvolutionKernels.fillBias(yi, channels: 0..<m, plane: outSize, bias: bp)
+                if bp != nil { ConvolutionKernels.fillBias(yi, channels: 0..<m, plane: outSize, bias: bp) }
                 for grp in 0..<group {
                     let xg = UnsafePointer(xp + (img * c + grp * cg) * inSize)
                     let bMatrix: UnsafePointer<Float>
                     if pointwise {
                         bMatrix = xg
                     } else {
-                        ConvolutionKernels.im2col(xg, channels: cg, g, col, threads: env.threads)
+                        ConvolutionKernels.im2col(xg, channels: cg, g, col, threads: threads)
                         bMatrix = UnsafePointer(col)
                     }
                     MatrixGEMM.sgemm(m: mg, n: outSize, k: cg * kSize, a: wp + grp * mg * cg * kSize, lda: cg * kSize,
-                               b: bMatrix, ldb: outSize, beta: 1, c: yi + grp * mg * outSize, ldc: outSize, threads: env.threads)
+                               b: bMatrix, ldb: outSize, beta: bp == nil ? 0 : 1, c: yi + grp * mg * outSize, ldc: outSize, threads: threads)
+                }
+                if epilogue != .identity {
+                    parallelFor(m, threads: threads, grain: max(1, 32768 / max(outSize, 1))) { chans in
+                        epilogue.applyInPlace(yi, channels: chans, plane: outSize, bias: nil)
+                    }
+                }
+            }
+            // A batch of at least `threads` images is split by image: one synchronization per
+            // Conv instead of three per image, and each thread's data stays in its cache.
+            let byImage = env.threads > 1 && n >= env.threads
+            parallelFor(byImage ? n : 1, threads: byImage ? env.threads : 1) { images in
+                let col = UnsafeMutablePointer<Float>.allocate(capacity: max(colCount, 1))
+                defer { col.deallocate() }
+                if byImage {
+                    for img in images { image(img, col, threads: 1) }
+                } else {
+                    for img in 0..<n { image(img, col, threads: env.threads) }
                 }
             }
         }

@@ -28,8 +28,9 @@ struct WindowAttributes {
     }
 
     /// Resolved geometry for an input of spatial shape `input` and (dilated-less) kernel `kernel`.
-    /// `ceilMode` applies to pooling only.
-    func resolve(input: [Int], kernel: [Int], ceilMode: Bool = false, ctx: KernelContext) throws -> WindowGeometry {
+    /// `ceilMode` applies to pooling only; `extraPads` (`[begin..., end...]`) is added to the
+    /// explicit padding (a fused zero Pad; never with SAME auto_pad).
+    func resolve(input: [Int], kernel: [Int], ceilMode: Bool = false, extraPads: [Int]? = nil, ctx: KernelContext) throws -> WindowGeometry {
         let r = input.count
         let k = kernelShape ?? kernel
         let s = strides ?? [Int](repeating: 1, count: r)
@@ -51,6 +52,10 @@ struct WindowAttributes {
                     guard pads.count == 2 * r else { throw ctx.invalid("pads \(pads) must have \(2 * r) values") }
                     begin[i] = pads[i]
                     end[i] = pads[i + r]
+                }
+                if let extraPads, extraPads.count == 2 * r {
+                    begin[i] += extraPads[i]
+                    end[i] += extraPads[i + r]
                 }
                 let span = input[i] + begin[i] + end[i] - ke
                 guard span >= 0 else {

@@ -54,7 +54,7 @@ enum ElementwiseKernels {
         "Softsign": floatMap { x, t in fmap(x, t) { v in v / (1 + abs(v)) } },
         "Softplus": floatMap { x, t in fmap(x, t) { v in Activation.softplus(v) } },
         "Mish": floatMap { x, t in fmap(x, t) { v in v * Foundation.tanh(Activation.softplus(v)) } },
-        "HardSwish": floatMap { x, t in fmap(x, t) { v in v * max(0, min(1, v / 6 + 0.5)) } },
+        "HardSwish": floatMap { x, t in PointwiseActivation.hardSwish.apply(x, threads: t) },
     ]
 
     /// `Broadcast.unary` for float32 → float32; call it with a closure literal so that `f`
@@ -102,7 +102,7 @@ enum ElementwiseKernels {
                     switch op {
                     case .neg: return [Broadcast.unary(x, Float.self, out: .float, threads: env.threads) { -$0 }]
                     case .abs: return [Broadcast.unary(x, Float.self, out: .float, threads: env.threads) { Swift.abs($0) }]
-                    case .relu: return [Broadcast.unary(x, Float.self, out: .float, threads: env.threads) { Swift.max($0, 0) }]
+                    case .relu: return [PointwiseActivation.relu.apply(x, threads: env.threads)]
                     case .sign: break
                     }
                 }
@@ -179,6 +179,11 @@ enum ElementwiseKernels {
             if let v = attrHi { hi = Tensor(shape: [], floats: [v]) }
             for b in [lo, hi].compactMap({ $0 }) where b.dtype != x.dtype || b.count != 1 {
                 throw ctx.invalid("bounds must be scalars of the input type \(x.dtype), got \(b.dtype) \(b.shape)")
+            }
+            if x.dtype == .float, lo != nil || hi != nil {
+                let l = lo.map { $0.storage.pointer.load(as: Float.self) } ?? -.infinity
+                let h = hi.map { $0.storage.pointer.load(as: Float.self) } ?? .infinity
+                return [PointwiseActivation.clip(l, h).apply(x, threads: env.threads)]
             }
             guard let r = try ClipVisitor(x: x, lo: lo, hi: hi, threads: env.threads)(x.dtype) else {
                 throw ctx.unsupported("input type \(x.dtype)")

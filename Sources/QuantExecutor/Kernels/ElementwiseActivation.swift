@@ -14,7 +14,7 @@ enum Activation {
         },
         "HardSigmoid": { ctx in
             let alpha = ctx.float("alpha", 0.2), beta = ctx.float("beta", 0.5)
-            return try floatMap { x, t in fmap(x, t) { max(0, min(1, alpha * $0 + beta)) } }(ctx)
+            return try floatMap { x, t in PointwiseActivation.hardSigmoid(alpha: alpha, beta: beta).apply(x, threads: t) }(ctx)
         },
         "Elu": { ctx in
             let alpha = ctx.float("alpha", 1)

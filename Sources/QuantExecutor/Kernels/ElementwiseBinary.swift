@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import QuantCore
 import QuantIR
@@ -11,10 +12,10 @@ enum Arith {
     static func float(_ op: Arith, _ a: Tensor, _ b: Tensor, threads: Int) -> Tensor? {
         let F = Float.self
         switch op {
-        case .add: return Broadcast.map(a, b, F, F, out: .float, threads: threads) { $0 + $1 }
-        case .sub: return Broadcast.map(a, b, F, F, out: .float, threads: threads) { $0 - $1 }
-        case .mul: return Broadcast.map(a, b, F, F, out: .float, threads: threads) { $0 * $1 }
-        case .div: return Broadcast.map(a, b, F, F, out: .float, threads: threads) { $0 / $1 }
+        case .add: return Broadcast.floatArithmetic(QK_ADD, a, b, threads: threads)
+        case .sub: return Broadcast.floatArithmetic(QK_SUB, a, b, threads: threads)
+        case .mul: return Broadcast.floatArithmetic(QK_MUL, a, b, threads: threads)
+        case .div: return Broadcast.floatArithmetic(QK_DIV, a, b, threads: threads)
         case .fmod: return Broadcast.map(a, b, F, F, out: .float, threads: threads) { Foundation.fmod($0, $1) }
         case .mod:
             return Broadcast.map(a, b, F, F, out: .float, threads: threads) { x, y in

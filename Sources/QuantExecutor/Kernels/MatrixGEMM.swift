@@ -9,7 +9,8 @@ import QuantCore
 /// each call and then compete for the cores with the executor's Dispatch workers running the
 /// next (non-GEMM) kernel; with 2 cores that costs more than it gains. Calling this sets
 /// OpenBLAS to one thread for the process, so every GEMM of the executor should come through
-/// here (a general helper: other families may use it).
+/// here (a general helper: other families may use it). Blocks run on the executor's worker
+/// pool (`parallelTasks`).
 enum MatrixGEMM {
     /// `C[m×n] = alpha · op(A) · op(B) + beta · C`, row-major, as `BLAS.sgemm`.
     static func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
@@ -28,7 +29,7 @@ enum MatrixGEMM {
             return
         }
         let panels = (extent + unit - 1) / unit
-        DispatchQueue.concurrentPerform(iterations: parts) { p in
+        parallelTasks(parts, threads: parts) { p in
             let lo = min(extent, panels * p / parts * unit), hi = min(extent, panels * (p + 1) / parts * unit)
             guard lo < hi else { return }
             if splitColumns {

@@ -1,0 +1,84 @@
+// CKernels: float32 micro-kernels for QuantExecutor's hot loops, and a persistent worker pool.
+//
+// Swift compiles for baseline x86-64 (SSE2, no FMA) unless given unsafe flags; these kernels
+// carry AVX2+FMA variants (`__attribute__((target))`) selected at run time with
+// `__builtin_cpu_supports`, and a portable variant for every other CPU. No kernel allocates
+// except where documented; none prints.
+#ifndef QK_CKERNELS_H
+#define QK_CKERNELS_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Element-wise activation fused after a kernel, applied in place.
+typedef enum {
+    QK_ACT_NONE = 0,
+    /// max(x, 0)
+    QK_ACT_RELU = 1,
+    /// min(max(x, a), b)
+    QK_ACT_CLIP = 2,
+    /// x * max(0, min(1, a*x + b))   (ONNX HardSwish: a = 1/6, b = 0.5)
+    QK_ACT_HARDSWISH = 3,
+    /// max(0, min(1, a*x + b))
+    QK_ACT_HARDSIGMOID = 4,
+} qk_activation_kind;
+
+/// `y[i] = act(x[i])` for i in [0, n) (parameters `a`, `b`); `x` may equal `y`.
+void qk_activation(const float *x, float *y, long n, int act, float a, float b);
+
+/// What a kernel applies to each output value v before storing it:
+/// `post_scale * act(pre_scale * v + pre_shift) + post_shift` (scalar multiplies and adds
+/// around an activation, fused from the nodes that follow a Conv).
+typedef struct {
+    int act;
+    float a, b;
+    float pre_scale, pre_shift, post_scale, post_shift;
+} qk_epilogue;
+
+/// `y[c*plane + i] = epilogue(y[c*plane + i] + bias[c])` for channels c in [c0, c1); `bias`
+/// may be NULL (no addition).
+void qk_bias_epilogue(float *y, long c0, long c1, long plane, const float *bias, const qk_epilogue *e);
+
+/// Geometry of a 2-D depthwise convolution (group = C = M), NCHW.
+typedef struct {
+    int ih, iw, oh, ow;
+    int kh, kw, sh, sw, dh, dw;
+    int pad_top, pad_left;
+    int channels;
+} qk_dw_geometry;
+
+/// Floats of scratch one thread needs for `qk_depthwise2d`.
+long qk_depthwise2d_scratch(const qk_dw_geometry *g);
+
+/// Depthwise 2-D convolution of planes [p0, p1) (plane = image*channels + channel):
+/// `y[p] = epilogue(conv(x[p], w[channel]) + bias[channel])`. `w` is [channels, kh, kw]; `bias` may
+/// be NULL; `e` is applied to each output (after the bias). `scratch` holds
+/// `qk_depthwise2d_scratch(g)` floats.
+void qk_depthwise2d(const float *x, const float *w, const float *bias, float *y, long p0, long p1,
+                    const qk_dw_geometry *g, const qk_epilogue *e, float *scratch);
+
+/// Binary float operators over one row: `y[i] = a[i*sa] op b[i*sb]` with `sa`, `sb` in {0, 1}.
+typedef enum { QK_ADD = 0, QK_SUB = 1, QK_MUL = 2, QK_DIV = 3 } qk_binary_op;
+void qk_binary(int op, const float *a, long sa, const float *b, long sb, float *y, long n);
+
+/// A persistent pool of worker threads. `qk_parallel_run` runs `fn(ctx, task)` for every task
+/// in [0, tasks) on the caller and up to `threads - 1` workers and returns when all are done.
+/// A call made while the pool is busy (another thread's call, or a nested call from a task)
+/// runs its tasks on the calling thread instead.
+void qk_parallel_run(int tasks, int threads, void (*fn)(void *ctx, long task), void *ctx);
+
+/// glibc: fixes the mmap threshold at its maximum (32 MiB) and disables heap trimming, so
+/// that freed blocks are reused instead of unmapped and faulted in again. Returns 1 when
+/// applied, 0 elsewhere (other C libraries) or on failure.
+int qk_keep_freed_memory(void);
+
+/// 1 when the AVX2+FMA kernel variants are in use.
+int qk_uses_avx2(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,121 @@
+import QuantCore
+import QuantExecutor
+import QuantIR
+import Testing
+
+/// x ─ Pad(0) ─ Conv 3×3 ─ Mul 0.5 ─ Add 0.25 ─ [HardSwish as Add 3, Clip 0..6, Mul x, Div 6]
+///   ─ Mul 2 ─ Add -1 ─ (depthwise Conv ─ Relu) ─ Sub 0.5 ─ Clip -1..1 ─ Mul 3 ─ y
+/// Every node is fusible: Pad+Conv with an epilogue, the depthwise Conv with Relu, and the
+/// trailing scalar chain as an element-wise region.
+func fusibleModel(channels c: Int) -> Model {
+    var initializers: [Initializer] = []
+    var rng = SplitMixForTests(seed: 7)
+    func constant(_ name: String, _ shape: [Int], _ values: [Float]) { initializers.append(Initializer(name: name, tensor: Tensor(shape: shape, floats: values))) }
+    constant("w", [c, c, 3, 3], (0..<(c * c * 9)).map { _ in rng.next() * 0.3 })
+    constant("b", [c], (0..<c).map { _ in rng.next() })
+    constant("wd", [c, 1, 3, 3], (0..<(c * 9)).map { _ in rng.next() * 0.5 })
+    for (name, v) in [("half", 0.5), ("quarter", 0.25), ("three", 3), ("zero", 0), ("six", 6), ("two", 2), ("minus1", -1), ("one", 1)] as [(String, Float)] {
+        constant(name, [1], [v])
+    }
+    initializers.append(Initializer(name: "pads", tensor: Tensor(shape: [8], values: [0, 0, 1, 1, 0, 0, 1, 1] as [Int64])))
+    func node(_ op: String, _ inputs: [String], _ out: String, _ attrs: [Attribute] = []) -> Node {
+        Node(name: out, opType: op, inputs: inputs, outputs: [out], attributes: attrs)
+    }
+    let g = Graph(name: "fusible", initializers: initializers)
+    g.inputs = [ValueInfo(name: "x", type: TensorType(elementType: .float, shape: [.param("N"), .value(c), .param("H"), .param("W")]))]
+    g.outputs = [ValueInfo(name: "y", type: TensorType(elementType: .float, shape: nil))]
+    g.nodes = [
+        node("Pad", ["x", "pads"], "p"),
+        node("Conv", ["p", "w", "b"], "c1"),
+        node("Mul", ["half", "c1"], "m1"),
+        node("Add", ["m1", "quarter"], "a1"),
+        node("Add", ["a1", "three"], "h1"),
+        node("Clip", ["h1", "zero", "six"], "h2"),
+        node("Mul", ["a1", "h2"], "h3"),
+        node("Div", ["h3", "six"], "h4"),
+        node("Mul", ["h4", "two"], "m2"),
+        node("Add", ["m2", "minus1"], "a2"),
+        node("Conv", ["a2", "wd"], "d1", [.int("group", c), .ints("pads", [1, 1, 1, 1])]),
+        node("Relu", ["d1"], "r1"),
+        node("Sub", ["r1", "half"], "s1"),
+        node("Clip", ["s1", "minus1", "one"], "k1"),
+        node("Mul", ["k1", "three"], "y"),
+    ]
+    return Model(graph: g, opsets: ["": 17])
+}
+
+/// Deterministic uniform values in [-1, 1).
+struct SplitMixForTests {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> Float {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        return Float(z >> 40) / Float(1 << 24) * 2 - 1
+    }
+}
+
+final class NameRecorder: ExecutionHook {
+    var seen: [String] = []
+    var replace: [String: (Tensor) -> Tensor] = [:]
+    func produced(_ value: ValueID, tensor: Tensor, executor: Executor) -> Tensor? {
+        let name = executor.name(of: value)
+        seen.append(name)
+        return replace[name].map { $0(tensor) }
+    }
+}
+
+@Test(arguments: [1, 2])
+func fusedRunMatchesNodeByNodeRun(threads: Int) throws {
+    let c = 8
+    let exec = try Executor(model: fusibleModel(channels: c), options: ExecutorOptions(threads: threads))
+    var rng = SplitMixForTests(seed: 3)
+    let x = Tensor(shape: [2, c, 13, 21], floats: (0..<(2 * c * 13 * 21)).map { _ in rng.next() * 4 })
+    let fused = try #require(try exec.run(["x": x])["y"])
+    // A hook turns fusion off: every node runs on its own and reports its output.
+    let recorder = NameRecorder()
+    let plain = try #require(try exec.run(["x": x], hooks: [recorder])["y"])
+    #expect(recorder.seen == ["x", "p", "c1", "m1", "a1", "h1", "h2", "h3", "h4", "m2", "a2", "d1", "r1", "s1", "k1", "y"])
+    #expect(fused.shape == [2, c, 13, 21])
+    let a = fused.floats(), b = plain.floats()
+    let maxDiff = zip(a, b).map { abs($0 - $1) }.max() ?? .infinity
+    #expect(maxDiff < 1e-5)
+    // Not a trivially constant output: the clip keeps values on both sides.
+    #expect(a.contains { $0 > 0 && $0 < 3 } && a.contains { $0 < 0 })
+}
+
+@Test func hooksCanReplaceValuesThatFusionWouldHide() throws {
+    let c = 4
+    let exec = try Executor(model: fusibleModel(channels: c), options: ExecutorOptions(threads: 2))
+    let x = Tensor(shape: [1, c, 5, 6], floats: [Float](repeating: 0.5, count: c * 30))
+    // Replacing the depthwise Conv's output (fused with Relu when no hook is attached) by
+    // -10 everywhere gives Relu 0, Sub -0.5, Clip -0.5, Mul -1.5.
+    let recorder = NameRecorder()
+    recorder.replace["d1"] = { t in Tensor(shape: t.shape, floats: [Float](repeating: -10, count: t.count)) }
+    let y = try #require(try exec.run(["x": x], hooks: [recorder])["y"])
+    #expect(y.floats().allSatisfy { $0 == -1.5 })
+}
+
+@Test func padThatIsNotASpatialZeroPadStillRunsCorrectly() throws {
+    // Pad with a non-zero constant in front of a Conv: the fused kernel must fall back to
+    // running Pad and Conv separately (same result as with a hook).
+    let g = Graph(name: "pad-value", initializers: [
+        Initializer(name: "pads", tensor: Tensor(shape: [8], values: [0, 0, 1, 1, 0, 0, 1, 1] as [Int64])),
+        Initializer(name: "v", tensor: Tensor(shape: [], floats: [2])),
+        Initializer(name: "w", tensor: Tensor(shape: [1, 1, 3, 3], floats: [Float](repeating: 1, count: 9))),
+    ])
+    g.inputs = [ValueInfo(name: "x", type: TensorType(elementType: .float, shape: [.value(1), .value(1), .value(3), .value(3)]))]
+    g.outputs = [ValueInfo(name: "y", type: TensorType(elementType: .float, shape: nil))]
+    g.nodes = [
+        Node(name: "pad", opType: "Pad", inputs: ["x", "pads", "v"], outputs: ["p"]),
+        Node(name: "conv", opType: "Conv", inputs: ["p", "w"], outputs: ["y"]),
+    ]
+    let exec = try Executor(model: Model(graph: g, opsets: ["": 17]), options: ExecutorOptions(threads: 1))
+    let x = Tensor(shape: [1, 1, 3, 3], floats: [Float](repeating: 1, count: 9))
+    let y = try #require(try exec.run(["x": x])["y"])
+    // Corner: 4 ones + 5 twos = 14; edge: 6 + 3·2 = 12; centre: 9.
+    #expect(y.floats() == [14, 12, 14, 12, 9, 12, 14, 12, 14])
+}
