@@ -45,6 +45,31 @@ public struct QDQRewriter {
         self.options = options
     }
 
+    /// Element-wise and data-movement ops are worth quantizing only next to quantized readers: an
+    /// op whose every reader stays float would be quantized just to be dequantized again, and
+    /// its output range may be unfit for a grid (the attention-mask Add before a float Softmax:
+    /// -10000 entries would swamp the scores). Decided from the graph's end backwards, so chains
+    /// of such ops stay float together. Conv/ConvTranspose/Gemm/MatMul (integer kernels with float
+    /// output exist) and Relu/Clip (absorbed) keep their rules; graph outputs are unaffected.
+    func keepFloatBeforeFloatReaders(_ g: Graph, floatNodes: inout Set<ObjectIdentifier>) {
+        let index = GraphIndex(g)
+        let outputs = Set(g.outputs.map(\.name))
+        let exempt: Set<String> = ["Conv", "ConvTranspose", "Gemm", "MatMul", "Relu", "Clip"]
+        for n in g.nodes.reversed() where !floatNodes.contains(ObjectIdentifier(n)) {
+            guard let rule = OpRules.rule(for: n, isConstant: g.isInitializer) else {
+                floatNodes.insert(ObjectIdentifier(n))
+                continue
+            }
+            guard rule.kind != .concat, !exempt.contains(n.opType) else { continue }
+            let outs = n.outputs.filter { !$0.isEmpty }
+            guard !outs.isEmpty, !outs.contains(where: outputs.contains) else { continue }
+            let readers = outs.flatMap { index.consumers(of: $0) }
+            if !readers.isEmpty && readers.allSatisfy({ floatNodes.contains(ObjectIdentifier($0)) }) {
+                floatNodes.insert(ObjectIdentifier(n))
+            }
+        }
+    }
+
     /// `transform` of every element, computed on all cores; results in input order.
     public static func concurrentMap<T, R>(_ items: [T], _ transform: (T) -> R?) -> [R?] {
         var out = [R?](repeating: nil, count: items.count)
@@ -73,6 +98,7 @@ public struct QDQRewriter {
         for n in g.nodes where options.control.excludeNodes.contains(n.name) || options.control.excludeOpTypes.contains(n.opType) {
             floatNodes.insert(ObjectIdentifier(n))
         }
+        keepFloatBeforeFloatReaders(g, floatNodes: &floatNodes)
         if !options.scheme.activation.symmetric { result.absorbedActivations = absorbActivations(g, floatNodes: floatNodes) }
 
         // Mark.

@@ -99,8 +99,10 @@ struct ConfigCLITests {
         let cfg = try Fixture.write(Fixture.xquant(list: try Fixture.list(2, in: dir)), "cfg.json", in: dir)
         let r = try CLI.run(["quantize", "-c", cfg, "-o", dir.appendingPathComponent("o.onnx").path, "--log-json"])
         #expect(r.status == 0, "\(r.stderr)")
-        let lines = r.stderr.split(separator: "\n").filter { $0.hasPrefix("{") }
+        // Calibration's two batches, then the analysis stage's (on by default) lines.
+        let lines = r.stderr.split(separator: "\n").filter { $0.hasPrefix("{") && $0.contains("\"calibrate\"") }
         #expect(lines.count == 2)
+        #expect(r.stderr.split(separator: "\n").contains { $0.hasPrefix("{") && $0.contains("\"analyze\"") })
         let first = try JSONSerialization.jsonObject(with: Data(lines[0].utf8)) as? [String: Any]
         #expect(first?["stage"] as? String == "calibrate" && first?["done"] as? Int == 1 && first?["total"] as? Int == 2)
         #expect(first?["rate"] is Double && first?["eta_s"] is Double)
