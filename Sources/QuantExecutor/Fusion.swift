@@ -165,7 +165,7 @@ enum Fusion {
         let (a, m) = isStandard(steps[u[0]], "Add") ? (u[0], u[1]) : (u[1], u[0])
         guard let add = affine(steps[a], reading: x, c), add == (1, 3),
               let cl = soleConsumer(steps[a].outputs[0], uses, c), steps[cl].inputs.first == steps[a].outputs[0],
-              activation(steps[cl], c) == .clip(0, 6),
+              activation(steps[cl], c) == .clip(0, 6), soleConsumer(steps[cl].outputs[0], uses, c) == m,
               isStandard(steps[m], "Mul"), Set(steps[m].inputs) == [x, steps[cl].outputs[0]], steps[m].outputs.count == 1,
               let d = soleConsumer(steps[m].outputs[0], uses, c), let six = affine(steps[d], reading: steps[m].outputs[0], c),
               six.shift == 0, abs(six.scale - 1 / 6) < 1e-7
