@@ -6,8 +6,9 @@ import QuantIR
 ///
 /// - `Pad(constant 0, spatial axes only) → Conv` becomes one Conv with the padding added to its
 ///   own (the padded tensor is never built);
-/// - `Conv → Relu | Clip | HardSigmoid | HardSwish` applies the activation in the Conv's
-///   bias pass;
+/// - a Conv followed by scalar Mul/Add/Sub/Div nodes around at most one Relu, Clip,
+///   HardSigmoid or HardSwish (also HardSwish written out as Add 3, Clip 0..6, Mul, Div 6)
+///   applies them all in its output pass (`ConvEpilogue`);
 /// - a region of float element-wise nodes (Add/Sub/Mul/Div whose other operand is in the
 ///   region or a scalar constant, Relu/Clip/HardSigmoid/HardSwish) fed by one tensor becomes
 ///   one kernel that streams cache-sized blocks through the region's operations: one read and
