@@ -37,7 +37,7 @@ let package = Package(
             exclude: ["README.md"], swiftSettings: settings),
         .systemLibrary(name: "CBLAS", providers: [.apt(["libopenblas-dev"])]),
         // Float32 micro-kernels with AVX2+FMA variants picked at run time, and the worker pool.
-        .target(name: "CKernels"),
+        .target(name: "CKernels", exclude: ["README.md"]),
         .target(
             name: "QuantExecutor",
             dependencies: ["QuantCore", "QuantIR", "CKernels", .target(name: "CBLAS", condition: .when(platforms: [.linux]))],

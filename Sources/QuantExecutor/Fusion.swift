@@ -6,8 +6,9 @@ import QuantIR
 ///
 /// - `Pad(constant 0, spatial axes only) → Conv` becomes one Conv with the padding added to its
 ///   own (the padded tensor is never built);
-/// - `Conv → Relu | Clip | HardSigmoid | HardSwish` applies the activation in the Conv's
-///   bias pass;
+/// - a Conv followed by scalar Mul/Add/Sub/Div nodes around at most one Relu, Clip,
+///   HardSigmoid or HardSwish (also HardSwish written out as Add 3, Clip 0..6, Mul, Div 6)
+///   applies them all in its output pass (`ConvEpilogue`);
 /// - a region of float element-wise nodes (Add/Sub/Mul/Div whose other operand is in the
 ///   region or a scalar constant, Relu/Clip/HardSigmoid/HardSwish) fed by one tensor becomes
 ///   one kernel that streams cache-sized blocks through the region's operations: one read and
@@ -165,7 +166,7 @@ enum Fusion {
         let (a, m) = isStandard(steps[u[0]], "Add") ? (u[0], u[1]) : (u[1], u[0])
         guard let add = affine(steps[a], reading: x, c), add == (1, 3),
               let cl = soleConsumer(steps[a].outputs[0], uses, c), steps[cl].inputs.first == steps[a].outputs[0],
-              activation(steps[cl], c) == .clip(0, 6),
+              activation(steps[cl], c) == .clip(0, 6), soleConsumer(steps[cl].outputs[0], uses, c) == m,
               isStandard(steps[m], "Mul"), Set(steps[m].inputs) == [x, steps[cl].outputs[0]], steps[m].outputs.count == 1,
               let d = soleConsumer(steps[m].outputs[0], uses, c), let six = affine(steps[d], reading: steps[m].outputs[0], c),
               six.shift == 0, abs(six.scale - 1 / 6) < 1e-7

@@ -119,3 +119,30 @@ func fusedRunMatchesNodeByNodeRun(threads: Int) throws {
     // Corner: 4 ones + 5 twos = 14; edge: 6 + 3·2 = 12; centre: 9.
     #expect(y.floats() == [14, 12, 14, 12, 9, 12, 14, 12, 14])
 }
+
+@Test func valuesReadOutsideAFusablePatternAreStillProduced() throws {
+    // Conv ─ c ─ Add 3 ─ Clip 0..6 ─ k ─ Mul(c, k) ─ Div 6 ─ y, and k is also a graph output:
+    // the written-out HardSwish must not be folded into the Conv, or `k` would be missing.
+    let g = Graph(name: "hardswish-shared", initializers: [
+        Initializer(name: "w", tensor: Tensor(shape: [2, 1, 1, 1], floats: [1, -2])),
+        Initializer(name: "three", tensor: Tensor(shape: [], floats: [3])),
+        Initializer(name: "zero", tensor: Tensor(shape: [], floats: [0])),
+        Initializer(name: "six", tensor: Tensor(shape: [], floats: [6])),
+    ])
+    g.inputs = [ValueInfo(name: "x", type: TensorType(elementType: .float, shape: [.value(1), .value(1), .value(1), .value(3)]))]
+    g.outputs = ["y", "k"].map { ValueInfo(name: $0, type: TensorType(elementType: .float, shape: nil)) }
+    g.nodes = [
+        Node(name: "conv", opType: "Conv", inputs: ["x", "w"], outputs: ["c"]),
+        Node(name: "add", opType: "Add", inputs: ["c", "three"], outputs: ["a"]),
+        Node(name: "clip", opType: "Clip", inputs: ["a", "zero", "six"], outputs: ["k"]),
+        Node(name: "mul", opType: "Mul", inputs: ["c", "k"], outputs: ["m"]),
+        Node(name: "div", opType: "Div", inputs: ["m", "six"], outputs: ["y"]),
+    ]
+    let exec = try Executor(model: Model(graph: g, opsets: ["": 17]), options: ExecutorOptions(threads: 1))
+    let out = try exec.run(["x": Tensor(shape: [1, 1, 1, 3], floats: [-4, 1, 2])])
+    // c = [-4, 1, 2 | 8, -2, -4]; k = clip(c + 3, 0, 6); y = c·k/6.
+    #expect(out["k"]?.floats() == [0, 4, 5, 6, 1, 0])
+    let y = try #require(out["y"]).floats()
+    let want: [Float] = [0, 4.0 / 6, 10.0 / 6, 8, -2.0 / 6, 0]
+    #expect(zip(y, want).allSatisfy { abs($0 - $1) < 1e-6 })
+}
