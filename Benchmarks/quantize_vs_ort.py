@@ -224,7 +224,7 @@ def bench(name, methods, qk_methods, env):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    ap.add_argument("--ort-methods", nargs="+", default=["MinMax", "Entropy", "Percentile"])
+    ap.add_argument("--ort-methods", nargs="*", default=["MinMax", "Entropy", "Percentile"])
     ap.add_argument("--qk-methods", nargs="*", default=[], help="QuantKit methods to compare with default (e.g. minmax kl mse percentile)")
     ap.add_argument("--json", help="also write all results here")
     args = ap.parse_args()

@@ -85,6 +85,7 @@ public struct QDQRewriter {
         let g = model.graph
         var result = Result()
         try Regions.checkCut(options.control.truncateAfter, in: g, what: "truncate")
+        try Regions.checkSeparates(options.control.truncateAfter, in: g)
         for s in options.control.subgraphSettings { try Regions.checkCut(s.inputNames + s.outputNames, in: g, what: "custom_setting") }
 
         // Per-node settings: float, or activation grid/method overrides.

@@ -39,4 +39,24 @@ enum Regions {
             }
         }
     }
+
+    /// Checks that `names` (truncate_var_names) separate the graph: no node after them also
+    /// reads a value that comes from the graph inputs by another path (a skip connection around
+    /// the cut). Constants may feed both sides.
+    static func checkSeparates(_ names: [String], in g: Graph) throws {
+        guard !names.isEmpty else { return }
+        let cut = Set(names)
+        var before = Set(g.runtimeInputs.map(\.name)).subtracting(cut)
+        for n in g.nodes where n.inputs.contains(where: before.contains) {
+            before.formUnion(n.outputs.filter { !$0.isEmpty && !cut.contains($0) })
+        }
+        let after = downstream(of: names, in: g)
+        for n in g.nodes where after.contains(ObjectIdentifier(n)) {
+            if let other = n.inputs.first(where: { before.contains($0) && !cut.contains($0) }) {
+                let list = names.map { "'\($0)'" }.joined(separator: ", ")
+                throw QuantKitError("QK5002", "truncate tensor \(list) does not cut the graph in two: node \(n.label) after the cut also reads '\(other)', which reaches it without passing the cut",
+                                    fix: "truncate at a tensor every path goes through (e.g. after the branches merge), or also name '\(other)'")
+            }
+        }
+    }
 }

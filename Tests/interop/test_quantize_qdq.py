@@ -146,3 +146,7 @@ def test_truncate_and_exclusions_keep_float(tmp_path):
     assert r.returncode == 2 and "QK5001" in r.stderr and "nope" in r.stderr
     r = quantkit("quantize", src, "--stats", str(tmp_path / "r.csv"), "--truncate", "y", "-o", str(tmp_path / "u.onnx"), check=False)
     assert r.returncode == 2 and "QK5002" in r.stderr
+    # 'r2' does not separate the graph: the Concat after it also reads 'p1' through the skip path.
+    r = quantkit("quantize", src, "--stats", str(tmp_path / "r.csv"), "--truncate", "r2", "-o", str(tmp_path / "u.onnx"), check=False)
+    assert r.returncode == 2 and "QK5002" in r.stderr and "'p1'" in r.stderr and "concat" in r.stderr, r.stderr
+    assert not os.path.exists(str(tmp_path / "u.onnx"))
