@@ -8,9 +8,9 @@ scripts/export-efficientnet.sh:
 Model: EfficientNet-Lite0. Images: 224x224 crops (centre, top-left, bottom-right of the shorter-
 side-256 resize) of the photos in .cache/data/photos, written once as JPEG files to
 .cache/bench/calib_memory/ (1,107 crops; the first N are used). Both tools decode and preprocess
-the JPEGs themselves one batch at a time (batch 8): QuantKit with `--preset PT_IMAGENET`, ONNX
+the JPEGs themselves one batch at a time (batch 4: ORT's histogram calibrators need equal batches, 100 and 1,000 divide by 4): QuantKit with `--preset PT_IMAGENET`, ONNX
 Runtime's calibrator through a CalibrationDataReader that opens each file with Pillow when asked.
-  QuantKit  `quantkit calibrate MODEL --input input=LIST --preset PT_IMAGENET --batch 8
+  QuantKit  `quantkit calibrate MODEL --input input=LIST --preset PT_IMAGENET --batch 4
             --method M --stats-out S` (one pass collects min/max, moments and both histograms;
             M picks the ranges written)
   ORT       onnxruntime.quantization.calibrate.create_calibrator(MODEL, calibrate_method=M)
@@ -47,7 +47,7 @@ class Reader(CalibrationDataReader):
     def __init__(self): self.i = 0
     def get_next(self):
         if self.i >= len(files): return None
-        batch = files[self.i:self.i + 8]; self.i += 8
+        batch = files[self.i:self.i + 4]; self.i += 4
         x = np.stack([((np.asarray(Image.open(f).convert("RGB"), np.float32) / 255 - MEAN) / STD).transpose(2, 0, 1) for f in batch])
         return {"input": x}
 c = create_calibrator(model, augmented_model_path=aug, calibrate_method=getattr(CalibrationMethod, method))
@@ -134,9 +134,13 @@ def main():
                 with open(lst, "w") as f:
                     f.write("\n".join(files[:n]) + "\n")
                 qs, qm, qstop = run([BINARY, "calibrate", MODEL, "--input", f"input={lst}", "--preset", "PT_IMAGENET",
-                                     "--batch", "8", "--method", ours[m], "--stats-out", os.path.join(d, "s.json"), "--quiet"],
+                                     "--batch", "4", "--method", ours[m], "--stats-out", os.path.join(d, "s.json"), "--quiet"],
                                     limit, env)
-                os_, om, ostop = run([sys.executable, "-c", ORT_CHILD, MODEL, lst, m, os.path.join(d, "aug.onnx")], limit, env)
+                try:
+                    os_, om, ostop = run([sys.executable, "-c", ORT_CHILD, MODEL, lst, m, os.path.join(d, "aug.onnx")], limit, env)
+                except RuntimeError as e:
+                    print(f"  ORT {m} {n} failed: {str(e)[-300:]}", file=sys.stderr)
+                    os_, om, ostop = float("nan"), float("nan"), False
                 fmt = lambda s, mb, stop: (f"{s:.1f}", f"> {limit:.0f} (stopped)" if stop else f"{mb:.0f}")
                 a, b = fmt(qs, qm, qstop), fmt(os_, om, ostop)
                 print(f"| {m} | {n} | {a[0]} | {a[1]} | {b[0]} | {b[1]} |", flush=True)
