@@ -50,7 +50,7 @@ photos=$cache/data/photos
 if [ ! -d "$photos" ]; then
   tmp=$cache/data/photos.tmp
   rm -rf "$tmp" && mkdir -p "$tmp/deb" "$tmp/out"
-  (cd "$tmp/deb" && apt-get download -q opencv-doc >/dev/null && dpkg-deb -x opencv-doc_*.deb x)
+  (cd "$tmp/deb" && apt-get download -q -o APT::Sandbox::User=root opencv-doc >/dev/null && dpkg-deb -x opencv-doc_*.deb x)
   find "$tmp/deb/x" -type f \( -iname '*.jpg' -o -iname '*.jpeg' \) -size +20k -print0 | sort -z |
     while IFS= read -r -d '' f; do
       h=$(sha1sum "$f" | cut -c1-12)
