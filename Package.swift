@@ -44,7 +44,7 @@ let package = Package(
             swiftSettings: settings),
         .target(name: "QuantCalibration", dependencies: ["QuantCore", "QuantExecutor"], swiftSettings: settings),
         .target(name: "QuantAlgorithms", dependencies: ["QuantCore", "QuantIR", "QuantCalibration", "QuantExecutor"], swiftSettings: settings),
-        .target(name: "QuantRewrite", dependencies: ["QuantCore", "QuantIR", "QuantCalibration", "QuantAlgorithms"], swiftSettings: settings),
+        .target(name: "QuantRewrite", dependencies: ["QuantCore", "QuantIR", "QuantCalibration", "QuantAlgorithms", "QuantExecutor"], swiftSettings: settings),
         .target(
             name: "QuantAnalysis", dependencies: ["QuantCore", "QuantIR", "QuantExecutor", "QuantCalibration"], exclude: ["README.md"],
             swiftSettings: settings),

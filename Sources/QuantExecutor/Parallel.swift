@@ -1,4 +1,5 @@
 import CKernels
+import Foundation
 
 /// Splits `0..<count` into at most `threads` contiguous chunks and runs `body(range)` for each
 /// on the process's persistent worker pool (`qk_parallel_run`: the caller works too); runs
@@ -37,4 +38,17 @@ public func parallelTasks(_ tasks: Int, threads: Int, _ body: (Int) -> Void) {
             }, ctx)
         }
     }
+}
+
+/// `transform` of every element on the worker pool (contiguous chunks, one per thread); the
+/// results keep the input order.
+public func parallelMap<T, R>(_ items: [T], threads: Int = ProcessInfo.processInfo.activeProcessorCount,
+                              _ transform: (T) -> R) -> [R?] {
+    var out = [R?](repeating: nil, count: items.count)
+    out.withUnsafeMutableBufferPointer { buf in
+        parallelFor(items.count, threads: threads) { r in
+            for i in r { buf[i] = transform(items[i]) }
+        }
+    }
+    return out
 }

@@ -52,7 +52,7 @@ public struct Calibrator {
     /// The searches run concurrently, one tensor per task.
     public static func selectRanges(_ file: inout StatisticsFile, method: RangeMethod, grid: QuantGrid) {
         let entries = file.tensors.sorted { $0.key < $1.key }
-        let selections = QDQRewriter.concurrentMap(entries) { RangeSelection.select($0.value.statistics, method: method, grid: grid) }
+        let selections = parallelMap(entries) { RangeSelection.select($0.value.statistics, method: method, grid: grid) }
         for ((name, _), sel) in zip(entries, selections) {
             guard let sel else { continue }
             file.tensors[name]?.range = sel.range

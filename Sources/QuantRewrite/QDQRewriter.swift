@@ -2,6 +2,7 @@ import Foundation
 import QuantAlgorithms
 import QuantCalibration
 import QuantCore
+import QuantExecutor
 import QuantIR
 
 /// Rewrites a float graph into QDQ form that ONNX Runtime fuses into integer kernels.
@@ -68,17 +69,6 @@ public struct QDQRewriter {
                 floatNodes.insert(ObjectIdentifier(n))
             }
         }
-    }
-
-    /// `transform` of every element, computed on all cores; results in input order.
-    public static func concurrentMap<T, R>(_ items: [T], _ transform: (T) -> R?) -> [R?] {
-        var out = [R?](repeating: nil, count: items.count)
-        guard !items.isEmpty else { return out }
-        out.withUnsafeMutableBufferPointer { buf in
-            let base = buf.baseAddress!
-            DispatchQueue.concurrentPerform(iterations: items.count) { i in base[i] = transform(items[i]) }
-        }
-        return out
     }
 
     public func run() throws -> Result {
@@ -158,7 +148,7 @@ public struct QDQRewriter {
             let (grid, method) = gridOf[ts.sorted()[0]] ?? (options.scheme.activation, options.scheme.method)
             for t in ts where g.initializer(t) == nil { asks.append((t, grid, method)) }
         }
-        let found = Self.concurrentMap(asks) { options.range($0.0, $0.1, $0.2) }
+        let found = parallelMap(asks) { options.range($0.0, $0.1, $0.2) }.map { $0 ?? nil }
         var rangeOf: [String: (ClipRange, String)] = [:]
         for (a, r) in zip(asks, found) { if let r { rangeOf[a.0] = r } }
 
