@@ -96,6 +96,15 @@ extension Graph {
         for k in outputs.indices where outputs[k].name == old { outputs[k].name = new }
     }
 
+    /// Readers of `old` for which `include` holds (and their subgraphs' reads) read `new` instead;
+    /// other readers and the graph outputs are unchanged.
+    public func replaceUses(of old: String, with new: String, onlyIn include: (Node) -> Bool) {
+        for node in nodes where include(node) {
+            for k in node.inputs.indices where node.inputs[k] == old { node.inputs[k] = new }
+            for g in node.subgraphs where !g.defines(old) { g.replaceUses(of: old, with: new) }
+        }
+    }
+
     /// Renames a value everywhere it appears: producer, readers, graph inputs/outputs,
     /// value_info, initializers and subgraph reads.
     public func renameValue(_ old: String, to new: String) {

@@ -7,7 +7,15 @@ import QuantIR
 extension QDQRewriter {
     /// `T -> QuantizeLinear -> DequantizeLinear -> readers of T`. A graph output T keeps its
     /// name on the DequantizeLinear output; a constant T becomes a quantized initializer.
-    func insertQDQ(_ t: String, grid: QuantGrid, scale: Double, zp: Int, domain: String, names: inout NameAllocator, index: GraphIndex) {
+    ///
+    /// `floatReaders`, given when T's producer runs float (or T is a graph input), names the
+    /// readers that run float too: they keep reading T itself, since `DQ(Q(T))` would only add
+    /// rounding error where no integer kernel needs it (a transformer's residual Add reading a
+    /// LayerNormalization output that the next MatMuls read quantized), and a graph output T
+    /// stays the float value. Readers of a quantized producer always read the DequantizeLinear
+    /// output: ONNX Runtime fuses a node into an integer kernel only when its output goes to Q alone.
+    func insertQDQ(_ t: String, grid: QuantGrid, scale: Double, zp: Int, domain: String, names: inout NameAllocator,
+                   index: GraphIndex, floatReaders: ((Node) -> Bool)? = nil) {
         let g = model.graph
         let scaleName = names.fresh(t + "_scale")
         let zpName = names.fresh(t + "_zero_point")
@@ -25,7 +33,10 @@ extension QDQRewriter {
         let isOutput = g.outputs.contains { $0.name == t }
         var source = t
         let dq: String
-        if isOutput {
+        if let floatReaders {
+            dq = names.fresh(t + Suffix.dq)
+            g.replaceUses(of: t, with: dq, onlyIn: { !floatReaders($0) })
+        } else if isOutput {
             source = names.fresh(t + "_float")
             for n in g.nodes { for k in n.outputs.indices where n.outputs[k] == t { n.outputs[k] = source } }
             dq = t

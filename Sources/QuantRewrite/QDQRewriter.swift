@@ -71,6 +71,13 @@ public struct QDQRewriter {
         }
     }
 
+    /// True when every reader of `t` runs float (and there is at least one, or `t` is a graph output).
+    func readsFloatOnly(_ t: String, _ g: Graph, _ index: GraphIndex, _ floatNodes: Set<ObjectIdentifier>) -> Bool {
+        let readers = index.consumers(of: t)
+        guard !readers.isEmpty || g.outputs.contains(where: { $0.name == t }) else { return false }
+        return readers.allSatisfy { floatNodes.contains(ObjectIdentifier($0)) }
+    }
+
     public func run() throws -> Result {
         let g = model.graph
         var result = Result()
@@ -99,10 +106,12 @@ public struct QDQRewriter {
         var gridOf: [String: (QuantGrid, RangeMethod)] = [:]
         let index = GraphIndex(g)
         var floatProduced = Set<String>()
+        var floatRun = Set<ObjectIdentifier>()
         for n in g.nodes {
             guard !floatNodes.contains(ObjectIdentifier(n)), let rule = OpRules.rule(for: n, isConstant: g.isInitializer) else {
                 result.floatNodes.append(n.name)
                 floatProduced.formUnion(n.outputs)
+                floatRun.insert(ObjectIdentifier(n))
                 continue
             }
             // Relu/Clip right after a float node stay float too: quantizing their input would
@@ -110,6 +119,7 @@ public struct QDQRewriter {
             if n.opType == "Relu" || n.opType == "Clip", let x = n.inputs.first, floatProduced.contains(x) {
                 result.floatNodes.append(n.name)
                 floatProduced.formUnion(n.outputs)
+                floatRun.insert(ObjectIdentifier(n))
                 continue
             }
             rules.append((n, rule))
@@ -123,7 +133,11 @@ public struct QDQRewriter {
             switch rule.kind {
             case .compute:
                 wanted.formUnion(ins)
-                if let o = n.outputs.first { wanted.insert(o) }
+                // A MatMul whose readers all run float keeps a float output: ONNX Runtime runs
+                // `DQ -> MatMul` without a Q as MatMulIntegerToFloat, so a Q/DQ there would only
+                // add rounding and clipping error (a transformer's FFN down-projection before
+                // its float bias Add, residual Add and LayerNormalization).
+                if let o = n.outputs.first, !(n.opType == "MatMul" && readsFloatOnly(o, g, index, floatNodes)) { wanted.insert(o) }
             case .shareInput:
                 // Sharing saves a requantization only when the input is quantized anyway; after
                 // a node kept float (e.g. an excluded Conv before its Relu6) the input would be
@@ -188,7 +202,9 @@ public struct QDQRewriter {
         let opset = model.opsets[""] ?? 13
         if options.scheme.activation.bits == 16 && opset < 21 { qdqDomain = "com.microsoft" }
         for (t, (grid, scale, zp, range, method)) in params.sorted(by: { $0.key < $1.key }) {
-            insertQDQ(t, grid: grid, scale: scale, zp: zp, domain: qdqDomain, names: &names, index: index)
+            let floatSource = floatProduced.contains(t) || g.inputs.contains { $0.name == t }
+            let floatReaders: ((Node) -> Bool)? = floatSource ? { floatRun.contains(ObjectIdentifier($0)) } : nil
+            insertQDQ(t, grid: grid, scale: scale, zp: zp, domain: qdqDomain, names: &names, index: index, floatReaders: floatReaders)
             result.parameters[t] = TensorQuantParameters(role: .activation, dtype: grid.dtype.name, scale: [scale], zeroPoint: [zp],
                                                           axis: nil, threshold: [range.lo, range.hi], method: method)
         }

@@ -150,3 +150,52 @@ def test_truncate_and_exclusions_keep_float(tmp_path):
     r = quantkit("quantize", src, "--stats", str(tmp_path / "r.csv"), "--truncate", "r2", "-o", str(tmp_path / "u.onnx"), check=False)
     assert r.returncode == 2 and "QK5002" in r.stderr and "'p1'" in r.stderr and "concat" in r.stderr, r.stderr
     assert not os.path.exists(str(tmp_path / "u.onnx"))
+
+
+def small_ffn_block(rng=np.random.default_rng(3)):
+    """x[N,6,16] ─ LayerNorm ─ ln ─┬─ MatMul(W1) ─ h ─ Erf ─ e ─ MatMul(W2) ─ d ─┐
+                                  └──────────────────────────────────────── Add ─ r ─ LayerNorm ─ y
+    A transformer's FFN with its residual: LayerNorm, Erf and the residual Add run float."""
+    inits = [numpy_helper.from_array(np.ones(16, np.float32), "g"), numpy_helper.from_array(np.zeros(16, np.float32), "b"),
+             numpy_helper.from_array((rng.standard_normal((16, 32)) * 0.3).astype(np.float32), "W1"),
+             numpy_helper.from_array((rng.standard_normal((32, 16)) * 0.3).astype(np.float32), "W2")]
+    nodes = [
+        helper.make_node("LayerNormalization", ["x", "g", "b"], ["ln"], name="ln1", axis=-1),
+        helper.make_node("MatMul", ["ln", "W1"], ["h"], name="up"),
+        helper.make_node("Erf", ["h"], ["e"], name="erf"),
+        helper.make_node("MatMul", ["e", "W2"], ["d"], name="down"),
+        helper.make_node("Add", ["d", "ln"], ["r"], name="residual"),
+        helper.make_node("LayerNormalization", ["r", "g", "b"], ["y"], name="ln2", axis=-1),
+    ]
+    g = helper.make_graph(nodes, "ffn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 6, 16])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 6, 16])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+
+
+def test_float_readers_read_float_and_matmul_before_float_ops_keeps_a_float_output(tmp_path):
+    rng = np.random.default_rng(4)
+    model = small_ffn_block()
+    src = str(tmp_path / "ffn.onnx")
+    onnx.save(model, src)
+    ranges_csv(model, rng.standard_normal((16, 6, 16)).astype(np.float32) * 3, str(tmp_path / "r.csv"))
+    quantkit("quantize", src, "--stats", str(tmp_path / "r.csv"), "--no-analysis")
+    q = onnx.load(str(tmp_path / "ffn.q.onnx"))
+    onnx.checker.check_model(q)
+    producers = {o: n for n in q.graph.node for o in n.output}
+    node = {n.name: n for n in q.graph.node}
+    # The MatMuls read quantized activations and weights ...
+    for name in ("up", "down"):
+        assert all(producers[i].op_type == "DequantizeLinear" for i in node[name].input), name
+    # ... but their outputs go straight to the float ops (no Q/DQ), and the residual Add reads the
+    # float LayerNorm output itself, not its dequantized copy.
+    assert node["erf"].input[0] == "h" and producers["h"].op_type == "MatMul"
+    assert node["residual"].input == ["d", "ln"], list(node["residual"].input)
+    assert producers["ln"].op_type == "LayerNormalization"
+    # ONNX Runtime runs both MatMuls as MatMulIntegerToFloat.
+    ops = optimized_ops(str(tmp_path / "ffn.q.onnx"), tmp_path)
+    assert ops.count("MatMulIntegerToFloat") == 2 and "MatMul" not in ops, ops
+    test = rng.standard_normal((8, 6, 16)).astype(np.float32) * 3
+    f = ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(None, {"x": test})[0]
+    g = ort.InferenceSession(str(tmp_path / "ffn.q.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": test})[0]
+    cos = float((f * g).sum() / np.linalg.norm(f) / np.linalg.norm(g))
+    assert cos > 0.999, cos
