@@ -6,7 +6,7 @@ between QuantKit's executor and ONNX Runtime on the same QDQ model (cosine of ou
 
     OPENBLAS_CORETYPE=SkylakeX .venv/bin/python Benchmarks/analysis_keep_float.py [--k 3 5]
 
-EfficientNet-Lite0: the 20 ImageNet photos of .cache/data/foolbox, PT_IMAGENET preset, as in
+EfficientNet-Lite0: the 20 ImageNet photos of .cache/data/foolbox, TF_LITE preset, as in
 scripts/demo.sh. PP-OCRv4 rec: 32 text lines rendered with DejaVu Sans into [3,48,320],
 normalized (x/255 − 0.5)/0.5 as PaddleOCR does; metric: agreement of the per-step argmax.
 """
@@ -68,7 +68,7 @@ def prepare(name, work):
     if name == "efficientnet_lite0":
         lst = os.path.join(work, "cal.txt")
         open(lst, "w").write("\n".join(sorted(glob.glob(os.path.join(ROOT, ".cache/data/foolbox/imagenet_*.jpg")))) + "\n")
-        data = ["--input", f"input={lst}", "--preset", "PT_IMAGENET", "--batch", "4"]
+        data = ["--input", f"input={lst}", "--preset", "TF_LITE", "--batch", "4"]
         qk("data-preview", src, *data[:-2], "--batch", "100", "--out", os.path.join(work, "eval"))
         x = np.load(os.path.join(work, "eval", "batch_00000", "input.npy"))
     else:

@@ -71,7 +71,8 @@ def eval_efficientnet(path):
     s = session(path)
     lab = batched(s, {"input": d["imagenet"]}, 10)
     photos = batched(s, {"input": d["photos"]}, 16)
-    return {"top1_20": int(np.sum(lab.argmax(1) == d["labels"])), "_pred": photos.argmax(1)}
+    objects = batched(s, {"input": d["objects"]}, 16)
+    return {"top1_20": int(np.sum(lab.argmax(1) == d["labels"])), "_pred": photos.argmax(1), "_objects": objects.argmax(1)}
 
 
 def eval_ocr(path):
@@ -103,8 +104,10 @@ def compare(name, f, q):
         return {"metric": q["top1"], "agree": float(np.mean(q["_pred"] == f["_pred"])), "text": f"top-1 {q['top1']:.4f}"}
     if name == "efficientnet_lite0":
         agree = float(np.mean(q["_pred"] == f["_pred"]))
-        return {"metric": agree, "agree": agree,
-                "text": f"top-1 {q['top1_20']}/20, agreement {agree:.4f} on {len(f['_pred'])} photos"}
+        objects = float(np.mean(q["_objects"] == f["_objects"]))
+        return {"metric": objects, "agree": agree,
+                "text": f"top-1 {q['top1_20']}/20, agreement {objects:.4f} on {len(f['_objects'])} object photos, "
+                        f"{agree:.4f} on {len(f['_pred'])} opencv/skimage pictures"}
     if name == "ppocrv4_rec":
         return {"metric": q["exact"], "agree": float(np.mean(q["_pred"] == f["_pred"])), "text": f"exact match {q['exact']:.3f}"}
     a, b = f["_emb"], q["_emb"]

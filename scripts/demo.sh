@@ -13,5 +13,5 @@ export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-$(bash scripts/openblas-coretype.s
 mkdir -p out
 cp .cache/models/efficientnet_lite0.onnx out/efficientnet_lite0.onnx
 ls "$here"/.cache/data/foolbox/imagenet_*.jpg > out/calibration.txt   # the ImageNet photos only
-.build/release/quantkit quantize out/efficientnet_lite0.onnx --input input=out/calibration.txt --preset PT_IMAGENET \
+.build/release/quantkit quantize out/efficientnet_lite0.onnx --input input=out/calibration.txt --preset TF_LITE \
   --batch 4 --stats-out out/efficientnet_lite0.stats.json

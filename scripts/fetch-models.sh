@@ -66,4 +66,20 @@ if [ ! -d "$photos" ]; then
   mv "$tmp/out" "$photos" && rm -rf "$tmp"
 fi
 
+# Real photographs of ImageNet-like objects (animals, birds, fruit, vegetables, tools, vehicles,
+# ...) cut out on a transparent background: Tux Paint's stamp collection (Debian
+# tuxpaint-stamps-default). Cartoons, symbols, letters, flags and other drawings are left out by
+# folder. 322 PNGs; the benchmark composites them on white.
+objects=$cache/data/objects
+if [ ! -d "$objects" ]; then
+  tmp=$cache/data/objects.tmp
+  rm -rf "$tmp" && mkdir -p "$tmp/deb" "$tmp/out"
+  (cd "$tmp/deb" && apt-get download -q -o APT::Sandbox::User=root tuxpaint-stamps-default >/dev/null && dpkg-deb -x tuxpaint-stamps-default_*.deb x)
+  (cd "$tmp/deb/x/usr/share/tuxpaint/stamps" && find . -name '*.png' | sort |
+    grep -vE 'cartoon|symbols|alphabets|seasonal|roadsigns|flags|shapes|space|money|houses|chess|music' |
+    while read -r f; do cp "$f" "$tmp/out/$(echo "${f#./}" | tr / _)"; done)
+  rm -rf "$tmp/deb"
+  mv "$tmp/out" "$objects" && rm -rf "$tmp"
+fi
+
 echo "fetch: models in $cache/models, data in $cache/data"

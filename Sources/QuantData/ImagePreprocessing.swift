@@ -65,11 +65,21 @@ public struct ImagePreprocessing: Codable, Sendable, Equatable {
         colorFormat: .rgb, resize: .bilinear, size: [224, 224], resizeShorterSide: 256, centerCrop: true,
         scale: 1.0 / 255, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225])
 
-    /// Presets by name (`IMAGENET`, `PT_IMAGENET`, `NONE`), case-insensitive.
+    /// TensorFlow models trained on pixels in [-1, 1] (EfficientNet-Lite, MobileNet): RGB, resize
+    /// shorter side to 256 (bilinear), center crop 224, (x − 127) / 128.
+    public static let TF_LITE = ImagePreprocessing(
+        colorFormat: .rgb, resize: .bilinear, size: [224, 224], resizeShorterSide: 256, centerCrop: true,
+        scale: 1, mean: [127, 127, 127], std: [128, 128, 128])
+
+    /// The names `preset(named:)` accepts, for help texts and error messages.
+    public static let presetNames = ["IMAGENET", "PT_IMAGENET", "TF_LITE", "NONE"]
+
+    /// Presets by name (`IMAGENET`, `PT_IMAGENET`, `TF_LITE`, `NONE`), case-insensitive.
     public static func preset(named name: String) -> ImagePreprocessing? {
         switch name.uppercased() {
         case "IMAGENET": IMAGENET
         case "PT_IMAGENET": PT_IMAGENET
+        case "TF_LITE": TF_LITE
         case "NONE": ImagePreprocessing(colorFormat: .rgb)
         default: nil
         }

@@ -106,7 +106,7 @@ struct IcraftQuantize: Decodable {
         var image = ImagePreprocessing()
         if let p = preset {
             guard let v = ImagePreprocessing.preset(named: p) else {
-                throw ConfigurationError.invalidValue("quantize.preset", "'\(p)'", expected: "IMAGENET, PT_IMAGENET or NONE")
+                throw ConfigurationError.invalidValue("quantize.preset", "'\(p)'", expected: ImagePreprocessing.presetNames.joined(separator: ", "))
             }
             image = v
         }

@@ -30,7 +30,7 @@ struct DataArguments: ParsableArguments {
     @Option(help: "Python interpreter for --preprocess functions.")
     var python = "python3"
 
-    @Option(help: "Image preset: IMAGENET, PT_IMAGENET or NONE.")
+    @Option(help: "Image preset: IMAGENET (Caffe BGR), PT_IMAGENET (torchvision), TF_LITE ([-1, 1] RGB) or NONE.")
     var preset: String?
 
     @Option(help: "Image color format: bgr, rgb, gray.")

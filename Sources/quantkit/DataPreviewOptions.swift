@@ -89,7 +89,7 @@ struct DataPreviewOptions {
         var image: ImagePreprocessing = ImagePreprocessing()
         if let p = c.preset {
             guard let preset = ImagePreprocessing.preset(named: p) else {
-                throw QuantKitError("QK7020", "--preset '\(p)' is unknown", fix: "use IMAGENET, PT_IMAGENET or NONE")
+                throw QuantKitError("QK7020", "--preset '\(p)' is unknown", fix: "use one of \(ImagePreprocessing.presetNames.joined(separator: ", "))")
             }
             image = preset
         }

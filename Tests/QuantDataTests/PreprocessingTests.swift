@@ -29,6 +29,19 @@ private func rgb(_ h: Int, _ w: Int, _ p: (Float, Float, Float)) -> DecodedImage
     #expect(abs(v[2 * plane + 999] - Float((0 - 0.406) / 0.225)) < 1e-5)
 }
 
+@Test func tfLitePresetMapsPixelsToMinusOneToOne() throws {
+    // (x - 127) / 128 on RGB: 255 -> 1.0, 128 -> 1/128, 0 -> -127/128; named lookup is case-insensitive.
+    #expect(ImagePreprocessing.preset(named: "tf_lite") == .TF_LITE)
+    let target = try ImagePipeline.target(for: InputSignature(name: "x", dtype: .float, shape: [nil, 3, 224, 224]), prep: .TF_LITE)
+    let t = try ImagePipeline.run(rgb(300, 400, (255, 128, 0)), prep: .TF_LITE, target: target, input: "x", file: "f")
+    #expect(t.shape == [1, 3, 224, 224])
+    let v = t.floats()
+    let plane = 224 * 224
+    #expect(abs(v[5] - 1) < 1e-6)
+    #expect(abs(v[plane + 17] - Float(1.0 / 128)) < 1e-6)
+    #expect(abs(v[2 * plane + 999] - Float(-127.0 / 128)) < 1e-6)
+}
+
 @Test func resizeShorterSideThenCenterCropTakesTheMiddle() throws {
     // 4x8 image, value = 10y + x. Shorter side 4 -> 2 gives 2x4; the 2x2 crop starts at column 1.
     // Nearest taps 8 -> 4 read columns 0,2,4,6; crop keeps 2,4. Rows 4 -> 2 read 0,2.

@@ -103,13 +103,15 @@ def test_preprocess_resize_matches_numpy_reference(tmp_path, method, size):
         assert np.abs(got - ref).max() < 1e-4, (PHOTOS[i], method, size)
 
 
-@pytest.mark.parametrize("preset", ["IMAGENET", "PT_IMAGENET"])
+@pytest.mark.parametrize("preset", ["IMAGENET", "PT_IMAGENET", "TF_LITE"])
 def test_preprocess_presets_match_numpy_reference(tmp_path, preset):
     for i in (0, 3, 10):
         p, rgb = lossless_photo(tmp_path, i)
         got = preview("--shape", "x=1,3,224,224", "--preset", preset, inputs={"x": p})["x"][0]
         if preset == "IMAGENET":
             ref = preprocess(rgb, 224, 224, color="bgr", mean=(103.94, 116.78, 123.68), std=(57, 57, 57))
+        elif preset == "TF_LITE":
+            ref = preprocess(rgb, 224, 224, shorter=256, mean=(127, 127, 127), std=(128, 128, 128))
         else:
             ref = preprocess(rgb, 224, 224, shorter=256, scale=1 / 255, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
         assert np.abs(got - ref).max() < 1e-4, (PHOTOS[i], preset)
