@@ -10,6 +10,13 @@ import Foundation
 /// The command line, an XQuant JSON file and an Icraft TOML file all decode into this one
 /// structure (see <doc:Configuration>), and ``validate()`` checks it in one place. Every field
 /// has a default, so `QuantizerConfiguration(model: "m.onnx", data: ...)` is a complete run.
+/// Weight rounding: to nearest, or error-compensated (GPTQ, Frantar et al. 2022) with the
+/// input statistics of each Conv/Gemm/MatMul collected in one more float pass over at most
+/// ``QuantizerConfiguration/weightRoundingSamples`` calibration items.
+public enum WeightRounding: String, Codable, Sendable, CaseIterable {
+    case nearest, gptq
+}
+
 public struct QuantizerConfiguration: Codable, Sendable {
     /// Activation and weight grids, per-channel weights and the range method.
     public var scheme: QuantScheme
@@ -35,6 +42,11 @@ public struct QuantizerConfiguration: Codable, Sendable {
     /// Notes about settings that were accepted but have no effect in QuantKit (for example
     /// XQuant's `calibration_device: "cuda"`); copied into ``QuantizationResult/warnings``.
     public var notes: [String]
+    /// How weights are rounded onto their grid when calibration data is given (with only a
+    /// statistics file, weights round to nearest).
+    public var weightRounding: WeightRounding = .gptq
+    /// Calibration items the GPTQ pass reads (the first ones).
+    public static let weightRoundingSamples = 128
 
     public init(scheme: QuantScheme = .u8s8, control: QuantControl = QuantControl(), observer: ObserverOptions = ObserverOptions(),
                 model: String? = nil, output: String? = nil, data: DatasetConfig? = nil, statistics: String? = nil,
@@ -52,7 +64,7 @@ public struct QuantizerConfiguration: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case scheme, control, observer, model, output, data, statistics, statisticsOutput, threads, notes
+        case scheme, control, observer, model, output, data, statistics, statisticsOutput, threads, notes, weightRounding
     }
 
     public init(from decoder: Decoder) throws {
@@ -68,6 +80,7 @@ public struct QuantizerConfiguration: Codable, Sendable {
         statisticsOutput = try c.decodeIfPresent(String.self, forKey: .statisticsOutput)
         threads = try c.decodeIfPresent(Int.self, forKey: .threads)
         notes = try c.decodeIfPresent([String].self, forKey: .notes) ?? []
+        weightRounding = try c.decodeIfPresent(WeightRounding.self, forKey: .weightRounding) ?? .gptq
     }
 
     /// Checks the settings that do not need the model. Throws QK7004 (a value out of range),

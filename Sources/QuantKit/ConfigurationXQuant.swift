@@ -44,10 +44,12 @@ struct XQuantFile: Decodable {
         var prefetch: Int?
         var fail_on_nonfinite: Bool?
         var python: String?
+        var weight_rounding: String?
 
         enum CodingKeys: String, CodingKey, CaseIterable {
             case calibration_step, calibration_device, calibration_type, input_parametres
             case batch_size, bins, activations, per_channel, n_std, statistics, statistics_output, seed, prefetch, fail_on_nonfinite, python
+            case weight_rounding
         }
     }
 
@@ -149,6 +151,12 @@ struct XQuantFile: Decodable {
         c.scheme = try QuantizerConfiguration.scheme(named: cal?.activations ?? "u8", key: "calibration_parameters.activations")
         c.scheme.method = method
         if let pc = cal?.per_channel { c.scheme.perChannelWeights = pc }
+        if let r = cal?.weight_rounding {
+            guard let v = WeightRounding(rawValue: r.lowercased()) else {
+                throw ConfigurationError.invalidValue("calibration_parameters.weight_rounding", "'\(r)'", expected: "gptq or nearest")
+            }
+            c.weightRounding = v
+        }
         if let b = cal?.bins { c.observer.bins = b }
         switch cal?.calibration_device?.lowercased() {
         case nil, "cpu": break

@@ -88,7 +88,26 @@ public struct Quantizer: Sendable {
                 throw QuantKitError("QK1010", "cannot create the output folder '\(folder.path)': \(error.localizedDescription)", fix: "check that the parent folder is writable")
             }
         }
-        var r = try Quantizer(configuration: config).quantize(modelPath: path, statistics: statistics, output: output)
+        // GPTQ reads the layer inputs of the prepared model: one more float pass over the first
+        // calibration items (a fresh stream of the same data).
+        var hessianBatches: (() throws -> [String: Tensor]?)? = nil
+        var hessianStream: BatchStream? = nil
+        if config.weightRounding == .gptq, config.statistics == nil {
+            try cancelled()
+            let signatures = CalibrationDataset.signatures(of: try Model.load(path: path).graph)
+            let dataset = try CalibrationDataset(signatures: signatures, config: try config.resolvedData(for: signatures)!)
+            let stream = dataset.makeStream()
+            hessianStream = stream
+            var seen = 0
+            hessianBatches = {
+                guard seen < QuantizerConfiguration.weightRoundingSamples, let b = try stream.next()?.tensors else { return nil }
+                seen += b.values.first?.shape.first ?? 1
+                return b
+            }
+        }
+        defer { hessianStream?.cancel() }
+        var r = try Quantizer(configuration: config).quantize(modelPath: path, statistics: statistics, output: output,
+                                                              hessianBatches: hessianBatches, progress: progress)
         r.calibrationBatches = batches
         r.calibrationItems = items
         r.statistics = statistics
@@ -105,19 +124,35 @@ public struct Quantizer: Sendable {
 
     /// Quantizes the model at `modelPath` with activation ranges from `statistics` and writes
     /// `output` (QDQ ONNX) and `output` with `.qparams.json` instead of `.onnx`, each atomically.
-    public func quantize(modelPath: String, statistics: StatisticsFile, output: String) throws -> QuantizationResult {
+    public func quantize(modelPath: String, statistics: StatisticsFile, output: String,
+                         hessianBatches: (() throws -> [String: Tensor]?)? = nil,
+                         progress: (StageProgress) -> Void = { _ in }) throws -> QuantizationResult {
         if URL(fileURLWithPath: modelPath).standardizedFileURL == URL(fileURLWithPath: output).standardizedFileURL {
             throw QuantKitError("QK7001", "output '\(output)' is the input model", fix: "choose another output path; QuantKit never overwrites its input")
         }
         let model = try Model.load(path: modelPath)
         let prep = try Preparation.run(model)
         let stats = statistics.tensors
-        let rewriter = QDQRewriter(model: model, options: .init(scheme: configuration.scheme, control: configuration.control) { name, grid, method in
+        var options = QDQRewriter.Options(scheme: configuration.scheme, control: configuration.control) { name, grid, method in
             guard let e = stats[name] else { return nil }
             if e.statistics.absHistogram == nil, let r = e.range { return (r, e.method ?? "imported") }
             let sel = RangeSelection.select(e.statistics, method: method, grid: grid)
             return (sel.range, sel.method.description)
-        })
+        }
+        if let next = hessianBatches {
+            let collector = WeightHessianCollector(graph: model.graph) { n in
+                !configuration.control.excludeNodes.contains(n.name) && !configuration.control.excludeOpTypes.contains(n.opType)
+            }
+            let executor = try Executor(model: model, options: ExecutorOptions(threads: configuration.threads ?? ProcessInfo.processInfo.activeProcessorCount))
+            var count = 0
+            while let feed = try next() {
+                _ = try executor.run(feed, hooks: [collector])
+                count += 1
+                progress(StageProgress(stage: "gptq statistics", done: count, total: nil, unit: "batches"))
+            }
+            options.weightHessians = collector.hessians
+        }
+        let rewriter = QDQRewriter(model: model, options: options)
         let r = try rewriter.run()
         try Verifier.check(model)
         let paramsPath = Quantizer.parametersPath(for: output)

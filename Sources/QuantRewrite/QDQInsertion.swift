@@ -75,6 +75,27 @@ extension QDQRewriter {
         return absorbed
     }
 
+    /// `values` rounded onto the grid with error compensation (GPTQ) when an input Hessian was
+    /// collected for `n` and the layout fits (symmetric grid, per tensor or per row), else nil.
+    func compensatedRounding(_ n: Node, values: [Float], shape: [Int], axis: Int?, scales: [Double], grid: QuantGrid) -> [Float]? {
+        guard let h = options.weightHessians[n.name], grid.symmetric, shape.count >= 2, !h.matrices.isEmpty else { return nil }
+        let rowAxis = h.rowAxis
+        guard axis == nil || axis == rowAxis, rowAxis == 0 || (rowAxis == 1 && shape.count == 2) else { return nil }
+        let rows = shape[rowAxis], k = values.count / max(rows, 1)
+        guard rows > 0, k == h.k, rows % h.matrices.count == 0 else { return nil }
+        let perGroup = rows / h.matrices.count
+        let rowScales = axis == nil ? [Double](repeating: scales[0], count: rows) : scales
+        func transpose(_ a: [Float], _ r: Int, _ c: Int) -> [Float] {
+            var t = [Float](repeating: 0, count: a.count)
+            for i in 0..<r { for j in 0..<c { t[j * r + i] = a[i * c + j] } }
+            return t
+        }
+        let w = rowAxis == 0 ? values : transpose(values, shape[0], shape[1])
+        guard let r = ErrorCompensatedRounding.round(w, rows: rows, hessian: h, groupOfRow: { $0 / perGroup }, scales: rowScales,
+                                                     qmin: Double(grid.qmin), qmax: Double(grid.qmax)) else { return nil }
+        return rowAxis == 0 ? r : transpose(r, shape[1], shape[0])
+    }
+
     /// Quantizes node `n`'s weight (int8 per output channel along `axis`, or per tensor) and
     /// bias (int32, scale s_input·s_weight, zero point 0). When a bias would overflow int32,
     /// that channel's weight scale is widened until it fits.
@@ -139,7 +160,8 @@ extension QDQRewriter {
         let qName = names.fresh(wName + "_quantized")
         let sName = names.fresh(wName + "_scale")
         let zName = names.fresh(wName + "_zero_point")
-        g.setInitializer(qName, grid.quantize(values, shape: w.shape, scales: scales, zeroPoints: zps, axis: axis))
+        let compensated = compensatedRounding(n, values: values, shape: w.shape, axis: axis, scales: scales, grid: grid)
+        g.setInitializer(qName, grid.quantize(compensated ?? values, shape: w.shape, scales: scales, zeroPoints: zps, axis: axis))
         g.setInitializer(sName, axis == nil ? Tensor(shape: [], floats: [Float(scales[0])]) : Tensor(shape: [channels], floats: scales.map(Float.init)))
         g.setInitializer(zName, grid.zeroPointTensor(zps, perChannel: axis != nil))
         let dq = names.fresh(wName + Suffix.dq)
@@ -149,7 +171,7 @@ extension QDQRewriter {
         n.inputs[wi] = dq
         result.parameters[wName] = TensorQuantParameters(
             role: .weight, dtype: grid.dtype.name, scale: scales, zeroPoint: zps, axis: axis,
-            threshold: (0..<channels).map { max(abs(lo[$0]), abs(hi[$0])) }, method: "minmax")
+            threshold: (0..<channels).map { max(abs(lo[$0]), abs(hi[$0])) }, method: compensated == nil ? "minmax" : "minmax+gptq")
 
         guard let bv = biasValues, let bi = biasIndex, let s_in = inputScale else { return }
         let bName = n.inputs[bi]

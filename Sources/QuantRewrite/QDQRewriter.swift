@@ -22,6 +22,9 @@ public struct QDQRewriter {
         /// The clipping range of an activation tensor for a grid and method, or nil when the
         /// tensor was not observed (integer tensors, unreached branches).
         public var range: (String, QuantGrid, RangeMethod) -> (ClipRange, String)?
+        /// Per node name: the input Hessian its weight is rounded with (error-compensated
+        /// rounding); nodes without one round to nearest.
+        public var weightHessians: [String: WeightHessian] = [:]
 
         public init(scheme: QuantScheme, control: QuantControl, range: @escaping (String, QuantGrid, RangeMethod) -> (ClipRange, String)?) {
             self.scheme = scheme

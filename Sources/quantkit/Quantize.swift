@@ -145,9 +145,13 @@ struct QuantizeSettings: ParsableArguments {
     @Option(help: "XQuant finetune_level (0 or 1; 2 and 3 are not implemented).")
     var finetuneLevel: Int?
 
+    @Option(help: "Weight rounding: gptq (default: error-compensated with the layer inputs of up to 128 calibration items) or nearest.")
+    var weightRounding: WeightRounding?
+
     func apply(to cfg: inout QuantizerConfiguration) throws {
         if perTensorWeights { cfg.scheme.perChannelWeights = false }
         if let p = perChannelWeights { cfg.scheme.perChannelWeights = p }
+        if let r = weightRounding { cfg.weightRounding = r }
         if !excludeNode.isEmpty { cfg.control.excludeNodes = excludeNode }
         if !excludeOpType.isEmpty { cfg.control.excludeOpTypes = excludeOpType }
         if !truncate.isEmpty { cfg.control.truncateAfter = truncate }
@@ -182,3 +186,5 @@ struct QuantizeSettings: ParsableArguments {
         return s
     }
 }
+
+extension WeightRounding: ExpressibleByArgument {}

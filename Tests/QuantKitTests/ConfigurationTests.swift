@@ -126,6 +126,14 @@ let xquantSample = """
     #expect(d?.code == "QK7004" && d?.fix == "expected cpu or cuda")
     let c = codedError { _ = try xquant(#"{"calibration_parameters": {"input_parametres": [{"data_list_path": "l", "color_format": "yuv"}]}}"#) }
     #expect(c?.code == "QK7004" && c?.fix == "expected one of bgr, rgb, gray")
+    let w = codedError { _ = try xquant(#"{"calibration_parameters": {"weight_rounding": "adaround"}}"#) }
+    #expect(w?.code == "QK7004" && w?.fix == "expected gptq or nearest")
+}
+
+@Test func weightRoundingDefaultsToGPTQAndDecodes() throws {
+    #expect(QuantizerConfiguration().weightRounding == .gptq)
+    let c = try xquant(#"{"calibration_parameters": {"weight_rounding": "nearest", "input_parametres": [{"data_list_path": "l"}]}}"#)
+    #expect(c.weightRounding == .nearest)
 }
 
 @Test func unimplementedXQuantLevelsAreQK7005() {

@@ -199,3 +199,38 @@ def test_float_readers_read_float_and_matmul_before_float_ops_keeps_a_float_outp
     g = ort.InferenceSession(str(tmp_path / "ffn.q.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": test})[0]
     cos = float((f * g).sum() / np.linalg.norm(f) / np.linalg.norm(g))
     assert cos > 0.999, cos
+
+
+def test_gptq_weight_rounding_lowers_the_layer_output_error(tmp_path):
+    """Calibration on smooth images (neighbouring pixels correlated, as in photos): the default
+    error-compensated rounding (GPTQ) must give the first conv (BatchNorm folded, input exact) a
+    smaller output error E||(W - W_q) x||^2 over the calibration patches than --weight-rounding
+    nearest, while both models pass the checker and fuse the same."""
+    rng = np.random.default_rng(5)
+    low = rng.standard_normal((24, 3, 4, 4)).astype(np.float32)
+    calib_x = np.repeat(np.repeat(low, 4, axis=2), 4, axis=3) + 0.05 * rng.standard_normal((24, 3, 16, 16)).astype(np.float32)
+    model = small_cnn(17)
+    src = str(tmp_path / "cnn.onnx")
+    onnx.save(model, src)
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i, x in enumerate(calib_x):
+        np.save(calib / f"{i:03d}.npy", x[None])
+    # im2col patches of conv1 (3x3, pads 1) in (channel, kh, kw) order, and its BN-folded weight.
+    xp = np.pad(calib_x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    patches = np.stack([xp[:, :, i:i + 16, j:j + 16] for i in range(3) for j in range(3)], 2).transpose(1, 2, 0, 3, 4).reshape(27, -1)
+    w = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    folded = (w["W1"] * (w["gamma"] / np.sqrt(w["var"] + 1e-5))[:, None, None, None]).reshape(8, -1)
+    err = {}
+    for mode in ("gptq", "nearest"):
+        out = str(tmp_path / f"{mode}.onnx")
+        quantkit("quantize", src, "--input", f"x={calib}", "--batch", "8", "--weight-rounding", mode, "--no-analysis", "-o", out)
+        q = onnx.load(out)
+        onnx.checker.check_model(q)
+        assert optimized_ops(out, tmp_path).count("QLinearConv") == 2
+        params = json.load(open(str(tmp_path / f"{mode}.qparams.json")))["tensors"]
+        assert params["W1_bnfolded"]["method"] == ("minmax+gptq" if mode == "gptq" else "minmax")
+        qi = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
+        wq = qi["W1_bnfolded_quantized"].astype(np.float32).reshape(8, -1) * qi["W1_bnfolded_scale"][:, None]
+        err[mode] = float((((folded - wq) @ patches) ** 2).mean())
+    assert err["gptq"] < 0.6 * err["nearest"], err

@@ -1,0 +1,164 @@
+import Foundation
+import QuantCore
+import QuantExecutor
+import QuantIR
+
+/// An execution hook that accumulates, for every Conv/Gemm/MatMul with a constant 2-D (or
+/// Conv 1-D/2-D) weight, H = E[x xᵀ] of the inputs its output rows see: im2col patches per group
+/// for Conv ((channel, kh, kw) order, zero padding included), the last axis for Gemm/MatMul.
+/// Memory is one k×k matrix per weight group, independent of the number of batches.
+public final class WeightHessianCollector: ExecutionHook {
+    struct Site {
+        var node: String
+        var conv: ConvShape?
+        var rowAxis: Int
+        var k: Int
+    }
+
+    struct ConvShape {
+        var group: Int
+        var kernel: [Int]      // [kh, kw]
+        var strides: [Int]
+        var dilations: [Int]
+        var pads: [Int]?       // [top, left, bottom, right]; nil: SAME_* resolved per input
+        var autoPad: String
+    }
+
+    private var sites: [String: [Site]] = [:]
+    private var sums: [String: [[Double]]] = [:]
+    private var counts: [String: Int] = [:]
+
+    /// Sites for the constant-weight Conv, Gemm and MatMul nodes of `graph` that `include` accepts.
+    public init(graph: Graph, include: (Node) -> Bool = { _ in true }) {
+        for n in graph.nodes where n.isStandard && include(n) {
+            guard n.inputs.count >= 2, let w = graph.initializer(n.inputs[1]), w.dtype == .float else { continue }
+            switch n.opType {
+            case "Conv" where w.rank == 4 || w.rank == 3:
+                let spatial = w.rank - 2
+                let kernel = spatial == 2 ? [w.shape[2], w.shape[3]] : [1, w.shape[2]]
+                func pair(_ name: String, _ d: Int) -> [Int] {
+                    let v = n.attribute(name)?.ints ?? [Int](repeating: d, count: spatial)
+                    return spatial == 2 ? v : [d, v.first ?? d]
+                }
+                let autoPad = n.attribute("auto_pad")?.string ?? "NOTSET"
+                var pads: [Int]? = nil
+                if autoPad == "NOTSET" || autoPad == "VALID" {
+                    let p = n.attribute("pads")?.ints ?? [Int](repeating: 0, count: 2 * spatial)
+                    pads = autoPad == "VALID" ? [0, 0, 0, 0] : (spatial == 2 ? p : [0, p[0], 0, p[1]])
+                }
+                let shape = ConvShape(group: n.attribute("group")?.int ?? 1, kernel: kernel, strides: pair("strides", 1),
+                                      dilations: pair("dilations", 1), pads: pads, autoPad: autoPad)
+                sites[n.inputs[0], default: []].append(Site(node: n.name, conv: shape, rowAxis: 0, k: w.count / w.shape[0]))
+            case "Gemm" where w.rank == 2 && (n.attribute("transA")?.int ?? 0) == 0:
+                let transB = (n.attribute("transB")?.int ?? 0) == 1
+                sites[n.inputs[0], default: []].append(Site(node: n.name, conv: nil, rowAxis: transB ? 0 : 1, k: transB ? w.shape[1] : w.shape[0]))
+            case "MatMul" where w.rank == 2:
+                sites[n.inputs[0], default: []].append(Site(node: n.name, conv: nil, rowAxis: 1, k: w.shape[0]))
+            default:
+                continue
+            }
+        }
+    }
+
+    /// The mean Hessians collected so far, per node name.
+    public var hessians: [String: WeightHessian] {
+        var out: [String: WeightHessian] = [:]
+        for list in sites.values {
+            for s in list {
+                guard let m = sums[s.node], let c = counts[s.node], c > 0 else { continue }
+                out[s.node] = WeightHessian(k: s.k, rowAxis: s.rowAxis, matrices: m.map { $0.map { $0 / Double(c) } })
+            }
+        }
+        return out
+    }
+
+    public func produced(_ value: ValueID, tensor: Tensor, executor: Executor) -> Tensor? {
+        guard tensor.dtype == .float, let list = sites[executor.name(of: value)] else { return nil }
+        let x = tensor.floats()
+        for s in list {
+            if let c = s.conv {
+                accumulateConv(s, c, x, shape: tensor.shape)
+            } else {
+                guard let last = tensor.shape.last, last == s.k else { continue }
+                accumulate(s.node, group: 0, groups: 1, k: s.k, columns: x, count: x.count / s.k, rowMajorSamples: true)
+            }
+        }
+        return nil
+    }
+
+    /// H_g += A·Aᵀ for A [k × n] (or Aᵀ·A for samples stored as rows: [n × k]).
+    private func accumulate(_ node: String, group: Int, groups: Int, k: Int, columns a: [Float], count n: Int, rowMajorSamples: Bool) {
+        var h = [Float](repeating: 0, count: k * k)
+        a.withUnsafeBufferPointer { a in
+            h.withUnsafeMutableBufferPointer { h in
+                if rowMajorSamples {
+                    BLAS.sgemm(transA: true, m: k, n: k, k: n, a: a.baseAddress!, lda: k, b: a.baseAddress!, ldb: k, c: h.baseAddress!, ldc: k)
+                } else {
+                    BLAS.sgemm(transB: true, m: k, n: k, k: n, a: a.baseAddress!, lda: n, b: a.baseAddress!, ldb: n, c: h.baseAddress!, ldc: k)
+                }
+            }
+        }
+        var all = sums.removeValue(forKey: node) ?? [[Double]](repeating: [Double](repeating: 0, count: k * k), count: groups)
+        all[group].withUnsafeMutableBufferPointer { sum in
+            h.withUnsafeBufferPointer { h in for i in 0..<(k * k) { sum[i] += Double(h[i]) } }
+        }
+        sums[node] = all
+        if group == 0 { counts[node, default: 0] += n }
+    }
+
+    private func accumulateConv(_ s: Site, _ c: ConvShape, _ x: [Float], shape: [Int]) {
+        guard shape.count == 3 || shape.count == 4 else { return }
+        let n = shape[0], channels = shape[1]
+        let (h, w) = shape.count == 4 ? (shape[2], shape[3]) : (1, shape[2])
+        guard c.group > 0, channels % c.group == 0 else { return }
+        let cpg = channels / c.group
+        let (kh, kw) = (c.kernel[0], c.kernel[1])
+        guard cpg * kh * kw == s.k else { return }
+        let (ekh, ekw) = ((kh - 1) * c.dilations[0] + 1, (kw - 1) * c.dilations[1] + 1)
+        var pads = c.pads ?? [0, 0, 0, 0]
+        if c.pads == nil {
+            // SAME_UPPER / SAME_LOWER: output = ceil(input / stride), the extra pad at the end (upper) or start.
+            for (d, size, ek, st) in [(0, h, ekh, c.strides[0]), (1, w, ekw, c.strides[1])] {
+                let out = (size + st - 1) / st
+                let total = max(0, (out - 1) * st + ek - size)
+                let small = total / 2, big = total - small
+                (pads[d], pads[d + 2]) = c.autoPad == "SAME_LOWER" ? (big, small) : (small, big)
+            }
+        }
+        let oh = (h + pads[0] + pads[2] - ekh) / c.strides[0] + 1
+        let ow = (w + pads[1] + pads[3] - ekw) / c.strides[1] + 1
+        guard oh > 0, ow > 0 else { return }
+        let positions = n * oh * ow
+        var cols = [Float](repeating: 0, count: s.k * positions)
+        for g in 0..<c.group {
+            cols.withUnsafeMutableBufferPointer { col in
+                x.withUnsafeBufferPointer { x in
+                    for ci in 0..<cpg {
+                        for i in 0..<kh {
+                            for j in 0..<kw {
+                                let row = (ci * kh + i) * kw + j
+                                let base = row * positions
+                                for b in 0..<n {
+                                    let plane = ((b * channels) + g * cpg + ci) * h * w
+                                    for oy in 0..<oh {
+                                        let y = oy * c.strides[0] - pads[0] + i * c.dilations[0]
+                                        let dst = base + (b * oh + oy) * ow
+                                        guard y >= 0 && y < h else {
+                                            for ox in 0..<ow { col[dst + ox] = 0 }
+                                            continue
+                                        }
+                                        for ox in 0..<ow {
+                                            let xx = ox * c.strides[1] - pads[1] + j * c.dilations[1]
+                                            col[dst + ox] = xx >= 0 && xx < w ? x[plane + y * w + xx] : 0
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            accumulate(s.node, group: g, groups: c.group, k: s.k, columns: cols, count: positions, rowMajorSamples: false)
+        }
+    }
+}
