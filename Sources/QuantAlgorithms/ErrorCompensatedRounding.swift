@@ -33,23 +33,29 @@ public enum ErrorCompensatedRounding {
                              qmin: Double, qmax: Double, damping: Double = 0.01) -> [Float]? {
         let k = hessian.k
         precondition(w.count == rows * k && scales.count == rows)
-        var factors: [[Double]] = []
+        // Columns go in order of decreasing H_ii (the inputs with the most energy first, so the
+        // later, smaller ones absorb the compensation: GPTQ's "act order").
+        var factors: [[Double]] = [], orders: [[Int]] = []
         for h in hessian.matrices {
-            guard let u = upperFactorOfInverse(h, k: k, damping: damping) else { return nil }
+            let order = (0..<k).sorted { (h[$0 * k + $0], $1) > (h[$1 * k + $1], $0) }
+            var p = [Double](repeating: 0, count: k * k)
+            for i in 0..<k { for j in 0..<k { p[i * k + j] = h[order[i] * k + order[j]] } }
+            guard let u = upperFactorOfInverse(p, k: k, damping: damping) else { return nil }
             factors.append(u)
+            orders.append(order)
         }
         var out = [Float](repeating: 0, count: w.count)
         out.withUnsafeMutableBufferPointer { o in
             let o = o
             parallelFor(rows, threads: ProcessInfo.processInfo.activeProcessorCount) { range in for r in range {
-                let u = factors[groupOfRow(r)]
+                let u = factors[groupOfRow(r)], order = orders[groupOfRow(r)]
                 let s = scales[r]
-                var row = (0..<k).map { Double(w[r * k + $0]) }
+                var row = order.map { Double(w[r * k + $0]) }
                 u.withUnsafeBufferPointer { u in
                     row.withUnsafeMutableBufferPointer { x in
                         for i in 0..<k {
                             let q = min(max((x[i] / s).rounded(.toNearestOrEven), qmin), qmax)
-                            o[r * k + i] = Float(q * s)
+                            o[r * k + order[i]] = Float(q * s)
                             // x_j -= (x_i - q_i)/U_ii · U_ij for the columns not rounded yet.
                             let err = (x[i] - q * s) / u[i * k + i]
                             if err != 0 { for j in (i + 1)..<k { x[j] -= err * u[i * k + j] } }

@@ -10,8 +10,8 @@ import Foundation
 /// The command line, an XQuant JSON file and an Icraft TOML file all decode into this one
 /// structure (see <doc:Configuration>), and ``validate()`` checks it in one place. Every field
 /// has a default, so `QuantizerConfiguration(model: "m.onnx", data: ...)` is a complete run.
-/// Weight rounding: to nearest, or error-compensated (GPTQ, Frantar et al. 2022) with the
-/// input statistics of each Conv/Gemm/MatMul collected in one more float pass over at most
+/// Weight rounding: to nearest (the default), or error-compensated (GPTQ, Frantar et al. 2022)
+/// with the input statistics of each Conv/Gemm/MatMul collected in one more float pass over at most
 /// ``QuantizerConfiguration/weightRoundingSamples`` calibration items.
 public enum WeightRounding: String, Codable, Sendable, CaseIterable {
     case nearest, gptq
@@ -44,7 +44,7 @@ public struct QuantizerConfiguration: Codable, Sendable {
     public var notes: [String]
     /// How weights are rounded onto their grid when calibration data is given (with only a
     /// statistics file, weights round to nearest).
-    public var weightRounding: WeightRounding = .gptq
+    public var weightRounding: WeightRounding = .nearest
     /// Calibration items the GPTQ pass reads (the first ones).
     public static let weightRoundingSamples = 128
 
@@ -80,7 +80,7 @@ public struct QuantizerConfiguration: Codable, Sendable {
         statisticsOutput = try c.decodeIfPresent(String.self, forKey: .statisticsOutput)
         threads = try c.decodeIfPresent(Int.self, forKey: .threads)
         notes = try c.decodeIfPresent([String].self, forKey: .notes) ?? []
-        weightRounding = try c.decodeIfPresent(WeightRounding.self, forKey: .weightRounding) ?? .gptq
+        weightRounding = try c.decodeIfPresent(WeightRounding.self, forKey: .weightRounding) ?? .nearest
     }
 
     /// Checks the settings that do not need the model. Throws QK7004 (a value out of range),

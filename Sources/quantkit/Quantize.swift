@@ -145,7 +145,7 @@ struct QuantizeSettings: ParsableArguments {
     @Option(help: "XQuant finetune_level (0 or 1; 2 and 3 are not implemented).")
     var finetuneLevel: Int?
 
-    @Option(help: "Weight rounding: gptq (default: error-compensated with the layer inputs of up to 128 calibration items) or nearest.")
+    @Option(help: "Weight rounding: nearest (default) or gptq (error-compensated with the layer inputs of up to 128 calibration items; better on EfficientNet-Lite0, worse on PP-OCRv4 rec, see docs/BENCHMARKS.md).")
     var weightRounding: WeightRounding?
 
     func apply(to cfg: inout QuantizerConfiguration) throws {

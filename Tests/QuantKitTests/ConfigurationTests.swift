@@ -130,10 +130,10 @@ let xquantSample = """
     #expect(w?.code == "QK7004" && w?.fix == "expected gptq or nearest")
 }
 
-@Test func weightRoundingDefaultsToGPTQAndDecodes() throws {
-    #expect(QuantizerConfiguration().weightRounding == .gptq)
-    let c = try xquant(#"{"calibration_parameters": {"weight_rounding": "nearest", "input_parametres": [{"data_list_path": "l"}]}}"#)
-    #expect(c.weightRounding == .nearest)
+@Test func weightRoundingDefaultsToNearestAndDecodes() throws {
+    #expect(QuantizerConfiguration().weightRounding == .nearest)
+    let c = try xquant(#"{"calibration_parameters": {"weight_rounding": "GPTQ", "input_parametres": [{"data_list_path": "l"}]}}"#)
+    #expect(c.weightRounding == .gptq)
 }
 
 @Test func unimplementedXQuantLevelsAreQK7005() {
