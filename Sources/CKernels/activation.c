@@ -107,3 +107,16 @@ int qk_uses_avx2(void) {
     return 0;
 #endif
 }
+
+int qk_uses_avx512(void) {
+#if QK_HAS_X86
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && qk_uses_avx2();
+    }
+    return cached;
+#else
+    return 0;
+#endif
+}
