@@ -147,6 +147,41 @@ QK_AVX512 QK_INLINE void tile8_avx512(const float *pa, const float *b, long ldb,
     }
 }
 
+/// Up to 4 columns of 8 rows with the rows in the lanes: each depth step is one 8-float load of
+/// the panel and one multiply-add per column, instead of a 16-lane tile per column that would
+/// use 1 to 4 of its lanes. Four partial sums per column hide the multiply-add latency.
+QK_AVX512 QK_INLINE void narrow8(const float *pa, const float *b, long ldb, long k, float *c, long ldc, long rows, long cols,
+                                 const float *bias, const qk_epilogue *e) {
+    __m256 acc[4][4];
+    _Pragma("clang loop unroll(full)") for (int t = 0; t < 4; t++) {
+        _Pragma("clang loop unroll(full)") for (int u = 0; u < 4; u++) acc[t][u] = _mm256_setzero_ps();
+    }
+    long kk = 0;
+    for (; kk + 4 <= k; kk += 4) {
+        _Pragma("clang loop unroll(full)") for (int u = 0; u < 4; u++) {
+            __m256 w = _mm256_loadu_ps(pa + (kk + u) * QK_PANEL);
+            const float *bk = b + (kk + u) * ldb;
+            _Pragma("clang loop unroll(full)") for (int t = 0; t < 4; t++) {
+                if (t < cols) acc[t][u] = _mm256_fmadd_ps(w, _mm256_set1_ps(bk[t]), acc[t][u]);
+            }
+        }
+    }
+    for (; kk < k; kk++) {
+        __m256 w = _mm256_loadu_ps(pa + kk * QK_PANEL);
+        _Pragma("clang loop unroll(full)") for (int t = 0; t < 4; t++) {
+            if (t < cols) acc[t][0] = _mm256_fmadd_ps(w, _mm256_set1_ps(b[kk * ldb + t]), acc[t][0]);
+        }
+    }
+    float bv[QK_PANEL];
+    for (int r = 0; r < QK_PANEL; r++) bv[r] = bias && r < rows ? bias[r] : 0;
+    for (long t = 0; t < cols; t++) {
+        __m256 sum = _mm256_add_ps(_mm256_add_ps(acc[t][0], acc[t][1]), _mm256_add_ps(acc[t][2], acc[t][3]));
+        float out[QK_PANEL];
+        _mm256_storeu_ps(out, _mm256_add_ps(sum, _mm256_loadu_ps(bv)));
+        for (long r = 0; r < QK_PANEL && r < rows; r++) c[r * ldc + t] = e ? epi1(out[r], e) : out[r];
+    }
+}
+
 QK_AVX512 static void gemm_avx512(const float *packed, long m, long k, const float *b, long ldb, float *c, long ldc, long r0,
                                   long r1, long c0, long c1, const float *bias, const qk_epilogue *e) {
     for (long col = c0; col < c1; col += QK_BLOCK) {
@@ -159,7 +194,8 @@ QK_AVX512 static void gemm_avx512(const float *packed, long m, long k, const flo
             long rows = (r1 < m ? r1 : m) - row;
             const float *bs = bias ? bias + row : NULL;
             float *ct = c + row * ldc + col;
-            if (nv == 3) tile8_avx512(pa, b + col, ldb, k, ct, ldc, rows, 3, last, bs, e);
+            if (cols <= 4) narrow8(pa, b + col, ldb, k, ct, ldc, rows, cols, bs, e);
+            else if (nv == 3) tile8_avx512(pa, b + col, ldb, k, ct, ldc, rows, 3, last, bs, e);
             else if (nv == 2) tile8_avx512(pa, b + col, ldb, k, ct, ldc, rows, 2, last, bs, e);
             else tile8_avx512(pa, b + col, ldb, k, ct, ldc, rows, 1, last, bs, e);
         }

@@ -77,7 +77,7 @@ private func checkGEMM(isa: Int32, m: Int, n: Int, k: Int, rows: Range<Int>, col
 func packedGEMMMatchesReferenceForOddSizesAndEveryEpilogue(_ isa: qk_isa) {
     // Rows around the 4- and 8-row panels, columns around the 8/16-lane vectors and 24/48-column
     // tiles, depth 0 (bias only), 1 and odd.
-    for (m, n, k) in [(1, 1, 1), (5, 7, 3), (8, 16, 20), (13, 17, 9), (17, 49, 33), (24, 100, 0), (9, 47, 2), (16, 48, 64), (3, 25, 5)] {
+    for (m, n, k) in [(1, 1, 1), (5, 7, 3), (8, 16, 20), (13, 17, 9), (17, 49, 33), (24, 100, 0), (9, 47, 2), (16, 48, 64), (3, 25, 5), (5, 52, 7), (11, 4, 6)] {
         for (name, e) in epilogues {
             for bias in [false, true] {
                 let r = checkGEMM(isa: Int32(isa.rawValue), m: m, n: n, k: k, rows: 0..<m, cols: 0..<n, bias: bias, epilogue: e)

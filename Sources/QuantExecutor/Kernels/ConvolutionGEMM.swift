@@ -44,8 +44,10 @@ final class ConvPackedWeights: @unchecked Sendable {
         let panels = (rows + 7) / 8, blocks = (n + 47) / 48
         let work = rows * n * max(depth, 1)
         var parts = work < (1 << 17) ? 1 : threads
-        // Columns first: every thread then reads only its own part of b.
-        let byColumns = blocks >= parts || blocks >= panels
+        // Columns when there are enough 48-column blocks to balance (every thread then reads
+        // only its own part of b), else 8-row panels: 49 columns are one full block and a
+        // narrow one, which would leave one thread nearly idle.
+        let byColumns = blocks >= 4 * parts || panels < 2 * parts
         parts = max(1, min(parts, byColumns ? blocks : panels))
         let a = UnsafePointer(data + g * groupStride)
         let scratchCount = qk_uses_avx512() != 0 ? 1 : qk_gemm_scratch(depth)
