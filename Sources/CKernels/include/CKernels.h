@@ -38,10 +38,6 @@ typedef struct {
     float pre_scale, pre_shift, post_scale, post_shift;
 } qk_epilogue;
 
-/// `y[c*plane + i] = epilogue(y[c*plane + i] + bias[c])` for channels c in [c0, c1); `bias`
-/// may be NULL (no addition).
-void qk_bias_epilogue(float *y, long c0, long c1, long plane, const float *bias, const qk_epilogue *e);
-
 /// Geometry of a 2-D depthwise convolution (group = C = M), NCHW.
 typedef struct {
     int ih, iw, oh, ow;
