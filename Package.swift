@@ -60,7 +60,7 @@ let package = Package(
         .testTarget(name: "QuantCoreTests", dependencies: ["QuantCore"], swiftSettings: settings),
         .testTarget(name: "QuantIRTests", dependencies: ["QuantIR", "QuantONNX"], swiftSettings: settings),
         .testTarget(name: "QuantCalibrationTests", dependencies: ["QuantCalibration"], swiftSettings: settings),
-        .testTarget(name: "QuantExecutorTests", dependencies: ["QuantExecutor", "QuantIR"], swiftSettings: settings),
+        .testTarget(name: "QuantExecutorTests", dependencies: ["QuantExecutor", "QuantIR", "CKernels"], swiftSettings: settings),
         .testTarget(
             name: "ConformanceTests", dependencies: ["QuantExecutor", "QuantIR"], exclude: ["skiplist.txt"],
             swiftSettings: settings),

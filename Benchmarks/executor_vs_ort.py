@@ -11,10 +11,16 @@ intra_op_num_threads=THREADS (default graph optimizations), and `quantkit bench`
 shape. OPENBLAS_CORETYPE is set for both from scripts/openblas-coretype.sh (Debian's OpenBLAS
 does not detect Zen 4/5 otherwise). With --rounds R both sides run R times, alternating, and
 each keeps its fastest round; the last line prints the 1-minute load average (other jobs).
+
+With --cpu-time the table shows CPU time (user + system) per image instead of wall time:
+each side's process CPU time with ITERATIONS timed runs minus that of a process doing only the
+load and warm-up, divided by ITERATIONS and the batch. Other jobs on the machine disturb it
+much less than wall time; use it with --threads 1 (worker threads that spin count as CPU).
 """
 import argparse
 import json
 import os
+import resource
 import subprocess
 import sys
 
@@ -53,7 +59,7 @@ s.run(None, feeds)
 times = []
 for _ in range(iters):
     t0 = time.perf_counter(); s.run(None, feeds); times.append((time.perf_counter() - t0) * 1e3)
-print(json.dumps({"mean_ms": sum(times) / len(times), "min_ms": min(times),
+print(json.dumps({"mean_ms": sum(times) / max(len(times), 1), "min_ms": min(times, default=0),
                   "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
@@ -66,11 +72,29 @@ def coretype():
         return ""
 
 
+def child_cpu_seconds():
+    u = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return u.ru_utime + u.ru_stime
+
+
 def run_json(cmd, env):
+    before = child_cpu_seconds()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if r.returncode != 0:
         return None, (r.stderr.strip().splitlines() or ["exit %d" % r.returncode])[-1]
-    return json.loads(r.stdout.strip().splitlines()[-1]), None
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    out["cpu_s"] = child_cpu_seconds() - before
+    return out, None
+
+
+def run_cpu(make_cmd, iterations, env):
+    """Milliseconds of CPU per timed run: a run with `iterations` minus a run with none."""
+    full, err = run_json(make_cmd(iterations), env)
+    base, err0 = run_json(make_cmd(0), env)
+    if not full or not base:
+        return None, err or err0
+    full["mean_ms"] = max(0.0, full["cpu_s"] - base["cpu_s"]) * 1e3 / iterations
+    return full, None
 
 
 def main():
@@ -83,6 +107,8 @@ def main():
                     help="run both sides this many times, alternating, and keep each side's fastest round "
                          "(for machines shared with other jobs)")
     ap.add_argument("--markdown", action="store_true", help="print a Markdown table")
+    ap.add_argument("--cpu-time", action="store_true", help="compare CPU time per image instead of wall time")
+    ap.add_argument("--binary", default=BINARY, help="quantkit executable to measure (default: this checkout's release build)")
     args = ap.parse_args()
 
     env = dict(os.environ)
@@ -96,15 +122,24 @@ def main():
             print(f"skip {name}: {path} is missing", file=sys.stderr)
             continue
         for batch in args.batches:
-            qk_cmd = [BINARY, "bench", path, "--batch", str(batch), "--threads", str(args.threads),
-                      "--iterations", str(args.iterations)]
-            for k, v in dims.items():
-                qk_cmd += ["--dim", f"{k}={v}"]
+            def qk_cmd(iters):
+                cmd = [args.binary, "bench", path, "--batch", str(batch), "--threads", str(args.threads),
+                       "--iterations", str(iters)]
+                for k, v in dims.items():
+                    cmd += ["--dim", f"{k}={v}"]
+                return cmd
+
+            def ort_cmd(iters):
+                return [sys.executable, "-c", ORT_CHILD, path, str(batch), str(args.threads), str(iters), json.dumps(dims)]
+
             ort_res = qk_res = ort_err = qk_err = None
             for _ in range(max(1, args.rounds)):
-                o, ort_err = run_json([sys.executable, "-c", ORT_CHILD, path, str(batch), str(args.threads),
-                                       str(args.iterations), json.dumps(dims)], env)
-                q, qk_err = run_json(qk_cmd, env)
+                if args.cpu_time:
+                    o, ort_err = run_cpu(ort_cmd, args.iterations, env)
+                    q, qk_err = run_cpu(qk_cmd, args.iterations, env)
+                else:
+                    o, ort_err = run_json(ort_cmd(args.iterations), env)
+                    q, qk_err = run_json(qk_cmd(args.iterations), env)
                 if o and (ort_res is None or o["mean_ms"] < ort_res["mean_ms"]):
                     ort_res = o
                 if q and (qk_res is None or q["mean_ms"] < qk_res["mean_ms"]):
@@ -122,7 +157,8 @@ def main():
     def fmt(v, f="{:.2f}"):
         return f.format(v) if v is not None else "n/a"
 
-    header = ["model", "batch", "ORT ms/img", "QuantKit ms/img", "ORT/QuantKit", "ORT peak MB", "QuantKit peak MB"]
+    unit = "CPU ms/img" if args.cpu_time else "ms/img"
+    header = ["model", "batch", "ORT " + unit, "QuantKit " + unit, "ORT/QuantKit", "ORT peak MB", "QuantKit peak MB"]
     lines = []
     for r in rows:
         ratio = r["ort_ms"] / r["qk_ms"] if "ort_ms" in r and "qk_ms" in r else None
@@ -141,7 +177,7 @@ def main():
     for r in rows:
         if r["error"]:
             print(f"note: {r['model']} batch {r['batch']}: {r['error'][:300]}", file=sys.stderr)
-    print(f"threads={args.threads} iterations={args.iterations} rounds={args.rounds} "
+    print(f"threads={args.threads} iterations={args.iterations} rounds={args.rounds} cpu_time={args.cpu_time} "
           f"OPENBLAS_CORETYPE={env.get('OPENBLAS_CORETYPE', '')} load average at end={os.getloadavg()[0]:.1f}")
 
 

@@ -9,35 +9,6 @@ QK_INLINE void bias_act_row(const float *x, float *y, long n, float bias, int ac
     for (; i < n; i++) y[i] = act1(x[i] + bias, act, a, b);
 }
 
-/// y = epilogue(y + bias) over n floats.
-QK_INLINE void bias_epilogue_rows(float *y, long c0, long c1, long plane, const float *bias, const qk_epilogue *e) {
-    for (long c = c0; c < c1; c++) {
-        float *r = y + c * plane;
-        float bias_c = bias ? bias[c] : 0;
-        v8f bv = v8_splat(bias_c);
-        long i = 0;
-        for (; i + 8 <= plane; i += 8) v8_store(r + i, epi8(v8_load(r + i) + bv, e));
-        for (; i < plane; i++) r[i] = epi1(r[i] + bias_c, e);
-    }
-}
-
-static void bias_epilogue_generic(float *y, long c0, long c1, long plane, const float *bias, const qk_epilogue *e) {
-    bias_epilogue_rows(y, c0, c1, plane, bias, e);
-}
-
-#if QK_HAS_X86
-QK_AVX2 static void bias_epilogue_avx2(float *y, long c0, long c1, long plane, const float *bias, const qk_epilogue *e) {
-    bias_epilogue_rows(y, c0, c1, plane, bias, e);
-}
-#endif
-
-void qk_bias_epilogue(float *y, long c0, long c1, long plane, const float *bias, const qk_epilogue *e) {
-#if QK_HAS_X86
-    if (qk_uses_avx2()) { bias_epilogue_avx2(y, c0, c1, plane, bias, e); return; }
-#endif
-    bias_epilogue_generic(y, c0, c1, plane, bias, e);
-}
-
 static void activation_generic(const float *x, float *y, long n, int act, float a, float b) {
     bias_act_row(x, y, n, 0, act, a, b);
 }
@@ -101,6 +72,19 @@ int qk_uses_avx2(void) {
     if (cached < 0) {
         __builtin_cpu_init();
         cached = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    }
+    return cached;
+#else
+    return 0;
+#endif
+}
+
+int qk_uses_avx512(void) {
+#if QK_HAS_X86
+    static int cached = -1;
+    if (cached < 0) {
+        __builtin_cpu_init();
+        cached = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && qk_uses_avx2();
     }
     return cached;
 #else

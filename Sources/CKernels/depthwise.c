@@ -1,5 +1,5 @@
 #include "CKernels.h"
-#include "simd.h"
+#include "simd512.h"
 
 // Depthwise 2-D convolution, one plane at a time.
 //
@@ -23,8 +23,13 @@ static dw_layout layout_of(const qk_dw_geometry *g, int lanes) {
 }
 
 long qk_depthwise2d_scratch(const qk_dw_geometry *g) {
-    dw_layout l = layout_of(g, 16);
-    return g->sw * l.rows * l.width;
+    dw_layout l = layout_of(g, 8);
+    long planes = g->sw * l.rows * l.width;
+#if QK_HAS_X86
+    long tiles = qk_depthwise16_scratch(g);
+    if (tiles > planes) return tiles;
+#endif
+    return planes;
 }
 
 /// Element offset of each kernel tap from the start of output row 0's vector in the buffer.
@@ -172,101 +177,6 @@ QK_INLINE void planes(const float *x, const float *w, const float *bias, float *
     }
 }
 
-#if QK_HAS_X86
-typedef float v16f __attribute__((vector_size(64)));
-#define QK_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
-
-QK_AVX512 QK_INLINE v16f v16_load(const float *p) { v16f v; memcpy(&v, p, sizeof v); return v; }
-QK_AVX512 QK_INLINE v16f v16_splat(float x) { return (v16f){x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}; }
-
-/// Epilogue and clipped store of 16 floats at `o` (AVX2 code; takes pointers only, so no
-/// vector crosses a call between differently targeted functions).
-QK_INLINE void store16_body(float *yr, long o, long ow, const float *v, const qk_epilogue *e) {
-    store_clipped(yr, o, ow, epi8(v8_load(v), e));
-    if (o + 8 < ow) store_clipped(yr, o + 8, ow, epi8(v8_load(v + 8), e));
-}
-
-QK_AVX2 static void store16(float *yr, long o, long ow, const float *v, const qk_epilogue *e) { store16_body(yr, o, ow, v, e); }
-
-/// `planes` with 16-wide vectors (AVX-512: Zen 4/5 and Intel server cores), four at a time.
-QK_AVX512 static void planes_avx512(const float *x, const float *w, const float *bias, float *y, long p0, long p1,
-                                    const qk_dw_geometry *g, const qk_epilogue *e, float *buf) {
-    dw_layout l = layout_of(g, 16);
-    long taps = (long)g->kh * g->kw;
-    long offsets[taps];
-    tap_offsets(g, l, offsets);
-    long oh = g->oh, ow = g->ow, full = l.vectors * 16;
-    for (long plane = p0; plane < p1; plane++) {
-        long ch = plane % g->channels;
-        fill_buffer(x + plane * g->ih * g->iw, g, l, buf);
-        const float *wc = w + ch * taps;
-        v16f bv = v16_splat(bias ? bias[ch] : 0);
-        float *yp = y + plane * oh * ow;
-        long wide = full / 64 * 64;
-        for (long r = 0; r < oh; r++) {
-            const float *base = buf + r * g->sh * l.width;
-            float *yr = yp + r * ow;
-            for (long o = 0; o < wide; o += 64) {
-                v16f a0 = bv, a1 = bv, a2 = bv, a3 = bv;
-                for (long t = 0; t < taps; t++) {
-                    v16f wv = v16_splat(wc[t]);
-                    const float *s = base + offsets[t] + o;
-                    a0 += wv * v16_load(s);
-                    a1 += wv * v16_load(s + 16);
-                    a2 += wv * v16_load(s + 32);
-                    a3 += wv * v16_load(s + 48);
-                }
-                float out[64];
-                memcpy(out, &a0, 64);
-                memcpy(out + 16, &a1, 64);
-                memcpy(out + 32, &a2, 64);
-                memcpy(out + 48, &a3, 64);
-                for (int k = 0; k < 4; k++) store16(yr, o + 16 * k, ow, out + 16 * k, e);
-            }
-        }
-        // Remaining columns: four rows at a time (independent accumulator chains).
-        long step = g->sh * l.width;
-        for (long o = wide; o < full; o += 16) {
-            long r = 0;
-            for (; r + 4 <= oh; r += 4) {
-                const float *base = buf + r * step + o;
-                v16f a0 = bv, a1 = bv, a2 = bv, a3 = bv;
-                for (long t = 0; t < taps; t++) {
-                    v16f wv = v16_splat(wc[t]);
-                    const float *s = base + offsets[t];
-                    a0 += wv * v16_load(s);
-                    a1 += wv * v16_load(s + step);
-                    a2 += wv * v16_load(s + 2 * step);
-                    a3 += wv * v16_load(s + 3 * step);
-                }
-                float out[64];
-                memcpy(out, &a0, 64);
-                memcpy(out + 16, &a1, 64);
-                memcpy(out + 32, &a2, 64);
-                memcpy(out + 48, &a3, 64);
-                for (int k = 0; k < 4; k++) store16(yp + (r + k) * ow, o, ow, out + 16 * k, e);
-            }
-            for (; r < oh; r++) {
-                const float *base = buf + r * step + o;
-                v16f a0 = bv;
-                for (long t = 0; t < taps; t++) a0 += v16_splat(wc[t]) * v16_load(base + offsets[t]);
-                float out[16];
-                memcpy(out, &a0, 64);
-                store16(yp + r * ow, o, ow, out, e);
-            }
-        }
-    }
-}
-
-static int uses_avx512(void) {
-    static int cached = -1;
-    if (cached < 0) {
-        __builtin_cpu_init();
-        cached = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") && qk_uses_avx2();
-    }
-    return cached;
-}
-#endif
 
 static void planes_generic(const float *x, const float *w, const float *bias, float *y, long p0, long p1,
                            const qk_dw_geometry *g, const qk_epilogue *e, float *buf) {
@@ -283,7 +193,7 @@ QK_AVX2 static void planes_avx2(const float *x, const float *w, const float *bia
 void qk_depthwise2d(const float *x, const float *w, const float *bias, float *y, long p0, long p1,
                     const qk_dw_geometry *g, const qk_epilogue *e, float *scratch) {
 #if QK_HAS_X86
-    if (uses_avx512()) { planes_avx512(x, w, bias, y, p0, p1, g, e, scratch); return; }
+    if (qk_depthwise16_applies(g)) { qk_depthwise16(x, w, bias, y, p0, p1, g, e, scratch); return; }
     if (qk_uses_avx2()) { planes_avx2(x, w, bias, y, p0, p1, g, e, scratch); return; }
 #endif
     planes_generic(x, w, bias, y, p0, p1, g, e, scratch);

@@ -18,6 +18,7 @@ typedef int v8i __attribute__((vector_size(32)));
 #if defined(__x86_64__) || defined(__i386__)
 #define QK_HAS_X86 1
 #define QK_AVX2 __attribute__((target("avx2,fma")))
+#define QK_AVX512 __attribute__((target("avx512f,avx512vl,avx2,fma")))
 #else
 #define QK_HAS_X86 0
 #define QK_AVX2

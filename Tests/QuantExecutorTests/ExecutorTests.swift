@@ -134,3 +134,13 @@ final class WeakStorage {
     #expect(hook.seen == ["cond", "x", "e", "y"])
     #expect(out2["y"]?.floats() == [1, -2, 3])
 }
+
+#if canImport(Glibc)
+import CKernels
+
+/// The heap tuning must really reach glibc (it was once compiled out by an `#if __GLIBC__`
+/// placed before any C library header).
+@Test func freedMemoryIsKeptOnGlibc() {
+    #expect(qk_keep_freed_memory() == 1)
+}
+#endif

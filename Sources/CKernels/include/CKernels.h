@@ -38,10 +38,6 @@ typedef struct {
     float pre_scale, pre_shift, post_scale, post_shift;
 } qk_epilogue;
 
-/// `y[c*plane + i] = epilogue(y[c*plane + i] + bias[c])` for channels c in [c0, c1); `bias`
-/// may be NULL (no addition).
-void qk_bias_epilogue(float *y, long c0, long c1, long plane, const float *bias, const qk_epilogue *e);
-
 /// Geometry of a 2-D depthwise convolution (group = C = M), NCHW.
 typedef struct {
     int ih, iw, oh, ow;
@@ -75,8 +71,36 @@ void qk_parallel_run(int tasks, int threads, void (*fn)(void *ctx, long task), v
 /// applied, 0 elsewhere (other C libraries) or on failure.
 int qk_keep_freed_memory(void);
 
+/// Floats of a weight matrix of `m` rows and `k` columns packed for `qk_gemm_packed`.
+long qk_gemm_packed_count(long m, long k);
+
+/// Packs row-major `a` [m×k] (row stride `lda`) into panels of 8 rows: row r, column kk goes to
+/// `packed[(r/8·8)·k + kk·8 + r%8]`; the rows of the last panel past `m` are zero.
+void qk_gemm_pack(const float *a, long lda, long m, long k, float *packed);
+
+/// Floats of scratch one thread needs for `qk_gemm_packed` with depth `k`.
+long qk_gemm_scratch(long k);
+
+/// `c[r·ldc + j] = epilogue(sum_kk A[r, kk] · b[kk·ldb + j] + bias[r])` for rows r in [r0, r1)
+/// (r0 a multiple of 8) and columns j in [c0, c1), with A packed by `qk_gemm_pack` (m rows,
+/// depth k). `bias` may be NULL (zero); `e` may be NULL (no epilogue). Reads of `b` and writes
+/// of `c` stay inside the given columns; `scratch` holds `qk_gemm_scratch(k)` floats.
+void qk_gemm_packed(const float *packed, long m, long k, const float *b, long ldb, float *c, long ldc, long r0, long r1,
+                    long c0, long c1, const float *bias, const qk_epilogue *e, float *scratch);
+
+/// Instruction-set variants of a kernel, best last.
+typedef enum { QK_ISA_PORTABLE = 0, QK_ISA_AVX2 = 1, QK_ISA_AVX512 = 2 } qk_isa;
+
+/// `qk_gemm_packed` with the best variant not above `isa` that this CPU supports (tests run
+/// every variant through it).
+void qk_gemm_packed_isa(int isa, const float *packed, long m, long k, const float *b, long ldb, float *c, long ldc, long r0,
+                        long r1, long c0, long c1, const float *bias, const qk_epilogue *e, float *scratch);
+
 /// 1 when the AVX2+FMA kernel variants are in use.
 int qk_uses_avx2(void);
+
+/// 1 when the AVX-512 kernel variants (depthwise convolution, GEMM) are in use.
+int qk_uses_avx512(void);
 
 #ifdef __cplusplus
 }

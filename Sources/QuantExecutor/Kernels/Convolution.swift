@@ -1,11 +1,13 @@
+import CKernels
 import QuantCore
 import QuantIR
 
 /// Convolutions: Conv and ConvTranspose over 1-D, 2-D and 3-D (any rank) inputs, float32.
 ///
 /// Conv lowers to GEMM per image and group: `Y_g[M/g, out] = W_g[M/g, C/g·K] · col[C/g·K, out]`
-/// where `col` is the im2col matrix (the input itself for 1×1 stride-1 unpadded kernels).
-/// Depthwise 2-D convolutions (group = C = M) use a direct loop instead.
+/// where `col` is the im2col matrix (the input itself for 1×1 stride-1 unpadded kernels), with
+/// the weights packed once (`ConvPackedWeights`, CKernels `qk_gemm_packed`) and bias and epilogue
+/// applied at the store. Depthwise 2-D convolutions (group = C = M) use a direct loop instead.
 enum ConvolutionKernels {
     static let all: [String: KernelFactory] = [
         "Conv": { try ConvKernel($0) },
@@ -85,6 +87,8 @@ final class ConvKernel: Kernel {
     let window: WindowAttributes
     let group: Int
     let epilogue: ConvEpilogue
+    /// W packed from its initializer at compile time (nil for depthwise, non-constant W).
+    let packed: ConvPackedWeights?
 
     init(_ ctx: KernelContext) throws {
         self.ctx = ctx
@@ -92,12 +96,18 @@ final class ConvKernel: Kernel {
         group = ctx.int("group", 1)
         epilogue = .identity
         guard group >= 1 else { throw ctx.invalid("group \(group) must be positive") }
+        if let w = ctx.constantInput(1), !(w.rank == 4 && w.shape[1] == 1 && w.shape[0] == group) {
+            packed = ConvPackedWeights(w, groups: group)
+        } else {
+            packed = nil
+        }
     }
 
     private init(_ base: ConvKernel, epilogue: ConvEpilogue) {
         ctx = base.ctx
         window = base.window
         group = base.group
+        packed = base.packed
         self.epilogue = epilogue
     }
 
@@ -136,13 +146,13 @@ final class ConvKernel: Kernel {
             }
             let pointwise = kSize == 1 && g.strides.allSatisfy { $0 == 1 } && g.padBegin.allSatisfy { $0 == 0 } && g.padEnd.allSatisfy { $0 == 0 }
             let colCount = pointwise ? 0 : cg * kSize * outSize
-            let epilogue = self.epilogue
-            // One image: per group, im2col (unless pointwise) and a GEMM.
-            // The bias is written first and the GEMMs accumulate onto it (beta 1: OpenBLAS
-            // skips its separate zeroing pass); the epilogue, if any, is one more pass.
+            let weights = packed.flatMap { $0.matches(w, groups: group) ? $0 : nil } ?? ConvPackedWeights(w, groups: group)!
+            let e = epilogue.c
+            let identity = epilogue == .identity
+            // One image: per group, im2col (unless pointwise) and one packed GEMM that adds the
+            // bias and applies the epilogue as it stores.
             func image(_ img: Int, _ col: UnsafeMutablePointer<Float>, threads: Int) {
                 let yi = yp + img * m * outSize
-                if bp != nil { ConvolutionKernels.fillBias(yi, channels: 0..<m, plane: outSize, bias: bp) }
                 for grp in 0..<group {
                     let xg = UnsafePointer(xp + (img * c + grp * cg) * inSize)
                     let bMatrix: UnsafePointer<Float>
@@ -152,12 +162,9 @@ final class ConvKernel: Kernel {
                         ConvolutionKernels.im2col(xg, channels: cg, g, col, threads: threads)
                         bMatrix = UnsafePointer(col)
                     }
-                    MatrixGEMM.sgemm(m: mg, n: outSize, k: cg * kSize, a: wp + grp * mg * cg * kSize, lda: cg * kSize,
-                               b: bMatrix, ldb: outSize, beta: bp == nil ? 0 : 1, c: yi + grp * mg * outSize, ldc: outSize, threads: threads)
-                }
-                if epilogue != .identity {
-                    parallelFor(m, threads: threads, grain: max(1, 32768 / max(outSize, 1))) { chans in
-                        epilogue.applyInPlace(yi, channels: chans, plane: outSize, bias: nil)
+                    withUnsafePointer(to: e) { ep in
+                        weights.multiply(group: grp, b: bMatrix, n: outSize, c: yi + grp * mg * outSize, bias: bp.map { $0 + grp * mg },
+                                         epilogue: identity ? nil : ep, threads: threads)
                     }
                 }
             }

@@ -5,9 +5,11 @@ import QuantCore
 /// (`qk_depthwise2d`), a chunk of (image, channel) planes per task, bias and the fused
 /// epilogue applied before the store.
 ///
-/// Each plane is first copied into a zero-padded buffer split into `stride_w` column phases,
-/// so that for every kernel tap an output row reads a contiguous run of one phase: the inner
-/// loop is a chain of 8-wide multiply-adds with no bounds checks, for any stride and dilation.
+/// With AVX-512, runs of 16 channels are transposed into a padded channel-interleaved tile
+/// and every kernel tap is one 16-channel multiply-add per output pixel; otherwise each plane
+/// is copied into a zero-padded buffer split into `stride_w` column phases, so that for every
+/// kernel tap an output row reads a contiguous run of one phase (8-wide multiply-adds). Both
+/// handle any stride and dilation.
 enum ConvolutionDepthwise {
     static func run2D(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>,
                       planes: Int, channels c: Int, _ g: WindowGeometry, epilogue: ConvEpilogue, threads: Int) {
@@ -19,11 +21,13 @@ enum ConvolutionDepthwise {
         let scratch = qk_depthwise2d_scratch(&geometry)
         let work = g.outputSize * g.kernelSize
         var e = epilogue.c
+        // Chunks of whole runs of 16 planes: the AVX-512 variant vectorizes over 16 channels.
+        let runs = (planes + 15) / 16
         withUnsafePointer(to: &e) { ep in withUnsafePointer(to: &geometry) { gp in
-            parallelFor(planes, threads: threads, grain: max(1, 32768 / max(work, 1))) { range in
+            parallelFor(runs, threads: threads, grain: max(1, 2048 / max(work, 1))) { range in
                 let buf = UnsafeMutablePointer<Float>.allocate(capacity: max(scratch, 1))
                 defer { buf.deallocate() }
-                qk_depthwise2d(x, w, bias, y, range.lowerBound, range.upperBound, gp, ep, buf)
+                qk_depthwise2d(x, w, bias, y, range.lowerBound * 16, min(planes, range.upperBound * 16), gp, ep, buf)
             }
         } }
     }

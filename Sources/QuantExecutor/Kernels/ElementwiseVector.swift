@@ -60,12 +60,6 @@ struct ConvEpilogue: Equatable {
         }
         return e
     }
-
-    /// `y[c, :] = epilogue(y[c, :] + bias[c])` over `channels` planes of `plane` floats.
-    func applyInPlace(_ y: UnsafeMutablePointer<Float>, channels: Range<Int>, plane: Int, bias: UnsafePointer<Float>?) {
-        var e = c
-        qk_bias_epilogue(y, channels.lowerBound, channels.upperBound, plane, bias, &e)
-    }
 }
 
 extension Broadcast {
