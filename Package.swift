@@ -42,7 +42,7 @@ let package = Package(
             name: "QuantExecutor",
             dependencies: ["QuantCore", "QuantIR", "CKernels", .target(name: "CBLAS", condition: .when(platforms: [.linux]))],
             swiftSettings: settings),
-        .target(name: "QuantCalibration", dependencies: ["QuantCore", "QuantExecutor"], swiftSettings: settings),
+        .target(name: "QuantCalibration", dependencies: ["QuantCore", "QuantExecutor", "CKernels"], swiftSettings: settings),
         .target(name: "QuantAlgorithms", dependencies: ["QuantCore", "QuantIR", "QuantCalibration", "QuantExecutor"], swiftSettings: settings),
         .target(name: "QuantRewrite", dependencies: ["QuantCore", "QuantIR", "QuantCalibration", "QuantAlgorithms", "QuantExecutor"], swiftSettings: settings),
         .target(

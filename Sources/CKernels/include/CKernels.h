@@ -64,6 +64,32 @@ void qk_depthwise2d(const float *x, const float *w, const float *bias, float *y,
 typedef enum { QK_ADD = 0, QK_SUB = 1, QK_MUL = 2, QK_DIV = 3 } qk_binary_op;
 void qk_binary(int op, const float *a, long sa, const float *b, long sb, float *y, long n);
 
+/// Min, max and sums of the finite elements of a float array (calibration statistics).
+/// `min`/`max` are +inf/-inf when no element is finite; a zero minimum or maximum is +0.
+typedef struct {
+    float min, max;
+    double sum, sum_squares;
+    long finite;
+} qk_summary;
+void qk_summarize(const float *x, long n, qk_summary *out);
+
+/// The bins of x and |x| histograms (calibration): bin = trunc(clamp(v * inv - first, 0, top))
+/// computed in double (`inv` a power of two, `first` and `top` integers), as
+/// `TensorStatistics.updateHistograms` defines it.
+typedef struct {
+    double inv, first, top;
+} qk_bin_grid;
+
+/// Scratch (uint32 counters) that `qk_histogram2` needs for histograms of `bins` and
+/// `abs_bins` bins.
+long qk_histogram2_scratch(long bins, long abs_bins);
+
+/// Adds the finite elements of `x` to the histogram of x (`counts`, `h.top + 1` bins) and of
+/// |x| (`abs_counts`, `a.top + 1` bins). `scratch` holds `qk_histogram2_scratch` zeroed
+/// counters (the kernel leaves them zeroed); non-finite elements are skipped.
+void qk_histogram2(const float *x, long n, qk_bin_grid h, qk_bin_grid a, double *counts, double *abs_counts,
+                   unsigned *scratch);
+
 /// A persistent pool of worker threads. `qk_parallel_run` runs `fn(ctx, task)` for every task
 /// in [0, tasks) on the caller and up to `threads - 1` workers and returns when all are done.
 /// A call made while the pool is busy (another thread's call, or a nested call from a task)
