@@ -24,7 +24,7 @@ let package = Package(
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", exact: "1.5.0"),
     ],
     targets: [
-        .target(name: "QuantCore", swiftSettings: settings),
+        .target(name: "QuantCore", dependencies: ["CKernels"], swiftSettings: settings),
         .target(
             name: "QuantONNX",
             dependencies: ["QuantCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")],

@@ -104,29 +104,48 @@ QK_INLINE v4i bins4(v4d v, qk_bin_grid g) {
 QK_INLINE void histogram_range(const float *x, long n, qk_bin_grid h, qk_bin_grid a, unsigned *scratch) {
     // One copy: [x bins | |x| bins | a slot for non-finite elements].
     const long hn = (long)h.top + 1, an = (long)a.top + 1, stride = hn + an + 1;
-    // Non-finite elements count in the extra slot of copy 0..3 (through either histogram).
+    // Non-finite elements count in the extra slot (through either histogram).
     const v4i trash_h = {(int)(hn + an), (int)(hn + an), (int)(hn + an), (int)(hn + an)};
     const v4i trash_a = {(int)an, (int)an, (int)an, (int)an};
+    // Zeros (most of a Relu's output) fall in fixed bins: count runs of 8 zeros apart.
+    long zeros = 0;
+    int zh = bins4((v4d){0, 0, 0, 0}, h)[0], za = bins4((v4d){0, 0, 0, 0}, a)[0];
+    enum { B = 256 };
+    int ih[B], ia[B];
     long i = 0;
-    for (; i + 4 <= n; i += 4) {
-        v4f f;
-        memcpy(&f, x + i, sizeof f);
-        v4i fin = (f - f) == (v4f){0, 0, 0, 0};
-        v4i fi;
-        memcpy(&fi, &f, sizeof fi);
-        fi &= fin;
-        memcpy(&f, &fi, sizeof f);
-        v4d d = __builtin_convertvector(f, v4d);
-        v4d ad = sel4d(d < (v4d){0, 0, 0, 0}, -d, d);
-        v4i bh = bins4(d, h), ba = bins4(ad, a);
-        bh = (fin & bh) | (~fin & trash_h);
-        ba = (fin & ba) | (~fin & trash_a);
-        for (int k = 0; k < 4; k++) {
-            unsigned *c = scratch + k * stride;
-            c[bh[k]]++;
-            c[hn + ba[k]]++;
+    while (i + 8 <= n) {
+        int m = 0;
+        for (; m + 8 <= B && i + 8 <= n; i += 8) {
+            v8f v8 = v8_load(x + i);
+            v8i nz = v8 != v8_splat(0);
+            if (!(nz[0] | nz[1] | nz[2] | nz[3] | nz[4] | nz[5] | nz[6] | nz[7])) { zeros += 8; continue; }
+            for (int half = 0; half < 2; half++) {
+                v4f f = half ? __builtin_shufflevector(v8, v8, 4, 5, 6, 7) : __builtin_shufflevector(v8, v8, 0, 1, 2, 3);
+                v4i fin = (f - f) == (v4f){0, 0, 0, 0};
+                v4i fi;
+                memcpy(&fi, &f, sizeof fi);
+                fi &= fin;
+                memcpy(&f, &fi, sizeof f);
+                v4d d = __builtin_convertvector(f, v4d);
+                v4d ad = sel4d(d < (v4d){0, 0, 0, 0}, -d, d);
+                v4i bh = bins4(d, h), ba = bins4(ad, a);
+                bh = (fin & bh) | (~fin & trash_h);
+                ba = (fin & ba) | (~fin & trash_a);
+                memcpy(ih + m, &bh, sizeof bh);
+                memcpy(ia + m, &ba, sizeof ba);
+                m += 4;
+            }
+        }
+        unsigned *c0 = scratch, *c1 = scratch + stride, *c2 = scratch + 2 * stride, *c3 = scratch + 3 * stride;
+        for (int k = 0; k < m; k += 4) {
+            c0[ih[k]]++; c0[hn + ia[k]]++;
+            c1[ih[k + 1]]++; c1[hn + ia[k + 1]]++;
+            c2[ih[k + 2]]++; c2[hn + ia[k + 2]]++;
+            c3[ih[k + 3]]++; c3[hn + ia[k + 3]]++;
         }
     }
+    scratch[zh] += (unsigned)zeros;
+    scratch[hn + za] += (unsigned)zeros;
     for (; i < n; i++) {
         float v = x[i];
         if (v - v != 0) continue;

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Bytes of a tensor: either owned, 64-byte aligned heap memory, or a read-only window into a
@@ -12,22 +13,35 @@ public final class TensorStorage: @unchecked Sendable {
     public let strings: [Data]
 
     /// Allocates `byteCount` zero-initialised bytes.
-    public init(zeroed byteCount: Int) {
-        self.byteCount = byteCount
-        pointer = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+    public convenience init(zeroed byteCount: Int) {
+        self.init(uninitialized: byteCount)
         pointer.initializeMemory(as: UInt8.self, repeating: 0, count: max(byteCount, 1))
-        isMapped = false
-        owner = nil
-        strings = []
     }
 
     /// Allocates `byteCount` bytes without initialising them; the caller must write every byte.
     public init(uninitialized byteCount: Int) {
         self.byteCount = byteCount
-        pointer = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+        pointer = TensorStorage.allocate(byteCount)
         isMapped = false
         owner = nil
         strings = []
+    }
+
+    /// Blocks from this size up come from `qk_block_alloc` (page-aligned, reused by best fit
+    /// apart from the malloc heap) instead of malloc; see CKernels.h for why.
+    static let blockThreshold = 256 << 10
+
+    /// Gives the memory of freed large tensors back to the system. Freed tensor memory is
+    /// otherwise kept for the next allocation (so repeated runs do not fault it in again);
+    /// call this after a pass over many batches, before work of another shape.
+    public static func releaseFreedMemory() { qk_block_release() }
+
+    static func allocate(_ byteCount: Int) -> UnsafeMutableRawPointer {
+        if byteCount >= blockThreshold {
+            guard let p = qk_block_alloc(byteCount) else { fatalError("out of memory: cannot map \(byteCount) bytes for a tensor") }
+            return p
+        }
+        return UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
     }
 
     /// Copies `bytes` into owned storage.
@@ -66,7 +80,8 @@ public final class TensorStorage: @unchecked Sendable {
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: pointer, count: byteCount) }
 
     deinit {
-        if !isMapped { pointer.deallocate() }
+        if isMapped { return }
+        if byteCount >= TensorStorage.blockThreshold { qk_block_free(pointer, byteCount) } else { pointer.deallocate() }
     }
 }
 
