@@ -101,17 +101,19 @@ void qk_parallel_run(int tasks, int threads, void (*fn)(void *ctx, long task), v
 /// applied, 0 elsewhere (other C libraries) or on failure.
 int qk_keep_freed_memory(void);
 
-/// Page-aligned memory for large tensors (QuantCore's `TensorStorage` above 256 KiB), from
-/// big anonymous mappings shared by all threads: best fit (lowest address among equal
-/// sizes), freed ranges coalesced and kept mapped for reuse, never unmapped.
+/// Page-aligned memory for large tensors (QuantCore's `TensorStorage` from 256 KiB), from big
+/// anonymous mappings: one heap per allocating thread, best fit (lowest address among equal
+/// sizes), freed ranges coalesced and kept mapped for reuse, never unmapped. Any thread may
+/// free; the block returns to the heap it came from, and a finished thread's heap passes to
+/// the next thread.
 ///
 /// Why not malloc: executor runs allocate and free the same sequence of tensor sizes every
 /// batch, interleaved with long-lived small allocations (statistics, strings) and with
-/// allocations of other threads (data prefetch, workers). In glibc's heap the long-lived
-/// ones land between freed tensors and the layout drifts, so the heap's high-water mark kept
+/// allocations of other threads at moments that vary (data prefetch). In glibc's heap those
+/// land between freed tensors and the layout drifts, so the heap's high-water mark kept
 /// rising with the number of batches; unmapping every tensor instead (mmap threshold) costs
-/// a page fault per 4 KiB per run. Kept apart and placed by best fit, tensor memory repeats
-/// its layout from run to run and reuse costs nothing.
+/// a page fault per 4 KiB per run. Kept apart, one thread's fixed sequence per heap, placed
+/// by best fit, tensor memory repeats its layout from run to run and reuse costs nothing.
 /// `qk_block_alloc` returns NULL when no memory can be mapped; `qk_block_free` takes the
 /// byte count given to `qk_block_alloc`.
 void *qk_block_alloc(size_t bytes);
@@ -120,9 +122,11 @@ void qk_block_free(void *p, size_t bytes);
 /// when used again), e.g. when a long pass over the data is done.
 void qk_block_release(void);
 
-/// Bytes mapped, in use and the in-use high-water mark (page-rounded), and free ranges.
+/// Bytes mapped, in use and the in-use high-water mark (page-rounded); `extent`: bytes from
+/// the start of each mapping to the end of the highest block ever handed out in it (what
+/// may be resident); free ranges.
 typedef struct {
-    size_t mapped, in_use, high_water;
+    size_t mapped, in_use, high_water, extent;
     long free_ranges;
 } qk_block_stats;
 qk_block_stats qk_block_statistics(void);
