@@ -9,7 +9,6 @@
 typedef double v4d __attribute__((vector_size(32)));
 typedef float v4f __attribute__((vector_size(16)));
 typedef int v4i __attribute__((vector_size(16)));
-typedef long long v4l __attribute__((vector_size(32)));
 
 // Copies of each histogram that consecutive elements rotate through: runs of equal values
 // (the zeros after a Relu) would otherwise chain every increment on the previous store.
@@ -81,23 +80,11 @@ void qk_summarize(const float *x, long n, qk_summary *out) {
 
 long qk_histogram2_scratch(long bins, long abs_bins) { return QK_HIST_COPIES * (bins + abs_bins + 1); }
 
-/// `m ? a : b` lane-wise for doubles (m from a double comparison).
-QK_INLINE v4d sel4d(v4l m, v4d a, v4d b) {
-    v4l ai, bi;
-    memcpy(&ai, &a, sizeof ai);
-    memcpy(&bi, &b, sizeof bi);
-    v4l r = (m & ai) | (~m & bi);
-    v4d out;
-    memcpy(&out, &r, sizeof out);
-    return out;
-}
-
 /// Bins of four values (finite ones; the caller redirects the others).
 QK_INLINE v4i bins4(v4d v, qk_bin_grid g) {
     v4d t = v * (v4d){g.inv, g.inv, g.inv, g.inv} - (v4d){g.first, g.first, g.first, g.first};
     v4d zero = {0, 0, 0, 0}, top = {g.top, g.top, g.top, g.top};
-    t = sel4d(t < zero, zero, t);
-    t = sel4d(t > top, top, t);
+    t = __builtin_elementwise_min(__builtin_elementwise_max(t, zero), top);
     return __builtin_convertvector(t, v4i);
 }
 
@@ -127,7 +114,7 @@ QK_INLINE void histogram_range(const float *x, long n, qk_bin_grid h, qk_bin_gri
                 fi &= fin;
                 memcpy(&f, &fi, sizeof f);
                 v4d d = __builtin_convertvector(f, v4d);
-                v4d ad = sel4d(d < (v4d){0, 0, 0, 0}, -d, d);
+                v4d ad = __builtin_elementwise_abs(d);
                 v4i bh = bins4(d, h), ba = bins4(ad, a);
                 bh = (fin & bh) | (~fin & trash_h);
                 ba = (fin & ba) | (~fin & trash_a);
