@@ -24,7 +24,7 @@ let package = Package(
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", exact: "1.5.0"),
     ],
     targets: [
-        .target(name: "QuantCore", swiftSettings: settings),
+        .target(name: "QuantCore", dependencies: ["CKernels"], swiftSettings: settings),
         .target(
             name: "QuantONNX",
             dependencies: ["QuantCore", .product(name: "SwiftProtobuf", package: "swift-protobuf")],
@@ -42,7 +42,7 @@ let package = Package(
             name: "QuantExecutor",
             dependencies: ["QuantCore", "QuantIR", "CKernels", .target(name: "CBLAS", condition: .when(platforms: [.linux]))],
             swiftSettings: settings),
-        .target(name: "QuantCalibration", dependencies: ["QuantCore", "QuantExecutor"], swiftSettings: settings),
+        .target(name: "QuantCalibration", dependencies: ["QuantCore", "QuantExecutor", "CKernels"], swiftSettings: settings),
         .target(name: "QuantAlgorithms", dependencies: ["QuantCore", "QuantIR", "QuantCalibration", "QuantExecutor"], swiftSettings: settings),
         .target(name: "QuantRewrite", dependencies: ["QuantCore", "QuantIR", "QuantCalibration", "QuantAlgorithms", "QuantExecutor"], swiftSettings: settings),
         .target(

@@ -34,9 +34,8 @@ public final class StatisticsCollector: ExecutionHook {
         guard tensor.dtype == .float else { return nil }
         let name = executor.name(of: value)
         if let observed, !observed.contains(name) { return nil }
-        var s = statistics[name] ?? TensorStatistics(bins: options.bins, channelAxis: options.channelAxis)
-        s.update(tensor, threads: threads)
-        statistics[name] = s
+        // Updated in place: a copy taken out of the dictionary would copy its histograms.
+        statistics[name, default: TensorStatistics(bins: options.bins, channelAxis: options.channelAxis)].update(tensor, threads: threads)
         return nil
     }
 }

@@ -1,3 +1,4 @@
+import CKernels
 import QuantCore
 import QuantExecutor
 
@@ -69,6 +70,8 @@ public struct TensorStatistics: Codable, Sendable, Equatable {
         var finite = 0, nonFinite = 0
     }
 
+    /// Min, max, sums and counts of the finite elements, in parallel chunks of ≥ 64 Ki
+    /// elements (`qk_summarize`: vectorized, sums in double).
     static func summarize(_ p: UnsafeBufferPointer<Float>, threads: Int) -> Summary {
         let chunks = Swift.max(1, Swift.min(threads, p.count / (1 << 16)))
         var parts = [Summary](repeating: Summary(), count: chunks)
@@ -76,32 +79,10 @@ public struct TensorStatistics: Codable, Sendable, Equatable {
             parallelFor(chunks, threads: chunks) { r in
                 for c in r {
                     let lo = p.count * c / chunks, hi = p.count * (c + 1) / chunks
-                    var s = Summary()
-                    var mn = Float.infinity, mx = -Float.infinity
-                    // Blocks of 4096 keep the float partial sums accurate before widening.
-                    var i = lo
-                    while i < hi {
-                        let end = Swift.min(hi, i + 4096)
-                        var bs: Float = 0, bss: Float = 0
-                        for k in i..<end {
-                            let v = p[k]
-                            if v.isFinite {
-                                mn = Swift.min(mn, v)
-                                mx = Swift.max(mx, v)
-                                bs += v
-                                bss += v * v
-                                s.finite += 1
-                            } else {
-                                s.nonFinite += 1
-                            }
-                        }
-                        s.sum += Double(bs)
-                        s.sumSquares += Double(bss)
-                        i = end
-                    }
-                    s.min = Double(mn)
-                    s.max = Double(mx)
-                    parts[c] = s
+                    var q = qk_summary()
+                    qk_summarize(p.baseAddress! + lo, hi - lo, &q)
+                    parts[c] = Summary(min: Double(q.min), max: Double(q.max), sum: q.sum, sumSquares: q.sum_squares,
+                                       finite: q.finite, nonFinite: hi - lo - q.finite)
                 }
             }
         }
@@ -124,37 +105,34 @@ public struct TensorStatistics: Codable, Sendable, Equatable {
         }
         let h = histogram!, a = absHistogram!
         let hn = h.bins, an = a.bins
+        // Bin k holds [k·w, (k+1)·w): index = floor(x / w) - first (w a power of 2, so x / w is
+        // exact), computed as trunc(clamp(x / w - first, 0, bins - 1)) in double by
+        // `qk_histogram2`; the clamp to ≥ 0 comes first, so truncation is floor.
+        let hGrid = qk_bin_grid(inv: 1 / h.width, first: Double(h.first), top: Double(hn - 1))
+        let aGrid = qk_bin_grid(inv: 1 / a.width, first: Double(a.first), top: Double(an - 1))
         let chunks = Swift.max(1, Swift.min(threads, x.count / (1 << 16)))
+        let scratch = qk_histogram2_scratch(hn, an)
         var local = [[Double]](repeating: [], count: chunks)
         x.withUnsafeBufferPointer(as: Float.self) { p in
             local.withUnsafeMutableBufferPointer { local in
                 parallelFor(chunks, threads: chunks) { r in
+                    let counters = UnsafeMutablePointer<UInt32>.allocate(capacity: scratch)
+                    counters.initialize(repeating: 0, count: scratch)
+                    defer { counters.deallocate() }
                     for c in r {
                         let s = p.count * c / chunks, e = p.count * (c + 1) / chunks
-                        var counts = [UInt32](repeating: 0, count: hn + an)
-                        // Bin k holds [k·w, (k+1)·w): index = floor(x / w) - first (w a power of 2,
-                        // so x / w is exact). The clamp to ≥ 0 comes first, so truncation is floor
-                        // (no libm floor call: the baseline x86-64 target has no roundsd).
-                        let hInv = 1 / h.width, aInv = 1 / a.width
-                        let hFirst = Double(h.first), aFirst = Double(a.first)
-                        let hTop = Double(hn - 1), aTop = Double(an - 1)
+                        var counts = [Double](repeating: 0, count: hn + an)
                         counts.withUnsafeMutableBufferPointer { cnt in
-                            for k in s..<e {
-                                let v = Double(p[k])
-                                guard v.isFinite else { continue }
-                                let i = Int(Swift.min(Swift.max(v * hInv - hFirst, 0), hTop))
-                                let j = Int(Swift.min(Swift.max(abs(v) * aInv - aFirst, 0), aTop))
-                                cnt[i] &+= 1
-                                cnt[hn + j] &+= 1
-                            }
+                            qk_histogram2(p.baseAddress! + s, e - s, hGrid, aGrid, cnt.baseAddress!, cnt.baseAddress! + hn, counters)
                         }
-                        local[c] = counts.map(Double.init)
+                        local[c] = counts
                     }
                 }
             }
         }
-        var hc = [Double](repeating: 0, count: hn), ac = [Double](repeating: 0, count: an)
-        for l in local {
+        var hc = local[0].count == hn + an ? Array(local[0][..<hn]) : [Double](repeating: 0, count: hn)
+        var ac = local[0].count == hn + an ? Array(local[0][hn...]) : [Double](repeating: 0, count: an)
+        for l in local.dropFirst() {
             for i in 0..<hn { hc[i] += l[i] }
             for i in 0..<an { ac[i] += l[hn + i] }
         }

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Bytes of a tensor: either owned, 64-byte aligned heap memory, or a read-only window into a
@@ -7,28 +8,42 @@ public final class TensorStorage: @unchecked Sendable {
     /// Start of the bytes; 64-byte aligned when owned, element-aligned when mapped.
     public let pointer: UnsafeMutableRawPointer
     public let isMapped: Bool
+    /// Owned memory from `qk_block_alloc` (else from malloc).
+    private let isBlock: Bool
     private let owner: AnyObject?
     /// Elements of a `string` tensor (ONNX `string_data`); empty for every other type.
     public let strings: [Data]
 
     /// Allocates `byteCount` zero-initialised bytes.
-    public init(zeroed byteCount: Int) {
-        self.byteCount = byteCount
-        pointer = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+    public convenience init(zeroed byteCount: Int) {
+        self.init(uninitialized: byteCount)
         pointer.initializeMemory(as: UInt8.self, repeating: 0, count: max(byteCount, 1))
-        isMapped = false
-        owner = nil
-        strings = []
     }
 
     /// Allocates `byteCount` bytes without initialising them; the caller must write every byte.
     public init(uninitialized byteCount: Int) {
         self.byteCount = byteCount
-        pointer = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+        isBlock = byteCount >= TensorStorage.blockThreshold
+        if isBlock {
+            guard let p = qk_block_alloc(byteCount) else { fatalError("out of memory: cannot map \(byteCount) bytes for a tensor") }
+            pointer = p
+        } else {
+            pointer = UnsafeMutableRawPointer.allocate(byteCount: max(byteCount, 1), alignment: 64)
+        }
         isMapped = false
         owner = nil
         strings = []
     }
+
+    /// Blocks from this size up come from `qk_block_alloc` (page-aligned, per-thread heaps
+    /// reused by best fit, apart from the malloc heap) instead of malloc; see CKernels.h for
+    /// why.
+    static let blockThreshold = 256 << 10
+
+    /// Gives the memory of freed large tensors back to the system. Freed tensor memory is
+    /// otherwise kept for the next allocation (so repeated runs do not fault it in again);
+    /// call this after a pass over many batches, before work of another shape.
+    public static func releaseFreedMemory() { qk_block_release() }
 
     /// Copies `bytes` into owned storage.
     public convenience init(copying bytes: UnsafeRawBufferPointer) {
@@ -50,6 +65,7 @@ public final class TensorStorage: @unchecked Sendable {
         self.pointer = pointer
         byteCount = count
         isMapped = true
+        isBlock = false
         self.owner = owner
         strings = []
     }
@@ -59,6 +75,7 @@ public final class TensorStorage: @unchecked Sendable {
         byteCount = 0
         pointer = UnsafeMutableRawPointer.allocate(byteCount: 1, alignment: 64)
         isMapped = false
+        isBlock = false
         owner = nil
         self.strings = strings
     }
@@ -66,7 +83,8 @@ public final class TensorStorage: @unchecked Sendable {
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: pointer, count: byteCount) }
 
     deinit {
-        if !isMapped { pointer.deallocate() }
+        if isMapped { return }
+        if isBlock { qk_block_free(pointer, byteCount) } else { pointer.deallocate() }
     }
 }
 

@@ -41,6 +41,8 @@ public struct Calibrator {
             count += 1
             progress(StageProgress(stage: "calibrate", done: count, total: total, unit: "batches"))
         }
+        // The batches' tensor memory is not needed by what follows (range searches, writing).
+        TensorStorage.releaseFreedMemory()
         guard count > 0 else {
             throw QuantKitError("QK4005", "calibration received no data", fix: "check the data paths; at least one batch is needed")
         }

@@ -60,6 +60,32 @@ void qk_depthwise2d(const float *x, const float *w, const float *bias, float *y,
 typedef enum { QK_ADD = 0, QK_SUB = 1, QK_MUL = 2, QK_DIV = 3 } qk_binary_op;
 void qk_binary(int op, const float *a, long sa, const float *b, long sb, float *y, long n);
 
+/// Min, max and sums of the finite elements of a float array (calibration statistics).
+/// `min`/`max` are +inf/-inf when no element is finite; a zero minimum or maximum is +0.
+typedef struct {
+    float min, max;
+    double sum, sum_squares;
+    long finite;
+} qk_summary;
+void qk_summarize(const float *x, long n, qk_summary *out);
+
+/// The bins of x and |x| histograms (calibration): bin = trunc(clamp(v * inv - first, 0, top))
+/// computed in double (`inv` a power of two, `first` and `top` integers), as
+/// `TensorStatistics.updateHistograms` defines it.
+typedef struct {
+    double inv, first, top;
+} qk_bin_grid;
+
+/// Scratch (uint32 counters) that `qk_histogram2` needs for histograms of `bins` and
+/// `abs_bins` bins.
+long qk_histogram2_scratch(long bins, long abs_bins);
+
+/// Adds the finite elements of `x` to the histogram of x (`counts`, `h.top + 1` bins) and of
+/// |x| (`abs_counts`, `a.top + 1` bins). `scratch` holds `qk_histogram2_scratch` zeroed
+/// counters (the kernel leaves them zeroed); non-finite elements are skipped.
+void qk_histogram2(const float *x, long n, qk_bin_grid h, qk_bin_grid a, double *counts, double *abs_counts,
+                   unsigned *scratch);
+
 /// A persistent pool of worker threads. `qk_parallel_run` runs `fn(ctx, task)` for every task
 /// in [0, tasks) on the caller and up to `threads - 1` workers and returns when all are done.
 /// A call made while the pool is busy (another thread's call, or a nested call from a task)
@@ -95,6 +121,36 @@ typedef enum { QK_ISA_PORTABLE = 0, QK_ISA_AVX2 = 1, QK_ISA_AVX512 = 2 } qk_isa;
 /// every variant through it).
 void qk_gemm_packed_isa(int isa, const float *packed, long m, long k, const float *b, long ldb, float *c, long ldc, long r0,
                         long r1, long c0, long c1, const float *bias, const qk_epilogue *e, float *scratch);
+
+/// Page-aligned memory for large tensors (QuantCore's `TensorStorage` from 256 KiB), from big
+/// anonymous mappings: one heap per allocating thread, best fit (lowest address among equal
+/// sizes), freed ranges coalesced and kept mapped for reuse, never unmapped. Any thread may
+/// free; the block returns to the heap it came from, and a finished thread's heap passes to
+/// the next thread.
+///
+/// Why not malloc: executor runs allocate and free the same sequence of tensor sizes every
+/// batch, interleaved with long-lived small allocations (statistics, strings) and with
+/// allocations of other threads at moments that vary (data prefetch). In glibc's heap those
+/// land between freed tensors and the layout drifts, so the heap's high-water mark kept
+/// rising with the number of batches; unmapping every tensor instead (mmap threshold) costs
+/// a page fault per 4 KiB per run. Kept apart, one thread's fixed sequence per heap, placed
+/// by best fit, tensor memory repeats its layout from run to run and reuse costs nothing.
+/// `qk_block_alloc` returns NULL when no memory can be mapped; `qk_block_free` takes the
+/// byte count given to `qk_block_alloc`.
+void *qk_block_alloc(size_t bytes);
+void qk_block_free(void *p, size_t bytes);
+/// Returns the pages of every free range to the system (they stay mapped and read as zero
+/// when used again), e.g. when a long pass over the data is done.
+void qk_block_release(void);
+
+/// Bytes mapped, in use and the in-use high-water mark (page-rounded); `extent`: bytes from
+/// the start of each mapping to the end of the highest block ever handed out in it (what
+/// may be resident); free ranges.
+typedef struct {
+    size_t mapped, in_use, high_water, extent;
+    long free_ranges;
+} qk_block_stats;
+qk_block_stats qk_block_statistics(void);
 
 /// 1 when the AVX2+FMA kernel variants are in use.
 int qk_uses_avx2(void);
