@@ -202,8 +202,8 @@ def test_float_readers_read_float_and_matmul_before_float_ops_keeps_a_float_outp
 
 
 def test_gptq_weight_rounding_lowers_the_layer_output_error(tmp_path):
-    """Calibration on smooth images (neighbouring pixels correlated, as in photos): the default
-    error-compensated rounding (GPTQ) must give the first conv (BatchNorm folded, input exact) a
+    """Calibration on smooth images (neighbouring pixels correlated, as in photos):
+    --weight-rounding gptq (error-compensated rounding) must give the first conv (BatchNorm folded, input exact) a
     smaller output error E||(W - W_q) x||^2 over the calibration patches than --weight-rounding
     nearest, while both models pass the checker and fuse the same."""
     rng = np.random.default_rng(5)
