@@ -203,8 +203,8 @@ def test_float_readers_read_float_and_matmul_before_float_ops_keeps_a_float_outp
 
 def test_gptq_weight_rounding_lowers_the_layer_output_error(tmp_path):
     """Calibration on smooth images (neighbouring pixels correlated, as in photos):
-    --weight-rounding gptq (error-compensated rounding) must give the first conv (BatchNorm folded, input exact) a
-    smaller output error E||(W - W_q) x||^2 over the calibration patches than --weight-rounding
+    --weight-rounding gptq (error-compensated rounding) must give the first conv (BatchNorm folded, input exact) an
+    output error E||(W - W_q) x||^2 over the calibration patches at least 20% below --weight-rounding
     nearest, while both models pass the checker and fuse the same."""
     rng = np.random.default_rng(5)
     low = rng.standard_normal((24, 3, 4, 4)).astype(np.float32)
@@ -233,4 +233,4 @@ def test_gptq_weight_rounding_lowers_the_layer_output_error(tmp_path):
         qi = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
         wq = qi["W1_bnfolded_quantized"].astype(np.float32).reshape(8, -1) * qi["W1_bnfolded_scale"][:, None]
         err[mode] = float((((folded - wq) @ patches) ** 2).mean())
-    assert err["gptq"] < 0.6 * err["nearest"], err
+    assert err["gptq"] < 0.8 * err["nearest"], err
