@@ -75,19 +75,24 @@ public final class WeightHessianCollector: ExecutionHook {
     public func produced(_ value: ValueID, tensor: Tensor, executor: Executor) -> Tensor? {
         guard tensor.dtype == .float, let list = sites[executor.name(of: value)] else { return nil }
         let x = tensor.floats()
+        // Gemm/MatMul sites reading this tensor (Q, K and V projections) share one XᵀX.
+        var lastAxisGram: [Float]? = nil
         for s in list {
             if let c = s.conv {
                 accumulateConv(s, c, x, shape: tensor.shape)
             } else {
                 guard let last = tensor.shape.last, last == s.k else { continue }
-                accumulate(s.node, group: 0, groups: 1, k: s.k, columns: x, count: x.count / s.k, rowMajorSamples: true)
+                let n = x.count / s.k
+                let h = lastAxisGram ?? gram(x, k: s.k, count: n, rowMajorSamples: true)
+                lastAxisGram = h
+                add(h, to: s.node, group: 0, groups: 1, k: s.k, count: n)
             }
         }
         return nil
     }
 
-    /// H_g += A·Aᵀ for A [k × n] (or Aᵀ·A for samples stored as rows: [n × k]).
-    private func accumulate(_ node: String, group: Int, groups: Int, k: Int, columns a: [Float], count n: Int, rowMajorSamples: Bool) {
+    /// A·Aᵀ for A [k × n], or Aᵀ·A for samples stored as rows ([n × k]).
+    private func gram(_ a: [Float], k: Int, count n: Int, rowMajorSamples: Bool) -> [Float] {
         var h = [Float](repeating: 0, count: k * k)
         a.withUnsafeBufferPointer { a in
             h.withUnsafeMutableBufferPointer { h in
@@ -98,6 +103,11 @@ public final class WeightHessianCollector: ExecutionHook {
                 }
             }
         }
+        return h
+    }
+
+    /// H_g of `node` += h, over `n` more input vectors.
+    private func add(_ h: [Float], to node: String, group: Int, groups: Int, k: Int, count n: Int) {
         var all = sums.removeValue(forKey: node) ?? [[Double]](repeating: [Double](repeating: 0, count: k * k), count: groups)
         all[group].withUnsafeMutableBufferPointer { sum in
             h.withUnsafeBufferPointer { h in for i in 0..<(k * k) { sum[i] += Double(h[i]) } }
@@ -158,7 +168,7 @@ public final class WeightHessianCollector: ExecutionHook {
                     }
                 }
             }
-            accumulate(s.node, group: g, groups: c.group, k: s.k, columns: cols, count: positions, rowMajorSamples: false)
+            add(gram(cols, k: s.k, count: positions, rowMajorSamples: false), to: s.node, group: g, groups: c.group, k: s.k, count: positions)
         }
     }
 }

@@ -61,12 +61,14 @@ public struct Quantizer: Sendable {
         var warnings = config.notes
         var batches = 0, items = 0
         let statistics: StatisticsFile
+        var calibrationData: CalibrationDataset? = nil
         if let stats = config.statistics {
             statistics = try StatisticsFile.read(path: stats)
         } else {
             let model = try Model.load(path: path)
             let signatures = CalibrationDataset.signatures(of: model.graph)
             let dataset = try CalibrationDataset(signatures: signatures, config: try config.resolvedData(for: signatures)!)
+            calibrationData = dataset
             let stream = dataset.makeStream()
             defer { stream.cancel() }
             var total = dataset.batchCount
@@ -92,10 +94,8 @@ public struct Quantizer: Sendable {
         // calibration items (a fresh stream of the same data).
         var hessianBatches: (() throws -> [String: Tensor]?)? = nil
         var hessianStream: BatchStream? = nil
-        if config.weightRounding == .gptq, config.statistics == nil {
+        if config.weightRounding == .gptq, let dataset = calibrationData {
             try cancelled()
-            let signatures = CalibrationDataset.signatures(of: try Model.load(path: path).graph)
-            let dataset = try CalibrationDataset(signatures: signatures, config: try config.resolvedData(for: signatures)!)
             let stream = dataset.makeStream()
             hessianStream = stream
             var seen = 0
