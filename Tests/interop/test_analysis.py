@@ -194,3 +194,40 @@ def test_analysis_errors_have_codes(tmp_path):
     r = quantkit("analyze", src, qpath, *data, "--labels", str(labels), "--report", str(tmp_path / "r3"), check=False)
     assert r.returncode == 2 and "QK6005" in r.stderr, r.stderr
     assert not any(os.path.exists(str(tmp_path / f"r{i}.json")) for i in (1, 2, 3))
+
+
+def test_export_all_outputs_types_without_value_info_when_a_zero_input_run_fails(tmp_path):
+    """A QDQ model without value_info whose spatial dimensions are symbolic: a run on zero inputs
+    with every symbolic dimension set to 1 fails (3x3 Conv without padding), so the element types
+    must come from the operators' type rules (uint8 from QuantizeLinear, int64 from Shape, bool
+    from Equal, float from Conv); ONNX Runtime then runs the model and agrees with QuantKit."""
+    w = np.random.default_rng(5).integers(-100, 100, (4, 3, 3, 3)).astype(np.int8)
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
+        helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"]),
+        helper.make_node("DequantizeLinear", ["w", "ws"], ["wd"]),
+        helper.make_node("Conv", ["xd", "wd"], ["c"]),
+        helper.make_node("Shape", ["c"], ["shape"]),
+        helper.make_node("Equal", ["shape", "shape"], ["same"]),
+        helper.make_node("Relu", ["c"], ["y"]),
+    ]
+    inits = [helper.make_tensor("s", TensorProto.FLOAT, [], [0.02]), helper.make_tensor("z", TensorProto.UINT8, [], [128]),
+             helper.make_tensor("w", TensorProto.INT8, w.shape, w.ravel().tolist()), helper.make_tensor("ws", TensorProto.FLOAT, [], [0.01])]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    src = str(tmp_path / "sym.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), src)
+    out = str(tmp_path / "sym.all.onnx")
+    r = quantkit("export-all-outputs", src, "-o", out)
+    assert "left out" not in r.stdout, r.stdout
+    m = onnx.load(out)
+    types = {o.name: o.type.tensor_type.elem_type for o in m.graph.output}
+    assert types == {"xq": TensorProto.UINT8, "xd": TensorProto.FLOAT, "wd": TensorProto.FLOAT, "c": TensorProto.FLOAT,
+                     "shape": TensorProto.INT64, "same": TensorProto.BOOL, "y": TensorProto.FLOAT}, types
+    x = np.random.default_rng(6).standard_normal((2, 3, 9, 7)).astype(np.float32)
+    np.save(str(tmp_path / "x.npy"), x)
+    quantkit("run", out, "--input", f"x={tmp_path / 'x.npy'}", "--output-dir", str(tmp_path / "o"))
+    theirs = dict(zip([o.name for o in m.graph.output], ort.InferenceSession(out, providers=["CPUExecutionProvider"]).run(None, {"x": x})))
+    for name, t in theirs.items():
+        ours = np.load(str(tmp_path / "o" / npy_name(name)))
+        assert ours.dtype == t.dtype and np.allclose(ours, t, atol=1e-4), name
