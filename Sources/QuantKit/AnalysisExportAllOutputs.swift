@@ -104,6 +104,13 @@ enum ElementTypes {
                     out = []
                 default: out = Array(repeating: input(0), count: n.outputs.count)
                 }
+            case "com.microsoft":
+                // Quantizers write per-axis Q/DQ in this domain for models below opset 13.
+                switch n.opType {
+                case "QuantizeLinear": out = [input(2) ?? .uint8]
+                case "DequantizeLinear": out = [input(1)]
+                default: out = []
+                }
             default: out = []
             }
             for (o, t) in zip(n.outputs, out) where !o.isEmpty { if let t { types[o] = t } }

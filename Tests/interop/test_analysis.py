@@ -200,7 +200,7 @@ def test_export_all_outputs_types_without_value_info_when_a_zero_input_run_fails
     """A QDQ model without value_info whose spatial dimensions are symbolic: a run on zero inputs
     with every symbolic dimension set to 1 fails (3x3 Conv without padding), so the element types
     must come from the operators' type rules (uint8 from QuantizeLinear, int64 from Shape, bool
-    from Equal, float from Conv); ONNX Runtime then runs the model and agrees with QuantKit."""
+    from Equal, float from Conv and com.microsoft's DequantizeLinear); ONNX Runtime then runs the model and agrees with QuantKit."""
     w = np.random.default_rng(5).integers(-100, 100, (4, 3, 3, 3)).astype(np.int8)
     nodes = [
         helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"]),
@@ -210,20 +210,22 @@ def test_export_all_outputs_types_without_value_info_when_a_zero_input_run_fails
         helper.make_node("Shape", ["c"], ["shape"]),
         helper.make_node("Equal", ["shape", "shape"], ["same"]),
         helper.make_node("Relu", ["c"], ["y"]),
+        # Quantizers write per-axis DequantizeLinear in this domain for models below opset 13.
+        helper.make_node("DequantizeLinear", ["w", "ws"], ["wd2"], domain="com.microsoft"),
     ]
     inits = [helper.make_tensor("s", TensorProto.FLOAT, [], [0.02]), helper.make_tensor("z", TensorProto.UINT8, [], [128]),
              helper.make_tensor("w", TensorProto.INT8, w.shape, w.ravel().tolist()), helper.make_tensor("ws", TensorProto.FLOAT, [], [0.01])]
     g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
     src = str(tmp_path / "sym.onnx")
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), src)
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.microsoft", 1)], ir_version=8), src)
     out = str(tmp_path / "sym.all.onnx")
     r = quantkit("export-all-outputs", src, "-o", out)
     assert "left out" not in r.stdout, r.stdout
     m = onnx.load(out)
     types = {o.name: o.type.tensor_type.elem_type for o in m.graph.output}
     assert types == {"xq": TensorProto.UINT8, "xd": TensorProto.FLOAT, "wd": TensorProto.FLOAT, "c": TensorProto.FLOAT,
-                     "shape": TensorProto.INT64, "same": TensorProto.BOOL, "y": TensorProto.FLOAT}, types
+                     "shape": TensorProto.INT64, "same": TensorProto.BOOL, "y": TensorProto.FLOAT, "wd2": TensorProto.FLOAT}, types
     x = np.random.default_rng(6).standard_normal((2, 3, 9, 7)).astype(np.float32)
     np.save(str(tmp_path / "x.npy"), x)
     quantkit("run", out, "--input", f"x={tmp_path / 'x.npy'}", "--output-dir", str(tmp_path / "o"))
