@@ -80,9 +80,6 @@ public struct AnalysisReport: Codable, Sendable {
     public var layers: [Layer]
     public var histograms: [ActivationHistogram]
     public var evaluations: [Evaluation] = []
-    /// Cosine of the QDQ model's outputs between QuantKit's executor and ONNX Runtime, when
-    /// measured (filled by callers that ran ONNX Runtime, e.g. the benchmark scripts).
-    public var runtimeGapCosine: Double?
     public var notes: [String]
 
     /// Layers worst first by their own error: layerwise SNR when measured, else graphwise.
@@ -91,8 +88,7 @@ public struct AnalysisReport: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case version, floatModel, quantizedModel, samples, batches, snrWarning, cosineWarning, model, outputs, layers, histograms, evaluations,
-             runtimeGapCosine, notes
+        case version, floatModel, quantizedModel, samples, batches, snrWarning, cosineWarning, model, outputs, layers, histograms, evaluations, notes
     }
 }
 

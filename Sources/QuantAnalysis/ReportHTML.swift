@@ -27,7 +27,6 @@ extension AnalysisReport {
             <li>quantized ops: \(model.quantizedOps); marked (SNR &gt; \(f(snrWarning)) or cosine &lt; \(f(cosineWarning))): \(layers.filter(\.marked).count)</li>
 
             """
-        if let g = runtimeGapCosine { h += "<li>QuantKit executor vs ONNX Runtime, cosine of outputs: \(f(g))</li>\n" }
         for ev in evaluations {
             h += "<li>\(e(ev.name)): float \(f(ev.float)), quantized \(f(ev.quantized)), quantization loss \(f(ev.quantizationLoss)) %</li>\n"
         }

@@ -28,7 +28,6 @@ extension AnalysisReport {
         if !worstLayers.isEmpty {
             s += "- worst by themselves: " + worstLayers.prefix(5).map { "`\(AnalysisReport.cell($0.node))`" }.joined(separator: ", ") + "\n"
         }
-        if let g = runtimeGapCosine { s += "- QuantKit executor vs ONNX Runtime, cosine of outputs: \(AnalysisReport.format(g))\n" }
         for e in evaluations {
             s += "- \(AnalysisReport.cell(e.name)): float \(AnalysisReport.format(e.float)), quantized \(AnalysisReport.format(e.quantized)), quantization loss \(AnalysisReport.format(e.quantizationLoss)) %\n"
         }
