@@ -1,0 +1,108 @@
+"""Where EfficientNet-Lite0's quantization error comes from: weights, activations, or both.
+
+    OPENBLAS_CORETYPE=SkylakeX .venv/bin/python Benchmarks/efficientnet_error_budget.py
+
+Quantizes with QuantKit's defaults (weight rounding `nearest`) and with `--weight-rounding gptq`
+on the benchmark calibration set (bench_data.py: 116 photos), then measures in ONNX Runtime,
+against the float model, three variants of each QDQ model:
+  full              the model as written;
+  weights only      every activation QuantizeLinear → DequantizeLinear pair replaced by a Clip to
+                    the pair's representable range (no rounding, same saturation, so absorbed
+                    Relu6 still clip);
+  activations only  every weight DequantizeLinear replaced by the float model's weight.
+Metrics: top-1 agreement with float on the 268 object photos and the 307 opencv/skimage
+pictures, top-1 on foolbox's 20 labelled photos, output SNR (noise/signal) on the objects.
+The modified models run with ORT_DISABLE_ALL (ONNX Runtime's QDQ fusions assume the standard
+layout).
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import numpy_helper
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_data as bd  # noqa: E402
+
+Q = os.path.join(bd.ROOT, ".build", "release", "quantkit")
+FLOAT = os.path.join(bd.MODELS, "efficientnet_lite0.onnx")
+
+
+def run(path, x, optimized=True):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 2
+    so.log_severity_level = 3
+    if not optimized:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    return np.concatenate([s.run(None, {"input": x[i:i + 32]})[0] for i in range(0, len(x), 32)])
+
+
+def weights_only(path, out):
+    m = onnx.load(path)
+    g = m.graph
+    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    clipped = set()
+    for n in g.node:
+        if n.op_type == "QuantizeLinear" and n.input[0] not in inits:
+            scale, zp = float(inits[n.input[1]]), inits[n.input[2]]
+            lo, hi = (0, 255) if zp.dtype == np.uint8 else (-128, 127)
+            names = (n.output[0] + "_lo", n.output[0] + "_hi")
+            for name, v in zip(names, ((lo - int(zp)) * scale, (hi - int(zp)) * scale)):
+                g.initializer.append(numpy_helper.from_array(np.array(v, np.float32), name))
+            n.op_type = "Clip"
+            n.input[:] = [n.input[0], *names]
+            clipped.add(n.output[0])
+    for n in g.node:
+        if n.op_type == "DequantizeLinear" and n.input[0] in clipped:
+            n.op_type = "Identity"
+            del n.input[1:]
+    onnx.save(m, out)
+
+
+def activations_only(path, out):
+    m = onnx.load(path)
+    floats = {i.name: i for i in onnx.load(FLOAT).graph.initializer}
+    for n in m.graph.node:
+        base = n.input[0][:-len("_quantized")] if n.op_type == "DequantizeLinear" and n.input[0].endswith("_quantized") else None
+        if base in floats:
+            m.graph.initializer.append(floats[base])
+            n.op_type = "Identity"
+            n.input[:] = [base]
+            del n.attribute[:]
+    onnx.save(m, out)
+
+
+def main():
+    ev = bd.efficientnet()
+    sets = {"objects": ev["objects"], "photos": ev["photos"], "imagenet": ev["imagenet"]}
+    ref = {k: run(FLOAT, x) for k, x in sets.items()}
+    work = tempfile.mkdtemp(prefix="qk-budget-")
+    print("| weight rounding | variant | agreement, 268 objects | agreement, 307 pictures | top-1 of 20 | output SNR (objects) |")
+    print("|---|---|---|---|---|---|")
+    for rounding in ("nearest", "gptq"):
+        qpath = os.path.join(work, f"{rounding}.onnx")
+        subprocess.run([Q, "quantize", FLOAT, "--input", f"input={os.path.join(bd.BENCH, 'efficientnet_lite0', 'calib')}",
+                        "--batch", "8", "-o", qpath, "--no-analysis", "--quiet", "--weight-rounding", rounding], check=True, capture_output=True)
+        variants = [("full", qpath, True)]
+        weights_only(qpath, os.path.join(work, f"{rounding}.w.onnx"))
+        variants.append(("weights only", os.path.join(work, f"{rounding}.w.onnx"), False))
+        if rounding == "nearest":
+            activations_only(qpath, os.path.join(work, "a.onnx"))
+            variants.append(("activations only", os.path.join(work, "a.onnx"), False))
+        for label, path, optimized in variants:
+            r = {k: run(path, x, optimized) for k, x in sets.items()}
+            e = (r["objects"] - ref["objects"]).ravel()
+            snr = float(e @ e / (ref["objects"].ravel() @ ref["objects"].ravel()))
+            agree = {k: float((r[k].argmax(1) == ref[k].argmax(1)).mean()) for k in ("objects", "photos")}
+            top1 = int((r["imagenet"].argmax(1) == ev["labels"]).sum())
+            print(f"| {rounding if label != 'activations only' else '(float weights)'} | {label} | {agree['objects']:.4f} | "
+                  f"{agree['photos']:.4f} | {top1}/20 | {snr:.5f} |")
+
+
+if __name__ == "__main__":
+    main()
