@@ -81,6 +81,18 @@ def calib_items(name, input_names):
     return out
 
 
+def ort_session(path, optimized=True, threads=2):
+    """An ONNX Runtime CPU session with `threads` intra-op threads, warnings off; optimized=False
+    runs the graph as written (ORT_DISABLE_ALL: no QDQ fusion, no constant folding)."""
+    import onnxruntime as ort
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    if not optimized:
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
 def _cached(name, make, version="1"):
     """The set `name` from .cache/bench/NAME, made (again) when missing or of another version."""
     folder = os.path.join(BENCH, name)

@@ -22,7 +22,6 @@ import tempfile
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 from onnx import numpy_helper
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -46,12 +45,7 @@ def eval_items(name):
 
 
 def ort_run(path, feeds, optimized):
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 2
-    so.log_severity_level = 3
-    if not optimized:
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    s = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+    s = bd.ort_session(path, optimized)
     names = [o.name for o in s.get_outputs()]
     return dict(zip(names, s.run(None, feeds)))
 
