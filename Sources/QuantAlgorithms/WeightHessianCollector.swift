@@ -29,9 +29,12 @@ public final class WeightHessianCollector: ExecutionHook {
     private var counts: [String: Int] = [:]
 
     /// Sites for the constant-weight Conv, Gemm and MatMul nodes of `graph` that `include` accepts.
-    public init(graph: Graph, include: (Node) -> Bool = { _ in true }) {
+    /// `weight` gives a node's weight tensor (only its shape is read): by default a float
+    /// initializer; for a QDQ graph, the integer initializer behind the weight's DequantizeLinear.
+    public init(graph: Graph, include: (Node) -> Bool = { _ in true }, weight: ((Node) -> Tensor?)? = nil) {
+        let weightOf = weight ?? { n in graph.initializer(n.inputs[1]).flatMap { $0.dtype == .float ? $0 : nil } }
         for n in graph.nodes where n.isStandard && include(n) {
-            guard n.inputs.count >= 2, let w = graph.initializer(n.inputs[1]), w.dtype == .float else { continue }
+            guard n.inputs.count >= 2, let w = weightOf(n) else { continue }
             switch n.opType {
             case "Conv" where w.rank == 4 || w.rank == 3:
                 let spatial = w.rank - 2

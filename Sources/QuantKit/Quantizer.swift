@@ -140,17 +140,7 @@ public struct Quantizer: Sendable {
             return (sel.range, sel.method.description)
         }
         if let next = hessianBatches {
-            let collector = WeightHessianCollector(graph: model.graph) { n in
-                !configuration.control.excludeNodes.contains(n.name) && !configuration.control.excludeOpTypes.contains(n.opType)
-            }
-            let executor = try Executor(model: model, options: ExecutorOptions(threads: configuration.threads ?? ProcessInfo.processInfo.activeProcessorCount))
-            var count = 0
-            while let feed = try next() {
-                _ = try executor.run(feed, hooks: [collector])
-                count += 1
-                progress(StageProgress(stage: "gptq statistics", done: count, total: nil, unit: "batches"))
-            }
-            options.weightHessians = collector.hessians
+            options.weightHessians = try quantizedInputHessians(modelPath: modelPath, options: options, batches: next, progress: progress)
         }
         let rewriter = QDQRewriter(model: model, options: options)
         let r = try rewriter.run()
@@ -163,6 +153,36 @@ public struct Quantizer: Sendable {
                                                             tensors: r.parameters, warnings: r.warnings)), to: paramsPath)
         return QuantizationResult(modelPath: output, parametersPath: paramsPath, preparation: prep, quantizedNodes: r.quantizedNodes.count,
                                   floatNodes: r.floatNodes.count, absorbedActivations: r.absorbedActivations, warnings: r.warnings)
+    }
+
+    /// GPTQ's H = E[x xᵀ] per weight, with x the layer inputs of the quantized model: the model
+    /// is rewritten once with round-to-nearest weights (same activation parameters) and run in
+    /// QuantKit's executor, and each Conv/Gemm/MatMul's Hessian is taken from its dequantized
+    /// input. Weights fitted to the float model's inputs instead are worse wherever activation
+    /// quantization moves the inputs far from float (PP-OCRv4 rec, docs/BENCHMARKS.md).
+    func quantizedInputHessians(modelPath: String, options: QDQRewriter.Options, batches next: () throws -> [String: Tensor]?,
+                                progress: (StageProgress) -> Void) throws -> [String: WeightHessian] {
+        let simulated = try Model.load(path: modelPath)
+        _ = try Preparation.run(simulated)
+        _ = try QDQRewriter(model: simulated, options: options).run()
+        let g = simulated.graph
+        var producer: [String: Node] = [:]
+        for n in g.nodes { for o in n.outputs where !o.isEmpty { producer[o] = n } }
+        let control = configuration.control
+        let collector = WeightHessianCollector(graph: g, include: { n in
+            !control.excludeNodes.contains(n.name) && !control.excludeOpTypes.contains(n.opType)
+        }, weight: { n in
+            guard let dq = producer[n.inputs[1]], dq.opType == "DequantizeLinear", let q = dq.inputs.first else { return nil }
+            return g.initializer(q)
+        })
+        let executor = try Executor(model: simulated, options: ExecutorOptions(threads: configuration.threads ?? ProcessInfo.processInfo.activeProcessorCount))
+        var count = 0
+        while let feed = try next() {
+            _ = try executor.run(feed, hooks: [collector])
+            count += 1
+            progress(StageProgress(stage: "gptq statistics", done: count, total: nil, unit: "batches"))
+        }
+        return collector.hessians
     }
 
     /// The parameter record beside `output`: `NAME.qparams.json` for `NAME.q.onnx` or `NAME.onnx`.

@@ -136,11 +136,14 @@ public struct QDQRewriter {
             switch rule.kind {
             case .compute:
                 wanted.formUnion(ins)
-                // A MatMul whose readers all run float keeps a float output: ONNX Runtime runs
-                // `DQ -> MatMul` without a Q as MatMulIntegerToFloat, so a Q/DQ there would only
-                // add rounding and clipping error (a transformer's FFN down-projection before
-                // its float bias Add, residual Add and LayerNormalization).
-                if let o = n.outputs.first, !(n.opType == "MatMul" && readsFloatOnly(o, g, index, floatNodes)) { wanted.insert(o) }
+                // A MatMul or Gemm whose readers all run float (or that produces a graph output)
+                // keeps a float output: ONNX Runtime runs `DQ -> MatMul` without a Q as
+                // MatMulIntegerToFloat and `DQ -> Gemm` as QGemm with a float output, so a Q/DQ
+                // there would only add rounding and clipping error (a transformer's FFN
+                // down-projection before its float bias Add, residual Add and LayerNormalization;
+                // a classifier's logits, whose top-2 margin 256 steps would blur).
+                let floatOutputFuses = n.opType == "MatMul" || n.opType == "Gemm"
+                if let o = n.outputs.first, !(floatOutputFuses && readsFloatOnly(o, g, index, floatNodes)) { wanted.insert(o) }
             case .shareInput:
                 // Sharing saves a requantization only when the input is quantized anyway; after
                 // a node kept float (e.g. an excluded Conv before its Relu6) the input would be
