@@ -107,6 +107,9 @@ public struct QDQRewriter {
         var wanted = Set<String>()
         var rules: [(Node, OpRule)] = []
         var gridOf: [String: (QuantGrid, RangeMethod)] = [:]
+        // Tensors a custom_setting names (inputs and outputs of the nodes in its region): their
+        // grid and method win over the first-come setting of `gridOf`, for their whole group.
+        var overrideOf: [String: (QuantGrid, RangeMethod)] = [:]
         let index = GraphIndex(g)
         var floatProduced = Set<String>()
         var floatRun = Set<ObjectIdentifier>()
@@ -127,11 +130,12 @@ public struct QDQRewriter {
             }
             rules.append((n, rule))
             var grid = options.scheme.activation, method = options.scheme.method
+            let ins = rule.activationInputs.filter { $0 < n.inputs.count && !n.inputs[$0].isEmpty }.map { n.inputs[$0] }
             if let o = overrides[ObjectIdentifier(n)] {
                 if let b = o.bits { grid = QuantGrid(bits: b, signed: grid.signed, symmetric: grid.symmetric) }
                 if let m = o.method { method = m }
+                for t in ins + n.outputs where !t.isEmpty && overrideOf[t] == nil { overrideOf[t] = (grid, method) }
             }
-            let ins = rule.activationInputs.filter { $0 < n.inputs.count && !n.inputs[$0].isEmpty }.map { n.inputs[$0] }
             for t in ins + n.outputs where !t.isEmpty && gridOf[t] == nil { gridOf[t] = (grid, method) }
             switch rule.kind {
             case .compute:
@@ -160,12 +164,27 @@ public struct QDQRewriter {
         let wantedRoots = Set(wanted.map { groups.find($0) })
         var members: [String: [String]] = [:]
         for t in Set(gridOf.keys).union(wanted) where wantedRoots.contains(groups.find(t)) { members[groups.find(t), default: []].append(t) }
+        /// A group's grid and method: a custom_setting's when one of its tensors is in a region
+        /// (tensors sharing parameters with the region follow it, and a warning names them).
+        func setting(of ts: [String]) -> (QuantGrid, RangeMethod) {
+            let sorted = ts.sorted()
+            if let t = sorted.first(where: { overrideOf[$0] != nil }) { return overrideOf[t]! }
+            return gridOf[sorted[0]] ?? (options.scheme.activation, options.scheme.method)
+        }
+        for (_, ts) in members.sorted(by: { $0.key < $1.key }) where ts.contains(where: { overrideOf[$0] != nil }) {
+            let outside = ts.filter { overrideOf[$0] == nil && g.initializer($0) == nil }.sorted()
+            let (grid, _) = setting(of: ts)
+            if !outside.isEmpty, grid != (gridOf[outside[0]]?.0 ?? options.scheme.activation) {
+                result.warnings.append("custom_setting: \(outside.map { "'\($0)'" }.joined(separator: ", ")) outside the region also get \(grid.dtype.name) "
+                                       + "parameters: they share one scale with the region's tensors (data-movement ops, Concat)")
+            }
+        }
 
         // Range searches (KL/MSE over the histograms) are independent per tensor: run them
         // concurrently first, then combine per group in a fixed order (deterministic output).
         var asks: [(String, QuantGrid, RangeMethod)] = []
         for (_, ts) in members {
-            let (grid, method) = gridOf[ts.sorted()[0]] ?? (options.scheme.activation, options.scheme.method)
+            let (grid, method) = setting(of: ts)
             for t in ts where g.initializer(t) == nil { asks.append((t, grid, method)) }
         }
         let found = parallelMap(asks) { options.range($0.0, $0.1, $0.2) }.map { $0 ?? nil }
@@ -177,7 +196,7 @@ public struct QDQRewriter {
             var lo = 0.0, hi = 0.0
             var any = false
             var methods = Set<String>()
-            let (grid, method) = gridOf[ts.sorted()[0]] ?? (options.scheme.activation, options.scheme.method)
+            let (grid, method) = setting(of: ts)
             var quantizable: [String] = []
             for t in ts.sorted() {
                 if let c = g.initializer(t) {
@@ -204,13 +223,18 @@ public struct QDQRewriter {
 
         // Insert.
         var names = NameAllocator(g)
-        var qdqDomain = ""
+        var qdqDomain = ""  // of every Q/DQ when the whole model is 16-bit below opset 21
         let opset = model.opsets[""] ?? 13
         if options.scheme.activation.bits == 16 && opset < 21 { qdqDomain = "com.microsoft" }
+        // 16-bit Q/DQ below opset 21 is ONNX Runtime's com.microsoft contrib op (also for a
+        // custom_setting's 16-bit region in an 8-bit model).
+        var usesMicrosoftDomain = !qdqDomain.isEmpty
         for (t, (grid, scale, zp, range, method)) in params.sorted(by: { $0.key < $1.key }) {
             let floatSource = floatProduced.contains(t) || g.inputs.contains { $0.name == t }
             let floatReaders: ((Node) -> Bool)? = floatSource ? { floatRun.contains(ObjectIdentifier($0)) } : nil
-            insertQDQ(t, grid: grid, scale: scale, zp: zp, domain: qdqDomain, names: &names, index: index, floatReaders: floatReaders)
+            let domain = grid.bits > 8 && opset < 21 ? "com.microsoft" : qdqDomain
+            usesMicrosoftDomain = usesMicrosoftDomain || !domain.isEmpty
+            insertQDQ(t, grid: grid, scale: scale, zp: zp, domain: domain, names: &names, index: index, floatReaders: floatReaders)
             result.parameters[t] = TensorQuantParameters(role: .activation, dtype: grid.dtype.name, scale: [scale], zeroPoint: [zp],
                                                           axis: nil, threshold: [range.lo, range.hi], method: method)
         }
@@ -226,9 +250,9 @@ public struct QDQRewriter {
                                 domain: qdqDomain, opset: opset, names: &names, result: &result)
             result.quantizedNodes.append(n.name)
         }
-        if !qdqDomain.isEmpty, !model.extras.opsetImport.contains(where: { $0.domain == qdqDomain }) {
+        if usesMicrosoftDomain, !model.extras.opsetImport.contains(where: { $0.domain == "com.microsoft" }) {
             var o = model.extras.opsetImport[0]
-            o.domain = qdqDomain
+            o.domain = "com.microsoft"
             o.version = 1
             model.extras.opsetImport.append(o)
         }

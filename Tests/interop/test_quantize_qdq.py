@@ -237,3 +237,46 @@ def test_gptq_weight_rounding_lowers_the_layer_output_error(tmp_path):
         wq = qi["W1_bnfolded_quantized"].astype(np.float32).reshape(8, -1) * qi["W1_bnfolded_scale"][:, None]
         err[mode] = float((((folded - wq) @ patches) ** 2).mean())
     assert err["gptq"] < 0.8 * err["nearest"], err
+
+
+def test_subgraph_settings_bits_method_and_float(tmp_path):
+    """--subgraph IN:OUT:SETTING (XQuant custom_setting) for the region conv2 between p1 and c2:
+    bits=16 gives its input and output uint16 parameters (com.microsoft Q/DQ below opset 21)
+    and so do the tensors sharing one scale with them (r1 through MaxPool, cat through Concat),
+    with a warning naming them; method=minmax changes the region's range method only; float
+    keeps conv2's weights float. Every model passes onnx.checker and runs in ONNX Runtime."""
+    model = small_cnn(17)
+    src = str(tmp_path / "cnn.onnx")
+    onnx.save(model, src)
+    x = np.random.default_rng(8).standard_normal((16, 3, 16, 16)).astype(np.float32)
+    np.save(str(tmp_path / "x.npy"), x)
+    f = ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+
+    def quantize(tag, *extra):
+        out = str(tmp_path / f"{tag}.onnx")
+        r = quantkit("quantize", src, "--input", f"x={tmp_path / 'x.npy'}", "--batch", "8", "-o", out, "--no-analysis", *extra)
+        q = onnx.load(out)
+        onnx.checker.check_model(q)
+        y = ort.InferenceSession(out, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+        assert float((f * y).sum() / np.linalg.norm(f) / np.linalg.norm(y)) > 0.99, tag
+        return r, q, json.load(open(str(tmp_path / f"{tag}.qparams.json")))["tensors"]
+
+    _, _, base = quantize("base")
+    r, q, p16 = quantize("b16", "--subgraph", "p1:c2:bits=16")
+    assert {t: p16[t]["dtype"] for t in ("p1", "r2", "r1", "cat", "x", "gap")} == {
+        "p1": "uint16", "r2": "uint16", "r1": "uint16", "cat": "uint16", "x": "uint8", "gap": "uint8"}
+    assert "'cat', 'r1' outside the region also get uint16" in r.stdout, r.stdout
+    assert base["p1"]["scale"][0] / p16["p1"]["scale"][0] > 200  # 65,535 steps instead of 255
+    q_of_p1 = next(n for n in q.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "p1")
+    assert q_of_p1.domain == "com.microsoft"
+
+    _, _, pm = quantize("minmax", "--subgraph", "p1:c2:method=minmax")
+    assert pm["p1"]["method"] == "minmax" and pm["r2"]["method"] == "minmax"
+    assert pm["x"]["method"] == base["x"]["method"] != "minmax"
+
+    _, q, _ = quantize("float", "--subgraph", "p1:c2:float")
+    producers = {o: n for n in q.graph.node for o in n.output}
+    conv2 = next(n for n in q.graph.node if n.name == "conv2")
+    assert conv2.input[1] not in producers and conv2.input[1] in {t.name for t in q.graph.initializer}
+    conv1 = next(n for n in q.graph.node if n.name == "conv1")
+    assert producers[conv1.input[1]].op_type == "DequantizeLinear"
