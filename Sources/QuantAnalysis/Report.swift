@@ -113,7 +113,11 @@ extension AnalysisReport {
                 } else {
                     if l.weightPerChannel == false { advice.append("per-channel weights") }
                     advice.append("other range method (--method mse or percentile)")
-                    if let act, act.dtype.bitWidth <= 8 { advice.append("16-bit activations (--activations u16)") }
+                    if let act, act.dtype.bitWidth <= 8 {
+                        // The op's own region: its activation inputs to the tensor measured.
+                        advice.append(l.activationInputs.isEmpty ? "16-bit activations (--activations u16)"
+                                      : "16-bit activations here (--subgraph \(l.activationInputs.joined(separator: ",")):\(l.tensor):bits=16)")
+                    }
                     advice.append("keep float (--exclude-node \(l.node))")
                 }
             }

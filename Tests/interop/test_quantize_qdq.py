@@ -280,3 +280,20 @@ def test_subgraph_settings_bits_method_and_float(tmp_path):
     assert conv2.input[1] not in producers and conv2.input[1] in {t.name for t in q.graph.initializer}
     conv1 = next(n for n in q.graph.node if n.name == "conv1")
     assert producers[conv1.input[1]].op_type == "DequantizeLinear"
+
+
+def test_report_advice_for_16_bit_is_a_working_subgraph_setting(tmp_path):
+    """The report's "what to try" for a marked op names its own region; that setting runs and
+    gives the op's input 16-bit parameters."""
+    src = str(tmp_path / "cnn.onnx")
+    onnx.save(small_cnn(17), src)
+    np.save(str(tmp_path / "x.npy"), np.random.default_rng(9).standard_normal((8, 3, 16, 16)).astype(np.float32))
+    # A tiny SNR threshold marks every op.
+    quantkit("quantize", src, "--input", f"x={tmp_path / 'x.npy'}", "--batch", "8", "--snr-warning", "1e-9", "--quiet")
+    rep = json.load(open(str(tmp_path / "cnn.report.json")))
+    conv2 = next(l for l in rep["layers"] if l["node"] == "conv2")
+    setting = next(a for a in conv2["advice"] if "--subgraph" in a).split("--subgraph ")[1].rstrip(")")
+    assert setting == "p1:r2:bits=16", conv2["advice"]
+    quantkit("quantize", src, "--input", f"x={tmp_path / 'x.npy'}", "--batch", "8", "--no-analysis", "-o", str(tmp_path / "a.onnx"),
+             "--subgraph", setting)
+    assert json.load(open(str(tmp_path / "a.qparams.json")))["tensors"]["p1"]["dtype"] == "uint16"
