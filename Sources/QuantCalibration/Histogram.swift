@@ -116,6 +116,16 @@ public struct Histogram: Codable, Sendable, Equatable {
         return hi
     }
 
+    /// The mass of the bins whose centre lies outside [lo, hi] (what a clipping range cuts off).
+    public func mass(outside lo: Double, _ hi: Double) -> Double {
+        var m = 0.0
+        for (i, c) in counts.enumerated() where c != 0 {
+            let x = center(i)
+            if x < lo || x > hi { m += c }
+        }
+        return m
+    }
+
     /// Bins [from, to) as a histogram (same width), for searches over one side.
     public func slice(_ from: Int, _ to: Int) -> Histogram {
         Histogram(exponent: exponent, first: first + from, counts: Array(counts[from..<to]), maxBins: maxBins)

@@ -143,7 +143,8 @@ public struct Quantizer: Sendable {
             options.weightHessians = try quantizedInputHessians(modelPath: modelPath, options: options, batches: next, progress: progress)
         }
         let rewriter = QDQRewriter(model: model, options: options)
-        let r = try rewriter.run()
+        var r = try rewriter.run()
+        if let w = Quantizer.clippingWarning(r.parameters, stats) { r.warnings.insert(w, at: 0) }
         try Verifier.check(model)
         let paramsPath = Quantizer.parametersPath(for: output)
         try model.save(to: output)
@@ -153,6 +154,26 @@ public struct Quantizer: Sendable {
                                                             tensors: r.parameters, warnings: r.warnings)), to: paramsPath)
         return QuantizationResult(modelPath: output, parametersPath: paramsPath, preparation: prep, quantizedNodes: r.quantizedNodes.count,
                                   floatNodes: r.floatNodes.count, absorbedActivations: r.absorbedActivations, warnings: r.warnings)
+    }
+
+    /// One warning naming the activations whose clipping range cuts off more than 1% of the
+    /// calibration values by more than 5% of the range (KL does this to Relu6 outputs: it does not weigh how far the clipped
+    /// values move, and clipping [0, 6] to [0, 2] ruins EfficientNet-Lite0, docs/BENCHMARKS.md).
+    static func clippingWarning(_ parameters: [String: TensorQuantParameters], _ stats: [String: StatisticsFile.Entry]) -> String? {
+        var clipped: [(String, Double, String)] = []
+        for (t, p) in parameters where p.role == .activation && p.threshold.count == 2 {
+            guard let h = stats[t]?.statistics.histogram, h.total > 0 else { continue }
+            // Values moved by less than 5% of the range (a saturation spike clipped by a hair)
+            // do not count.
+            let lo = p.threshold[0], hi = p.threshold[1], margin = 0.05 * (hi - lo)
+            let share = h.mass(outside: lo - margin, hi + margin) / h.total
+            if share > 0.01 { clipped.append((t, share, p.method)) }
+        }
+        guard !clipped.isEmpty else { return nil }
+        clipped.sort { ($0.1, $1.0) > ($1.1, $0.0) }
+        let worst = clipped.prefix(3).map { "'\($0.0)' \(String(format: "%.1f", $0.1 * 100))% (\($0.2))" }.joined(separator: ", ")
+        return "\(clipped.count) activation(s) clip more than 1% of their calibration values far (by > 5% of the range), worst \(worst): "
+            + "if accuracy suffers, try --method mse or percentile (or --subgraph IN:OUT:method=mse for those tensors)"
     }
 
     /// GPTQ's H = E[x xᵀ] per weight, with x the layer inputs of the quantized model: the model

@@ -297,3 +297,22 @@ def test_report_advice_for_16_bit_is_a_working_subgraph_setting(tmp_path):
     quantkit("quantize", src, "--input", f"x={tmp_path / 'x.npy'}", "--batch", "8", "--no-analysis", "-o", str(tmp_path / "a.onnx"),
              "--subgraph", setting)
     assert json.load(open(str(tmp_path / "a.qparams.json")))["tensors"]["p1"]["dtype"] == "uint16"
+
+
+def test_a_range_method_that_clips_far_is_warned_about(tmp_path):
+    """KL (TensorRT's entropy search) clips a Relu6-style output with a saturation spike far below
+    its maximum; quantize says so first, naming the tensors, and the default method does not."""
+    src = str(tmp_path / "cnn.onnx")
+    onnx.save(small_cnn(17), src)
+    rng = np.random.default_rng(0)
+    x = ((rng.integers(0, 256, (16, 3, 16, 16)) - 127) / 128).astype(np.float32)
+    x[:, :, :4] = 1.0  # a saturated image region
+    np.save(str(tmp_path / "x.npy"), x)
+    args = ("quantize", src, "--input", f"x={tmp_path / 'x.npy'}", "--batch", "8", "-o", str(tmp_path / "q.onnx"), "--no-analysis")
+    r = quantkit(*args, "--method", "kl")
+    first = next(l for l in r.stdout.splitlines() if l.startswith("warning"))
+    assert "clip more than 1% of their calibration values far" in first and "'r2'" in first and "(kl)" in first, r.stdout
+    assert "--method mse" in first
+    record = json.load(open(str(tmp_path / "q.qparams.json")))
+    assert any("'r2'" in w for w in record["warnings"])
+    assert "clip more than" not in quantkit(*args).stdout
