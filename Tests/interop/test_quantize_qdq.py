@@ -303,7 +303,7 @@ def test_a_range_method_that_clips_far_is_warned_about(tmp_path):
     """KL (TensorRT's entropy search) clips a Relu6-style output with a saturation spike far below
     its maximum; quantize says so first, naming the tensors, and the default method does not."""
     src = str(tmp_path / "cnn.onnx")
-    onnx.save(small_cnn(17), src)
+    onnx.save(small_cnn(17, np.random.default_rng(0)), src)
     rng = np.random.default_rng(0)
     x = ((rng.integers(0, 256, (16, 3, 16, 16)) - 127) / 128).astype(np.float32)
     x[:, :, :4] = 1.0  # a saturated image region
