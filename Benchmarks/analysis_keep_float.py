@@ -110,6 +110,12 @@ def main():
                 excl = [a for l in chosen for a in ("--exclude-node", l["node"])]
                 qk("quantize", src, "--stats", stats, "-o", out, "--no-analysis", "--quiet", *excl)
                 rows.append((name, f"keep {k} {label} float", ", ".join(l["node"] for l in chosen), compare(f, ort_run(out, x)), None, None, None))
+                # The report's other advice: 16-bit activations for the op's own region.
+                regions = [a for l in chosen if l["inputs"] for a in ("--subgraph", f"{','.join(l['inputs'])}:{l['tensor']}:bits=16")]
+                out16 = os.path.join(work, f"{name}.{label.split()[0]}{k}.a16.onnx")
+                qk("quantize", src, "--stats", stats, "-o", out16, "--no-analysis", "--quiet", *regions)
+                rows.append((name, f"{k} {label} with 16-bit activations", ", ".join(l["node"] for l in chosen), compare(f, ort_run(out16, x)),
+                             None, None, None))
     print("| model | variant | output SNR vs float | cosine | top-1 agreement | QuantKit vs ORT cosine |")
     print("|---|---|---|---|---|---|")
     for name, variant, nodes, m, gap, _, _ in rows:

@@ -11,6 +11,9 @@ public struct AnalysisReport: Codable, Sendable {
         public var node: String
         public var opType: String
         public var tensor: String
+        /// The float tensors the op reads quantized: with `tensor`, its region for
+        /// `--subgraph IN:OUT:SETTING`.
+        public var inputs: [String]
         public var graphwise: TensorErrorMetrics?
         public var layerwise: TensorErrorMetrics?
         public var weightType: String?
@@ -121,7 +124,8 @@ extension AnalysisReport {
                     advice.append("keep float (--exclude-node \(l.node))")
                 }
             }
-            layers.append(Layer(index: layers.count + 1, node: l.node, opType: l.opType, tensor: l.tensor, graphwise: g, layerwise: lw,
+            layers.append(Layer(index: layers.count + 1, node: l.node, opType: l.opType, tensor: l.tensor, inputs: l.activationInputs,
+                                graphwise: g, layerwise: lw,
                                 weightType: l.weightType, weightPerChannel: l.weightPerChannel, activationType: act?.dtype.name,
                                 marked: marked, advice: advice))
         }
