@@ -9,15 +9,18 @@ public enum Preparation {
         public var identitiesRemoved = 0
         public var batchNormsFolded = 0
         public var staticNodesFolded = 0
+        public var padsFolded = 0
     }
 
-    /// Runs every pass in order: Constant folding, Identity/Dropout removal, BN folding.
+    /// Runs every pass in order: Constant folding, Identity/Dropout removal, static folding, BN
+    /// folding, zero Pad folding into Conv.
     public static func run(_ model: Model) throws -> Report {
         var r = Report()
         r.constantsFolded = try ConstantNodeFolding.run(model.graph)
         r.identitiesRemoved = removeIdentities(model.graph)
         r.staticNodesFolded = try StaticFolding.run(model)
         r.batchNormsFolded = try foldBatchNorms(model.graph)
+        r.padsFolded = foldPadsIntoConvs(model.graph, opset: model.opsets[""] ?? 13)
         try model.graph.sortTopologically()
         return r
     }
@@ -38,6 +41,51 @@ public enum Preparation {
             removed += 1
         }
         return removed
+    }
+
+    /// `Pad(x, zeros on N and C, constant 0) -> Conv(auto_pad NOTSET/VALID)  ==>  Conv(x)` with
+    /// the pads added to the Conv's own, when the Conv is the Pad's only reader. Exporters write
+    /// TensorFlow's "same" padding as such a Pad (EfficientNet-Lite0: 17); ONNX Runtime has no
+    /// QDQ rule for Pad, so a quantized Pad runs float between a DQ and a Q.
+    public static func foldPadsIntoConvs(_ g: Graph, opset: Int) -> Int {
+        var folded = 0
+        let index = GraphIndex(g)
+        for pad in g.nodes where pad.isStandard && pad.opType == "Pad" {
+            guard (pad.attribute("mode")?.string ?? "constant") == "constant", let out = pad.outputs.first,
+                  !g.outputs.contains(where: { $0.name == out }),
+                  let readers = Optional(index.consumers(of: out)), readers.count == 1,
+                  let conv = readers.first, conv.isStandard, conv.opType == "Conv", conv.inputs.first == out,
+                  conv.inputs.dropFirst().allSatisfy({ $0 != out }),
+                  ["NOTSET", "VALID"].contains(conv.attribute("auto_pad")?.string ?? "NOTSET"),
+                  let w = conv.inputs.count > 1 ? g.initializer(conv.inputs[1]) : nil, w.rank >= 3
+            else { continue }
+            var pads: [Int]
+            if opset >= 11 {
+                guard pad.inputs.count >= 2, let p = g.initializer(pad.inputs[1]), p.dtype == .int64 else { continue }
+                pads = p.int64s().map { Int($0) }
+                if pad.inputs.count > 2, !pad.inputs[2].isEmpty {
+                    guard let v = g.initializer(pad.inputs[2]), v.count == 1, v.dtype == .float, v.floats()[0] == 0 else { continue }
+                }
+                if pad.inputs.count > 3, !pad.inputs[3].isEmpty { continue }  // axes (opset 18)
+            } else {
+                pads = pad.attribute("pads")?.ints ?? []
+                guard (pad.attribute("value")?.float ?? 0) == 0 else { continue }
+            }
+            let rank = w.rank, spatial = rank - 2
+            guard pads.count == 2 * rank, pads.allSatisfy({ $0 >= 0 }),
+                  pads[0] == 0, pads[1] == 0, pads[rank] == 0, pads[rank + 1] == 0 else { continue }
+            let own = (conv.attribute("auto_pad")?.string ?? "NOTSET") == "VALID"
+                ? [Int](repeating: 0, count: 2 * spatial) : (conv.attribute("pads")?.ints ?? [Int](repeating: 0, count: 2 * spatial))
+            guard own.count == 2 * spatial else { continue }
+            let begins = (0..<spatial).map { own[$0] + pads[2 + $0] }
+            let ends = (0..<spatial).map { own[spatial + $0] + pads[rank + 2 + $0] }
+            conv.setAttribute(.ints("pads", begins + ends))
+            conv.attributes.removeAll { $0.name == "auto_pad" }
+            conv.inputs[0] = pad.inputs[0]
+            g.remove(pad)
+            folded += 1
+        }
+        return folded
     }
 
     /// Folds inference BatchNormalization into the Conv, ConvTranspose (group 1) or Gemm before
