@@ -27,11 +27,16 @@ public final class WeightHessianCollector: ExecutionHook {
     private var sites: [String: [Site]] = [:]
     private var sums: [String: [[Double]]] = [:]
     private var counts: [String: Int] = [:]
+    /// Σ x per group and input row (im2col row for Conv), for the means bias correction reads.
+    private var rowSums: [String: [[Double]]] = [:]
+    private let collectHessians: Bool
 
     /// Sites for the constant-weight Conv, Gemm and MatMul nodes of `graph` that `include` accepts.
     /// `weight` gives a node's weight tensor (only its shape is read): by default a float
     /// initializer; for a QDQ graph, the integer initializer behind the weight's DequantizeLinear.
-    public init(graph: Graph, include: (Node) -> Bool = { _ in true }, weight: ((Node) -> Tensor?)? = nil) {
+    /// With `hessians` false only the input means are collected (no k×k products).
+    public init(graph: Graph, include: (Node) -> Bool = { _ in true }, weight: ((Node) -> Tensor?)? = nil, hessians: Bool = true) {
+        collectHessians = hessians
         let weightOf = weight ?? { n in graph.initializer(n.inputs[1]).flatMap { $0.dtype == .float ? $0 : nil } }
         for n in graph.nodes where n.isStandard && include(n) {
             guard n.inputs.count >= 2, let w = weightOf(n) else { continue }
@@ -63,6 +68,18 @@ public final class WeightHessianCollector: ExecutionHook {
         }
     }
 
+    /// E[x] of the inputs each output row sees, per node name: per group, one value per weight
+    /// column (Conv: im2col rows in (channel, kh, kw) order, zero padding included; Gemm/MatMul:
+    /// the last axis), for ``BiasCorrection``.
+    public var inputMeans: [String: [[Double]]] {
+        var out: [String: [[Double]]] = [:]
+        for (node, groups) in rowSums {
+            guard let c = counts[node], c > 0 else { continue }
+            out[node] = groups.map { $0.map { $0 / Double(c) } }
+        }
+        return out
+    }
+
     /// The mean Hessians collected so far, per node name.
     public var hessians: [String: WeightHessian] {
         var out: [String: WeightHessian] = [:]
@@ -86,9 +103,15 @@ public final class WeightHessianCollector: ExecutionHook {
             } else {
                 guard let last = tensor.shape.last, last == s.k else { continue }
                 let n = x.count / s.k
-                let h = lastAxisGram ?? gram(x, k: s.k, count: n, rowMajorSamples: true)
-                lastAxisGram = h
-                add(h, to: s.node, group: 0, groups: 1, k: s.k, count: n)
+                var sum = [Double](repeating: 0, count: s.k)
+                for r in 0..<n { for i in 0..<s.k { sum[i] += Double(x[r * s.k + i]) } }
+                addRowSums(sum, to: s.node, group: 0, groups: 1)
+                if collectHessians {
+                    let h = lastAxisGram ?? gram(x, k: s.k, count: n, rowMajorSamples: true)
+                    lastAxisGram = h
+                    add(h, to: s.node, group: 0, groups: 1, k: s.k)
+                }
+                counts[s.node, default: 0] += n
             }
         }
         return nil
@@ -109,14 +132,20 @@ public final class WeightHessianCollector: ExecutionHook {
         return h
     }
 
-    /// H_g of `node` += h, over `n` more input vectors.
-    private func add(_ h: [Float], to node: String, group: Int, groups: Int, k: Int, count n: Int) {
+    /// H_g of `node` += h.
+    private func add(_ h: [Float], to node: String, group: Int, groups: Int, k: Int) {
         var all = sums.removeValue(forKey: node) ?? [[Double]](repeating: [Double](repeating: 0, count: k * k), count: groups)
         all[group].withUnsafeMutableBufferPointer { sum in
             h.withUnsafeBufferPointer { h in for i in 0..<(k * k) { sum[i] += Double(h[i]) } }
         }
         sums[node] = all
-        if group == 0 { counts[node, default: 0] += n }
+    }
+
+    /// Σx of group `group` of `node` += `sum` (one value per input row).
+    private func addRowSums(_ sum: [Double], to node: String, group: Int, groups: Int) {
+        var all = rowSums.removeValue(forKey: node) ?? [[Double]](repeating: [Double](repeating: 0, count: sum.count), count: groups)
+        for i in 0..<sum.count { all[group][i] += sum[i] }
+        rowSums[node] = all
     }
 
     private func accumulateConv(_ s: Site, _ c: ConvShape, _ x: [Float], shape: [Int]) {
@@ -171,7 +200,19 @@ public final class WeightHessianCollector: ExecutionHook {
                     }
                 }
             }
-            add(gram(cols, k: s.k, count: positions, rowMajorSamples: false), to: s.node, group: g, groups: c.group, k: s.k, count: positions)
+            var sum = [Double](repeating: 0, count: s.k)
+            cols.withUnsafeBufferPointer { col in
+                for r in 0..<s.k {
+                    var acc = 0.0
+                    for p in 0..<positions { acc += Double(col[r * positions + p]) }
+                    sum[r] = acc
+                }
+            }
+            addRowSums(sum, to: s.node, group: g, groups: c.group)
+            if collectHessians {
+                add(gram(cols, k: s.k, count: positions, rowMajorSamples: false), to: s.node, group: g, groups: c.group, k: s.k)
+            }
         }
+        counts[s.node, default: 0] += positions
     }
 }

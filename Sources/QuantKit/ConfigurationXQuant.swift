@@ -45,11 +45,12 @@ struct XQuantFile: Decodable {
         var fail_on_nonfinite: Bool?
         var python: String?
         var weight_rounding: String?
+        var bias_correction: Bool?
 
         enum CodingKeys: String, CodingKey, CaseIterable {
             case calibration_step, calibration_device, calibration_type, input_parametres
             case batch_size, bins, activations, per_channel, n_std, statistics, statistics_output, seed, prefetch, fail_on_nonfinite, python
-            case weight_rounding
+            case weight_rounding, bias_correction
         }
     }
 
@@ -157,6 +158,7 @@ struct XQuantFile: Decodable {
             }
             c.weightRounding = v
         }
+        if let b = cal?.bias_correction { c.biasCorrection = b }
         if let b = cal?.bins { c.observer.bins = b }
         switch cal?.calibration_device?.lowercased() {
         case nil, "cpu": break

@@ -94,7 +94,7 @@ public struct Quantizer: Sendable {
         // calibration items (a fresh stream of the same data).
         var hessianBatches: (() throws -> [String: Tensor]?)? = nil
         var hessianStream: BatchStream? = nil
-        if config.weightRounding == .gptq, let dataset = calibrationData {
+        if config.weightRounding == .gptq || config.biasCorrection, let dataset = calibrationData {
             try cancelled()
             let stream = dataset.makeStream()
             hessianStream = stream
@@ -140,7 +140,9 @@ public struct Quantizer: Sendable {
             return (sel.range, sel.method.description)
         }
         if let next = hessianBatches {
-            options.weightHessians = try quantizedInputHessians(modelPath: modelPath, options: options, batches: next, progress: progress)
+            let (hessians, means) = try weightInputStatistics(modelPath: modelPath, options: options, batches: next, progress: progress)
+            if configuration.weightRounding == .gptq { options.weightHessians = hessians }
+            if configuration.biasCorrection { options.inputMeans = means }
         }
         let rewriter = QDQRewriter(model: model, options: options)
         var r = try rewriter.run()
@@ -176,13 +178,13 @@ public struct Quantizer: Sendable {
             + "if accuracy suffers, try --method mse or percentile (or --subgraph IN:OUT:method=mse for those tensors)"
     }
 
-    /// GPTQ's H = E[x xᵀ] per weight, with x the layer inputs of the quantized model: the model
-    /// is rewritten once with round-to-nearest weights (same activation parameters) and run in
-    /// QuantKit's executor, and each Conv/Gemm/MatMul's Hessian is taken from its dequantized
-    /// input. Weights fitted to the float model's inputs instead are worse wherever activation
-    /// quantization moves the inputs far from float (PP-OCRv4 rec, docs/BENCHMARKS.md).
-    func quantizedInputHessians(modelPath: String, options: QDQRewriter.Options, batches next: () throws -> [String: Tensor]?,
-                                progress: (StageProgress) -> Void) throws -> [String: WeightHessian] {
+    /// The statistics weight rounding reads, from the layer inputs of the quantized model: the
+    /// model is rewritten once with round-to-nearest weights (same activation parameters) and run
+    /// in QuantKit's executor. GPTQ's H = E[x xᵀ] per weight (weights fitted to the float
+    /// model's inputs instead are worse wherever activation quantization moves the inputs far
+    /// from float, PP-OCRv4 rec in docs/BENCHMARKS.md) and bias correction's per-channel E[x].
+    func weightInputStatistics(modelPath: String, options: QDQRewriter.Options, batches next: () throws -> [String: Tensor]?,
+                               progress: (StageProgress) -> Void) throws -> ([String: WeightHessian], [String: [[Double]]]) {
         let simulated = try Model.load(path: modelPath)
         _ = try Preparation.run(simulated)
         _ = try QDQRewriter(model: simulated, options: options).run()
@@ -190,20 +192,21 @@ public struct Quantizer: Sendable {
         var producer: [String: Node] = [:]
         for n in g.nodes { for o in n.outputs where !o.isEmpty { producer[o] = n } }
         let control = configuration.control
-        let collector = WeightHessianCollector(graph: g, include: { n in
-            !control.excludeNodes.contains(n.name) && !control.excludeOpTypes.contains(n.opType)
-        }, weight: { n in
+        let include = { (n: Node) in !control.excludeNodes.contains(n.name) && !control.excludeOpTypes.contains(n.opType) }
+        let weight = { (n: Node) -> Tensor? in
             guard let dq = producer[n.inputs[1]], dq.opType == "DequantizeLinear", let q = dq.inputs.first else { return nil }
             return g.initializer(q)
-        })
+        }
+        let gptq = configuration.weightRounding == .gptq
+        let collector = WeightHessianCollector(graph: g, include: include, weight: weight, hessians: gptq)
         let executor = try Executor(model: simulated, options: ExecutorOptions(threads: configuration.threads ?? ProcessInfo.processInfo.activeProcessorCount))
         var count = 0
         while let feed = try next() {
             _ = try executor.run(feed, hooks: [collector])
             count += 1
-            progress(StageProgress(stage: "gptq statistics", done: count, total: nil, unit: "batches"))
+            progress(StageProgress(stage: gptq ? "gptq statistics" : "bias correction", done: count, total: nil, unit: "batches"))
         }
-        return collector.hessians
+        return (gptq ? collector.hessians : [:], collector.inputMeans)
     }
 
     /// The parameter record beside `output`: `NAME.qparams.json` for `NAME.q.onnx` or `NAME.onnx`.

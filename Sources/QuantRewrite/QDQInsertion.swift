@@ -161,7 +161,21 @@ extension QDQRewriter {
         let sName = names.fresh(wName + "_scale")
         let zName = names.fresh(wName + "_zero_point")
         let compensated = compensatedRounding(n, values: values, shape: w.shape, axis: axis, scales: scales, grid: grid)
-        g.setInitializer(qName, grid.quantize(compensated ?? values, shape: w.shape, scales: scales, zeroPoints: zps, axis: axis))
+        let quantized = grid.quantize(compensated ?? values, shape: w.shape, scales: scales, zeroPoints: zps, axis: axis)
+        g.setInitializer(qName, quantized)
+        var corrected = false
+        if let bv = biasValues, let mean = options.inputMeans[n.name] {
+            let q = quantized.floats()
+            let dequantized = (0..<q.count).map { i in
+                let c = axis == nil ? 0 : (i / inner) % channels
+                return Float((Double(q[i]) - Double(zps[c])) * scales[c])
+            }
+            if let shift = BiasCorrection.shift(opType: n.opType, weight: values, quantized: dequantized, shape: w.shape,
+                                                transposed: (n.attribute("transB")?.int ?? 0) == 1, inputMeans: mean), shift.count == bv.count {
+                biasValues = zip(bv, shift).map { Float(Double($0) + $1) }
+                corrected = true
+            }
+        }
         g.setInitializer(sName, axis == nil ? Tensor(shape: [], floats: [Float(scales[0])]) : Tensor(shape: [channels], floats: scales.map(Float.init)))
         g.setInitializer(zName, grid.zeroPointTensor(zps, perChannel: axis != nil))
         let dq = names.fresh(wName + Suffix.dq)
@@ -197,6 +211,6 @@ extension QDQRewriter {
         n.inputs[bi] = bdq
         result.parameters[bName] = TensorQuantParameters(
             role: .bias, dtype: "int32", scale: biasScales, zeroPoint: [Int](repeating: 0, count: bv.count),
-            axis: perChannelBias ? 0 : nil, threshold: [], method: "s_input*s_weight")
+            axis: perChannelBias ? 0 : nil, threshold: [], method: corrected ? "s_input*s_weight+bias_correction" : "s_input*s_weight")
     }
 }

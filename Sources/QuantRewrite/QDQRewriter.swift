@@ -25,6 +25,10 @@ public struct QDQRewriter {
         /// Per node name: the input Hessian its weight is rounded with (error-compensated
         /// rounding); nodes without one round to nearest.
         public var weightHessians: [String: WeightHessian] = [:]
+        /// Per node name (Conv, Gemm): E[x] of the inputs its weights multiply, per group (see
+        /// ``WeightHessianCollector/inputMeans``); the bias then absorbs the output shift weight
+        /// rounding causes (``BiasCorrection``).
+        public var inputMeans: [String: [[Double]]] = [:]
 
         public init(scheme: QuantScheme, control: QuantControl, range: @escaping (String, QuantGrid, RangeMethod) -> (ClipRange, String)?) {
             self.scheme = scheme

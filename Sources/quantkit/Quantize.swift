@@ -148,10 +148,14 @@ struct QuantizeSettings: ParsableArguments {
     @Option(help: "Weight rounding: nearest (default) or gptq (error-compensated with the layer inputs of up to 128 calibration items; better on EfficientNet-Lite0, worse on PP-OCRv4 rec, see docs/BENCHMARKS.md).")
     var weightRounding: WeightRounding?
 
+    @Flag(inversion: .prefixedNo, help: "Correct each Conv/Gemm bias for the mean output shift its weight rounding causes (needs calibration data; off by default: better on EfficientNet-Lite0, worse on PP-OCRv4 rec, see docs/BENCHMARKS.md).")
+    var biasCorrection: Bool?
+
     func apply(to cfg: inout QuantizerConfiguration) throws {
         if perTensorWeights { cfg.scheme.perChannelWeights = false }
         if let p = perChannelWeights { cfg.scheme.perChannelWeights = p }
         if let r = weightRounding { cfg.weightRounding = r }
+        if let b = biasCorrection { cfg.biasCorrection = b }
         if !excludeNode.isEmpty { cfg.control.excludeNodes = excludeNode }
         if !excludeOpType.isEmpty { cfg.control.excludeOpTypes = excludeOpType }
         if !truncate.isEmpty { cfg.control.truncateAfter = truncate }

@@ -136,6 +136,13 @@ let xquantSample = """
     #expect(c.weightRounding == .gptq)
 }
 
+@Test func biasCorrectionDefaultsToOffAndDecodes() throws {
+    #expect(!QuantizerConfiguration().biasCorrection)
+    #expect(try !xquant(#"{"calibration_parameters": {"input_parametres": [{"data_list_path": "l"}]}}"#).biasCorrection)
+    let c = try xquant(#"{"calibration_parameters": {"bias_correction": true, "input_parametres": [{"data_list_path": "l"}]}}"#)
+    #expect(c.biasCorrection)
+}
+
 @Test func unimplementedXQuantLevelsAreQK7005() {
     let p = codedError { _ = try xquant(#"{"quantization_parameters": {"precision_level": 3}}"#) }
     #expect(p?.code == "QK7005" && p?.message == "quantization_parameters.precision_level = 3 is not implemented in QuantKit")
