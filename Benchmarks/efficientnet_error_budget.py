@@ -2,8 +2,8 @@
 
     OPENBLAS_CORETYPE=SkylakeX .venv/bin/python Benchmarks/efficientnet_error_budget.py
 
-Quantizes with QuantKit's defaults (weight rounding `nearest`) and with `--weight-rounding gptq`
-on the benchmark calibration set (bench_data.py: 116 photos), then measures in ONNX Runtime,
+Quantizes with QuantKit's defaults (weight rounding `nearest`), with `--bias-correction`, with
+`--weight-rounding gptq` and with both, on the benchmark calibration set (bench_data.py: 116 photos), then measures in ONNX Runtime,
 against the float model, three variants of each QDQ model:
   full              the model as written;
   weights only      every activation QuantizeLinear → DequantizeLinear pair replaced by a Clip to
@@ -78,14 +78,16 @@ def main():
     work = tempfile.mkdtemp(prefix="qk-budget-")
     print("| weight rounding | variant | agreement, 268 objects | agreement, 307 pictures | top-1 of 20 | output SNR (objects) |")
     print("|---|---|---|---|---|---|")
-    for rounding in ("nearest", "gptq"):
-        qpath = os.path.join(work, f"{rounding}.onnx")
+    for label_, rounding, extra in (("nearest", "nearest", []), ("nearest + bias correction", "nearest", ["--bias-correction"]),
+                                    ("gptq", "gptq", []), ("gptq + bias correction", "gptq", ["--bias-correction"])):
+        qpath = os.path.join(work, f"{label_.replace(' ', '_')}.onnx")
         subprocess.run([Q, "quantize", FLOAT, "--input", f"input={os.path.join(bd.BENCH, 'efficientnet_lite0', 'calib')}",
-                        "--batch", "8", "-o", qpath, "--no-analysis", "--quiet", "--weight-rounding", rounding], check=True, capture_output=True)
+                        "--batch", "8", "-o", qpath, "--no-analysis", "--quiet", "--weight-rounding", rounding, *extra],
+                       check=True, capture_output=True)
         variants = [("full", qpath, True)]
-        weights_only(qpath, os.path.join(work, f"{rounding}.w.onnx"))
-        variants.append(("weights only", os.path.join(work, f"{rounding}.w.onnx"), False))
-        if rounding == "nearest":
+        weights_only(qpath, qpath + ".w.onnx")
+        variants.append(("weights only", qpath + ".w.onnx", False))
+        if label_ == "nearest":
             activations_only(qpath, os.path.join(work, "a.onnx"))
             variants.append(("activations only", os.path.join(work, "a.onnx"), False))
         for label, path, optimized in variants:
@@ -94,7 +96,7 @@ def main():
             snr = float(e @ e / (ref["objects"].ravel() @ ref["objects"].ravel()))
             agree = {k: float((r[k].argmax(1) == ref[k].argmax(1)).mean()) for k in ("objects", "photos")}
             top1 = int((r["imagenet"].argmax(1) == ev["labels"]).sum())
-            print(f"| {rounding if label != 'activations only' else '(float weights)'} | {label} | {agree['objects']:.4f} | "
+            print(f"| {label_ if label != 'activations only' else '(float weights)'} | {label} | {agree['objects']:.4f} | "
                   f"{agree['photos']:.4f} | {top1}/20 | {snr:.5f} |")
 
 

@@ -1,0 +1,60 @@
+"""PP-OCRv4 rec exact match with each weight-rounding option, on the benchmark's 300 rendered
+lines and on 1,200 more (rendered the same way, seed 3): enough lines to tell a real change
+from noise (the last column counts lines only one of the two models reads right).
+
+    OPENBLAS_CORETYPE=SkylakeX .venv/bin/python Benchmarks/ppocr_weight_rounding.py
+
+Each variant: `quantkit quantize` on the benchmark calibration set (64 lines), uint8/int8
+defaults, plus the variant's options; ONNX Runtime runs the models, greedy CTC decoding.
+"""
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import bench_data as bd  # noqa: E402
+
+Q = os.path.join(bd.ROOT, ".build", "release", "quantkit")
+FLOAT = os.path.join(bd.MODELS, "ppocrv4_rec.onnx")
+VARIANTS = [("nearest (default)", []), ("bias correction", ["--bias-correction"]), ("gptq", ["--weight-rounding", "gptq"]),
+            ("gptq + bias correction", ["--weight-rounding", "gptq", "--bias-correction"])]
+
+
+def exact(path, x, labels, chars):
+    s = bd.ort_session(path)
+    probs = np.concatenate([s.run(None, {"x": x[i:i + 32]})[0] for i in range(0, len(x), 32)])
+    return np.array([p == l for p, l in zip(bd.ctc_decode(probs, chars), labels)])
+
+
+def main():
+    chars = bd.ocr_characters(FLOAT)
+    small = bd.ppocr_rec()
+    big = os.path.join(bd.BENCH, "ppocrv4_rec", "more_lines.npz")
+    if not os.path.exists(big):
+        xs, labels = bd._ocr_samples(1200, seed=3)
+        np.savez(big + ".tmp.npz", x=np.concatenate(xs), labels=np.array(labels))
+        os.replace(big + ".tmp.npz", big)
+    more = dict(np.load(big))
+    sets = {"300": (small["x"], small["labels"]), "1200": (more["x"], more["labels"])}
+    ref = {k: exact(FLOAT, x, l, chars) for k, (x, l) in sets.items()}
+    work = tempfile.mkdtemp(prefix="qk-ocr-rounding-")
+    print(f"float: exact match {ref['300'].mean():.3f} (300 lines), {ref['1200'].mean():.4f} (1,200 lines)\n")
+    print("| variant | exact match, 300 lines | exact match, 1,200 lines | 1,200 lines: only this / only nearest right |")
+    print("|---|---|---|---|")
+    base = None
+    for label, extra in VARIANTS:
+        out = os.path.join(work, label.split()[0] + str(len(extra)) + ".onnx")
+        subprocess.run([Q, "quantize", FLOAT, "--input", f"x={os.path.join(bd.BENCH, 'ppocrv4_rec', 'calib')}", "--batch", "8",
+                        "-o", out, "--no-analysis", "--quiet", *extra], check=True, capture_output=True)
+        r = {k: exact(out, x, l, chars) for k, (x, l) in sets.items()}
+        if base is None:
+            base = r["1200"]
+        diff = f"{int((r['1200'] & ~base).sum())} / {int((~r['1200'] & base).sum())}"
+        print(f"| {label} | {r['300'].mean():.3f} | {r['1200'].mean():.4f} | {diff} |")
+
+
+if __name__ == "__main__":
+    main()
