@@ -147,19 +147,23 @@ public final class GraphPlan {
         }
         let keep = Set(outputIDs).union(constants.keys)
         let subgraphReads = Set(steps.flatMap { $0.node.subgraphs.flatMap(\.outerScopeReads) }.compactMap { ids[$0] })
-        let fused = Fusion.fuse(steps, Fusion.Context(
-            constants: constants, kept: Set(outputIDs).union(subgraphReads),
+        // The fused list starts from the steps left after constant folding; the folded values
+        // are constants of the plan (the plain list recomputes them, so hooks see them).
+        var folded = constants
+        let unfolded = ConstantFolding.fold(steps, &folded, options: options)
+        let fused = Fusion.fuse(unfolded, Fusion.Context(
+            constants: folded, kept: Set(outputIDs).union(subgraphReads),
             opset: { n in opsets[n.isStandard ? "" : n.domain] ?? opsets[""] ?? 1 }))
         self.release = GraphPlan.releaseLists(steps, count: names.count, keep: keep, ids: ids)
         fusedSteps = fused
         fusedRelease = GraphPlan.releaseLists(fused, count: names.count, keep: keep, ids: ids)
         sampleSplit = outer.isEmpty
             ? SampleSplit(steps: fused, inputs: inputIDs, inputRanks: runtimeInputs.map { $0.tensorType?.shape?.count },
-                          constants: constants, kept: Array(Set(outputIDs).union(subgraphReads)))
+                          constants: folded, kept: Array(Set(outputIDs).union(subgraphReads)))
             : nil
         self.names = names
         self.ids = ids
-        self.constants = constants.sorted { $0.key < $1.key }
+        self.constants = folded.sorted { $0.key < $1.key }
         self.outerIDs = outerIDs
         self.steps = steps
         table.register(self)
