@@ -160,6 +160,10 @@ QK_AVX512 static void run16(const float *x, const float *w, const float *bias, f
 
 void qk_depthwise16(const float *x, const float *w, const float *bias, float *y, long p0, long p1, const qk_dw_geometry *g,
                     const qk_epilogue *e, float *scratch) {
+    if (qk_depthwise_rows_applies(g)) {
+        qk_depthwise_rows(x, w, bias, y, p0, p1, g, e);
+        return;
+    }
     long c = g->channels;
     for (long p = p0; p < p1;) {
         long img = p / c, ch = p % c;

@@ -37,5 +37,11 @@ int qk_depthwise16_applies(const qk_dw_geometry *g);
 long qk_depthwise16_scratch(const qk_dw_geometry *g);
 void qk_depthwise16(const float *x, const float *w, const float *bias, float *y, long p0, long p1, const qk_dw_geometry *g,
                     const qk_epilogue *e, float *scratch);
+
+/// The direct row variant (depthwise_rows.c) for stride 1 or 2, dilation 1, 3×3 or 5×5 and
+/// output rows of at least 14 columns: whether it handles `g`, and planes [p0, p1) (no scratch).
+int qk_depthwise_rows_applies(const qk_dw_geometry *g);
+void qk_depthwise_rows(const float *x, const float *w, const float *bias, float *y, long p0, long p1, const qk_dw_geometry *g,
+                       const qk_epilogue *e);
 #endif
 #endif

@@ -9,10 +9,16 @@ public struct ExecutorOptions: Sendable {
     /// Threads for intra-operator parallelism (and BLAS).
     public var threads: Int
     public var registry: KernelRegistry
+    /// Whether a batch of at least `threads` (and 2) samples runs the sample-wise parts of the
+    /// graph one sample at a time, samples spread over the threads (`SampleSplit`); results are
+    /// the same as layer by layer. Only without hooks.
+    public var splitBatch: Bool
 
-    public init(threads: Int = ProcessInfo.processInfo.activeProcessorCount, registry: KernelRegistry = .standard) {
+    public init(threads: Int = ProcessInfo.processInfo.activeProcessorCount, registry: KernelRegistry = .standard,
+                splitBatch: Bool = true) {
         self.threads = max(1, threads)
         self.registry = registry
+        self.splitBatch = splitBatch
     }
 }
 
@@ -65,6 +71,8 @@ public final class GraphPlan {
     /// lists.
     let fusedSteps: [Step]
     let fusedRelease: [[Int]]
+    /// Sample-wise segments of `fusedSteps` (main graph only).
+    let sampleSplit: SampleSplit?
 
     struct Step {
         let node: Node
@@ -139,15 +147,23 @@ public final class GraphPlan {
         }
         let keep = Set(outputIDs).union(constants.keys)
         let subgraphReads = Set(steps.flatMap { $0.node.subgraphs.flatMap(\.outerScopeReads) }.compactMap { ids[$0] })
-        let fused = Fusion.fuse(steps, Fusion.Context(
-            constants: constants, kept: Set(outputIDs).union(subgraphReads),
+        // The fused list starts from the steps left after constant folding; the folded values
+        // are constants of the plan (the plain list recomputes them, so hooks see them).
+        var folded = constants
+        let unfolded = ConstantFolding.fold(steps, &folded, options: options)
+        let fused = Fusion.fuse(unfolded, Fusion.Context(
+            constants: folded, kept: Set(outputIDs).union(subgraphReads),
             opset: { n in opsets[n.isStandard ? "" : n.domain] ?? opsets[""] ?? 1 }))
         self.release = GraphPlan.releaseLists(steps, count: names.count, keep: keep, ids: ids)
         fusedSteps = fused
         fusedRelease = GraphPlan.releaseLists(fused, count: names.count, keep: keep, ids: ids)
+        sampleSplit = outer.isEmpty
+            ? SampleSplit(steps: fused, inputs: inputIDs, inputRanks: runtimeInputs.map { $0.tensorType?.shape?.count },
+                          constants: folded, kept: Array(Set(outputIDs).union(subgraphReads)))
+            : nil
         self.names = names
         self.ids = ids
-        self.constants = constants.sorted { $0.key < $1.key }
+        self.constants = folded.sorted { $0.key < $1.key }
         self.outerIDs = outerIDs
         self.steps = steps
         table.register(self)
@@ -294,7 +310,8 @@ public final class Executor {
             for h in hooks { if let r = h.produced(plan.idBase + id, tensor: value, executor: self) { value = r } }
             frame.values[id] = value
         }
-        try Executor.execute(frame, options: options, hooks: hooks, executor: self, profile: profile)
+        let batch = options.splitBatch ? SampleSplit.batchSize(plan.inputIDs.map { frame.values[$0] }, threads: options.threads) : nil
+        try Executor.execute(frame, options: options, hooks: hooks, executor: self, profile: profile, batch: batch)
         var out: [String: Tensor] = [:]
         for (k, id) in plan.outputIDs.enumerated() {
             guard let t = frame.values[id] else { continue }
@@ -323,7 +340,7 @@ public final class Executor {
     }
 
     static func execute(_ frame: Frame, options: ExecutorOptions, hooks: [ExecutionHook], executor: Executor?,
-                        profile: ExecutionProfile? = nil) throws {
+                        profile: ExecutionProfile? = nil, batch: Int? = nil) throws {
         let plan = frame.plan
         var env = RunEnvironment(threads: options.threads, options: options, frame: frame)
         env.hooks = hooks
@@ -333,28 +350,50 @@ public final class Executor {
         let fused = hooks.isEmpty
         let steps = fused ? plan.fusedSteps : plan.steps
         let release = fused ? plan.fusedRelease : plan.release
-        for (i, step) in steps.enumerated() {
-            let inputs = step.inputs.map { $0 < 0 ? nil : frame.values[$0] }
-            let outputs: [Tensor?]
-            let start = profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
-            do {
-                outputs = try step.kernel.run(inputs, env)
-            } catch let e as CodedError {
-                throw e
-            } catch {
-                throw ExecutorError.invalid(step.node, "\(error)")
-            }
-            if let profile {
-                profile.add(step.label ?? step.node.opType, nanoseconds: DispatchTime.now().uptimeNanoseconds - start)
-            }
-            for (k, id) in step.outputs.enumerated() where id >= 0 {
-                guard k < outputs.count, var t = outputs[k] else { continue }
-                if let executor {
-                    for h in hooks { if let r = h.produced(plan.idBase + id, tensor: t, executor: executor) { t = r } }
+        let split = fused ? batch.flatMap { n in plan.sampleSplit.map { ($0, n) } } : nil
+        var i = 0
+        while i < steps.count {
+            if let (s, n) = split, let segment = s.segments[i] {
+                // The free steps run first; what they free waits until the segment is done
+                // (a sample-wise step before one of them in plan order may read it).
+                for k in segment.free { try runStep(k, steps, release, frame, env, releasing: false) }
+                if try !SampleSplit.run(segment, batch: n, steps: steps, release: release, frame: frame, env: env) {
+                    for k in segment.steps { try runStep(k, steps, release, frame, env) }
                 }
-                frame.values[id] = t
+                for k in segment.free { for id in release[k] { frame.values[id] = nil } }
+                i = segment.end
+                continue
             }
-            for id in release[i] { frame.values[id] = nil }
+            try runStep(i, steps, release, frame, env)
+            i += 1
         }
+    }
+
+    /// Runs step `i` of `steps` in `frame`, passes its outputs through the hooks and (when
+    /// `releasing`) frees the values whose last use it is.
+    static func runStep(_ i: Int, _ steps: [GraphPlan.Step], _ release: [[Int]], _ frame: Frame, _ env: RunEnvironment,
+                        releasing: Bool = true) throws {
+        let step = steps[i]
+        let inputs = step.inputs.map { $0 < 0 ? nil : frame.values[$0] }
+        let outputs: [Tensor?]
+        let start = env.profile == nil ? 0 : DispatchTime.now().uptimeNanoseconds
+        do {
+            outputs = try step.kernel.run(inputs, env)
+        } catch let e as CodedError {
+            throw e
+        } catch {
+            throw ExecutorError.invalid(step.node, "\(error)")
+        }
+        if let profile = env.profile {
+            profile.add(step.label ?? step.node.opType, nanoseconds: DispatchTime.now().uptimeNanoseconds - start)
+        }
+        for (k, id) in step.outputs.enumerated() where id >= 0 {
+            guard k < outputs.count, var t = outputs[k] else { continue }
+            if let executor = env.executor {
+                for h in env.hooks { if let r = h.produced(frame.plan.idBase + id, tensor: t, executor: executor) { t = r } }
+            }
+            frame.values[id] = t
+        }
+        if releasing { for id in release[i] { frame.values[id] = nil } }
     }
 }

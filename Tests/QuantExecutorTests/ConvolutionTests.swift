@@ -76,7 +76,11 @@ func randomTensor(_ shape: [Int], seed: inout UInt64) -> Tensor {
     // (spatial input, channels, out channels, group, kernel, stride, pad, dilation)
     ([9, 11], 4, 4, 4, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1]),  // depthwise
     ([9, 11], 6, 6, 6, [5, 3], [2, 2], [2, 1, 1, 0], [1, 2]),  // depthwise, strided, dilated, asymmetric
-    ([70, 37], 37, 37, 37, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1]),  // depthwise, 16-channel runs with a tail, row bands
+    ([70, 37], 37, 37, 37, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1]),  // depthwise, AVX-512 row variant (stride 1, 37 columns)
+    ([20, 31], 5, 5, 5, [5, 5], [1, 1], [2, 0, 1, 3], [1, 1]),  // depthwise, row variant, 5×5, asymmetric pads
+    ([29, 33], 6, 6, 6, [3, 3], [2, 2], [0, 1, 1, 0], [1, 1]),  // depthwise, row variant, stride 2, asymmetric pads
+    ([31, 70], 3, 3, 3, [5, 5], [2, 2], [0, 3, 4, 1], [1, 1]),  // depthwise, row variant, stride 2, 5×5, 3 column blocks
+    ([300, 9], 37, 37, 37, [3, 3], [1, 1], [1, 1, 1, 1], [1, 1]),  // depthwise, 16-channel runs with a tail, row bands
     ([23, 40], 20, 20, 20, [5, 5], [3, 2], [2, 2, 2, 2], [1, 1]),  // depthwise, stride 3 x 2
     ([7, 7], 33, 33, 33, [3, 3], [1, 1], [2, 0, 0, 2], [2, 2]),  // depthwise, small planes, dilated
     ([7, 5], 8, 6, 1, [1, 1], [1, 1], [0, 0, 0, 0], [1, 1]),  // pointwise

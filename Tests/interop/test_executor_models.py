@@ -1,6 +1,6 @@
 """The float executor agrees with ONNX Runtime on real models: PP-OCRv4 rec and EfficientNet-Lite0
-(when scripts/export-efficientnet.sh has exported it). Both run the same seeded input; the
-executor's outputs come from `quantkit bench --input-npy ... --save-outputs DIR`."""
+(when scripts/export-efficientnet.sh has exported it); batches of 2 and 3 also check running
+sample by sample. Both run the same seeded input; the executor's outputs come from `quantkit bench --input-npy ... --save-outputs DIR`."""
 import json
 import os
 
@@ -12,6 +12,8 @@ from conftest import CACHE, quantkit
 
 MODELS = [
     ("ppocrv4_rec.onnx", (1, 3, 48, 320)),
+    # A batch of 3 runs the convolution part sample by sample (SampleSplit) on 2 threads.
+    ("ppocrv4_rec.onnx", (3, 3, 48, 320)),
     ("efficientnet_lite0.onnx", (2, 3, 224, 224)),
     ("ppocrv4_det.onnx", (1, 3, 160, 224)),
     ("ppocr_cls.onnx", (2, 3, 48, 192)),
@@ -28,7 +30,7 @@ def executor_outputs(path, x, tmp_path):
     return {o["name"]: np.fromfile(out_dir / o["file"], dtype="<f4").reshape(o["shape"]) for o in index}
 
 
-@pytest.mark.parametrize("name,shape", MODELS, ids=[m[0] for m in MODELS])
+@pytest.mark.parametrize("name,shape", MODELS, ids=[f"{m[0]}-b{m[1][0]}" for m in MODELS])
 def test_executor_matches_onnxruntime(name, shape, tmp_path):
     path = os.path.join(CACHE, "models", name)
     if not os.path.exists(path):
