@@ -200,7 +200,7 @@ public struct QDQRewriter {
             var lo = 0.0, hi = 0.0
             var any = false
             var methods = Set<String>()
-            let (grid, method) = setting(of: ts)
+            let (grid, _) = setting(of: ts)
             var quantizable: [String] = []
             for t in ts.sorted() {
                 if let c = g.initializer(t) {
