@@ -145,9 +145,7 @@ extension QDQRewriter {
                     }
                 }
             }
-            if negligible > 0 {
-                result.warnings.append("\(n.label): \(negligible) channel(s) with negligible weights and a large bias keep the bias exactly (their weight scale was widened)")
-            }
+            if negligible > 0 { result.negligibleChannels.append((n.name, negligible)) }
             biasValues = bv
         }
         let wDomain = axis != nil && opset < 13 ? "com.microsoft" : domain

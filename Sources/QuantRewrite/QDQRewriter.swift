@@ -43,6 +43,9 @@ public struct QDQRewriter {
         public var floatNodes: [String] = []
         public var absorbedActivations = 0
         public var warnings: [String] = []
+        /// Per node: channels whose weight scale was widened to keep a large bias exact while
+        /// their weights are negligible (summarised in one warning).
+        var negligibleChannels: [(node: String, count: Int)] = []
     }
 
     let model: Model
@@ -259,6 +262,13 @@ public struct QDQRewriter {
             o.domain = "com.microsoft"
             o.version = 1
             model.extras.opsetImport.append(o)
+        }
+        if !result.negligibleChannels.isEmpty {
+            let total = result.negligibleChannels.reduce(0) { $0 + $1.count }
+            let examples = result.negligibleChannels.prefix(3).map { "'\($0.node)' \($0.count)" }.joined(separator: ", ")
+            result.warnings.append("\(total) channel(s) in \(result.negligibleChannels.count) node(s) have negligible weights and a large bias "
+                                   + "(typically channels BatchNorm folding switched off; e.g. \(examples)): their weight scale was widened so "
+                                   + "the int32 bias stays exact, and their outputs lose nothing that matters")
         }
         Preparation.removeUnusedInitializers(g)
         try g.sortTopologically()

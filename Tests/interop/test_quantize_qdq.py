@@ -348,3 +348,31 @@ def test_bias_correction_removes_the_mean_shift_of_weight_rounding(tmp_path):
         assert (methods["B1"] == "s_input*s_weight+bias_correction") == (tag == "corrected"), methods
         assert (methods["B2"] == "s_input*s_weight+bias_correction") == (tag == "corrected"), methods
     assert shift["corrected"] < shift["plain"] / 3, shift
+
+
+def test_channels_with_negligible_weights_are_summarised_in_one_warning(tmp_path):
+    """Two Convs, each with one channel whose weights are ~0 and whose bias is large (what
+    BatchNorm folding leaves of a switched-off channel): one summary warning for both, the bias
+    stays exact, and the model still matches float."""
+    rng = np.random.default_rng(12)
+    w1 = (rng.standard_normal((4, 3, 3, 3)) * 0.3).astype(np.float32)
+    w1[2] = 1e-12
+    w2 = (rng.standard_normal((4, 4, 1, 1)) * 0.3).astype(np.float32)
+    w2[0] = -1e-12
+    b = np.array([0.1, -0.2, 5.0, 0.3], np.float32)
+    inits = [numpy_helper.from_array(w1, "W1"), numpy_helper.from_array(b, "B1"), numpy_helper.from_array(w2, "W2"),
+             numpy_helper.from_array(b[::-1].copy(), "B2")]
+    nodes = [helper.make_node("Conv", ["x", "W1", "B1"], ["c"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("Conv", ["c", "W2", "B2"], ["y"], name="conv2")]
+    g = helper.make_graph(nodes, "dead", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    src = str(tmp_path / "m.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), src)
+    x = rng.standard_normal((8, 3, 8, 8)).astype(np.float32)
+    np.save(str(tmp_path / "x.npy"), x)
+    r = quantkit("quantize", src, "--input", f"x={tmp_path / 'x.npy'}", "--batch", "8", "-o", str(tmp_path / "q.onnx"), "--no-analysis")
+    lines = [l for l in r.stdout.splitlines() if "negligible weights" in l]
+    assert len(lines) == 1 and "2 channel(s) in 2 node(s)" in lines[0] and "'conv1' 1" in lines[0], r.stdout
+    f = ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    q = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert float((f * q).sum() / np.linalg.norm(f) / np.linalg.norm(q)) > 0.99
