@@ -10,8 +10,7 @@ import QuantIR
 public enum StaticFolding {
     /// Ops never folded: random or stateful outputs, and quantization nodes (their int
     /// initializers are the point of QDQ models).
-    static let keep: Set<String> = ["RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli",
-                                    "QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"]
+    static let keep = KernelRegistry.randomOps.union(["QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"])
     /// Largest folded output (elements): folding must not blow up the model (ConstantOfShape, Tile).
     static let maxElements = 1 << 20
 

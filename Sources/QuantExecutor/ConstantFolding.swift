@@ -14,13 +14,12 @@ import QuantCore
 /// whose kernel throws at plan time (the error then surfaces at run time as before).
 enum ConstantFolding {
     static let maxBytes = 16 * 1024
-    static let random: Set<String> = ["RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"]
 
     /// `steps` without the folded ones; their outputs are added to `constants`.
     static func fold(_ steps: [GraphPlan.Step], _ constants: inout [Int: Tensor], options: ExecutorOptions) -> [GraphPlan.Step] {
         var kept: [GraphPlan.Step] = []
         for s in steps {
-            guard s.node.subgraphs.isEmpty, !random.contains(s.node.opType), !s.outputs.contains(where: { $0 < 0 }),
+            guard s.node.subgraphs.isEmpty, !KernelRegistry.randomOps.contains(s.node.opType), !s.outputs.contains(where: { $0 < 0 }),
                   s.inputs.allSatisfy({ $0 < 0 || constants[$0].map { $0.byteCount <= maxBytes } == true }),
                   let outputs = try? s.kernel.run(s.inputs.map { $0 < 0 ? nil : constants[$0] }, RunEnvironment.compileTime(options)),
                   outputs.count == s.outputs.count,
@@ -33,4 +32,10 @@ enum ConstantFolding {
         }
         return kept
     }
+}
+
+extension KernelRegistry {
+    /// Operators whose outputs are random: never computed ahead of a run (plan-time folding
+    /// here, static folding before quantization).
+    public static let randomOps: Set<String> = ["RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial", "Bernoulli"]
 }

@@ -75,7 +75,10 @@ enum ElementTypes {
             }
             let attrType = { (name: String) in n.attribute(name)?.int.flatMap { DType(rawValue: Int32($0)) } }
             var out: [DType?] = []
-            switch n.domain == "ai.onnx" ? "" : n.domain {
+            // Quantizers write per-axis Q/DQ in com.microsoft for models below opset 13; those
+            // follow the standard rules.
+            let qdq = n.domain == "com.microsoft" && (n.opType == "QuantizeLinear" || n.opType == "DequantizeLinear")
+            switch n.domain == "ai.onnx" || qdq ? "" : n.domain {
             case "":
                 switch n.opType {
                 case "Shape", "Size", "ArgMax", "ArgMin", "NonZero", "NonMaxSuppression":
@@ -103,13 +106,6 @@ enum ElementTypes {
                 case "If", "Loop", "Scan", "SequenceConstruct", "SplitToSequence", "Unique", "StringNormalizer":
                     out = []
                 default: out = Array(repeating: input(0), count: n.outputs.count)
-                }
-            case "com.microsoft":
-                // Quantizers write per-axis Q/DQ in this domain for models below opset 13.
-                switch n.opType {
-                case "QuantizeLinear": out = [input(2) ?? .uint8]
-                case "DequantizeLinear": out = [input(1)]
-                default: out = []
                 }
             default: out = []
             }

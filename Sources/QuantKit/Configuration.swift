@@ -11,8 +11,8 @@ import Foundation
 /// structure (see <doc:Configuration>), and ``validate()`` checks it in one place. Every field
 /// has a default, so `QuantizerConfiguration(model: "m.onnx", data: ...)` is a complete run.
 /// Weight rounding: to nearest (the default), or error-compensated (GPTQ, Frantar et al. 2022)
-/// with the input statistics of each Conv/Gemm/MatMul collected in one more float pass over at most
-/// ``QuantizerConfiguration/weightRoundingSamples`` calibration items.
+/// with the input statistics of each Conv/Gemm/MatMul collected in one more pass of the
+/// quantized model over at most ``QuantizerConfiguration/weightRoundingSamples`` calibration items.
 public enum WeightRounding: String, Codable, Sendable, CaseIterable {
     case nearest, gptq
 }

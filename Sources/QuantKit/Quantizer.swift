@@ -90,24 +90,24 @@ public struct Quantizer: Sendable {
                 throw QuantKitError("QK1010", "cannot create the output folder '\(folder.path)': \(error.localizedDescription)", fix: "check that the parent folder is writable")
             }
         }
-        // GPTQ reads the layer inputs of the prepared model: one more float pass over the first
-        // calibration items (a fresh stream of the same data).
-        var hessianBatches: (() throws -> [String: Tensor]?)? = nil
-        var hessianStream: BatchStream? = nil
+        // GPTQ and bias correction read the layer inputs of the quantized model: one more pass
+        // over the first calibration items (a fresh stream of the same data).
+        var weightStatisticsBatches: (() throws -> [String: Tensor]?)? = nil
+        var weightStatisticsStream: BatchStream? = nil
         if config.weightRounding == .gptq || config.biasCorrection, let dataset = calibrationData {
             try cancelled()
             let stream = dataset.makeStream()
-            hessianStream = stream
+            weightStatisticsStream = stream
             var seen = 0
-            hessianBatches = {
+            weightStatisticsBatches = {
                 guard seen < QuantizerConfiguration.weightRoundingSamples, let b = try stream.next()?.tensors else { return nil }
                 seen += b.values.first?.shape.first ?? 1
                 return b
             }
         }
-        defer { hessianStream?.cancel() }
+        defer { weightStatisticsStream?.cancel() }
         var r = try Quantizer(configuration: config).quantize(modelPath: path, statistics: statistics, output: output,
-                                                              hessianBatches: hessianBatches, progress: progress)
+                                                              weightStatisticsBatches: weightStatisticsBatches, progress: progress)
         r.calibrationBatches = batches
         r.calibrationItems = items
         r.statistics = statistics
@@ -124,8 +124,9 @@ public struct Quantizer: Sendable {
 
     /// Quantizes the model at `modelPath` with activation ranges from `statistics` and writes
     /// `output` (QDQ ONNX) and `output` with `.qparams.json` instead of `.onnx`, each atomically.
+    /// `weightStatisticsBatches` feeds the pass GPTQ and bias correction read (nil: neither runs).
     public func quantize(modelPath: String, statistics: StatisticsFile, output: String,
-                         hessianBatches: (() throws -> [String: Tensor]?)? = nil,
+                         weightStatisticsBatches: (() throws -> [String: Tensor]?)? = nil,
                          progress: (StageProgress) -> Void = { _ in }) throws -> QuantizationResult {
         if URL(fileURLWithPath: modelPath).standardizedFileURL == URL(fileURLWithPath: output).standardizedFileURL {
             throw QuantKitError("QK7001", "output '\(output)' is the input model", fix: "choose another output path; QuantKit never overwrites its input")
@@ -139,7 +140,7 @@ public struct Quantizer: Sendable {
             let sel = RangeSelection.select(e.statistics, method: method, grid: grid)
             return (sel.range, sel.method.description)
         }
-        if let next = hessianBatches {
+        if let next = weightStatisticsBatches {
             let (hessians, means) = try weightInputStatistics(modelPath: modelPath, options: options, batches: next, progress: progress)
             if configuration.weightRounding == .gptq { options.weightHessians = hessians }
             if configuration.biasCorrection { options.inputMeans = means }

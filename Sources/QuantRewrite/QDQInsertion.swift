@@ -163,10 +163,9 @@ extension QDQRewriter {
         g.setInitializer(qName, quantized)
         var corrected = false
         if let bv = biasValues, let mean = options.inputMeans[n.name] {
-            let q = quantized.floats()
-            let dequantized = (0..<q.count).map { i in
+            let dequantized = (compensated ?? values).enumerated().map { i, v in
                 let c = axis == nil ? 0 : (i / inner) % channels
-                return Float((Double(q[i]) - Double(zps[c])) * scales[c])
+                return Float(grid.fakeQuantize(Double(v), scale: scales[c], zeroPoint: zps[c]))
             }
             if let shift = BiasCorrection.shift(opType: n.opType, weight: values, quantized: dequantized, shape: w.shape,
                                                 transposed: (n.attribute("transB")?.int ?? 0) == 1, inputMeans: mean), shift.count == bv.count {
