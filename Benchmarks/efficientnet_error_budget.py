@@ -14,7 +14,11 @@ Metrics: top-1 agreement with float on the 268 object photos and the 307 opencv/
 pictures, top-1 on foolbox's 20 labelled photos, output SNR (noise/signal) on the objects.
 The modified models run with ORT_DISABLE_ALL (ONNX Runtime's QDQ fusions assume the standard
 layout).
+
+With --methods M1 M2 ... it prints instead one row per activation range method (`--method M`,
+round-to-nearest weights): activations only, and the full model.
 """
+import argparse
 import os
 import subprocess
 import sys
@@ -71,19 +75,49 @@ def activations_only(path, out):
     onnx.save(m, out)
 
 
+def quantize(path, *extra):
+    subprocess.run([Q, "quantize", FLOAT, "--input", f"input={os.path.join(bd.BENCH, 'efficientnet_lite0', 'calib')}",
+                    "--batch", "8", "-o", path, "--no-analysis", "--quiet", *extra], check=True, capture_output=True)
+
+
+def measure(path, optimized, sets, ref, labels):
+    """Agreement on objects and pictures, top-1 of the 20 labelled photos, output SNR (objects)."""
+    r = {k: run(path, x, optimized) for k, x in sets.items()}
+    e = (r["objects"] - ref["objects"]).ravel()
+    snr = float(e @ e / (ref["objects"].ravel() @ ref["objects"].ravel()))
+    agree = {k: float((r[k].argmax(1) == ref[k].argmax(1)).mean()) for k in ("objects", "photos")}
+    return agree["objects"], agree["photos"], int((r["imagenet"].argmax(1) == labels).sum()), snr
+
+
+def methods_table(methods, sets, ref, labels, work):
+    print("| `--method` | activations only: objects | pictures | output SNR | full model: objects | pictures | output SNR |")
+    print("|---|---|---|---|---|---|---|")
+    for m in methods:
+        qpath = os.path.join(work, f"method_{m}.onnx")
+        quantize(qpath, "--method", m)
+        activations_only(qpath, qpath + ".a.onnx")
+        ao, ap, _, asnr = measure(qpath + ".a.onnx", False, sets, ref, labels)
+        fo, fp, _, fsnr = measure(qpath, True, sets, ref, labels)
+        print(f"| {m} | {ao:.4f} | {ap:.4f} | {asnr:.5f} | {fo:.4f} | {fp:.4f} | {fsnr:.5f} |")
+
+
 def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--methods", nargs="*", help="range methods to compare instead (e.g. default mse percentile minmax kl kl_v2 kld)")
+    args = ap.parse_args()
     ev = bd.efficientnet()
     sets = {"objects": ev["objects"], "photos": ev["photos"], "imagenet": ev["imagenet"]}
     ref = {k: run(FLOAT, x) for k, x in sets.items()}
     work = tempfile.mkdtemp(prefix="qk-budget-")
+    if args.methods:
+        methods_table(args.methods, sets, ref, ev["labels"], work)
+        return
     print("| weight rounding | variant | agreement, 268 objects | agreement, 307 pictures | top-1 of 20 | output SNR (objects) |")
     print("|---|---|---|---|---|---|")
     for label_, rounding, extra in (("nearest", "nearest", []), ("nearest + bias correction", "nearest", ["--bias-correction"]),
                                     ("gptq", "gptq", []), ("gptq + bias correction", "gptq", ["--bias-correction"])):
         qpath = os.path.join(work, f"{label_.replace(' ', '_')}.onnx")
-        subprocess.run([Q, "quantize", FLOAT, "--input", f"input={os.path.join(bd.BENCH, 'efficientnet_lite0', 'calib')}",
-                        "--batch", "8", "-o", qpath, "--no-analysis", "--quiet", "--weight-rounding", rounding, *extra],
-                       check=True, capture_output=True)
+        quantize(qpath, "--weight-rounding", rounding, *extra)
         variants = [("full", qpath, True)]
         weights_only(qpath, qpath + ".w.onnx")
         variants.append(("weights only", qpath + ".w.onnx", False))
@@ -91,13 +125,9 @@ def main():
             activations_only(qpath, os.path.join(work, "a.onnx"))
             variants.append(("activations only", os.path.join(work, "a.onnx"), False))
         for label, path, optimized in variants:
-            r = {k: run(path, x, optimized) for k, x in sets.items()}
-            e = (r["objects"] - ref["objects"]).ravel()
-            snr = float(e @ e / (ref["objects"].ravel() @ ref["objects"].ravel()))
-            agree = {k: float((r[k].argmax(1) == ref[k].argmax(1)).mean()) for k in ("objects", "photos")}
-            top1 = int((r["imagenet"].argmax(1) == ev["labels"]).sum())
-            print(f"| {label_ if label != 'activations only' else '(float weights)'} | {label} | {agree['objects']:.4f} | "
-                  f"{agree['photos']:.4f} | {top1}/20 | {snr:.5f} |")
+            objects, photos, top1, snr = measure(path, optimized, sets, ref, ev["labels"])
+            print(f"| {label_ if label != 'activations only' else '(float weights)'} | {label} | {objects:.4f} | "
+                  f"{photos:.4f} | {top1}/20 | {snr:.5f} |")
 
 
 if __name__ == "__main__":
