@@ -190,6 +190,13 @@ QK_AVX2 static void planes_avx2(const float *x, const float *w, const float *bia
 }
 #endif
 
+long qk_depthwise2d_planes_per_unit(const qk_dw_geometry *g) {
+#if QK_HAS_X86
+    if (qk_depthwise16_applies(g) && !qk_depthwise_rows_applies(g)) return 16;
+#endif
+    return 1;
+}
+
 void qk_depthwise2d(const float *x, const float *w, const float *bias, float *y, long p0, long p1,
                     const qk_dw_geometry *g, const qk_epilogue *e, float *scratch) {
 #if QK_HAS_X86

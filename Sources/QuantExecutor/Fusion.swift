@@ -9,6 +9,8 @@ import QuantIR
 /// - a Conv followed by scalar Mul/Add/Sub/Div nodes around at most one Relu, Clip,
 ///   HardSigmoid or HardSwish (also HardSwish written out as Add 3, Clip 0..6, Mul, Div 6)
 ///   applies them all in its output pass (`ConvEpilogue`);
+/// - a pointwise Conv (with its epilogue) whose output only a depthwise Conv reads runs with it
+///   in row bands (`pointwiseDepthwise`), so that the pointwise output never exists in full;
 /// - a region of float element-wise nodes (Add/Sub/Mul/Div whose other operand is in the
 ///   region or a scalar constant, Relu/Clip/HardSigmoid/HardSwish) fed by one tensor becomes
 ///   one kernel that streams cache-sized blocks through the region's operations: one read and
@@ -33,6 +35,7 @@ enum Fusion {
         var steps = steps
         steps = padConv(steps, c)
         steps = convActivation(steps, c)
+        steps = pointwiseDepthwise(steps, c)
         steps = elementwiseRegions(steps, c)
         return steps
     }
@@ -94,12 +97,19 @@ enum Fusion {
     /// A step that runs `parts` (in order) through `fast`, or one by one when `fast` declines.
     /// Its inputs are the values the parts read from outside, in order of first use, except
     /// that `first` (when given) comes first.
-    static func fusedStep(_ parts: [Step], output: Int, label: String, first: Int? = nil, fast: @escaping FusedKernel.FastPath) -> Step {
+    static func fusedStep(_ parts: [Step], output: Int, label: String, first: Int? = nil, convolution: ConvKernel? = nil,
+                          fast: @escaping FusedKernel.FastPath) -> Step {
+        let inputs = externalInputs(parts, first: first)
+        let kernel = FusedKernel(parts: parts, inputIDs: inputs, outputID: output, convolution: convolution, fast: fast)
+        return Step(node: parts.last!.node, kernel: kernel, inputs: inputs, outputs: [output], label: label)
+    }
+
+    /// The values `parts` read from outside, in order of first use (`first`, when given, first).
+    static func externalInputs(_ parts: [Step], first: Int? = nil) -> [Int] {
         let produced = Set(parts.flatMap(\.outputs))
         var inputs: [Int] = first.map { [$0] } ?? []
         for p in parts { for v in p.inputs where v >= 0 && !produced.contains(v) && !inputs.contains(v) { inputs.append(v) } }
-        let kernel = FusedKernel(parts: parts, inputIDs: inputs, outputID: output, fast: fast)
-        return Step(node: parts.last!.node, kernel: kernel, inputs: inputs, outputs: [output], label: label)
+        return inputs
     }
 
     // MARK: Pad → Conv
@@ -116,7 +126,7 @@ enum Fusion {
                   let conv = steps[j].kernel as? ConvKernel, conv.window.autoPad == .notSet || conv.window.autoPad == .valid
             else { i += 1; continue }
             let convInputs = steps[j].inputs.dropFirst().filter { $0 >= 0 }.count
-            let fused = fusedStep([pad, steps[j]], output: steps[j].outputs[0], label: "Pad+Conv",
+            let fused = fusedStep([pad, steps[j]], output: steps[j].outputs[0], label: "Pad+Conv", convolution: conv,
                                   fast: padConvFast(conv, padInputs: pad.inputs.count, convInputs: convInputs))
             // The fast path reads Pad's (x, pads[, value]) then the Conv's (W[, B]) by position.
             guard fused.inputs.count == pad.inputs.count + convInputs, !pad.inputs.contains(-1) else { i += 1; continue }
@@ -219,12 +229,12 @@ enum Fusion {
             let fused: Step
             if let pad {
                 let convInputs = convStep.inputs.dropFirst().filter { $0 >= 0 }.count
-                fused = fusedStep(parts, output: value, label: label,
+                fused = fusedStep(parts, output: value, label: label, convolution: conv.with(e),
                                   fast: padConvFast(conv.with(e), padInputs: pad.inputs.count, convInputs: convInputs))
             } else {
                 let activated = conv.with(e)
                 let convInputs = s.inputs.filter { $0 >= 0 }.count
-                fused = fusedStep(parts, output: value, label: label) { inputs, env in
+                fused = fusedStep(parts, output: value, label: label, convolution: activated) { inputs, env in
                     try activated.run(Array(inputs.prefix(convInputs)), env)[0]
                 }
             }
@@ -308,12 +318,16 @@ final class FusedKernel: Kernel {
     let parts: [GraphPlan.Step]
     let inputIDs: [Int]
     let outputID: Int
+    /// For a fused Conv (Pad+Conv, Conv+epilogue): the Conv with its epilogue, which the fast
+    /// path runs.
+    let convolution: ConvKernel?
     let fast: FastPath
 
-    init(parts: [GraphPlan.Step], inputIDs: [Int], outputID: Int, fast: @escaping FastPath) {
+    init(parts: [GraphPlan.Step], inputIDs: [Int], outputID: Int, convolution: ConvKernel? = nil, fast: @escaping FastPath) {
         self.parts = parts
         self.inputIDs = inputIDs
         self.outputID = outputID
+        self.convolution = convolution
         self.fast = fast
     }
 

@@ -146,3 +146,71 @@ func fusedRunMatchesNodeByNodeRun(threads: Int) throws {
     let want: [Float] = [0, 4.0 / 6, 10.0 / 6, 8, -2.0 / 6, 0]
     #expect(zip(y, want).allSatisfy { abs($0 - $1) < 1e-6 })
 }
+
+/// x ─ Conv 1×1 (cin → m, bias) ─ Clip 0..6 ─ [Pad] ─ depthwise Conv k×k, stride s ─ Clip 0..6 ─ y:
+/// the expansion and depthwise steps of an inverted residual block. With 48 channels at
+/// 112×112 the expanded tensor (2.4 MB per image) is above the size from which the executor
+/// runs the two Convs together in row bands.
+func expandDepthwiseModel(cin: Int, m: Int, kernel k: Int, stride s: Int, explicitPad: Bool, bias: Bool) -> Model {
+    var rng = SplitMixForTests(seed: UInt64(31 * k + s))
+    var initializers = [
+        Initializer(name: "w1", tensor: Tensor(shape: [m, cin, 1, 1], floats: (0..<(m * cin)).map { _ in rng.next() * 0.6 })),
+        Initializer(name: "w2", tensor: Tensor(shape: [m, 1, k, k], floats: (0..<(m * k * k)).map { _ in rng.next() * 0.5 })),
+        Initializer(name: "lo", tensor: Tensor(shape: [], floats: [0])),
+        Initializer(name: "hi", tensor: Tensor(shape: [], floats: [6])),
+    ]
+    if bias {
+        initializers.append(Initializer(name: "b1", tensor: Tensor(shape: [m], floats: (0..<m).map { _ in rng.next() })))
+        initializers.append(Initializer(name: "b2", tensor: Tensor(shape: [m], floats: (0..<m).map { _ in rng.next() })))
+    }
+    // TF-style "same" padding: the extra row and column at the end for stride 2.
+    let (before, after) = s == 2 ? (k / 2 - 1, k / 2) : (k / 2, k / 2)
+    let pads = [Int64(before), Int64(before), Int64(after), Int64(after)]
+    if explicitPad {
+        initializers.append(Initializer(name: "pads", tensor: Tensor(shape: [8], values: [0, 0, pads[0], pads[1], 0, 0, pads[2], pads[3]])))
+    }
+    let g = Graph(name: "expand-depthwise", initializers: initializers)
+    g.inputs = [ValueInfo(name: "x", type: TensorType(elementType: .float, shape: [.param("N"), .value(cin), .param("H"), .param("W")]))]
+    g.outputs = [ValueInfo(name: "y", type: TensorType(elementType: .float, shape: nil))]
+    var nodes = [
+        Node(name: "expand", opType: "Conv", inputs: ["x", "w1"] + (bias ? ["b1"] : []), outputs: ["e"]),
+        Node(name: "relu6a", opType: "Clip", inputs: ["e", "lo", "hi"], outputs: ["a"]),
+    ]
+    var dwInput = "a"
+    var dwAttributes: [Attribute] = [.int("group", m), .ints("strides", [s, s])]
+    if explicitPad {
+        nodes.append(Node(name: "pad", opType: "Pad", inputs: ["a", "pads"], outputs: ["p"]))
+        dwInput = "p"
+    } else {
+        dwAttributes.append(.ints("pads", pads.map(Int.init)))
+    }
+    nodes.append(Node(name: "depthwise", opType: "Conv", inputs: [dwInput, "w2"] + (bias ? ["b2"] : []), outputs: ["d"], attributes: dwAttributes))
+    nodes.append(Node(name: "relu6b", opType: "Clip", inputs: ["d", "lo", "hi"], outputs: ["y"]))
+    g.nodes = nodes
+    return Model(graph: g, opsets: ["": 17])
+}
+
+@Test(arguments: [(3, 2, true, true), (3, 1, false, true), (5, 2, true, false), (5, 1, true, true)])
+func expandDepthwiseBandsMatchLayerByLayer(kernel: Int, stride: Int, explicitPad: Bool, bias: Bool) throws {
+    let (cin, m) = (16, 48)
+    let model = expandDepthwiseModel(cin: cin, m: m, kernel: kernel, stride: stride, explicitPad: explicitPad, bias: bias)
+    var rng = SplitMixForTests(seed: 5)
+    // Batch 2, 112×112 (above the fusion size) and 113×111 (odd sizes, the last band short).
+    for (h, w) in [(112, 112), (113, 111)] {
+        let x = Tensor(shape: [2, cin, h, w], floats: (0..<(2 * cin * h * w)).map { _ in rng.next() * 2 })
+        for threads in [1, 2] {
+            let exec = try Executor(model: model, options: ExecutorOptions(threads: threads, splitBatch: false))
+            let profile = ExecutionProfile()
+            let fused = try #require(try exec.run(["x": x], profile: profile)["y"])
+            #expect(profile.counts["Conv+DepthwiseConv"] == 1)
+            let plain = try #require(try exec.run(["x": x], hooks: [NameRecorder()])["y"])
+            #expect(fused.shape == plain.shape)
+            // The bands run the same kernels in the same order per output: bit for bit equal.
+            let a = fused.floats(), b = plain.floats()
+            let differing = zip(a, b).filter { $0 != $1 }.count
+            #expect(differing == 0, "k \(kernel) s \(stride) \(h)×\(w) threads \(threads): \(differing) outputs differ")
+            // Not trivially saturated: outputs inside (0, 6) on both sides of the clip.
+            #expect(a.contains { $0 > 0 && $0 < 6 } && a.contains { $0 == 0 })
+        }
+    }
+}

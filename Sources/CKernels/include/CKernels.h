@@ -49,6 +49,10 @@ typedef struct {
 /// Floats of scratch one thread needs for `qk_depthwise2d`.
 long qk_depthwise2d_scratch(const qk_dw_geometry *g);
 
+/// Planes that the variant chosen for `g` handles together (16 for the 16-channel AVX-512
+/// variant, else 1): callers split work at multiples of it.
+long qk_depthwise2d_planes_per_unit(const qk_dw_geometry *g);
+
 /// Depthwise 2-D convolution of planes [p0, p1) (plane = image*channels + channel):
 /// `y[p] = epilogue(conv(x[p], w[channel]) + bias[channel])`. `w` is [channels, kh, kw]; `bias` may
 /// be NULL; `e` is applied to each output (after the bias). `scratch` holds
@@ -113,6 +117,19 @@ long qk_gemm_scratch(long k);
 /// of `c` stay inside the given columns; `scratch` holds `qk_gemm_scratch(k)` floats.
 void qk_gemm_packed(const float *packed, long m, long k, const float *b, long ldb, float *c, long ldc, long r0, long r1,
                     long c0, long c1, const float *bias, const qk_epilogue *e, float *scratch);
+
+/// Pointwise Conv followed by a depthwise Conv, in row bands of one image (AVX-512 only):
+/// channels [c0, c1) of `y` (c0 a multiple of 8) = depthwise(`w2`, `bias2`, `e2`, geometry `g`)
+/// of pointwise(`packed` [g->channels × cin] by `qk_gemm_pack`, `bias1`, `e1`) of `x` [cin
+/// planes of g->ih × g->iw]. `g` is the depthwise geometry on the full image (channels = the
+/// pointwise outputs); `buf` holds (c1 - c0) · `qk_pointwise_depthwise_rows(g, band)` · g->iw
+/// floats. `_applies` says whether this CPU and `g` (3×3 or 5×5, stride 1 or 2, dilation 1,
+/// output rows of at least 14 columns) are supported.
+int qk_pointwise_depthwise_applies(const qk_dw_geometry *g);
+long qk_pointwise_depthwise_rows(const qk_dw_geometry *g, long band);
+void qk_pointwise_depthwise(const float *x, long cin, const float *packed, const float *bias1, const qk_epilogue *e1,
+                            const float *w2, const float *bias2, const qk_epilogue *e2, const qk_dw_geometry *g,
+                            float *y, long c0, long c1, long band, float *buf);
 
 /// Instruction-set variants of a kernel, best last.
 typedef enum { QK_ISA_PORTABLE = 0, QK_ISA_AVX2 = 1, QK_ISA_AVX512 = 2 } qk_isa;

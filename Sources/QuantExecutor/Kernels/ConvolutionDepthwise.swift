@@ -21,13 +21,15 @@ enum ConvolutionDepthwise {
         let scratch = qk_depthwise2d_scratch(&geometry)
         let work = g.outputSize * g.kernelSize
         var e = epilogue.c
-        // Chunks of whole runs of 16 planes: the AVX-512 variant vectorizes over 16 channels.
-        let runs = (planes + 15) / 16
+        // Chunks of whole units: the 16-channel AVX-512 variant works on runs of 16 planes,
+        // the others on single planes (an even split: 144 planes are 72 + 72, not 80 + 64).
+        let unit = qk_depthwise2d_planes_per_unit(&geometry)
+        let units = (planes + unit - 1) / unit
         withUnsafePointer(to: &e) { ep in withUnsafePointer(to: &geometry) { gp in
-            parallelFor(runs, threads: threads, grain: max(1, 2048 / max(work, 1))) { range in
+            parallelFor(units, threads: threads, grain: max(1, 2048 / max(work * unit, 1))) { range in
                 let buf = UnsafeMutablePointer<Float>.allocate(capacity: max(scratch, 1))
                 defer { buf.deallocate() }
-                qk_depthwise2d(x, w, bias, y, range.lowerBound * 16, min(planes, range.upperBound * 16), gp, ep, buf)
+                qk_depthwise2d(x, w, bias, y, range.lowerBound * unit, min(planes, range.upperBound * unit), gp, ep, buf)
             }
         } }
     }
