@@ -30,7 +30,9 @@ public struct AnalysisOptions: Codable, Sendable {
 ///
 /// Per batch: one float pass records the tensors needed (quantized activations, the compared op
 /// outputs, graph outputs); one pass of the QDQ model in QuantKit's executor gives the
-/// graphwise error (quantization error accumulated through the model); one more QDQ pass, whose
+/// graphwise error (quantization error accumulated through the model; DequantizeLinear → Conv →
+/// QuantizeLinear groups computed as ONNX Runtime's integer QLinearConv, see
+/// `ExecutorOptions.integerConv`); one more QDQ pass, whose
 /// hook replaces every activation DequantizeLinear output by the fake-quantized *float* tensor,
 /// gives the layerwise error (each op quantized alone, its inputs from the float model). Only the
 /// sums of `ErrorAccumulator` outlive a batch.
@@ -38,7 +40,12 @@ public final class QuantAnalyzer {
     public let layout: QDQLayout
     public let options: AnalysisOptions
     let floatExecutor: Executor
+    /// The QDQ model as ONNX Runtime's CPU provider runs it (integer QLinearConv groups), for
+    /// the graphwise pass and the outputs.
     let quantExecutor: Executor
+    /// The QDQ model node by node, for the layerwise pass: its hook replaces DequantizeLinear
+    /// outputs, which an integer Conv would not read (nil without layerwise analysis).
+    let layerExecutor: Executor?
     private(set) var graphwise: [String: ErrorAccumulator] = [:]
     private(set) var layerwise: [String: ErrorAccumulator] = [:]
     private(set) var outputs: [String: ErrorAccumulator] = [:]
@@ -62,7 +69,8 @@ public final class QuantAnalyzer {
         self.layout = layout
         let floatExecutor = try Executor(model: floatModel, options: ExecutorOptions(threads: options.threads))
         self.floatExecutor = floatExecutor
-        quantExecutor = try Executor(model: quantizedModel, options: ExecutorOptions(threads: options.threads))
+        quantExecutor = try Executor(model: quantizedModel, options: ExecutorOptions(threads: options.threads, integerConv: true))
+        layerExecutor = options.layerwise ? try Executor(model: quantizedModel, options: ExecutorOptions(threads: options.threads)) : nil
         let fo = floatExecutor.outputNames, qo = quantExecutor.outputNames
         guard fo.count == qo.count else {
             throw QuantKitError("QK6001", "the float model has \(fo.count) outputs and the quantized model \(qo.count)",
@@ -101,7 +109,7 @@ public final class QuantAnalyzer {
         let reference = floatNames.compactMapValues { recorder.values[$0] }
         let quantFeeds = feeds.filter { quantExecutor.inputNames.contains($0.key) }
 
-        let graphHook = Comparer(layout: layout, targets: targetIDs(), reference: reference, replace: [:])
+        let graphHook = Comparer(layout: layout, targets: targetIDs(quantExecutor), reference: reference, replace: [:])
         let quantOut = try quantExecutor.run(quantFeeds, hooks: [graphHook])
         merge(graphHook.accumulators, into: &graphwise)
         lastOutputs = (Dictionary(uniqueKeysWithValues: outputPairs.compactMap { p in floatOut[p.float].map { (p.quant, $0) } }), quantOut)
@@ -111,13 +119,13 @@ public final class QuantAnalyzer {
             acc.add(reference: r, test: t)
             outputs[q] = acc
         }
-        if options.layerwise {
+        if let layerExecutor {
             var replace: [ValueID: String] = [:]
             for (dq, src) in layout.dequantizedActivations where reference[src] != nil {
-                if let id = quantExecutor.id(of: dq) { replace[id] = src }
+                if let id = layerExecutor.id(of: dq) { replace[id] = src }
             }
-            let layerHook = Comparer(layout: layout, targets: targetIDs(), reference: reference, replace: replace)
-            _ = try quantExecutor.run(quantFeeds, hooks: [layerHook])
+            let layerHook = Comparer(layout: layout, targets: targetIDs(layerExecutor), reference: reference, replace: replace)
+            _ = try layerExecutor.run(quantFeeds, hooks: [layerHook])
             merge(layerHook.accumulators, into: &layerwise)
         }
         samples += feeds.values.first?.shape.first ?? 1
@@ -127,9 +135,9 @@ public final class QuantAnalyzer {
     /// Statistics of the quantized activations observed during analysis (nil when not collected).
     public var observedStatistics: [String: TensorStatistics]? { collector?.statistics }
 
-    func targetIDs() -> [ValueID: String] {
+    func targetIDs(_ executor: Executor) -> [ValueID: String] {
         var d: [ValueID: String] = [:]
-        for l in layout.layers { if let id = quantExecutor.id(of: l.tensor) { d[id] = l.tensor } }
+        for l in layout.layers { if let id = executor.id(of: l.tensor) { d[id] = l.tensor } }
         return d
     }
 

@@ -36,6 +36,15 @@ public enum BLAS {
             Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
+    /// `C[m×n] = A[m×k] · B[k×n]` in double precision, row-major, no transposes. Integer
+    /// convolutions use it for exact sums: products of 8- or 16-bit integers and their sums
+    /// stay far below 2^53.
+    public static func dgemm(m: Int, n: Int, k: Int, a: UnsafePointer<Double>, b: UnsafePointer<Double>, c: UnsafeMutablePointer<Double>) {
+        guard m > 0, n > 0 else { return }
+        guard k > 0 else { c.update(repeating: 0, count: m * n); return }
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(n), 0, c, Int32(n))
+    }
+
     /// Sets the number of threads BLAS may use (process-wide).
     public static func setThreads(_ n: Int) {
         #if !canImport(Accelerate)

@@ -13,12 +13,17 @@ public struct ExecutorOptions: Sendable {
     /// graph one sample at a time, samples spread over the threads (`SampleSplit`); results are
     /// the same as layer by layer. Only without hooks.
     public var splitBatch: Bool
+    /// Whether DequantizeLinear → Conv → QuantizeLinear groups compute their integers as one
+    /// QLinearConv, the way ONNX Runtime's CPU provider runs QDQ models (`IntegerConv`); off,
+    /// every node runs as written.
+    public var integerConv: Bool
 
     public init(threads: Int = ProcessInfo.processInfo.activeProcessorCount, registry: KernelRegistry = .standard,
-                splitBatch: Bool = true) {
+                splitBatch: Bool = true, integerConv: Bool = false) {
         self.threads = max(1, threads)
         self.registry = registry
         self.splitBatch = splitBatch
+        self.integerConv = integerConv
     }
 }
 
@@ -147,6 +152,9 @@ public final class GraphPlan {
         }
         let keep = Set(outputIDs).union(constants.keys)
         let subgraphReads = Set(steps.flatMap { $0.node.subgraphs.flatMap(\.outerScopeReads) }.compactMap { ids[$0] })
+        if options.integerConv {
+            steps = IntegerConv.rewrite(steps, constants: constants, names: names, options: options)
+        }
         // The fused list starts from the steps left after constant folding; the folded values
         // are constants of the plan (the plain list recomputes them, so hooks see them).
         var folded = constants

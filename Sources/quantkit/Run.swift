@@ -20,10 +20,13 @@ struct Run: ParsableCommand {
     @Option(help: "Threads for the executor.")
     var threads = ProcessInfo.processInfo.activeProcessorCount
 
+    @Flag(help: "Run each DequantizeLinear → Conv → QuantizeLinear group of a QDQ model as one integer QLinearConv, as ONNX Runtime's CPU provider does (the analysis simulates QDQ models this way); without it every node runs as written.")
+    var integerConv = false
+
     func run() throws {
         try reportingErrors {
             let m = try Model.load(path: model)
-            let executor = try Executor(model: m, options: ExecutorOptions(threads: threads))
+            let executor = try Executor(model: m, options: ExecutorOptions(threads: threads, integerConv: integerConv))
             var feeds: [String: Tensor] = [:]
             for (name, path) in try DataPreviewOptions.pairs(inputs, option: "input") {
                 feeds[name] = path.lowercased().hasSuffix(".pb")

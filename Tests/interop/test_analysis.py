@@ -34,11 +34,11 @@ def setup_pair(tmp_path, n=8):
     return src, str(tmp_path / "cnn.q.onnx"), x, r
 
 
-def run_all(model, x, tmp_path, tag):
+def run_all(model, x, tmp_path, tag, *run_flags):
     out = str(tmp_path / f"{tag}.all.onnx")
     quantkit("export-all-outputs", model, "-o", out)
     d = tmp_path / f"{tag}.out"
-    quantkit("run", out, "--input", f"x={tmp_path / 'x.npy'}", "--output-dir", str(d))
+    quantkit("run", out, "--input", f"x={tmp_path / 'x.npy'}", "--output-dir", str(d), *run_flags)
     m = onnx.load(out)
     return m, {o.name: np.load(str(d / npy_name(o.name))) for o in m.graph.output}
 
@@ -54,7 +54,8 @@ def test_metrics_equal_numpy_reference(tmp_path):
     rep = json.load(open(str(tmp_path / "cnn.report.json")))
     assert rep["samples"] == 8 and len(rep["layers"]) >= 5
     _, fo = run_all(src, x, tmp_path, "float")
-    qm, qo = run_all(qpath, x, tmp_path, "quant")
+    # The graphwise pass runs DequantizeLinear → Conv → QuantizeLinear as integer QLinearConv.
+    qm, qo = run_all(qpath, x, tmp_path, "quant", "--integer-conv")
     # The tensor a layer is measured on is its quantized value: the DequantizeLinear output.
     q_of = {n.input[0]: n.output[0] for n in qm.graph.node if n.op_type == "QuantizeLinear"}
     dq_of = {n.input[0]: n.output[0] for n in qm.graph.node if n.op_type == "DequantizeLinear"}
@@ -233,3 +234,33 @@ def test_export_all_outputs_types_without_value_info_when_a_zero_input_run_fails
     for name, t in theirs.items():
         ours = np.load(str(tmp_path / "o" / npy_name(name)))
         assert ours.dtype == t.dtype and np.allclose(ours, t, atol=1e-4), name
+
+
+def test_integer_conv_run_equals_onnxruntime_fused(tmp_path):
+    """`quantkit run --integer-conv` (the analysis's graphwise simulation) computes what ONNX
+    Runtime's CPU provider computes for a QDQ model, QLinearConv integers included; node by
+    node (as written) it differs where a Conv sum lies within an ulp of a rounding tie."""
+    from test_quantize_qdq import small_cnn
+    src = str(tmp_path / "cnn.onnx")
+    onnx.save(small_cnn(17), src)
+    rng = np.random.default_rng(11)
+    calib = rng.standard_normal((16, 3, 16, 16)).astype(np.float32)
+    np.save(str(tmp_path / "calib.npy"), calib)
+    quantkit("quantize", src, "--input", f"x={tmp_path / 'calib.npy'}", "--batch", "16", "--no-analysis", "--quiet")
+    qpath = str(tmp_path / "cnn.q.onnx")
+    # Many inputs whose pixels sit on a coarse grid: constant regions and repeated sums make
+    # near-ties frequent.
+    x = (np.round(rng.standard_normal((512, 3, 16, 16)) * 2) / 2).astype(np.float32)
+    np.save(str(tmp_path / "x.npy"), x)
+    outs = {}
+    for tag, flags in (("integer", ["--integer-conv"]), ("written", [])):
+        d = tmp_path / tag
+        quantkit("run", qpath, "--input", f"x={tmp_path / 'x.npy'}", "--output-dir", str(d), *flags)
+        outs[tag] = np.load(str(d / "y.npy"))
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    fused = ort.InferenceSession(qpath, so, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    # The logits come from a float-output Gemm (QGemm in ONNX Runtime): equal up to float sums.
+    step = np.abs(fused).max() / 1e5
+    assert np.abs(outs["integer"] - fused).max() <= step
+    assert np.abs(outs["written"] - fused).max() > 100 * step, "no rounding tie in this data: the test cannot tell the two apart"

@@ -3,7 +3,7 @@ import QuantIR
 
 /// Integer matrix multiplication and convolution of QOperator models. Accumulation is exact in
 /// int32; QLinear* requantize with `round_half_even(acc · (x_scale · w_scale / y_scale)) + y_zp`
-/// saturated to the output type, the multiplier computed in float32 as in the ONNX reference.
+/// saturated to the output type, in float32 as ONNX Runtime computes it (`requantize`).
 enum QuantizationInteger {
     /// `MatMulInteger` (10): int32 `(A - a_zero_point) · (B - b_zero_point)` with numpy matmul
     /// broadcasting; a_zero_point per tensor or per row of A, b_zero_point per tensor or per
@@ -30,10 +30,10 @@ enum QuantizationInteger {
                 throw ctx.invalid("scales must be per tensor (y), per row (a) or per column (b)")
             }
             let yType = inputs[7]?.dtype ?? a.dtype
-            let zp = inputs[7].map { Double($0.scalarAsDouble(at: 0)) } ?? 0
+            let zp = inputs[7].map { Int32($0.scalarAsDouble(at: 0)) } ?? 0
             return [try requantize(acc, shape: shape, type: yType, zeroPoint: zp, ctx: ctx) { i in
                 let row = (i / n) % m, col = i % n
-                return Double(sa[sa.count == 1 ? 0 : row] * sb[sb.count == 1 ? 0 : col] / sy[0])
+                return sa[sa.count == 1 ? 0 : row] * sb[sb.count == 1 ? 0 : col] / sy[0]
             }]
         }
     }
@@ -63,27 +63,34 @@ enum QuantizationInteger {
                 throw ctx.invalid("x_scale and y_scale must be scalars, w_scale scalar or per output channel")
             }
             let yType = inputs[7]?.dtype ?? x.dtype
-            let zp = inputs[7].map { Double($0.scalarAsDouble(at: 0)) } ?? 0
+            let zp = inputs[7].map { Int32($0.scalarAsDouble(at: 0)) } ?? 0
             return [try requantize(acc, shape: shape, type: yType, zeroPoint: zp, ctx: ctx) { i in
                 let c = (i / spatial) % channels
-                return Double(sx[0] * sw[sw.count == 1 ? 0 : c] / sy[0])
+                return sx[0] * sw[sw.count == 1 ? 0 : c] / sy[0]
             }]
         }
     }
 
-    /// `clamp(rint(acc · multiplier(i) + zero_point))` into an int8/uint8 (or 16-bit) tensor.
-    static func requantize(_ acc: [Int32], shape: [Int], type: DType, zeroPoint: Double, ctx: KernelContext, _ multiplier: (Int) -> Double) throws -> Tensor {
-        let (lo, hi): (Double, Double) = switch type {
+    /// `clamp(float(acc) · multiplier(i)) + zero_point`, rounded half to even, into an int8/uint8
+    /// (or 16-bit) tensor. The arithmetic is ONNX Runtime's (MLAS requantization): the int32 sum
+    /// converted to float32, multiplied by the float32 multiplier, clamped to the output range
+    /// less the zero point, rounded, then shifted; in double the few products within an ulp of a
+    /// .5 would round the other way (and a whole constant region with them).
+    static func requantize(_ acc: [Int32], shape: [Int], type: DType, zeroPoint: Int32, ctx: KernelContext, _ multiplier: (Int) -> Float) throws -> Tensor {
+        let (lo, hi): (Int32, Int32) = switch type {
         case .int8: (-128, 127)
         case .uint8: (0, 255)
         case .int16: (-32768, 32767)
         case .uint16: (0, 65535)
         default: throw ctx.unsupported("output type \(type.name)")
         }
+        let minimum = Float(lo - zeroPoint), maximum = Float(hi - zeroPoint)
         var q = [Int32](repeating: 0, count: acc.count)
         for i in 0..<acc.count {
-            let v = (Double(acc[i]) * multiplier(i) + zeroPoint).rounded(.toNearestOrEven)
-            q[i] = Int32(v > lo ? (v < hi ? v : hi) : lo)
+            var v = Float(acc[i]) * multiplier(i)
+            v = max(v, minimum)
+            v = min(v, maximum)
+            q[i] = Int32(v.rounded(.toNearestOrEven)) + zeroPoint
         }
         switch type {
         case .int8: return Tensor(shape: shape, values: q.map { Int8($0) })
@@ -251,11 +258,16 @@ struct ConvAttributes {
             }
         }
         let mg = outChannels / group
+        // Each image and group is one double-precision GEMM of integer values: exact (every
+        // partial sum is an integer far below 2^53) and as fast as BLAS.
+        let wd = wv.map { Double($0) }
         var out = [Int32](repeating: 0, count: batch * outChannels * p)
+        BLAS.setThreads(1)
         out.withUnsafeMutableBufferPointer { op in
             let obase = op.baseAddress!
             parallelFor(batch * group, threads: env.threads) { r in
-                var col = [Int32](repeating: 0, count: perOut * p)
+                var col = [Double](repeating: 0, count: perOut * p)
+                var prod = [Double](repeating: 0, count: mg * p)
                 for bg in r {
                     let n = bg / group, g = bg % group
                     // im2col of this image and group: rows (c, kk), columns output positions.
@@ -265,23 +277,18 @@ struct ConvAttributes {
                             let row = (c * ks + kk) * p
                             for o in 0..<p {
                                 let sidx = source[kk * p + o]
-                                col[row + o] = sidx >= 0 ? xv[xoff + sidx] : 0
+                                col[row + o] = sidx >= 0 ? Double(xv[xoff + sidx]) : 0
                             }
                         }
                     }
+                    wd.withUnsafeBufferPointer { wp in col.withUnsafeBufferPointer { cp in prod.withUnsafeMutableBufferPointer { pp in
+                        BLAS.dgemm(m: mg, n: p, k: perOut, a: wp.baseAddress! + g * mg * perOut, b: cp.baseAddress!, c: pp.baseAddress!)
+                    } } }
                     for mm in 0..<mg {
                         let m = g * mg + mm
                         let orow = obase + (n * outChannels + m) * p
                         let b0 = bv?[m] ?? 0
-                        for o in 0..<p { orow[o] = b0 }
-                        for rIdx in 0..<perOut {
-                            let wval = wv[m * perOut + rIdx]
-                            if wval == 0 { continue }
-                            col.withUnsafeBufferPointer { cp in
-                                let crow = cp.baseAddress! + rIdx * p
-                                for o in 0..<p { orow[o] &+= wval &* crow[o] }
-                            }
-                        }
+                        for o in 0..<p { orow[o] = b0 &+ Int32(truncatingIfNeeded: Int64(prod[mm * p + o])) }
                     }
                 }
             }
