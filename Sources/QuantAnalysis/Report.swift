@@ -104,6 +104,9 @@ extension AnalysisReport {
         let o = a.options
         func bad(_ x: TensorErrorMetrics?) -> Bool { x.map { $0.snr > o.snrWarning || $0.cosine < o.cosineWarning } ?? false }
         var layers: [Layer] = []
+        // The first op above that is bad by itself (layerwise), which an op fine by itself but
+        // bad in the whole model should be traced to.
+        var firstBadAlone: String? = nil
         for l in a.layout.layers {
             let g = m.graphwise[l.tensor], lw = m.layerwise[l.tensor]
             guard g != nil else { continue }
@@ -112,7 +115,13 @@ extension AnalysisReport {
             var advice: [String] = []
             if marked {
                 if lw != nil, !bad(lw) {
-                    advice.append("error comes from earlier layers: fix the first marked layer above")
+                    if let culprit = firstBadAlone {
+                        advice.append("error comes from earlier layers: fix `\(culprit)` (bad by itself) first")
+                    } else {
+                        // No op above is bad alone: small errors add up (EfficientNet-Lite0:
+                        // mostly weight rounding, docs/BENCHMARKS.md error budget).
+                        advice.append("error accumulated over the layers above, none bad by itself: rounding-aware weights (--weight-rounding gptq --bias-correction)")
+                    }
                 } else {
                     if l.weightPerChannel == false { advice.append("per-channel weights") }
                     advice.append("other range method (--method mse or percentile)")
@@ -124,6 +133,7 @@ extension AnalysisReport {
                     advice.append("keep float (--exclude-node \(l.node))")
                 }
             }
+            if firstBadAlone == nil, bad(lw ?? g) { firstBadAlone = l.node }
             layers.append(Layer(index: layers.count + 1, node: l.node, opType: l.opType, tensor: l.tensor, inputs: l.activationInputs,
                                 graphwise: g, layerwise: lw,
                                 weightType: l.weightType, weightPerChannel: l.weightPerChannel, activationType: act?.dtype.name,

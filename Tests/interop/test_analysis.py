@@ -264,3 +264,36 @@ def test_integer_conv_run_equals_onnxruntime_fused(tmp_path):
     step = np.abs(fused).max() / 1e5
     assert np.abs(outs["integer"] - fused).max() <= step
     assert np.abs(outs["written"] - fused).max() > 100 * step, "no rounding tie in this data: the test cannot tell the two apart"
+
+
+def test_advice_for_an_op_fine_alone_names_the_op_to_fix(tmp_path):
+    """An op marked only in the whole model (its layerwise error under the threshold) is traced
+    to the first op above that is bad by itself, by name; when no op above is bad by itself the
+    advice says the error accumulates and suggests rounding-aware weights."""
+    src, qpath, x, _ = setup_pair(tmp_path)
+    rep = json.load(open(str(tmp_path / "cnn.report.json")))
+    layers = [l for l in rep["layers"] if l["layerwise"] is not None]
+    alone = sorted(l["layerwise"]["snr"] for l in layers)
+    whole = max(l["graphwise"]["snr"] for l in layers)
+    assert whole > alone[-1], "the whole model must be worse than every op alone for this test"
+
+    def analyze(threshold, tag):
+        out = tmp_path / tag
+        out.mkdir()
+        quantkit("analyze", src, qpath, "--input", f"x={tmp_path / 'x.npy'}", "--snr-warning", repr(threshold),
+                 "--cosine-warning", "0", "--report", str(out / "r"))
+        return json.load(open(str(out / "r.json")))["layers"]
+
+    # Above every layerwise SNR, below the worst graphwise one: nothing is bad alone.
+    marked = [l for l in analyze((alone[-1] + whole) / 2, "none") if l["marked"]]
+    assert marked and all(any("accumulated" in a and "--weight-rounding gptq" in a for a in l["advice"]) for l in marked)
+    # Between two layerwise SNRs: the first op bad alone is named by the ops below it that are
+    # fine alone but marked.
+    t = (alone[-2] + alone[-1]) / 2 if alone[-2] < alone[-1] else alone[-1] * 0.999
+    got = analyze(t, "some")
+    first_bad = next(l["node"] for l in got if l["layerwise"] and l["layerwise"]["snr"] > t)
+    traced = [l for l in got if l["marked"] and l["layerwise"] and l["layerwise"]["snr"] <= t
+              and l["index"] > next(g["index"] for g in got if g["node"] == first_bad)]
+    assert traced, "no op below the first bad one is marked while fine alone: the test checks nothing"
+    for l in traced:
+        assert any(f"`{first_bad}`" in a for a in l["advice"]), l["advice"]
