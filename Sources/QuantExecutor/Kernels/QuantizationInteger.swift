@@ -259,40 +259,60 @@ struct ConvAttributes {
         }
         let mg = outChannels / group
         // Each image and group is one double-precision GEMM of integer values: exact (every
-        // partial sum is an integer far below 2^53) and as fast as BLAS.
-        let wd = wv.map { Double($0) }
+        // partial sum is an integer far below 2^53) and as fast as BLAS. Small groups
+        // (depthwise: one output channel, a few taps) accumulate directly in int32 instead,
+        // where a GEMM call per channel would cost more than the sums.
+        let viaGEMM = mg >= 4 && perOut >= 16
+        let wd = viaGEMM ? wv.map { Double($0) } : []
         var out = [Int32](repeating: 0, count: batch * outChannels * p)
         BLAS.setThreads(1)
-        out.withUnsafeMutableBufferPointer { op in
-            let obase = op.baseAddress!
+        out.withUnsafeMutableBufferPointer { op in xv.withUnsafeBufferPointer { xb in wv.withUnsafeBufferPointer { wb in
+        source.withUnsafeBufferPointer { sb in
+            let obase = op.baseAddress!, xbase = xb.baseAddress!, wbase = wb.baseAddress!, sbase = sb.baseAddress!
             parallelFor(batch * group, threads: env.threads) { r in
-                var col = [Double](repeating: 0, count: perOut * p)
-                var prod = [Double](repeating: 0, count: mg * p)
+                let col = UnsafeMutablePointer<Int32>.allocate(capacity: max(1, perOut * p))
+                let colD = UnsafeMutablePointer<Double>.allocate(capacity: viaGEMM ? perOut * p : 1)
+                let prod = UnsafeMutablePointer<Double>.allocate(capacity: viaGEMM ? mg * p : 1)
+                defer { col.deallocate(); colD.deallocate(); prod.deallocate() }
                 for bg in r {
                     let n = bg / group, g = bg % group
                     // im2col of this image and group: rows (c, kk), columns output positions.
                     for c in 0..<cg {
-                        let xoff = (n * channels + g * cg + c) * inCount
+                        let xc = xbase + (n * channels + g * cg + c) * inCount
                         for kk in 0..<ks {
-                            let row = (c * ks + kk) * p
+                            let dst = col + (c * ks + kk) * p, src = sbase + kk * p
                             for o in 0..<p {
-                                let sidx = source[kk * p + o]
-                                col[row + o] = sidx >= 0 ? Double(xv[xoff + sidx]) : 0
+                                let sidx = src[o]
+                                dst[o] = sidx >= 0 ? xc[sidx] : 0
                             }
                         }
                     }
-                    wd.withUnsafeBufferPointer { wp in col.withUnsafeBufferPointer { cp in prod.withUnsafeMutableBufferPointer { pp in
-                        BLAS.dgemm(m: mg, n: p, k: perOut, a: wp.baseAddress! + g * mg * perOut, b: cp.baseAddress!, c: pp.baseAddress!)
-                    } } }
+                    if viaGEMM {
+                        for i in 0..<(perOut * p) { colD[i] = Double(col[i]) }
+                        wd.withUnsafeBufferPointer { wp in
+                            BLAS.dgemm(m: mg, n: p, k: perOut, a: wp.baseAddress! + g * mg * perOut, b: colD, c: prod)
+                        }
+                    }
                     for mm in 0..<mg {
                         let m = g * mg + mm
                         let orow = obase + (n * outChannels + m) * p
                         let b0 = bv?[m] ?? 0
-                        for o in 0..<p { orow[o] = b0 &+ Int32(truncatingIfNeeded: Int64(prod[mm * p + o])) }
+                        if viaGEMM {
+                            let pr = prod + mm * p
+                            for o in 0..<p { orow[o] = b0 &+ Int32(truncatingIfNeeded: Int64(pr[o])) }
+                            continue
+                        }
+                        orow.update(repeating: b0, count: p)
+                        for rIdx in 0..<perOut {
+                            let wval = wbase[m * perOut + rIdx]
+                            if wval == 0 { continue }
+                            let crow = col + rIdx * p
+                            for o in 0..<p { orow[o] &+= wval &* crow[o] }
+                        }
                     }
                 }
             }
-        }
+        } } } }
         return ([batch, outChannels] + outSpatial, out)
     }
 }
