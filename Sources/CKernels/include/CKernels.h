@@ -131,6 +131,13 @@ void qk_pointwise_depthwise(const float *x, long cin, const float *packed, const
                             const float *w2, const float *bias2, const qk_epilogue *e2, const qk_dw_geometry *g,
                             float *y, long c0, long c1, long band, float *buf);
 
+/// Output types of `qk_quantize`.
+typedef enum { QK_Q_INT8 = 0, QK_Q_UINT8 = 1, QK_Q_INT16 = 2, QK_Q_UINT16 = 3 } qk_quantize_type;
+
+/// QuantizeLinear with one scale and zero point over n floats: `y[i] = clamp(round_half_even(
+/// x[i] / scale) + zp, lo, hi)` (NaN to lo) stored as `type` (`lo`/`hi` within the type).
+void qk_quantize(const float *x, long n, float scale, float zp, float lo, float hi, int type, void *y);
+
 /// Instruction-set variants of a kernel, best last.
 typedef enum { QK_ISA_PORTABLE = 0, QK_ISA_AVX2 = 1, QK_ISA_AVX512 = 2 } qk_isa;
 

@@ -1,3 +1,4 @@
+import CKernels
 import QuantCore
 import QuantIR
 
@@ -96,18 +97,23 @@ enum QuantizationKernels {
         _ env: RunEnvironment
     ) {
         let lo = Float(T.min), hi = Float(T.max)
+        // Through Int32 (an instruction): the generic Float → T conversion checks exactness
+        // bit by bit and made QuantizeLinear most of a QDQ model's run time.
         y.withUnsafeMutableBufferPointer(as: T.self) { out in
             if layout.perTensor {
                 let s = scales[0], z = zps[0]
+                let type: qk_quantize_type = T.self == Int8.self ? QK_Q_INT8 : T.self == UInt8.self ? QK_Q_UINT8
+                    : T.self == Int16.self ? QK_Q_INT16 : QK_Q_UINT16
+                let base = UnsafeMutableRawPointer(out.baseAddress!), stride = MemoryLayout<T>.stride
                 parallelFor(src.count, threads: env.threads, grain: 1 << 15) { r in
-                    for i in r { out[i] = T(clamp((src[i] / s).rounded(.toNearestOrEven) + z, lo, hi)) }
+                    qk_quantize(src.baseAddress! + r.lowerBound, r.count, s, z, lo, hi, Int32(type.rawValue), base + r.lowerBound * stride)
                 }
                 return
             }
             layout.forEachRow(threads: env.threads) { row, base, p0, ps in
                 for i in 0..<layout.inner {
                     let k = p0 + i * ps
-                    out[base + i] = T(clamp((src[base + i] / scales[k]).rounded(.toNearestOrEven) + zps[k], lo, hi))
+                    out[base + i] = T(truncatingIfNeeded: Int32(clamp((src[base + i] / scales[k]).rounded(.toNearestOrEven) + zps[k], lo, hi)))
                 }
             }
         }

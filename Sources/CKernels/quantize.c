@@ -1,0 +1,63 @@
+#include "CKernels.h"
+#include "simd.h"
+
+#include <math.h>
+#include <stdint.h>
+
+// QuantizeLinear with one scale and zero point: y = clamp(round_half_even(x / scale) + zp,
+// lo, hi), NaN to lo, stored as int8/uint8/int16/uint16. The division stays a division (not a
+// multiply by 1/scale), so results equal ONNX Runtime's element for element. Built for baseline
+// x86-64, Swift's `rounded(.toNearestOrEven)` is a libm call per element; here the AVX2 variant
+// rounds 8 lanes per instruction.
+
+QK_INLINE float quantize1(float x, float scale, float zp, float lo, float hi) {
+    float v = rintf(x / scale) + zp;  // rintf: the current rounding mode, half to even by default
+    if (!(v >= lo)) v = lo;           // NaN too
+    if (v > hi) v = hi;
+    return v;
+}
+
+QK_INLINE void store1(void *y, long i, int type, float v) {
+    switch (type) {
+    case QK_Q_INT8: ((int8_t *)y)[i] = (int8_t)(int)v; break;
+    case QK_Q_UINT8: ((uint8_t *)y)[i] = (uint8_t)(int)v; break;
+    case QK_Q_INT16: ((int16_t *)y)[i] = (int16_t)(int)v; break;
+    default: ((uint16_t *)y)[i] = (uint16_t)(int)v; break;
+    }
+}
+
+static void quantize_generic(const float *x, long n, float scale, float zp, float lo, float hi, int type, void *y) {
+    for (long i = 0; i < n; i++) store1(y, i, type, quantize1(x[i], scale, zp, lo, hi));
+}
+
+#if QK_HAS_X86
+#include <immintrin.h>
+
+QK_AVX2 static void quantize_avx2(const float *x, long n, float scale, float zp, float lo, float hi, int type, void *y) {
+    __m256 s = _mm256_set1_ps(scale), z = _mm256_set1_ps(zp), l = _mm256_set1_ps(lo), h = _mm256_set1_ps(hi);
+    long i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(x + i), s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        v = _mm256_add_ps(v, z);
+        v = _mm256_max_ps(v, l);  // MAXPS returns the second operand (lo) when v is NaN
+        v = _mm256_min_ps(v, h);
+        __m256i q = _mm256_cvtps_epi32(v);
+        int32_t lanes[8];
+        _mm256_storeu_si256((__m256i *)lanes, q);
+        switch (type) {
+        case QK_Q_INT8: for (int k = 0; k < 8; k++) ((int8_t *)y)[i + k] = (int8_t)lanes[k]; break;
+        case QK_Q_UINT8: for (int k = 0; k < 8; k++) ((uint8_t *)y)[i + k] = (uint8_t)lanes[k]; break;
+        case QK_Q_INT16: for (int k = 0; k < 8; k++) ((int16_t *)y)[i + k] = (int16_t)lanes[k]; break;
+        default: for (int k = 0; k < 8; k++) ((uint16_t *)y)[i + k] = (uint16_t)lanes[k]; break;
+        }
+    }
+    for (; i < n; i++) store1(y, i, type, quantize1(x[i], scale, zp, lo, hi));
+}
+#endif
+
+void qk_quantize(const float *x, long n, float scale, float zp, float lo, float hi, int type, void *y) {
+#if QK_HAS_X86
+    if (qk_uses_avx2()) { quantize_avx2(x, n, scale, zp, lo, hi, type, y); return; }
+#endif
+    quantize_generic(x, n, scale, zp, lo, hi, type, y);
+}
