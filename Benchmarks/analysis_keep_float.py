@@ -96,9 +96,11 @@ def main():
         rep = json.load(open(os.path.join(work, name + ".report.json")))
         f = ort_run(src, x)
         base = compare(f, ort_run(qpath, x))
-        # QuantKit's executor vs ONNX Runtime on the same QDQ model.
+        # QuantKit's simulation (as the analysis runs it: integer Conv groups) vs ONNX Runtime on
+        # the same QDQ model.
         np.save(os.path.join(work, "x.npy"), x)
-        qk("run", qpath, "--input", f"{'input' if name.startswith('eff') else 'x'}={os.path.join(work, 'x.npy')}", "--output-dir", os.path.join(work, "sim"))
+        qk("run", qpath, "--input", f"{'input' if name.startswith('eff') else 'x'}={os.path.join(work, 'x.npy')}", "--output-dir", os.path.join(work, "sim"),
+           "--integer-conv")
         sim = np.load(glob.glob(os.path.join(work, "sim", "*.npy"))[0])
         gap = compare(ort_run(qpath, x), sim)["cosine"]
         sim_vs_float = rep["outputs"][0]["metrics"]
