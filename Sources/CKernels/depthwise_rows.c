@@ -119,10 +119,6 @@ int qk_pointwise_depthwise_applies(const qk_dw_geometry *g) {
     return qk_uses_avx512() && qk_depthwise_rows_applies(g);
 }
 
-long qk_pointwise_depthwise_rows(const qk_dw_geometry *g, long band) {
-    return (band - 1) * g->sh + g->kh;
-}
-
 // Pointwise Conv → depthwise Conv in row bands (one image, channels [c0, c1)): for each band
 // of output rows, the pointwise output rows that its windows read are computed into `buf`
 // (the rows the previous band already computed are moved up, not recomputed), then the
@@ -173,7 +169,6 @@ QK_AVX512 void qk_pointwise_depthwise(const float *x, long cin, const float *pac
 }
 #else
 int qk_pointwise_depthwise_applies(const qk_dw_geometry *g) { (void)g; return 0; }
-long qk_pointwise_depthwise_rows(const qk_dw_geometry *g, long band) { return (band - 1) * g->sh + g->kh; }
 void qk_pointwise_depthwise(const float *x, long cin, const float *packed, const float *bias1, const qk_epilogue *e1,
                             const float *w2, const float *bias2, const qk_epilogue *e2, const qk_dw_geometry *g,
                             float *y, long c0, long c1, long band, float *buf) {
@@ -181,3 +176,5 @@ void qk_pointwise_depthwise(const float *x, long cin, const float *packed, const
     (void)c0; (void)c1; (void)band; (void)buf;
 }
 #endif
+
+long qk_pointwise_depthwise_rows(const qk_dw_geometry *g, long band) { return (band - 1) * g->sh + g->kh; }

@@ -6,7 +6,7 @@
 
 // QuantizeLinear with one scale and zero point: y = clamp(round_half_even(x / scale) + zp,
 // lo, hi), NaN to lo, stored as int8/uint8/int16/uint16. The division stays a division (not a
-// multiply by 1/scale), so results equal ONNX Runtime's element for element. Built for baseline
+// multiply by 1/scale), as in the ONNX definition and ONNX Runtime's kernel. Built for baseline
 // x86-64, Swift's `rounded(.toNearestOrEven)` is a libm call per element; here the AVX2 variant
 // rounds 8 lanes per instruction.
 

@@ -11,9 +11,7 @@
 /// The epilogue of 16 lanes (same operations and NaN behaviour as `epi8`: max(lo, x) keeps a
 /// NaN x, min(hi, x) too).
 QK_AVX512 QK_INLINE __m512 epi16(__m512 v, const qk_epilogue *e) {
-    // The scale/shift steps are skipped when they are the identity (most fused Conv+Relu/Clip
-    // nodes): in a depthwise 3×3 they would add 2 multiply-adds to every 9.
-    if (e->pre_scale != 1 || e->pre_shift != 0) v = _mm512_fmadd_ps(v, _mm512_set1_ps(e->pre_scale), _mm512_set1_ps(e->pre_shift));
+    v = _mm512_fmadd_ps(v, _mm512_set1_ps(e->pre_scale), _mm512_set1_ps(e->pre_shift));
     __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1);
     switch (e->act) {
     case QK_ACT_RELU: v = _mm512_max_ps(zero, v); break;
@@ -30,8 +28,7 @@ QK_AVX512 QK_INLINE __m512 epi16(__m512 v, const qk_epilogue *e) {
     }
     default: break;
     }
-    if (e->post_scale != 1 || e->post_shift != 0) v = _mm512_fmadd_ps(v, _mm512_set1_ps(e->post_scale), _mm512_set1_ps(e->post_shift));
-    return v;
+    return _mm512_fmadd_ps(v, _mm512_set1_ps(e->post_scale), _mm512_set1_ps(e->post_shift));
 }
 
 /// The 16-channel depthwise variant (depthwise16.c): whether it handles `g`, its scratch in

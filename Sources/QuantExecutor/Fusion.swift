@@ -140,16 +140,21 @@ enum Fusion {
     /// spatial axes only.
     static func padConvFast(_ conv: ConvKernel, padInputs: Int, convInputs: Int) -> FusedKernel.FastPath {
         { inputs, env in
-            guard let x = inputs[0], x.dtype == .float, x.rank >= 3, let pads = inputs[1], pads.dtype.isInteger else { return nil }
-            let p = pads.intValues()
-            let r = x.rank
-            guard p.count == 2 * r, p.allSatisfy({ $0 >= 0 }), p[0] == 0, p[1] == 0, p[r] == 0, p[r + 1] == 0 else { return nil }
-            if padInputs > 2, let v = inputs[2], !(v.count == 1 && v.dtype == .float && v.storage.pointer.load(as: Float.self) == 0) {
-                return nil
-            }
-            let spatial = Array(p[2..<r]) + Array(p[(r + 2)...])
+            guard let x = inputs[0], x.dtype == .float, x.rank >= 3,
+                  let spatial = spatialZeroPads(inputs[1], value: padInputs > 2 ? inputs[2] : nil, rank: x.rank) else { return nil }
             return try conv.run([x] + Array(inputs[padInputs..<(padInputs + convInputs)]), env, extraPads: spatial)[0]
         }
+    }
+
+    /// A constant Pad's `pads` as the spatial pads a Conv can add to its own
+    /// (`[x1_begin, ..., x1_end, ...]`), or nil unless they are non-negative, leave the batch and
+    /// channel axes alone, and pad with zero (`value` absent or 0).
+    static func spatialZeroPads(_ pads: Tensor?, value: Tensor?, rank r: Int) -> [Int]? {
+        guard let pads, pads.dtype.isInteger else { return nil }
+        let p = pads.intValues()
+        guard p.count == 2 * r, p.allSatisfy({ $0 >= 0 }), p[0] == 0, p[1] == 0, p[r] == 0, p[r + 1] == 0 else { return nil }
+        if let v = value, !(v.count == 1 && v.dtype == .float && v.storage.pointer.load(as: Float.self) == 0) { return nil }
+        return Array(p[2..<r]) + Array(p[(r + 2)...])
     }
 
     // MARK: Conv → epilogue

@@ -43,9 +43,11 @@ extension Fusion {
             func index(_ id: Int?) -> Int? { id.flatMap { $0 >= 0 ? inputs.firstIndex(of: $0) : nil } }
             let optional = { (s: Step, k: Int) -> Int? in k < s.inputs.count ? s.inputs[k] : nil }
             guard let ix = index(a.conv.inputs[0]), let iw1 = index(a.conv.inputs[1]), let iw2 = index(b.conv.inputs[1]) else { i += 1; continue }
+            let pads = b.pad.flatMap { index(optional($0, 1)) }
+            guard b.pad == nil || pads != nil else { i += 1; continue }
             let layout = PointwiseDepthwiseInputs(
                 x: ix, w1: iw1, b1: index(optional(a.conv, 2)), w2: iw2, b2: index(optional(b.conv, 2)),
-                pads: b.pad.flatMap { index(optional($0, 1)) }, padValue: b.pad.flatMap { index(optional($0, 2)) }, padded: b.pad != nil)
+                pads: pads, padValue: b.pad.flatMap { index(optional($0, 2)) })
             let fused = fusedStep(parts, output: steps[j].outputs[0], label: "Conv+DepthwiseConv",
                                   fast: pointwiseDepthwiseFast(a.kernel, b.kernel, layout))
             steps = replace(steps, [i, j], with: fused)
@@ -56,14 +58,14 @@ extension Fusion {
     /// Bytes of pointwise output (one image) above which the fast path runs.
     static let fuseAbove = 2 << 20
 
-    /// Positions of the fused step's inputs.
+    /// Positions of the fused step's inputs (`pads` is present when a Pad precedes the
+    /// depthwise Conv).
     struct PointwiseDepthwiseInputs {
         let x, w1: Int
         let b1: Int?
         let w2: Int
         let b2: Int?
         let pads, padValue: Int?
-        let padded: Bool
     }
 
     /// The fused step's fast path: nil (the two steps then run one after the other) unless the
@@ -82,16 +84,10 @@ extension Fusion {
             let g1 = try pw.window.resolve(input: [h, wd], kernel: [1, 1], ctx: pw.ctx)
             guard g1.output == [h, wd], g1.strides == [1, 1], g1.padBegin == [0, 0], g1.padEnd == [0, 0] else { return nil }
             var extra: [Int]? = nil
-            if at.padded {
-                // The same zero spatial pads as `padConvFast` accepts.
-                guard let pi = at.pads, let pads = inputs[pi], pads.dtype.isInteger else { return nil }
-                let p = pads.intValues()
-                guard p.count == 8, p.allSatisfy({ $0 >= 0 }), p[0] == 0, p[1] == 0, p[4] == 0, p[5] == 0 else { return nil }
-                if let vi = at.padValue, let v = inputs[vi], !(v.count == 1 && v.dtype == .float && v.storage.pointer.load(as: Float.self) == 0) {
-                    return nil
-                }
-                guard dw.window.autoPad == .notSet || dw.window.autoPad == .valid else { return nil }
-                extra = [p[2], p[3], p[6], p[7]]
+            if let pi = at.pads {
+                guard dw.window.autoPad == .notSet || dw.window.autoPad == .valid,
+                      let spatial = spatialZeroPads(inputs[pi], value: at.padValue.flatMap { inputs[$0] }, rank: 4) else { return nil }
+                extra = spatial
             }
             let g = try dw.window.resolve(input: [h, wd], kernel: [w2.shape[2], w2.shape[3]], extraPads: extra, ctx: dw.ctx)
             guard g.rank == 2, g.kernel == [w2.shape[2], w2.shape[3]] else { return nil }
