@@ -67,9 +67,11 @@ public struct QDQLayout: Sendable {
     public var layers: [Layer] = []
     public var weightTensors = 0
 
+    /// Covers the main graph, then each If/Loop/Scan body (value names are unique model-wide).
     public init(model: Model) throws {
-        let g = model.graph
-        let order = try g.topologicalOrder()
+        func bodies(_ g: Graph) -> [Graph] { g.nodes.flatMap { $0.subgraphs.flatMap { [$0] + bodies($0) } } }
+        let graphs = [model.graph] + bodies(model.graph)
+        let order = try graphs.flatMap { try $0.topologicalOrder() }
         var producer: [String: Node] = [:]
         var consumers: [String: [Node]] = [:]
         for n in order {
@@ -77,7 +79,7 @@ public struct QDQLayout: Sendable {
             for i in n.inputs where !i.isEmpty { consumers[i, default: []].append(n) }
         }
         func constant(_ name: String) -> Tensor? {
-            if let t = g.initializer(name) { return t }
+            for g in graphs { if let t = g.initializer(name) { return t } }
             if let p = producer[name], p.opType == "Constant" { return try? p.attribute("value")?.tensor() }
             return nil
         }

@@ -293,8 +293,15 @@ public final class Executor {
 
     /// The name of a value id (main graph or any subgraph).
     public func name(of value: ValueID) -> String { table.name(of: value) ?? "?" }
-    /// The id of a value name of the main graph.
-    public func id(of name: String) -> ValueID? { plan.ids[name].map { plan.idBase + $0 } }
+    /// The id of a value of the main graph, or else of the If/Loop/Scan body that defines it
+    /// (a body's reads of enclosing values are not definitions).
+    public func id(of name: String) -> ValueID? {
+        if let i = plan.ids[name] { return plan.idBase + i }
+        for p in table.plans where p !== plan {
+            if let i = p.ids[name], !p.outerIDs.contains(i) { return p.idBase + i }
+        }
+        return nil
+    }
     public var inputNames: [String] { plan.inputNames }
     public var outputNames: [String] { plan.outputNames }
 

@@ -21,9 +21,16 @@ public struct Calibrator {
         self.threads = threads
     }
 
-    /// Float tensors worth observing: graph inputs and node outputs of the main graph.
+    /// Float tensors worth observing: graph inputs and node outputs, of the main graph and of
+    /// If/Loop/Scan bodies (with the bodies' inputs), since bodies are quantized too.
     public static func observableTensors(_ model: Model) -> Set<String> {
-        Set(model.graph.runtimeInputs.map(\.name)).union(model.graph.nodes.flatMap(\.outputs).filter { !$0.isEmpty })
+        var names = Set(model.graph.runtimeInputs.map(\.name))
+        for n in model.graph.allNodes {
+            names.formUnion(n.outputs)
+            for sg in n.subgraphs { names.formUnion(sg.inputs.map(\.name)) }
+        }
+        names.remove("")
+        return names
     }
 
     /// Calibrates on the batches `next` returns (each a feed of every model input) until it

@@ -14,9 +14,8 @@ extension QDQRewriter {
     /// LayerNormalization output that the next MatMuls read quantized), and a graph output T
     /// stays the float value. Readers of a quantized producer always read the DequantizeLinear
     /// output: ONNX Runtime fuses a node into an integer kernel only when its output goes to Q alone.
-    func insertQDQ(_ t: String, grid: QuantGrid, scale: Double, zp: Int, domain: String, names: inout NameAllocator,
+    func insertQDQ(_ t: String, in g: Graph, grid: QuantGrid, scale: Double, zp: Int, domain: String, names: inout NameAllocator,
                    index: GraphIndex, floatReaders: ((Node) -> Bool)? = nil) {
-        let g = model.graph
         let scaleName = names.fresh(t + "_scale")
         let zpName = names.fresh(t + "_zero_point")
         g.setInitializer(scaleName, Tensor(shape: [], floats: [Float(scale)]))
@@ -99,9 +98,8 @@ extension QDQRewriter {
     /// Quantizes node `n`'s weight (int8 per output channel along `axis`, or per tensor) and
     /// bias (int32, scale s_input·s_weight, zero point 0). When a bias would overflow int32,
     /// that channel's weight scale is widened until it fits.
-    func quantizeWeights(_ n: Node, weightIndex wi: Int, axis requested: Int, biasIndex: Int?, inputScale: Double?,
+    func quantizeWeights(_ n: Node, in g: Graph, weightIndex wi: Int, axis requested: Int, biasIndex: Int?, inputScale: Double?,
                          domain: String, opset: Int, names: inout NameAllocator, result: inout Result) throws {
-        let g = model.graph
         let wName = n.inputs[wi]
         guard let w = g.initializer(wName), w.dtype == .float, w.count > 0 else { return }
         let grid = options.scheme.weight

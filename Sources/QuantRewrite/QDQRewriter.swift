@@ -62,7 +62,11 @@ public struct QDQRewriter {
     /// -10000 entries would swamp the scores). Decided from the graph's end backwards, so chains
     /// of such ops stay float together. Conv/ConvTranspose/Gemm/MatMul (integer kernels with float
     /// output exist) and Relu/Clip (absorbed) keep their rules; graph outputs are unaffected.
-    func keepFloatBeforeFloatReaders(_ g: Graph, floatNodes: inout Set<ObjectIdentifier>) {
+    ///
+    /// In an If/Loop/Scan body (`main` false) the body's outputs count as float readers (the
+    /// enclosing node runs float), and Concat follows the rule too: a recurrent model's state
+    /// concatenated from float LSTM outputs into a body output would otherwise go on 256 steps.
+    func keepFloatBeforeFloatReaders(_ g: Graph, main: Bool = true, floatNodes: inout Set<ObjectIdentifier>) {
         let index = GraphIndex(g)
         let outputs = Set(g.outputs.map(\.name))
         let exempt: Set<String> = ["Conv", "ConvTranspose", "Gemm", "MatMul", "Relu", "Clip"]
@@ -71,11 +75,12 @@ public struct QDQRewriter {
                 floatNodes.insert(ObjectIdentifier(n))
                 continue
             }
-            guard rule.kind != .concat, !exempt.contains(n.opType) else { continue }
+            guard main ? rule.kind != .concat : true, !exempt.contains(n.opType) else { continue }
             let outs = n.outputs.filter { !$0.isEmpty }
-            guard !outs.isEmpty, !outs.contains(where: outputs.contains) else { continue }
+            let feedsOutput = outs.contains(where: outputs.contains)
+            guard !outs.isEmpty, !(main && feedsOutput) else { continue }
             let readers = outs.flatMap { index.consumers(of: $0) }
-            if !readers.isEmpty && readers.allSatisfy({ floatNodes.contains(ObjectIdentifier($0)) }) {
+            if (!readers.isEmpty || feedsOutput) && readers.allSatisfy({ floatNodes.contains(ObjectIdentifier($0)) }) {
                 floatNodes.insert(ObjectIdentifier(n))
             }
         }
@@ -93,12 +98,109 @@ public struct QDQRewriter {
         var result = Result()
         try Regions.checkCut(options.control.truncateAfter, in: g, what: "truncate")
         try Regions.checkSeparates(options.control.truncateAfter, in: g)
-        for s in options.control.subgraphSettings { try Regions.checkCut(s.inputNames + s.outputNames, in: g, what: "custom_setting") }
-
-        // Per-node settings: float, or activation grid/method overrides.
-        var floatNodes = Regions.downstream(of: options.control.truncateAfter, in: g)
-        var overrides: [ObjectIdentifier: SubgraphSetting] = [:]
+        var names = NameAllocator(g)
+        // Collected before the main graph changes: rewriting a graph never adds or removes the
+        // nodes that own bodies, and a body's nested bodies are listed after it.
+        let bodies = Self.bodies(of: g)
+        // Each custom_setting applies in the graph its tensors are in (the main graph or a body).
+        var settings: [ObjectIdentifier: [SubgraphSetting]] = [:]
         for s in options.control.subgraphSettings {
+            let home = Regions.home(of: s.inputNames + s.outputNames, in: [g] + bodies.map(\.1)) ?? g
+            try Regions.checkCut(s.inputNames + s.outputNames, in: home, what: "custom_setting")
+            settings[ObjectIdentifier(home), default: []].append(s)
+        }
+        var usesMicrosoftDomain = try rewrite(g, main: true, settings: settings[ObjectIdentifier(g)] ?? [], names: &names, result: &result)
+        // If/Loop/Scan bodies get the same rules, one graph at a time: values they read from an
+        // enclosing graph count as float inputs, Q/DQ parameters become the body's own
+        // initializers. A body calibration never ran (the other branch of an If whose condition
+        // was the same for every item) stays float: it has no ranges.
+        var unreached: [(String, Int)] = []
+        for (label, body, enclosing) in bodies {
+            let own = body.nodes.filter { $0.opType != "Constant" }
+            let reached = own.contains { n in
+                n.outputs.contains { !$0.isEmpty && options.range($0, options.scheme.activation, .minMax) != nil }
+            }
+            guard reached else {
+                unreached.append((label, own.count))
+                continue
+            }
+            Self.localizeOuterConstants(body, enclosing: enclosing, names: &names)
+            usesMicrosoftDomain = try rewrite(body, main: false, settings: settings[ObjectIdentifier(body)] ?? [], names: &names, result: &result)
+                || usesMicrosoftDomain
+        }
+        // Enclosing constants the bodies now hold copies of: innermost graphs first.
+        if !bodies.isEmpty {
+            for (_, body, _) in bodies.reversed() { Preparation.removeUnusedInitializers(body) }
+            Preparation.removeUnusedInitializers(g)
+        }
+        if !unreached.isEmpty {
+            let total = unreached.reduce(0) { $0 + $1.1 }
+            let examples = unreached.prefix(3).map { "'\($0.0)'" }.joined(separator: ", ")
+            result.warnings.append("\(unreached.count) If/Loop/Scan bod\(unreached.count == 1 ? "y" : "ies") (\(total) nodes; e.g. \(examples)) never ran "
+                                   + "during calibration and stay float: calibrate with inputs that take those branches to quantize them")
+        }
+        if usesMicrosoftDomain, !model.extras.opsetImport.contains(where: { $0.domain == "com.microsoft" }) {
+            var o = model.extras.opsetImport[0]
+            o.domain = "com.microsoft"
+            o.version = 1
+            model.extras.opsetImport.append(o)
+        }
+        if !result.negligibleChannels.isEmpty {
+            let total = result.negligibleChannels.reduce(0) { $0 + $1.count }
+            let examples = result.negligibleChannels.prefix(3).map { "'\($0.node)' \($0.count)" }.joined(separator: ", ")
+            result.warnings.append("\(total) channel(s) in \(result.negligibleChannels.count) node(s) have negligible weights and a large bias "
+                                   + "(typically channels BatchNorm folding switched off; e.g. \(examples)): their weight scale was widened so "
+                                   + "the int32 bias stays exact, and their outputs lose nothing that matters")
+        }
+        return result
+    }
+
+    /// Every subgraph below `g` with a label (`node.attribute`, nested labels joined by '/') and
+    /// its enclosing graphs (outermost first), each graph before the bodies nested in it.
+    static func bodies(of g: Graph, prefix: String = "", enclosing: [Graph] = []) -> [(String, Graph, [Graph])] {
+        var out: [(String, Graph, [Graph])] = []
+        for n in g.nodes {
+            for a in n.attributes {
+                let graphs = a.subgraphs
+                for (k, sg) in graphs.enumerated() {
+                    let label = prefix + (n.name.isEmpty ? n.opType : n.name) + "." + a.name + (graphs.count > 1 ? "[\(k)]" : "")
+                    out.append((label, sg, enclosing + [g]))
+                    out += bodies(of: sg, prefix: label + "/", enclosing: enclosing + [g])
+                }
+            }
+        }
+        return out
+    }
+
+    /// Float initializers of enclosing graphs that `body`'s nodes read (a branch's Conv weight
+    /// kept in the main graph) get a copy in the body under a fresh name, so the body's weights
+    /// are quantized like its own constants; the enclosing copy goes once nothing reads it.
+    static func localizeOuterConstants(_ body: Graph, enclosing: [Graph], names: inout NameAllocator) {
+        let own = Set(body.initializers.map(\.name)).union(body.inputs.map(\.name))
+        var local: [String: String] = [:]
+        for n in body.nodes {
+            for (k, t) in n.inputs.enumerated() where !t.isEmpty && !own.contains(t) {
+                if let l = local[t] {
+                    n.inputs[k] = l
+                    continue
+                }
+                guard let c = enclosing.reversed().lazy.compactMap({ $0.initializer(t) }).first, c.dtype == .float else { continue }
+                let l = names.fresh(t + "_local")
+                body.setInitializer(l, c)
+                n.inputs[k] = l
+                local[t] = l
+            }
+        }
+    }
+
+    /// Marks and inserts Q/DQ in one graph (`main`: the model's graph, where truncation
+    /// applies; else an If/Loop/Scan body), with the custom_settings whose tensors are in it.
+    /// Returns whether a com.microsoft Q/DQ was written.
+    func rewrite(_ g: Graph, main: Bool, settings: [SubgraphSetting], names: inout NameAllocator, result: inout Result) throws -> Bool {
+        // Per-node settings: float, or activation grid/method overrides.
+        var floatNodes = main ? Regions.downstream(of: options.control.truncateAfter, in: g) : []
+        var overrides: [ObjectIdentifier: SubgraphSetting] = [:]
+        for s in settings {
             for id in Regions.between(s.inputNames, s.outputNames, in: g) {
                 if s.keepFloat { floatNodes.insert(id) } else { overrides[id] = s }
             }
@@ -106,7 +208,7 @@ public struct QDQRewriter {
         for n in g.nodes where options.control.excludeNodes.contains(n.name) || options.control.excludeOpTypes.contains(n.opType) {
             floatNodes.insert(ObjectIdentifier(n))
         }
-        keepFloatBeforeFloatReaders(g, floatNodes: &floatNodes)
+        keepFloatBeforeFloatReaders(g, main: main, floatNodes: &floatNodes)
         if !options.scheme.activation.symmetric { result.absorbedActivations = absorbActivations(g, floatNodes: floatNodes) }
 
         // Mark.
@@ -228,8 +330,8 @@ public struct QDQRewriter {
             for t in quantizable { params[t] = (grid, scale, zp, range, methods.sorted().joined(separator: "+")) }
         }
 
-        // Insert.
-        var names = NameAllocator(g)
+        // Insert. Values a body reads from enclosing graphs are float sources, like graph inputs.
+        let outerReads = main ? [] : Set(g.outerScopeReads)
         var qdqDomain = ""  // of every Q/DQ when the whole model is 16-bit below opset 21
         let opset = model.opsets[""] ?? 13
         if options.scheme.activation.bits == 16 && opset < 21 { qdqDomain = "com.microsoft" }
@@ -237,11 +339,11 @@ public struct QDQRewriter {
         // custom_setting's 16-bit region in an 8-bit model).
         var usesMicrosoftDomain = !qdqDomain.isEmpty
         for (t, (grid, scale, zp, range, method)) in params.sorted(by: { $0.key < $1.key }) {
-            let floatSource = floatProduced.contains(t) || g.inputs.contains { $0.name == t }
+            let floatSource = floatProduced.contains(t) || g.inputs.contains { $0.name == t } || outerReads.contains(t)
             let floatReaders: ((Node) -> Bool)? = floatSource ? { floatRun.contains(ObjectIdentifier($0)) } : nil
             let domain = grid.bits > 8 && opset < 21 ? "com.microsoft" : qdqDomain
             usesMicrosoftDomain = usesMicrosoftDomain || !domain.isEmpty
-            insertQDQ(t, grid: grid, scale: scale, zp: zp, domain: domain, names: &names, index: index, floatReaders: floatReaders)
+            insertQDQ(t, in: g, grid: grid, scale: scale, zp: zp, domain: domain, names: &names, index: index, floatReaders: floatReaders)
             result.parameters[t] = TensorQuantParameters(role: .activation, dtype: grid.dtype.name, scale: [scale], zeroPoint: [zp],
                                                           axis: nil, threshold: [range.lo, range.hi], method: method)
         }
@@ -253,32 +355,13 @@ public struct QDQRewriter {
             // Weights need the activation input's scale for the bias; the dequantized input is
             // what the node reads now.
             let inputScale = params[originalName(n.inputs[0])]?.1
-            try quantizeWeights(n, weightIndex: w.index, axis: w.axis, biasIndex: rule.bias, inputScale: inputScale,
+            try quantizeWeights(n, in: g, weightIndex: w.index, axis: w.axis, biasIndex: rule.bias, inputScale: inputScale,
                                 domain: qdqDomain, opset: opset, names: &names, result: &result)
             result.quantizedNodes.append(n.name)
         }
-        if usesMicrosoftDomain, !model.extras.opsetImport.contains(where: { $0.domain == "com.microsoft" }) {
-            var o = model.extras.opsetImport[0]
-            o.domain = "com.microsoft"
-            o.version = 1
-            model.extras.opsetImport.append(o)
-        }
-        if !result.negligibleChannels.isEmpty {
-            let total = result.negligibleChannels.reduce(0) { $0 + $1.count }
-            let examples = result.negligibleChannels.prefix(3).map { "'\($0.node)' \($0.count)" }.joined(separator: ", ")
-            result.warnings.append("\(total) channel(s) in \(result.negligibleChannels.count) node(s) have negligible weights and a large bias "
-                                   + "(typically channels BatchNorm folding switched off; e.g. \(examples)): their weight scale was widened so "
-                                   + "the int32 bias stays exact, and their outputs lose nothing that matters")
-        }
         Preparation.removeUnusedInitializers(g)
         try g.sortTopologically()
-        // Bodies of If/Loop/Scan are not rewritten yet: say so instead of quantizing less silently.
-        func bodyNodes(_ graph: Graph) -> Int { graph.nodes.reduce(0) { $0 + $1.subgraphs.reduce(0) { $0 + $1.nodes.count + bodyNodes($1) } } }
-        let inBodies = bodyNodes(g)
-        if inBodies > 0 {
-            result.warnings.append("\(inBodies) nodes inside If/Loop/Scan bodies stay float: quantization of control-flow subgraphs is not implemented yet")
-        }
-        return result
+        return usesMicrosoftDomain
     }
 
     /// The float tensor a DequantizeLinear output stands for (`T_DequantizeLinear_Output` -> T).

@@ -26,6 +26,15 @@ enum Regions {
         return down.intersection(up)
     }
 
+    /// The first of `graphs` whose own nodes produce or read every tensor in `names` (a
+    /// custom_setting may name tensors inside an If/Loop/Scan body), or nil.
+    static func home(of names: [String], in graphs: [Graph]) -> Graph? {
+        graphs.first { g in
+            let index = GraphIndex(g)
+            return names.allSatisfy { t in index.producer[t] != nil || !index.consumers(of: t).isEmpty }
+        }
+    }
+
     /// Checks that each named tensor exists and cuts the graph (has a producer and a reader).
     static func checkCut(_ names: [String], in g: Graph, what: String) throws {
         let index = GraphIndex(g)
@@ -33,7 +42,9 @@ enum Regions {
             guard g.allValueNames.contains(t) else {
                 throw QuantKitError("QK5001", "\(what) tensor '\(t)' is not in the model", fix: "use a tensor name shown by `quantkit inspect` or Netron")
             }
-            guard index.producer[t] != nil || g.inputs.contains(where: { $0.name == t }), !index.consumers(of: t).isEmpty else {
+            // In an If/Loop/Scan body, a value read from the enclosing graph counts as an input.
+            guard index.producer[t] != nil || g.inputs.contains(where: { $0.name == t }) || g.outerScopeReads.contains(t),
+                  !index.consumers(of: t).isEmpty else {
                 throw QuantKitError("QK5002", "\(what) tensor '\(t)' does not cut the graph in two (it is not produced and read by nodes)",
                                     fix: "name an intermediate tensor between two nodes")
             }
