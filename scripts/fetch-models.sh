@@ -82,4 +82,25 @@ if [ ! -d "$objects" ]; then
   mv "$tmp/out" "$objects" && rm -rf "$tmp"
 fi
 
+# Sound for silero VAD: Tux Paint's spoken stamp descriptions (people reading a sentence; English,
+# French and Russian) and its stamp sound effects (animals, vehicles, tools: no speech intended),
+# from the same Debian package, as Ogg Vorbis. Benchmarks/silero_vad.py streams them.
+sounds=$cache/data/sounds
+if [ ! -d "$sounds" ]; then
+  tmp=$cache/data/sounds.tmp
+  rm -rf "$tmp" && mkdir -p "$tmp/deb" "$tmp/out/speech" "$tmp/out/other"
+  (cd "$tmp/deb" && apt-get download -q -o APT::Sandbox::User=root tuxpaint-stamps-default >/dev/null && dpkg-deb -x tuxpaint-stamps-default_*.deb x)
+  (cd "$tmp/deb/x/usr/share/tuxpaint/stamps" && find . -name '*.ogg' | sort |
+    while read -r f; do
+      name=$(echo "${f#./}" | tr / _)
+      case "$f" in
+        *_desc.ogg|*_desc_fr.ogg|*_desc_ru.ogg) cp "$f" "$tmp/out/speech/$name" ;;
+        *_desc*) ;;
+        *) cp "$f" "$tmp/out/other/$name" ;;
+      esac
+    done)
+  rm -rf "$tmp/deb"
+  mv "$tmp/out" "$sounds" && rm -rf "$tmp"
+fi
+
 echo "fetch: models in $cache/models, data in $cache/data"

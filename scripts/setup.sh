@@ -21,7 +21,7 @@ command -v swift >/dev/null || { echo "setup: the Swift 6.3 toolchain is not on 
 
 venv=$here/.venv
 stamp=$venv/.quantkit-requirements
-req="onnx==1.23.2 onnxruntime==1.23.2 numpy pytest pillow"
+req="onnx==1.23.2 onnxruntime==1.23.2 numpy pytest pillow soundfile"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
