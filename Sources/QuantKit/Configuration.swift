@@ -99,6 +99,11 @@ public struct QuantizerConfiguration: Codable, Sendable {
         if data == nil && statistics == nil {
             throw ConfigurationError.missing("calibration data", fix: "configure input data (XQuant `input_parametres`, Icraft `forward_dir`/`forward_list`, `--input NAME=PATH`) or a statistics file (`--stats`)")
         }
+        if data == nil && (weightRounding == .gptq || biasCorrection) {
+            let what = weightRounding == .gptq ? "--weight-rounding gptq" : "--bias-correction"
+            throw ConfigurationError.missing("calibration data for \(what) (a statistics file gives ranges only)",
+                                             fix: "give the data (`--input NAME=PATH`) besides `--stats`: \(what) runs the model on it")
+        }
         let out = output ?? Quantizer.defaultOutput(for: model)
         if URL(fileURLWithPath: model).standardizedFileURL == URL(fileURLWithPath: out).standardizedFileURL {
             throw QuantKitError("QK7001", "output '\(out)' is the input model", fix: "choose another output path; QuantKit never overwrites its input")

@@ -64,6 +64,11 @@ public struct Quantizer: Sendable {
         var calibrationData: CalibrationDataset? = nil
         if let stats = config.statistics {
             statistics = try StatisticsFile.read(path: stats)
+            // Ranges from the file; GPTQ and bias correction still run the model on the data.
+            if config.weightRounding == .gptq || config.biasCorrection {
+                let signatures = CalibrationDataset.signatures(of: try Model.load(path: path).graph)
+                calibrationData = try config.resolvedData(for: signatures).map { try CalibrationDataset(signatures: signatures, config: $0) }
+            }
         } else {
             let model = try Model.load(path: path)
             let signatures = CalibrationDataset.signatures(of: model.graph)

@@ -239,6 +239,31 @@ def test_gptq_weight_rounding_lowers_the_layer_output_error(tmp_path):
     assert err["gptq"] < 0.8 * err["nearest"], err
 
 
+def test_gptq_and_bias_correction_with_a_statistics_file_read_the_data_or_refuse(tmp_path):
+    """With --stats, ranges come from the file, but GPTQ and bias correction still need the data:
+    given --input too they run on it (the record says so); without it the command fails with
+    QK7007 instead of silently rounding to nearest."""
+    rng = np.random.default_rng(11)
+    src = str(tmp_path / "cnn.onnx")
+    onnx.save(small_cnn(17), src)
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i in range(16):
+        np.save(calib / f"{i:03d}.npy", rng.standard_normal((1, 3, 16, 16)).astype(np.float32))
+    stats = str(tmp_path / "stats.json")
+    quantkit("calibrate", src, "--input", f"x={calib}", "--stats-out", stats, "--quiet")
+    out = str(tmp_path / "g.onnx")
+    quantkit("quantize", src, "--stats", stats, "--input", f"x={calib}", "--weight-rounding", "gptq", "--bias-correction",
+             "--no-analysis", "--quiet", "-o", out)
+    params = json.load(open(str(tmp_path / "g.qparams.json")))["tensors"]
+    assert params["W1_bnfolded"]["method"] == "minmax+gptq"
+    assert params["conv1_bias_bnfolded"]["method"] == "s_input*s_weight+bias_correction"
+    for flag in (["--weight-rounding", "gptq"], ["--bias-correction"]):
+        r = quantkit("quantize", src, "--stats", stats, *flag, "--quiet", "-o", str(tmp_path / "n.onnx"), check=False)
+        assert r.returncode == 2 and "QK7007" in r.stderr and flag[0] in r.stderr, r.stderr
+        assert not os.path.exists(str(tmp_path / "n.onnx"))
+
+
 def test_subgraph_settings_bits_method_and_float(tmp_path):
     """--subgraph IN:OUT:SETTING (XQuant custom_setting) for the region conv2 between p1 and c2:
     bits=16 gives its input and output uint16 parameters (com.microsoft Q/DQ below opset 21)
