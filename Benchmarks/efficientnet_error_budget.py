@@ -17,6 +17,10 @@ layout).
 
 With --methods M1 M2 ... it prints instead one row per activation range method (`--method M`,
 round-to-nearest weights): activations only, and the full model.
+
+With --margins it prints instead, for the defaults, GPTQ + bias correction, and GPTQ + bias
+correction with the stem region on 16-bit activations (2 of 50 Convs then run float in ONNX
+Runtime), the agreement split by the float model's top-1 minus top-2 probability.
 """
 import argparse
 import os
@@ -101,9 +105,47 @@ def methods_table(methods, sets, ref, labels, work):
         print(f"| {m} | {ao:.4f} | {ap:.4f} | {asnr:.5f} | {fo:.4f} | {fp:.4f} | {fsnr:.5f} |")
 
 
+def margins_table(sets, ref, labels, work):
+    def softmax(z):
+        e = np.exp(z - z.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+    top2 = {k: np.sort(softmax(ref[k]), 1)[:, -2:] for k in ("objects", "photos")}
+    margin = {k: t[:, 1] - t[:, 0] for k, t in top2.items()}
+    cuts = (0.05, 0.10, 0.20)
+    head = " | ".join(f"{k} margin > {c:.2f}" for k in ("objects", "pictures") for c in cuts)
+    print(f"| settings | objects: all | pictures: all | {head} | top-1 of 20 | fused Conv/Gemm |")
+    print("|---|---|---|" + "---|" * (2 * len(cuts)) + "---|---|")
+    stem = "/_swish/Clip_output_0"
+    for label, extra in (("defaults", []), ("gptq + bias correction", ["--weight-rounding", "gptq", "--bias-correction"]),
+                         ("gptq + bias correction + 16-bit stem region", ["--weight-rounding", "gptq", "--bias-correction",
+                                                                          "--subgraph", f"input:{stem}:bits=16"])):
+        qpath = os.path.join(work, f"margins_{len(extra)}.onnx")
+        quantize(qpath, *extra)
+        r = {k: run(qpath, x) for k, x in sets.items()}
+        agree = {k: r[k].argmax(1) == ref[k].argmax(1) for k in ("objects", "photos")}
+        cells = [f"{agree[k][margin[k] > c].mean():.4f} ({int((margin[k] > c).sum())})" for k in ("objects", "photos") for c in cuts]
+        top1 = int((r["imagenet"].argmax(1) == labels).sum())
+        print(f"| {label} | {agree['objects'].mean():.4f} | {agree['photos'].mean():.4f} | {' | '.join(cells)} | {top1}/20 | {fused(qpath)} |",
+              flush=True)
+
+
+def fused(path):
+    """'integer / all' Conv and Gemm nodes in ONNX Runtime's optimized graph."""
+    import onnxruntime as ort
+    with tempfile.TemporaryDirectory() as d:
+        so = ort.SessionOptions()
+        so.optimized_model_filepath = os.path.join(d, "opt.onnx")
+        so.log_severity_level = 3
+        ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        ops = [n.op_type for n in onnx.load(os.path.join(d, "opt.onnx")).graph.node]
+    ints = sum(o in ("QLinearConv", "QGemm") for o in ops)
+    return f"{ints}/{ints + sum(o in ('Conv', 'FusedConv', 'Gemm', 'FusedGemm') for o in ops)}"
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--methods", nargs="*", help="range methods to compare instead (e.g. default mse percentile minmax kl kl_v2 kld)")
+    ap.add_argument("--margins", action="store_true", help="agreement by the float model's top-1/top-2 margin instead")
     args = ap.parse_args()
     ev = bd.efficientnet()
     sets = {"objects": ev["objects"], "photos": ev["photos"], "imagenet": ev["imagenet"]}
@@ -111,6 +153,9 @@ def main():
     work = tempfile.mkdtemp(prefix="qk-budget-")
     if args.methods:
         methods_table(args.methods, sets, ref, ev["labels"], work)
+        return
+    if args.margins:
+        margins_table(sets, ref, ev["labels"], work)
         return
     print("| weight rounding | variant | agreement, 268 objects | agreement, 307 pictures | top-1 of 20 | output SNR (objects) |")
     print("|---|---|---|---|---|---|")

@@ -13,6 +13,12 @@ calibrates on the same 64 lines cropped to their text (the model takes any width
 without the constant right padding that takes ~27% of each padded 320-column line, which
 otherwise dominates the per-channel means of bias correction and GPTQ's Hessians. The
 evaluation lines stay padded, as in deployment.
+
+    ... ppocr_weight_rounding.py --cross
+
+separates the two things calibration data feeds: activation ranges (`quantkit calibrate`, then
+`quantize --stats`) and GPTQ's layer inputs (`quantize --input` beside `--stats`), each from the
+padded or the unpadded lines, for the default method and for minmax.
 """
 import argparse
 import glob
@@ -53,6 +59,7 @@ def unpadded_calibration(work):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--unpadded", action="store_true", help="calibrate on the lines cropped to their text")
+    ap.add_argument("--cross", action="store_true", help="ranges and GPTQ inputs from padded or unpadded lines, crossed")
     args = ap.parse_args()
     chars = bd.ocr_characters(FLOAT)
     small = bd.ppocr_rec()
@@ -65,6 +72,9 @@ def main():
     sets = {"300": (small["x"], small["labels"]), "1200": (more["x"], more["labels"])}
     ref = {k: exact(FLOAT, x, l, chars) for k, (x, l) in sets.items()}
     work = tempfile.mkdtemp(prefix="qk-ocr-rounding-")
+    if args.cross:
+        cross(work, sets, ref, chars)
+        return
     calib = unpadded_calibration(work) if args.unpadded else os.path.join(bd.BENCH, "ppocrv4_rec", "calib")
     batch = "1" if args.unpadded else "8"  # cropped lines differ in width
     print(f"float: exact match {ref['300'].mean():.3f} (300 lines), {ref['1200'].mean():.4f} (1,200 lines)\n")
@@ -80,6 +90,27 @@ def main():
             base = r["1200"]
         diff = f"{int((r['1200'] & ~base).sum())} / {int((~r['1200'] & base).sum())}"
         print(f"| {label} | {r['300'].mean():.3f} | {r['1200'].mean():.4f} | {diff} |")
+
+
+def cross(work, sets, ref, chars):
+    data = {"padded": (os.path.join(bd.BENCH, "ppocrv4_rec", "calib"), "8"), "unpadded": (unpadded_calibration(work), "1")}
+    x, labels = sets["1200"]
+    print(f"float: exact match {ref['1200'].mean():.4f} (1,200 lines)\n")
+    print("| method | ranges from | weight rounding | GPTQ inputs from | exact match, 1,200 lines |")
+    print("|---|---|---|---|---|")
+    for method in ("default", "minmax"):
+        for ranges in ("padded", "unpadded"):
+            stats = os.path.join(work, f"{method}_{ranges}.json")
+            folder, batch = data[ranges]
+            subprocess.run([Q, "calibrate", FLOAT, "--input", f"x={folder}", "--batch", batch, "--method", method,
+                            "--stats-out", stats, "--quiet"], check=True, capture_output=True)
+            for rounding, source in (("nearest", None), ("gptq", "padded"), ("gptq", "unpadded")):
+                out = os.path.join(work, "m.onnx")
+                extra = ["--input", f"x={data[source][0]}", "--batch", data[source][1]] if source else []
+                subprocess.run([Q, "quantize", FLOAT, "--stats", stats, "--method", method, "--weight-rounding", rounding, *extra,
+                                "-o", out, "--no-analysis", "--quiet"], check=True, capture_output=True)
+                r = exact(out, x, labels, chars)
+                print(f"| {method} | {ranges} | {rounding} | {source or ''} | {r.mean():.4f} |", flush=True)
 
 
 if __name__ == "__main__":
