@@ -15,7 +15,9 @@ same decision (probability > 0.5), mean and largest |probability difference|.
 
 Rows: QuantKit defaults; the two settings the analysis report advises for the layers it marks
 bad by themselves (16-bit activations for the STFT and first encoder Conv region, or those two
-Convs float); QuantKit with every activation 16-bit; ONNX Runtime's quantize_static (QDQ,
+Convs float); `--auto-keep-float 2`, which finds and keeps those two float itself from the
+analysis (on all calibration chunks; its time includes both analyses); QuantKit with every
+activation 16-bit; ONNX Runtime's quantize_static (QDQ,
 per channel, MinMax) on the same calibration items.
 """
 import argparse
@@ -129,6 +131,7 @@ def main():
         ("QuantKit (default)", qk, []),
         ("QuantKit, report advice: 16-bit STFT + encoder 0", qk, ["--subgraph", f"{B}/stft/Unsqueeze_output_0:{B}/encoder/0/activation/Relu_output_0:bits=16"]),
         ("QuantKit, report advice: STFT + encoder 0 float", qk, ["--exclude-node", f"{B}/stft/Conv", "--exclude-node", f"{B}/encoder/0/reparam_conv/Conv"]),
+        ("QuantKit --auto-keep-float 2 (applies that advice itself)", [a for a in qk if a != "--no-analysis"], ["--auto-keep-float", "2", "--analysis-samples", "0"]),
         ("QuantKit --activations u16", qk, ["--activations", "u16"]),
         ("ORT quantize_static MinMax", None, []),
     ]

@@ -85,6 +85,15 @@ public struct AnalysisReport: Codable, Sendable {
     public var evaluations: [Evaluation] = []
     public var notes: [String]
 
+    /// Conv/ConvTranspose/Gemm/MatMul ops by their own (layerwise) error, worst first: what
+    /// `quantize --auto-keep-float N` keeps float. Data-movement and element-wise ops are left
+    /// out, since keeping one float leaves the quantized tensor it shares or reads in place.
+    public var computeOpsWorstByThemselves: [Layer] {
+        let compute: Set<String> = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
+        return layers.filter { compute.contains($0.opType) && ($0.layerwise?.snr ?? 0) > 0 }
+            .sorted { ($0.layerwise!.snr, $1.node) > ($1.layerwise!.snr, $0.node) }
+    }
+
     /// Layers worst first by their own error: layerwise SNR when measured, else graphwise.
     public var worstLayers: [Layer] {
         layers.filter { $0.graphwise != nil }.sorted { ($0.layerwise?.snr ?? $0.graphwise?.snr ?? 0) > ($1.layerwise?.snr ?? $1.graphwise?.snr ?? 0) }

@@ -32,22 +32,24 @@ struct AnalysisArguments: ParsableArguments {
 
     /// After `quantize`: analyzes on the first --analysis-samples (16) items of the calibration
     /// data (`dataset`, from the options or the configuration file) unless --no-analysis.
+    @discardableResult
     func afterQuantize(floatModel: String, quantizedModel: String, dataset: DatasetConfig?, statistics: StatisticsFile?, threads: Int,
-                       reporter: ProgressReporter) throws {
-        guard !noAnalysis else { return }
+                       reporter: ProgressReporter, notes: [String] = []) throws -> AnalysisReport? {
+        guard !noAnalysis else { return nil }
         guard let dataset else {
             print("analysis   skipped: no calibration data (run `quantkit analyze FLOAT QUANT --input ...`)")
-            return
+            return nil
         }
-        try analyze(floatModel: floatModel, quantizedModel: quantizedModel, data: nil, dataset: dataset, statistics: statistics,
-                    defaultSamples: 16, threads: threads, reporter: reporter)
+        return try analyze(floatModel: floatModel, quantizedModel: quantizedModel, data: nil, dataset: dataset, statistics: statistics,
+                           defaultSamples: 16, threads: threads, reporter: reporter, notes: notes)
     }
 
     /// Analyzes `quantizedModel` against `floatModel` on `data` (or an already resolved
     /// `dataset`), writes the three reports and prints the summary and their paths.
+    @discardableResult
     func analyze(floatModel: String, quantizedModel: String, data: DataArguments?, dataset given: DatasetConfig? = nil,
                  statistics: StatisticsFile?, defaultSamples: Int?, threads: Int, reporter: ProgressReporter,
-                 reportPrefix: String? = nil) throws {
+                 reportPrefix: String? = nil, notes: [String] = []) throws -> AnalysisReport {
         let signatures: [InputSignature]
         let cfg: DatasetConfig
         if let given {
@@ -82,6 +84,7 @@ struct AnalysisArguments: ParsableArguments {
             report.evaluations.append(AnalysisReport.Evaluation(name: "user metric (\(evalCommand))", float: try u.evaluate(model: floatModel),
                                                                 quantized: try u.evaluate(model: quantizedModel)))
         }
+        report.notes += notes
         let paths = reportPrefix.map(AnalysisReportPaths.init(prefix:)) ?? AnalysisReportPaths(quantizedModel: quantizedModel)
         try Analysis.write(report, to: paths)
         let f = AnalysisReport.format
@@ -92,5 +95,6 @@ struct AnalysisArguments: ParsableArguments {
         print("layers     \(report.layers.count) quantized ops, \(report.layers.filter(\.marked).count) marked; worst by themselves: \(report.worstLayers.prefix(3).map(\.node).joined(separator: ", "))")
         for e in report.evaluations { print("metric     \(e.name): float \(f(e.float)), quantized \(f(e.quantized)), loss \(f(e.quantizationLoss)) %") }
         print("report     \(paths.markdown)\nreport     \(paths.html)\nreport     \(paths.json)")
+        return report
     }
 }

@@ -45,6 +45,9 @@ struct Quantize: ParsableCommand {
     @Flag(help: "Print the resolved configuration as JSON and stop.")
     var printConfig = false
 
+    @Option(help: "After the analysis, keep float the N Conv/Gemm/MatMul ops with the largest error by themselves (layerwise SNR), then quantize and analyze again with the same calibration statistics (default 0: off).")
+    var autoKeepFloat = 0
+
     func run() throws {
         try reportingErrors {
             let cfg = try resolvedConfiguration()
@@ -54,21 +57,56 @@ struct Quantize: ParsableCommand {
                 print(String(decoding: try enc.encode(cfg), as: UTF8.self))
                 return
             }
+            if autoKeepFloat < 0 { throw ConfigurationError.invalidValue("--auto-keep-float", "\(autoKeepFloat)", expected: "0 (off) or more ops") }
+            if autoKeepFloat > 0 && (analysis.noAnalysis || analysis.noLayerwise) {
+                throw ConfigurationError.invalidValue("--auto-keep-float", "\(autoKeepFloat)",
+                                                      expected: "the analysis's layerwise pass to choose the ops (drop --no-analysis and --no-layerwise)")
+            }
             let reporter = calibration.reporter
             let r = try Quantizer(configuration: cfg).run(progress: reporter.report)
-            if r.calibrationBatches > 0 { print("calibrated \(r.calibrationItems) items in \(r.calibrationBatches) batches") }
-            print("quantized  \(r.quantizedNodes) nodes (\(r.floatNodes) stay float, \(r.absorbedActivations) activations absorbed)")
-            print("prepared   \(r.preparation.constantsFolded) constants folded, \(r.preparation.batchNormsFolded) BatchNorms folded, \(r.preparation.padsFolded) Pads folded into Convs, \(r.preparation.identitiesRemoved) Identity/Dropout removed")
-            for w in r.warnings.prefix(3) { print("warning    \(w)") }
-            if r.warnings.count > 3 { print("warning    ... \(r.warnings.count - 3) more (all in the parameter record's warnings)") }
-            print("model      \(r.modelPath)")
-            print("parameters \(r.parametersPath)")
-            if let m = cfg.model {
-                let dataset = try cfg.resolvedData(for: CalibrationDataset.signatures(of: try Model.load(path: m).graph))
-                try analysis.afterQuantize(floatModel: m, quantizedModel: r.modelPath, dataset: dataset, statistics: r.statistics,
-                                           threads: cfg.threads ?? ProcessInfo.processInfo.activeProcessorCount, reporter: reporter)
+            Quantize.printSummary(r)
+            guard let m = cfg.model else { return }
+            let dataset = try cfg.resolvedData(for: CalibrationDataset.signatures(of: try Model.load(path: m).graph))
+            let threads = cfg.threads ?? ProcessInfo.processInfo.activeProcessorCount
+            let report = try analysis.afterQuantize(floatModel: m, quantizedModel: r.modelPath, dataset: dataset, statistics: r.statistics,
+                                                    threads: threads, reporter: reporter)
+            guard autoKeepFloat > 0, let report else { return }
+            let worst = Array(report.computeOpsWorstByThemselves.prefix(autoKeepFloat))
+            let picks = worst.map(\.node)
+            guard !picks.isEmpty else {
+                print("auto-keep-float: no quantized Conv/Gemm/MatMul was measured; the model stays as written")
+                return
             }
+            print("auto-keep-float: keeping \(picks.map { "'\($0)'" }.joined(separator: ", ")) float, quantizing again")
+            var again = cfg
+            again.control.excludeNodes += picks
+            // The same ranges: the first calibration's statistics (GPTQ and bias correction still
+            // read the data).
+            var statsFile: URL? = nil
+            if again.statistics == nil, let stats = r.statistics {
+                let url = FileManager.default.temporaryDirectory.appendingPathComponent("quantkit-\(UUID().uuidString).stats.json")
+                try stats.write(to: url.path)
+                again.statistics = url.path
+                statsFile = url
+            }
+            defer { if let statsFile { try? FileManager.default.removeItem(at: statsFile) } }
+            let r2 = try Quantizer(configuration: again).run(progress: reporter.report)
+            Quantize.printSummary(r2)
+            let bad = worst.map { "'\($0.node)' (layerwise SNR \(AnalysisReport.format($0.layerwise!.snr)))" }
+            try analysis.afterQuantize(floatModel: m, quantizedModel: r2.modelPath, dataset: dataset, statistics: r.statistics,
+                                       threads: threads, reporter: reporter,
+                                       notes: ["--auto-keep-float \(autoKeepFloat): kept float, the largest errors by themselves when quantized: \(bad.joined(separator: ", "))"])
         }
+    }
+
+    static func printSummary(_ r: QuantizationResult) {
+        if r.calibrationBatches > 0 { print("calibrated \(r.calibrationItems) items in \(r.calibrationBatches) batches") }
+        print("quantized  \(r.quantizedNodes) nodes (\(r.floatNodes) stay float, \(r.absorbedActivations) activations absorbed)")
+        print("prepared   \(r.preparation.constantsFolded) constants folded, \(r.preparation.batchNormsFolded) BatchNorms folded, \(r.preparation.padsFolded) Pads folded into Convs, \(r.preparation.identitiesRemoved) Identity/Dropout removed")
+        for w in r.warnings.prefix(3) { print("warning    \(w)") }
+        if r.warnings.count > 3 { print("warning    ... \(r.warnings.count - 3) more (all in the parameter record's warnings)") }
+        print("model      \(r.modelPath)")
+        print("parameters \(r.parametersPath)")
     }
 
     /// The file's configuration (or the defaults) with every given option applied on top: the
