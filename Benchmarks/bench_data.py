@@ -22,6 +22,7 @@ import random
 import re
 import shutil
 import struct
+import tempfile
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -91,6 +92,28 @@ def ort_session(path, optimized=True, threads=2):
     if not optimized:
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     return ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+
+
+def optimized_ops(path):
+    """Op types in ONNX Runtime's optimized graph of the model at `path` (CPU provider, extended
+    optimizations: the QDQ fusions), If/Loop/Scan bodies included."""
+    import onnx
+    import onnxruntime as ort
+    with tempfile.TemporaryDirectory() as d:
+        so = ort.SessionOptions()
+        so.optimized_model_filepath = os.path.join(d, "opt.onnx")
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        so.log_severity_level = 3
+        ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
+        graph = onnx.load(os.path.join(d, "opt.onnx")).graph
+
+    def walk(g):
+        for n in g.node:
+            yield n.op_type
+            for a in n.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    yield from walk(a.g)
+    return list(walk(graph))
 
 
 def _cached(name, make, version="1"):

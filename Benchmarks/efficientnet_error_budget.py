@@ -131,13 +131,7 @@ def margins_table(sets, ref, labels, work):
 
 def fused(path):
     """'integer / all' Conv and Gemm nodes in ONNX Runtime's optimized graph."""
-    import onnxruntime as ort
-    with tempfile.TemporaryDirectory() as d:
-        so = ort.SessionOptions()
-        so.optimized_model_filepath = os.path.join(d, "opt.onnx")
-        so.log_severity_level = 3
-        ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-        ops = [n.op_type for n in onnx.load(os.path.join(d, "opt.onnx")).graph.node]
+    ops = bd.optimized_ops(path)
     ints = sum(o in ("QLinearConv", "QGemm") for o in ops)
     return f"{ints}/{ints + sum(o in ('Conv', 'FusedConv', 'Gemm', 'FusedGemm') for o in ops)}"
 

@@ -29,7 +29,6 @@ import tempfile
 import time
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -160,14 +159,7 @@ quantize_static(model, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=
 
 def fusion(path):
     """(integer-kernel nodes, float Conv/MatMul/Gemm nodes) in ONNX Runtime's optimized graph."""
-    with tempfile.TemporaryDirectory() as d:
-        opt = os.path.join(d, "opt.onnx")
-        so = ort.SessionOptions()
-        so.optimized_model_filepath = opt
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-        ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-        m = onnx.load(opt)
-    ops = [n.op_type for n in m.graph.node]
+    ops = bd.optimized_ops(path)
     return sum(o in INTEGER_OPS for o in ops), sum(o in FLOAT_OPS for o in ops)
 
 

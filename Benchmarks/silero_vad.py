@@ -29,7 +29,6 @@ import tempfile
 import time
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -82,12 +81,6 @@ class Reader(CalibrationDataReader):
 quantize_static(model, out, Reader(), quant_format=QuantFormat.QDQ, per_channel=True, activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
 """
-
-
-def count_ops(path, op):
-    def walk(g):
-        return sum((n.op_type == op) + sum(walk(a.g) for a in n.attribute if a.type == onnx.AttributeProto.GRAPH) for n in g.node)
-    return walk(onnx.load(path).graph)
 
 
 def main():
@@ -171,12 +164,7 @@ def main():
 
 
 def count_fused(path):
-    with tempfile.TemporaryDirectory() as d:
-        so = ort.SessionOptions()
-        so.optimized_model_filepath = os.path.join(d, "opt.onnx")
-        so.log_severity_level = 3
-        ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-        return count_ops(os.path.join(d, "opt.onnx"), "QLinearConv")
+    return bd.optimized_ops(path).count("QLinearConv")
 
 
 if __name__ == "__main__":
