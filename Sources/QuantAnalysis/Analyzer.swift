@@ -158,14 +158,15 @@ public final class QuantAnalyzer {
     public var outputNames: [String] { outputPairs.map(\.quant) }
 }
 
-/// Keeps the float tensors of chosen values for the batch.
+/// Keeps the float tensors of chosen values for the batch, each in the order produced (a value
+/// inside a Loop/Scan body once per iteration).
 final class Recorder: ExecutionHook {
     let ids: [ValueID: String]
-    var values: [String: Tensor] = [:]
+    var values: [String: [Tensor]] = [:]
     init(ids: [ValueID: String]) { self.ids = ids }
 
     func produced(_ value: ValueID, tensor: Tensor, executor: Executor) -> Tensor? {
-        if let n = ids[value], tensor.dtype == .float { values[n] = tensor }
+        if let n = ids[value], tensor.dtype == .float { values[n, default: []].append(tensor) }
         return nil
     }
 }
@@ -173,14 +174,17 @@ final class Recorder: ExecutionHook {
 /// Compares the QDQ model's layer tensors (fake-quantized as the next op reads them) with the
 /// float model's, and optionally replaces activation DequantizeLinear outputs by the
 /// fake-quantized float tensor (layerwise mode).
+/// The n-th production of a value is compared with the float model's n-th (Loop/Scan
+/// iterations pair up; the last one stands in if the runs differ in length).
 final class Comparer: ExecutionHook {
     let layout: QDQLayout
     let targets: [ValueID: String]
-    let reference: [String: Tensor]
+    let reference: [String: [Tensor]]
     let replace: [ValueID: String]
     var accumulators: [String: ErrorAccumulator] = [:]
+    private var occurrences: [ValueID: Int] = [:]
 
-    init(layout: QDQLayout, targets: [ValueID: String], reference: [String: Tensor], replace: [ValueID: String]) {
+    init(layout: QDQLayout, targets: [ValueID: String], reference: [String: [Tensor]], replace: [ValueID: String]) {
         self.layout = layout
         self.targets = targets
         self.reference = reference
@@ -188,10 +192,13 @@ final class Comparer: ExecutionHook {
     }
 
     func produced(_ value: ValueID, tensor: Tensor, executor: Executor) -> Tensor? {
-        if let src = replace[value], let r = reference[src], let q = layout.activations[src] {
+        let k = occurrences[value, default: 0]
+        occurrences[value] = k + 1
+        func ref(_ name: String) -> Tensor? { reference[name].flatMap { $0.isEmpty ? nil : $0[min(k, $0.count - 1)] } }
+        if let src = replace[value], let r = ref(src), let q = layout.activations[src] {
             return q.fakeQuantize(r)
         }
-        if let name = targets[value], let r = reference[name] {
+        if let name = targets[value], let r = ref(name) {
             let t = layout.activations[name]?.fakeQuantize(tensor) ?? tensor
             var acc = accumulators[name] ?? ErrorAccumulator()
             acc.add(reference: r, test: t)
