@@ -105,17 +105,24 @@ public struct QDQRewriter {
         // Each custom_setting applies in the graph its tensors are in (the main graph or a body).
         var settings: [ObjectIdentifier: [SubgraphSetting]] = [:]
         for s in options.control.subgraphSettings {
-            let home = Regions.home(of: s.inputNames + s.outputNames, in: [g] + bodies.map(\.1)) ?? g
+            let home = Regions.home(of: s.inputNames + s.outputNames, in: [g] + bodies.map(\.graph)) ?? g
             try Regions.checkCut(s.inputNames + s.outputNames, in: home, what: "custom_setting")
             settings[ObjectIdentifier(home), default: []].append(s)
         }
-        var usesMicrosoftDomain = try rewrite(g, main: true, settings: settings[ObjectIdentifier(g)] ?? [], names: &names, result: &result)
+        var (usesMicrosoftDomain, keptFloat) = try rewrite(g, main: true, settings: settings[ObjectIdentifier(g)] ?? [], names: &names, result: &result)
         // If/Loop/Scan bodies get the same rules, one graph at a time: values they read from an
         // enclosing graph count as float inputs, Q/DQ parameters become the body's own
         // initializers. A body calibration never ran (the other branch of an If whose condition
-        // was the same for every item) stays float: it has no ranges.
+        // was the same for every item) stays float: it has no ranges. The bodies of a node kept
+        // float by the user (excluded, after a truncation cut, in a keep-float region) stay
+        // float with it, nested bodies included.
         var unreached: [(String, Int)] = []
-        for (label, body, enclosing) in bodies {
+        var floatGraphs = Set<ObjectIdentifier>()
+        for (label, body, enclosing, owner) in bodies {
+            if keptFloat.contains(ObjectIdentifier(owner)) || enclosing.contains(where: { floatGraphs.contains(ObjectIdentifier($0)) }) {
+                floatGraphs.insert(ObjectIdentifier(body))
+                continue
+            }
             let own = body.nodes.filter { $0.opType != "Constant" }
             let reached = own.contains { n in
                 n.outputs.contains { !$0.isEmpty && options.range($0, options.scheme.activation, .minMax) != nil }
@@ -125,12 +132,13 @@ public struct QDQRewriter {
                 continue
             }
             Self.localizeOuterConstants(body, enclosing: enclosing, names: &names)
-            usesMicrosoftDomain = try rewrite(body, main: false, settings: settings[ObjectIdentifier(body)] ?? [], names: &names, result: &result)
-                || usesMicrosoftDomain
+            let (microsoft, kept) = try rewrite(body, main: false, settings: settings[ObjectIdentifier(body)] ?? [], names: &names, result: &result)
+            usesMicrosoftDomain = usesMicrosoftDomain || microsoft
+            keptFloat.formUnion(kept)
         }
         // Enclosing constants the bodies now hold copies of: innermost graphs first.
         if !bodies.isEmpty {
-            for (_, body, _) in bodies.reversed() { Preparation.removeUnusedInitializers(body) }
+            for (_, body, _, _) in bodies.reversed() { Preparation.removeUnusedInitializers(body) }
             Preparation.removeUnusedInitializers(g)
         }
         if !unreached.isEmpty {
@@ -155,16 +163,17 @@ public struct QDQRewriter {
         return result
     }
 
-    /// Every subgraph below `g` with a label (`node.attribute`, nested labels joined by '/') and
-    /// its enclosing graphs (outermost first), each graph before the bodies nested in it.
-    static func bodies(of g: Graph, prefix: String = "", enclosing: [Graph] = []) -> [(String, Graph, [Graph])] {
-        var out: [(String, Graph, [Graph])] = []
+    /// Every subgraph below `g` with a label (`node.attribute`, nested labels joined by '/'), its
+    /// enclosing graphs (outermost first) and the node owning it, each graph before the bodies
+    /// nested in it.
+    static func bodies(of g: Graph, prefix: String = "", enclosing: [Graph] = []) -> [(label: String, graph: Graph, enclosing: [Graph], owner: Node)] {
+        var out: [(label: String, graph: Graph, enclosing: [Graph], owner: Node)] = []
         for n in g.nodes {
             for a in n.attributes {
                 let graphs = a.subgraphs
                 for (k, sg) in graphs.enumerated() {
                     let label = prefix + (n.name.isEmpty ? n.opType : n.name) + "." + a.name + (graphs.count > 1 ? "[\(k)]" : "")
-                    out.append((label, sg, enclosing + [g]))
+                    out.append((label, sg, enclosing + [g], n))
                     out += bodies(of: sg, prefix: label + "/", enclosing: enclosing + [g])
                 }
             }
@@ -195,8 +204,10 @@ public struct QDQRewriter {
 
     /// Marks and inserts Q/DQ in one graph (`main`: the model's graph, where truncation
     /// applies; else an If/Loop/Scan body), with the custom_settings whose tensors are in it.
-    /// Returns whether a com.microsoft Q/DQ was written.
-    func rewrite(_ g: Graph, main: Bool, settings: [SubgraphSetting], names: inout NameAllocator, result: inout Result) throws -> Bool {
+    /// Returns whether a com.microsoft Q/DQ was written, and the nodes the user's settings keep
+    /// float (their bodies stay float too).
+    func rewrite(_ g: Graph, main: Bool, settings: [SubgraphSetting], names: inout NameAllocator,
+                 result: inout Result) throws -> (Bool, Set<ObjectIdentifier>) {
         // Per-node settings: float, or activation grid/method overrides.
         var floatNodes = main ? Regions.downstream(of: options.control.truncateAfter, in: g) : []
         var overrides: [ObjectIdentifier: SubgraphSetting] = [:]
@@ -208,8 +219,9 @@ public struct QDQRewriter {
         for n in g.nodes where options.control.excludeNodes.contains(n.name) || options.control.excludeOpTypes.contains(n.opType) {
             floatNodes.insert(ObjectIdentifier(n))
         }
+        let keptFloat = floatNodes
         keepFloatBeforeFloatReaders(g, main: main, floatNodes: &floatNodes)
-        if !options.scheme.activation.symmetric { result.absorbedActivations = absorbActivations(g, floatNodes: floatNodes) }
+        if !options.scheme.activation.symmetric { result.absorbedActivations += absorbActivations(g, floatNodes: floatNodes) }
 
         // Mark.
         var groups = UnionFind()
@@ -361,7 +373,7 @@ public struct QDQRewriter {
         }
         Preparation.removeUnusedInitializers(g)
         try g.sortTopologically()
-        return usesMicrosoftDomain
+        return (usesMicrosoftDomain, keptFloat)
     }
 
     /// The float tensor a DequantizeLinear output stands for (`T_DequantizeLinear_Output` -> T).

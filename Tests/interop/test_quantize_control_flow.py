@@ -230,3 +230,17 @@ def test_a_loop_body_is_quantized_and_runs_in_onnx_runtime(tmp_path):
     report = json.load(open(str(tmp_path / "loop.report.json")))
     conv = next(l for l in report["layers"] if l["node"] == "loop_conv")
     assert conv["graphwise"]["snr"] < 0.01 and conv["layerwise"]["snr"] < 0.01, conv
+
+
+@pytest.mark.parametrize("keep", [["--exclude-node", "if"], ["--exclude-op-type", "If"], ["--truncate", "cond"]], ids=lambda k: k[0])
+def test_bodies_of_a_node_kept_float_stay_float(tmp_path, keep):
+    src = str(tmp_path / "if.onnx")
+    onnx.save(if_model(), src)
+    lst = write_data(str(tmp_path / "data"), [RNG.standard_normal((1, 4, 12, 12)).astype(np.float32) for _ in range(4)], 1)
+    out = str(tmp_path / "if.q.onnx")
+    quantkit("quantize", src, "--list", lst, "-o", out, "--quiet", "--no-analysis", *keep)
+    q = onnx.load(out)
+    for name in ("then_branch", "else_branch"):
+        assert not {"QuantizeLinear", "DequantizeLinear"} & set(ops(body(q, name))), (keep, name)
+    x = RNG.standard_normal((2, 4, 12, 12)).astype(np.float32)
+    np.testing.assert_array_equal(run(src, x, 1, optimized=False), run(out, x, 1, optimized=False))
