@@ -27,6 +27,15 @@ def npy_name(output):
     return re.sub(r"[^A-Za-z0-9_.-]", "_", output) + ".npy"
 
 
+def npy_folder(folder, arrays):
+    """Writes each array as folder/NNN.npy (a calibration folder for --input NAME=folder)."""
+    import numpy as np
+    folder.mkdir()
+    for i, a in enumerate(arrays):
+        np.save(folder / f"{i:03d}.npy", a)
+    return folder
+
+
 def quantkit_json(*args):
     return json.loads(quantkit(*args).stdout)
 

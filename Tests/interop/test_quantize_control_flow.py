@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import BINARY, CACHE, ROOT, quantkit
+from conftest import BINARY, CACHE, ROOT, npy_folder, quantkit
 
 RNG = np.random.default_rng(7)
 SILERO_16K = "If_0_then_branch__Inline_0__"  # node-name prefix of silero VAD's 16 kHz branch
@@ -210,10 +210,7 @@ def loop_model():
 def test_a_loop_body_is_quantized_and_runs_in_onnx_runtime(tmp_path):
     src = str(tmp_path / "loop.onnx")
     onnx.save(loop_model(), src)
-    calib = tmp_path / "calib"
-    calib.mkdir()
-    for i in range(8):
-        np.save(calib / f"{i}.npy", RNG.standard_normal((1, 4, 8, 8)).astype(np.float32))
+    calib = npy_folder(tmp_path / "calib", [RNG.standard_normal((1, 4, 8, 8)).astype(np.float32) for _ in range(8)])
     out = str(tmp_path / "loop.q.onnx")
     quantkit("quantize", src, "--input", f"x={calib}", "-o", out, "--quiet")
     q = onnx.load(out)

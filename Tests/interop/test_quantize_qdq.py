@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import quantkit
+from conftest import npy_folder, quantkit
 
 
 def small_cnn(opset=17, rng=np.random.default_rng(0)):
@@ -246,10 +246,7 @@ def test_gptq_and_bias_correction_with_a_statistics_file_read_the_data_or_refuse
     rng = np.random.default_rng(11)
     src = str(tmp_path / "cnn.onnx")
     onnx.save(small_cnn(17), src)
-    calib = tmp_path / "calib"
-    calib.mkdir()
-    for i in range(16):
-        np.save(calib / f"{i:03d}.npy", rng.standard_normal((1, 3, 16, 16)).astype(np.float32))
+    calib = npy_folder(tmp_path / "calib", [rng.standard_normal((1, 3, 16, 16)).astype(np.float32) for _ in range(16)])
     stats = str(tmp_path / "stats.json")
     quantkit("calibrate", src, "--input", f"x={calib}", "--stats-out", stats, "--quiet")
     out = str(tmp_path / "g.onnx")
