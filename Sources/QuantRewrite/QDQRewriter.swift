@@ -181,14 +181,17 @@ public struct QDQRewriter {
         return out
     }
 
-    /// Float initializers of enclosing graphs that `body`'s nodes read (a branch's Conv weight
-    /// kept in the main graph) get a copy in the body under a fresh name, so the body's weights
-    /// are quantized like its own constants; the enclosing copy goes once nothing reads it.
+    /// Float initializers of enclosing graphs that `body`'s Conv/ConvTranspose/Gemm/MatMul
+    /// nodes read as weight or bias (a branch's Conv weight kept in the main graph) get a copy in
+    /// the body under a fresh name, so they are quantized like the body's own constants; the
+    /// enclosing copy goes once nothing reads it. Other constants stay where they are (a copy
+    /// would only grow the file).
     static func localizeOuterConstants(_ body: Graph, enclosing: [Graph], names: inout NameAllocator) {
         let own = Set(body.initializers.map(\.name)).union(body.inputs.map(\.name))
+        let weighted: Set<String> = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
         var local: [String: String] = [:]
-        for n in body.nodes {
-            for (k, t) in n.inputs.enumerated() where !t.isEmpty && !own.contains(t) {
+        for n in body.nodes where n.isStandard && weighted.contains(n.opType) {
+            for (k, t) in n.inputs.enumerated() where k >= 1 && !t.isEmpty && !own.contains(t) {
                 if let l = local[t] {
                     n.inputs[k] = l
                     continue
