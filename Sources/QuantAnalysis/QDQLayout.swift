@@ -69,8 +69,7 @@ public struct QDQLayout: Sendable {
 
     /// Covers the main graph, then each If/Loop/Scan body (value names are unique model-wide).
     public init(model: Model) throws {
-        func bodies(_ g: Graph) -> [Graph] { g.nodes.flatMap { $0.subgraphs.flatMap { [$0] + bodies($0) } } }
-        let graphs = [model.graph] + bodies(model.graph)
+        let graphs = [model.graph] + model.graph.allSubgraphs
         let order = try graphs.flatMap { try $0.topologicalOrder() }
         var producer: [String: Node] = [:]
         var consumers: [String: [Node]] = [:]

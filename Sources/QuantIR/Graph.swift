@@ -157,6 +157,11 @@ public final class Graph {
         nodes.flatMap { n in [n] + n.subgraphs.flatMap(\.allNodes) }
     }
 
+    /// Every If/Loop/Scan body below this graph, each before the bodies nested in it.
+    public var allSubgraphs: [Graph] {
+        nodes.flatMap { $0.subgraphs.flatMap { [$0] + $0.allSubgraphs } }
+    }
+
     /// The type annotation of `name` from inputs, outputs or value_info.
     public func valueInfo(for name: String) -> ValueInfo? {
         inputs.first { $0.name == name } ?? outputs.first { $0.name == name } ?? valueInfo.first { $0.name == name }

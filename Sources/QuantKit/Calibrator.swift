@@ -24,11 +24,8 @@ public struct Calibrator {
     /// Float tensors worth observing: graph inputs and node outputs, of the main graph and of
     /// If/Loop/Scan bodies (with the bodies' inputs), since bodies are quantized too.
     public static func observableTensors(_ model: Model) -> Set<String> {
-        var names = Set(model.graph.runtimeInputs.map(\.name))
-        for n in model.graph.allNodes {
-            names.formUnion(n.outputs)
-            for sg in n.subgraphs { names.formUnion(sg.inputs.map(\.name)) }
-        }
+        var names = Set(model.graph.runtimeInputs.map(\.name)).union(model.graph.allNodes.flatMap(\.outputs))
+        for sg in model.graph.allSubgraphs { names.formUnion(sg.inputs.map(\.name)) }
         names.remove("")
         return names
     }

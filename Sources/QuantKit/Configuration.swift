@@ -92,11 +92,13 @@ public struct QuantizerConfiguration: Codable, Sendable {
     /// Checks the settings that do not need the model. Throws QK7004 (a value out of range),
     /// QK7001 (output is the input model) or QK7007 (no model, or neither data nor statistics).
     /// The data set is checked against the model's inputs when the run loads it (QK21xx).
-    public func validate() throws {
+    /// `statisticsGiven`: the caller supplies activation statistics in memory (no data or
+    /// statistics file is then required for the ranges).
+    public func validate(statisticsGiven: Bool = false) throws {
         guard let model, !model.isEmpty else {
             throw ConfigurationError.missing("model", fix: "give the .onnx model (XQuant `onnx_model`, Icraft `model`, or `-i MODEL.onnx`)")
         }
-        if data == nil && statistics == nil {
+        if data == nil && statistics == nil && !statisticsGiven {
             throw ConfigurationError.missing("calibration data", fix: "configure input data (XQuant `input_parametres`, Icraft `forward_dir`/`forward_list`, `--input NAME=PATH`) or a statistics file (`--stats`)")
         }
         if data == nil && (weightRounding == .gptq || biasCorrection) {

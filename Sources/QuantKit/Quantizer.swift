@@ -51,35 +51,41 @@ public struct Quantizer: Sendable {
         try run(model: model, progress: progress, cancelled: { try Task.checkCancellation() })
     }
 
-    /// The synchronous form of ``quantize(model:progress:)``.
-    public func run(model: String? = nil, progress: (StageProgress) -> Void = { _ in }, cancelled: () throws -> Void = {}) throws -> QuantizationResult {
+    /// The synchronous form of ``quantize(model:progress:)``. `statistics`, when given, supplies
+    /// the activation ranges instead of calibration or the configuration's statistics file
+    /// (`quantkit quantize --auto-keep-float` quantizes a second time with the first run's).
+    public func run(model: String? = nil, statistics given: StatisticsFile? = nil, progress: (StageProgress) -> Void = { _ in },
+                    cancelled: () throws -> Void = {}) throws -> QuantizationResult {
         var config = configuration
         if let model { config.model = model }
-        try config.validate()
+        try config.validate(statisticsGiven: given != nil)
         let path = config.model!
         let output = config.output ?? Quantizer.defaultOutput(for: path)
         var warnings = config.notes
         var batches = 0, items = 0
         let statistics: StatisticsFile
+        // The data feeds calibration when there are no statistics, and GPTQ and bias correction,
+        // which run the model on it, in any case.
+        let needsData = (given == nil && config.statistics == nil) || config.weightRounding == .gptq || config.biasCorrection
+        let floatModel = needsData ? try Model.load(path: path) : nil
         var calibrationData: CalibrationDataset? = nil
-        if let stats = config.statistics {
+        if let m = floatModel {
+            let signatures = CalibrationDataset.signatures(of: m.graph)
+            calibrationData = try config.resolvedData(for: signatures).map { try CalibrationDataset(signatures: signatures, config: $0) }
+        }
+        if let given {
+            statistics = given
+        } else if let stats = config.statistics {
             statistics = try StatisticsFile.read(path: stats)
-            // Ranges from the file; GPTQ and bias correction still run the model on the data.
-            if config.weightRounding == .gptq || config.biasCorrection {
-                let signatures = CalibrationDataset.signatures(of: try Model.load(path: path).graph)
-                calibrationData = try config.resolvedData(for: signatures).map { try CalibrationDataset(signatures: signatures, config: $0) }
-            }
         } else {
-            let model = try Model.load(path: path)
-            let signatures = CalibrationDataset.signatures(of: model.graph)
-            let dataset = try CalibrationDataset(signatures: signatures, config: try config.resolvedData(for: signatures)!)
-            calibrationData = dataset
+            // validate() made sure there is data when there are no statistics.
+            let dataset = calibrationData!
             let stream = dataset.makeStream()
             defer { stream.cancel() }
             var total = dataset.batchCount
             if let s = dataset.config.steps { total = min(total, s) }
             let calibrator = Calibrator(observer: config.observer, threads: config.threads ?? ProcessInfo.processInfo.activeProcessorCount)
-            statistics = try calibrator.run(model: model, modelName: URL(fileURLWithPath: path).lastPathComponent, total: total,
+            statistics = try calibrator.run(model: floatModel!, modelName: URL(fileURLWithPath: path).lastPathComponent, total: total,
                                             next: { try cancelled(); return try stream.next()?.tensors }, progress: progress)
             let report = dataset.report
             batches = report.batches

@@ -80,17 +80,9 @@ struct Quantize: ParsableCommand {
             print("auto-keep-float: keeping \(picks.map { "'\($0)'" }.joined(separator: ", ")) float, quantizing again")
             var again = cfg
             again.control.excludeNodes += picks
-            // The same ranges: the first calibration's statistics (GPTQ and bias correction still
-            // read the data).
-            var statsFile: URL? = nil
-            if again.statistics == nil, let stats = r.statistics {
-                let url = FileManager.default.temporaryDirectory.appendingPathComponent("quantkit-\(UUID().uuidString).stats.json")
-                try stats.write(to: url.path)
-                again.statistics = url.path
-                statsFile = url
-            }
-            defer { if let statsFile { try? FileManager.default.removeItem(at: statsFile) } }
-            let r2 = try Quantizer(configuration: again).run(progress: reporter.report)
+            // The same ranges: the first run's statistics (GPTQ and bias correction still read
+            // the data).
+            let r2 = try Quantizer(configuration: again).run(statistics: r.statistics, progress: reporter.report)
             Quantize.printSummary(r2)
             let bad = worst.map { "'\($0.node)' (layerwise SNR \(AnalysisReport.format($0.layerwise!.snr)))" }
             try analysis.afterQuantize(floatModel: m, quantizedModel: r2.modelPath, dataset: dataset, statistics: r.statistics,
