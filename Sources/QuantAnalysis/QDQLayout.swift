@@ -94,9 +94,13 @@ public struct QDQLayout: Sendable {
                 let tensor = q.inputs[0]
                 dequantizedActivations[n.outputs[0]] = tensor
                 dequantizedOutputs[tensor, default: []].append(n.outputs[0])
+                // One scale and zero point repeated along an axis (QuantKit's input of a Conv
+                // kept float between quantized tensors) is the per-tensor quantization.
+                var scales = scale.floats(), zeroPoints = zp?.floats() ?? [0]
+                if scales.count > 1, Set(scales).count == 1, Set(zeroPoints).count == 1 { scales = [scales[0]]; zeroPoints = [zeroPoints[0]] }
                 activations[tensor] = ActivationQuantization(
-                    tensor: tensor, scales: scale.floats(), zeroPoints: zp?.floats() ?? [0],
-                    axis: scale.count > 1 ? (n.attribute("axis")?.int ?? 1) : nil, dtype: dtype, qmin: lo, qmax: hi)
+                    tensor: tensor, scales: scales, zeroPoints: zeroPoints,
+                    axis: scales.count > 1 ? (n.attribute("axis")?.int ?? 1) : nil, dtype: dtype, qmin: lo, qmax: hi)
             } else if constant(src) != nil {
                 weightDQ[n.outputs[0]] = (constant(src)!.dtype.name, scale.count > 1)
                 weightTensors += 1

@@ -212,3 +212,80 @@ extension QDQRewriter {
             axis: perChannelBias ? 0 : nil, threshold: [], method: corrected ? "s_input*s_weight+bias_correction" : "s_input*s_weight")
     }
 }
+
+extension QDQRewriter {
+    /// ONNX Runtime (1.20 and later, its `WeightBiasQuantization` optimizer) quantizes the float
+    /// weight of a Conv, ConvTranspose or Gemm itself, per tensor, when the node reads a
+    /// DequantizeLinear with one scale and its output goes to a QuantizeLinear alone (Relu/Clip
+    /// in between allowed), and then fuses it into an integer kernel. A node kept float between
+    /// quantized tensors would so run int8 after all, with a coarser weight grid than ours.
+    /// Giving it its own DequantizeLinear along the input-channel axis, with the same scale and
+    /// zero point repeated per channel (the same values), puts it outside that rule (and outside
+    /// the QLinearConv/QGemm selectors): it runs float, as asked.
+    ///
+    /// Returns the nodes this cannot protect (one input channel: a one-element scale counts as
+    /// per tensor there; or a weight whose shape is unknown here).
+    func keepFloatComputeOutOfRuntimeQuantization(_ g: Graph, floatRun: Set<ObjectIdentifier>, names: inout NameAllocator) -> [Node] {
+        let index = GraphIndex(g)
+        var unprotected: [Node] = []
+        /// The path ONNX Runtime follows: single readers through Relu/Clip to a QuantizeLinear.
+        func leadsToQuantize(_ n: Node) -> Bool {
+            var current = n
+            while true {
+                guard current.outputs.count == 1 else { return false }
+                let readers = index.consumers(of: current.outputs[0])
+                guard readers.count == 1 else { return false }
+                if readers[0].opType == "QuantizeLinear" { return true }
+                guard readers[0].opType == "Relu" || readers[0].opType == "Clip" else { return false }
+                current = readers[0]
+            }
+        }
+        for n in g.nodes where floatRun.contains(ObjectIdentifier(n)) && n.isStandard
+            && ["Conv", "ConvTranspose", "Gemm"].contains(n.opType) && n.inputs.count >= 2 {
+            guard let dq = index.producer[n.inputs[0]], dq.opType == "DequantizeLinear", dq.inputs.count >= 2,
+                  let scale = g.initializer(dq.inputs[1]), scale.count == 1, leadsToQuantize(n) else { continue }
+            let zp = dq.inputs.count > 2 && !dq.inputs[2].isEmpty ? g.initializer(dq.inputs[2]) : nil
+            guard let w = g.initializer(n.inputs[1]), w.shape.count >= 2 else {
+                unprotected.append(n)
+                continue
+            }
+            let channels: Int, axis: Int
+            switch n.opType {
+            case "Conv":
+                channels = w.shape[1] * (n.attribute("group")?.int ?? 1)
+                axis = 1
+            case "ConvTranspose":
+                channels = w.shape[0]
+                axis = 1
+            default:  // Gemm
+                channels = (n.attribute("transB")?.int ?? 0) == 1 ? w.shape[1] : w.shape[0]
+                axis = (n.attribute("transA")?.int ?? 0) == 1 ? 0 : 1
+            }
+            guard channels > 1 else {
+                unprotected.append(n)
+                continue
+            }
+            func repeated(_ t: Tensor) -> Tensor {
+                let one = Array(t.bytes)
+                let all = Array([[UInt8]](repeating: one, count: channels).joined())
+                return all.withUnsafeBytes { try! Tensor(dtype: t.dtype, shape: [channels], copying: $0) }
+            }
+            let base = n.inputs[0]
+            let scaleName = names.fresh(base + "_scale_per_channel")
+            g.setInitializer(scaleName, repeated(scale))
+            var inputs = [dq.inputs[0], scaleName]
+            if let zp {
+                let zpName = names.fresh(base + "_zero_point_per_channel")
+                g.setInitializer(zpName, repeated(zp))
+                inputs.append(zpName)
+            }
+            let out = names.fresh(base + "_float_input")
+            let node = Node(name: names.fresh(n.name.isEmpty ? base + "_DequantizeLinear" : n.name + "_input_DequantizeLinear"),
+                            opType: "DequantizeLinear", domain: dq.domain, inputs: inputs, outputs: [out])
+            node.setAttribute(.int("axis", axis))
+            g.nodes.append(node)
+            n.inputs[0] = out
+        }
+        return unprotected
+    }
+}

@@ -36,7 +36,8 @@ struct AnalysisArguments: ParsableArguments {
     func afterQuantize(floatModel: String, quantizedModel: String, dataset: DatasetConfig?, statistics: StatisticsFile?, threads: Int,
                        reporter: ProgressReporter, notes: [String] = []) throws -> AnalysisReport? {
         guard !noAnalysis else { return nil }
-        guard let dataset else {
+        // `--stats` without `--input` (data options like --batch alone configure no source).
+        guard let dataset, !dataset.inputs.isEmpty else {
             print("analysis   skipped: no calibration data (run `quantkit analyze FLOAT QUANT --input ...`)")
             return nil
         }

@@ -62,6 +62,10 @@ struct Quantize: ParsableCommand {
                 throw ConfigurationError.invalidValue("--auto-keep-float", "\(autoKeepFloat)",
                                                       expected: "the analysis's layerwise pass to choose the ops (drop --no-analysis and --no-layerwise)")
             }
+            if autoKeepFloat > 0 && (cfg.data?.inputs.isEmpty ?? true) {
+                throw ConfigurationError.invalidValue("--auto-keep-float", "\(autoKeepFloat)",
+                                                      expected: "calibration data for the analysis that chooses the ops (give --input; --stats alone has none)")
+            }
             let reporter = calibration.reporter
             let r = try Quantizer(configuration: cfg).run(progress: reporter.report)
             Quantize.printSummary(r)

@@ -155,6 +155,39 @@ def test_truncate_and_exclusions_keep_float(tmp_path):
     assert not os.path.exists(str(tmp_path / "u.onnx"))
 
 
+def test_a_conv_kept_float_between_quantized_tensors_runs_float_in_onnxruntime(tmp_path):
+    # conv2 reads a quantized tensor and its output (through the Clip) is quantized for the
+    # Concat: ONNX Runtime 1.20+ would quantize such a Conv's float weight itself and fuse it
+    # into QLinearConv, unless its input DequantizeLinear is outside its rules.
+    model = small_cnn(17, rng=np.random.default_rng(4))
+    src = str(tmp_path / "cnn.onnx")
+    onnx.save(model, src)
+    rng = np.random.default_rng(5)
+    ranges_csv(model, rng.standard_normal((8, 3, 16, 16)).astype(np.float32), str(tmp_path / "r.csv"))
+    out = str(tmp_path / "k.onnx")
+    quantkit("quantize", src, "--stats", str(tmp_path / "r.csv"), "--exclude-node", "conv2", "-o", out)
+    q = onnx.load(out)
+    onnx.checker.check_model(q)
+    producers = {o: n for n in q.graph.node for o in n.output}
+    conv2 = next(n for n in q.graph.node if n.name == "conv2")
+    assert producers.get(conv2.input[1]) is None, "excluded conv2 keeps its float weight"
+    dq = producers[conv2.input[0]]
+    assert dq.op_type == "DequantizeLinear" and producers[dq.input[0]].op_type == "QuantizeLinear"
+    ops = optimized_ops(out, tmp_path)
+    assert ops.count("QLinearConv") == 1 and ops.count("Conv") + ops.count("FusedConv") == 1, ops
+    # ONNX Runtime's optimized run equals the graph run literally (float conv2).
+    x = rng.standard_normal((4, 3, 16, 16)).astype(np.float32)
+    literal = ort.SessionOptions()
+    literal.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    a = ort.InferenceSession(out, literal, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    b = ort.InferenceSession(out, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert np.abs(a - b).max() < 1e-3 * np.abs(a).max(), np.abs(a - b).max()
+    # A statistics file without data: the model is written and the analysis skipped, not an error
+    # (data options alone, like --batch, configure no source).
+    r = quantkit("quantize", src, "--stats", str(tmp_path / "r.csv"), "--batch", "2", "-o", str(tmp_path / "s.onnx"))
+    assert "analysis   skipped" in r.stdout and os.path.exists(str(tmp_path / "s.onnx")), r.stdout + r.stderr
+
+
 def small_ffn_block(rng=np.random.default_rng(3)):
     """x[N,6,16] ─ LayerNorm ─ ln ─┬─ MatMul(W1) ─ h ─ Erf ─ e ─ MatMul(W2) ─ d ─┐
                                   └──────────────────────────────────────── Add ─ r ─ LayerNorm ─ y
