@@ -223,9 +223,10 @@ extension QDQRewriter {
     /// zero point repeated per channel (the same values), puts it outside that rule (and outside
     /// the QLinearConv/QGemm selectors): it runs float, as asked.
     ///
-    /// Returns the nodes this cannot protect (one input channel: a one-element scale counts as
-    /// per tensor there; or a weight whose shape is unknown here).
-    func keepFloatComputeOutOfRuntimeQuantization(_ g: Graph, floatRun: Set<ObjectIdentifier>, names: inout NameAllocator) -> [Node] {
+    /// Returns the nodes this cannot protect: below opset 13 (DequantizeLinear has no axis),
+    /// with one input channel (a one-element scale counts as per tensor there), or with a weight
+    /// whose shape is unknown here.
+    func keepFloatComputeOutOfRuntimeQuantization(_ g: Graph, floatRun: Set<ObjectIdentifier>, opset: Int, names: inout NameAllocator) -> [Node] {
         let index = GraphIndex(g)
         var unprotected: [Node] = []
         /// The path ONNX Runtime follows: single readers through Relu/Clip to a QuantizeLinear.
@@ -245,7 +246,7 @@ extension QDQRewriter {
             guard let dq = index.producer[n.inputs[0]], dq.opType == "DequantizeLinear", dq.inputs.count >= 2,
                   let scale = g.initializer(dq.inputs[1]), scale.count == 1, leadsToQuantize(n) else { continue }
             let zp = dq.inputs.count > 2 && !dq.inputs[2].isEmpty ? g.initializer(dq.inputs[2]) : nil
-            guard let w = g.initializer(n.inputs[1]), w.shape.count >= 2 else {
+            guard opset >= 13, let w = g.initializer(n.inputs[1]), w.shape.count >= 2 else {
                 unprotected.append(n)
                 continue
             }
