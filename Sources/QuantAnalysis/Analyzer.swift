@@ -109,14 +109,15 @@ public final class QuantAnalyzer {
         let reference = floatNames.compactMapValues { recorder.values[$0] }
         let quantFeeds = feeds.filter { quantExecutor.inputNames.contains($0.key) }
 
-        let graphHook = Comparer(layout: layout, targets: targetIDs(quantExecutor), reference: reference, replace: [:])
+        let items = feeds.values.first?.shape.first ?? 1
+        let graphHook = Comparer(layout: layout, targets: targetIDs(quantExecutor), reference: reference, replace: [:], items: items)
         let quantOut = try quantExecutor.run(quantFeeds, hooks: [graphHook])
         merge(graphHook.accumulators, into: &graphwise)
         lastOutputs = (Dictionary(uniqueKeysWithValues: outputPairs.compactMap { p in floatOut[p.float].map { (p.quant, $0) } }), quantOut)
         for (q, f) in outputPairs {
             guard let r = floatOut[f], let t = quantOut[q] else { continue }
             var acc = outputs[q] ?? ErrorAccumulator(classScores: ErrorAccumulator.looksLikeClassScores(r.shape))
-            acc.add(reference: r, test: t)
+            acc.add(reference: r, test: t, items: items)
             outputs[q] = acc
         }
         if let layerExecutor {
@@ -124,11 +125,11 @@ public final class QuantAnalyzer {
             for (dq, src) in layout.dequantizedActivations where reference[src] != nil {
                 if let id = layerExecutor.id(of: dq) { replace[id] = src }
             }
-            let layerHook = Comparer(layout: layout, targets: targetIDs(layerExecutor), reference: reference, replace: replace)
+            let layerHook = Comparer(layout: layout, targets: targetIDs(layerExecutor), reference: reference, replace: replace, items: items)
             _ = try layerExecutor.run(quantFeeds, hooks: [layerHook])
             merge(layerHook.accumulators, into: &layerwise)
         }
-        samples += feeds.values.first?.shape.first ?? 1
+        samples += items
         batches += 1
     }
 
@@ -181,14 +182,17 @@ final class Comparer: ExecutionHook {
     let targets: [ValueID: String]
     let reference: [String: [Tensor]]
     let replace: [ValueID: String]
+    /// Samples in the batch, for the per-item SNRs.
+    let items: Int
     var accumulators: [String: ErrorAccumulator] = [:]
     private var occurrences: [ValueID: Int] = [:]
 
-    init(layout: QDQLayout, targets: [ValueID: String], reference: [String: [Tensor]], replace: [ValueID: String]) {
+    init(layout: QDQLayout, targets: [ValueID: String], reference: [String: [Tensor]], replace: [ValueID: String], items: Int) {
         self.layout = layout
         self.targets = targets
         self.reference = reference
         self.replace = replace
+        self.items = items
     }
 
     func produced(_ value: ValueID, tensor: Tensor, executor: Executor) -> Tensor? {
@@ -201,7 +205,7 @@ final class Comparer: ExecutionHook {
         if let name = targets[value], let r = ref(name) {
             let t = layout.activations[name]?.fakeQuantize(tensor) ?? tensor
             var acc = accumulators[name] ?? ErrorAccumulator()
-            acc.add(reference: r, test: t)
+            acc.add(reference: r, test: t, items: items)
             accumulators[name] = acc
         }
         return nil
@@ -212,6 +216,7 @@ extension ErrorAccumulator {
     /// Adds another accumulator's sums (the union of both data sets).
     public mutating func merge(_ o: ErrorAccumulator) {
         count += o.count; signal += o.signal; noise += o.noise; dot += o.dot; testPower += o.testPower
+        itemSNRs += o.itemSNRs
         absSum += o.absSum; maxAbs = Swift.max(maxAbs, o.maxAbs); rows += o.rows; agreeingRows += o.agreeingRows
         classScores = classScores || o.classScores
     }

@@ -10,7 +10,11 @@ import QuantCore
 /// - `mse` = Σ(t−r)²/n, `mae` = Σ|t−r|/n, `relativeEuclidean` = ‖t−r‖/‖r‖ = √snr,
 ///   `maxAbsError` = max|t−r|;
 /// - `top1Agreement`: for class scores (rank ≥ 2, last axis ≥ 2), the fraction of rows whose
-///   argmax along the last axis agrees.
+///   argmax along the last axis agrees;
+/// - `medianItemSNR`, `worstItemSNR`: the SNR of each analysis item (sample; each Loop/Scan
+///   iteration of it) on its own, median and largest (nil for fewer than 2 items). The `snr`
+///   over all items is dominated by the loud ones; an error that only hurts quiet inputs (a
+///   speech model's silence, a dark photo) shows here.
 public struct TensorErrorMetrics: Codable, Sendable, Equatable {
     public var elements: Int
     public var snr: Double
@@ -20,6 +24,8 @@ public struct TensorErrorMetrics: Codable, Sendable, Equatable {
     public var relativeEuclidean: Double
     public var maxAbsError: Double
     public var top1Agreement: Double?
+    public var medianItemSNR: Double?
+    public var worstItemSNR: Double?
 }
 
 /// Streaming sums behind `TensorErrorMetrics`: memory is constant in the number of batches.
@@ -34,6 +40,8 @@ public struct ErrorAccumulator: Codable, Sendable, Equatable {
     public internal(set) var maxAbs = 0.0
     public internal(set) var rows = 0
     public internal(set) var agreeingRows = 0
+    /// Noise over signal of each item added (8 bytes per item).
+    public internal(set) var itemSNRs: [Double] = []
     /// Whether top-1 agreement is tracked (set for model outputs).
     public var classScores = false
 
@@ -42,23 +50,33 @@ public struct ErrorAccumulator: Codable, Sendable, Equatable {
     /// Whether a tensor of this shape looks like class scores: rank ≥ 2 and at least 2 classes.
     public static func looksLikeClassScores(_ shape: [Int]) -> Bool { shape.count >= 2 && (shape.last ?? 0) >= 2 }
 
-    /// Adds one batch. Shapes must match (element count); a mismatch is reported as false.
+    /// Adds one batch of `items` samples. Shapes must match (element count); a mismatch is
+    /// reported as false. The per-item SNRs split the tensor along its first axis when that
+    /// axis has `items` entries; otherwise the tensor counts as one item.
     @discardableResult
-    public mutating func add(reference: Tensor, test: Tensor) -> Bool {
+    public mutating func add(reference: Tensor, test: Tensor, items: Int = 1) -> Bool {
         guard reference.count == test.count else { return false }
         let r = reference.dtype == .float ? reference : Tensor(shape: reference.shape, floats: reference.floats())
         let t = test.dtype == .float ? test : Tensor(shape: test.shape, floats: test.floats())
         r.withUnsafeBufferPointer(as: Float.self) { rp in
             t.withUnsafeBufferPointer(as: Float.self) { tp in
+                let split = items > 1 && reference.shape.first == items && rp.count % items == 0 ? items : 1
+                let per = rp.count / split
                 var s = 0.0, n = 0.0, d = 0.0, tt = 0.0, a = 0.0, m = maxAbs
-                for i in 0..<rp.count {
-                    let rv = Double(rp[i]), tv = Double(tp[i]), e = tv - rv
-                    s += rv * rv
-                    n += e * e
-                    d += rv * tv
-                    tt += tv * tv
-                    a += abs(e)
-                    if abs(e) > m || e.isNaN { m = abs(e) }
+                for item in 0..<split {
+                    var si = 0.0, ni = 0.0
+                    for i in (item * per)..<((item + 1) * per) {
+                        let rv = Double(rp[i]), tv = Double(tp[i]), e = tv - rv
+                        si += rv * rv
+                        ni += e * e
+                        d += rv * tv
+                        tt += tv * tv
+                        a += abs(e)
+                        if abs(e) > m || e.isNaN { m = abs(e) }
+                    }
+                    itemSNRs.append(si > 0 ? ni / si : (ni > 0 ? Double.infinity : 0))
+                    s += si
+                    n += ni
                 }
                 signal += s; noise += n; dot += d; testPower += tt; absSum += a; maxAbs = m
                 count += rp.count
@@ -84,8 +102,16 @@ public struct ErrorAccumulator: Codable, Sendable, Equatable {
         let snr = signal > 0 ? noise / signal : (noise > 0 ? Double.infinity : 0)
         let denom = (signal * testPower).squareRoot()
         let cosine = denom > 0 ? dot / denom : (signal == 0 && testPower == 0 ? 1 : 0)
+        var median: Double? = nil, worst: Double? = nil
+        if itemSNRs.count >= 2 {
+            let sorted = itemSNRs.sorted { $0 < $1 || ($1.isNaN && !$0.isNaN) }
+            let k = sorted.count / 2
+            median = sorted.count % 2 == 1 ? sorted[k] : (sorted[k - 1] + sorted[k]) / 2
+            worst = sorted.last
+        }
         return TensorErrorMetrics(elements: count, snr: snr, cosine: cosine, mse: noise / n, mae: absSum / n,
                                   relativeEuclidean: snr.squareRoot(), maxAbsError: maxAbs,
-                                  top1Agreement: classScores && rows > 0 ? Double(agreeingRows) / Double(rows) : nil)
+                                  top1Agreement: classScores && rows > 0 ? Double(agreeingRows) / Double(rows) : nil,
+                                  medianItemSNR: median, worstItemSNR: worst)
     }
 }

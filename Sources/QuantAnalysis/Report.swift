@@ -111,7 +111,14 @@ extension AnalysisReport {
                 statistics: [String: TensorStatistics]? = nil, histogramBins: Int = 64) {
         let m = a.metrics
         let o = a.options
-        func bad(_ x: TensorErrorMetrics?) -> Bool { x.map { $0.snr > o.snrWarning || $0.cosine < o.cosineWarning } ?? false }
+        // The median item counts too: a layer fine over all items (loud ones dominate the sums)
+        // can be bad on most items (quiet ones).
+        func bad(_ x: TensorErrorMetrics?) -> Bool {
+            x.map { $0.snr > o.snrWarning || $0.cosine < o.cosineWarning || ($0.medianItemSNR ?? 0) > o.snrWarning } ?? false
+        }
+        func quietOnly(_ x: TensorErrorMetrics?) -> Bool {
+            x.map { $0.snr <= o.snrWarning && $0.cosine >= o.cosineWarning && ($0.medianItemSNR ?? 0) > o.snrWarning } ?? false
+        }
         var layers: [Layer] = []
         // The first op above that is bad by itself (layerwise), which an op fine by itself but
         // bad in the whole model should be traced to.
@@ -148,6 +155,13 @@ extension AnalysisReport {
                                 weightType: l.weightType, weightPerChannel: l.weightPerChannel, activationType: act?.dtype.name,
                                 marked: marked, advice: advice))
         }
+        var notes = a.notes
+        let quiet = layers.filter { quietOnly($0.graphwise) || quietOnly($0.layerwise) }
+        if !quiet.isEmpty {
+            notes.append("\(quiet.count) layer(s) look fine over all items but not on the median item (their error is large on quiet inputs, "
+                         + "which the overall SNR, dominated by loud inputs, hides); e.g. "
+                         + quiet.prefix(3).map { "'\($0.node)' (SNR \(AnalysisReport.format($0.graphwise?.snr)), median item \(AnalysisReport.format($0.graphwise?.medianItemSNR)))" }.joined(separator: ", "))
+        }
         var histograms: [ActivationHistogram] = []
         let stats = statistics ?? a.observedStatistics ?? [:]
         var seen = Set<String>()
@@ -170,7 +184,7 @@ extension AnalysisReport {
         self.init(floatModel: floatName, quantizedModel: quantizedName, samples: a.samples, batches: a.batches,
                   snrWarning: o.snrWarning, cosineWarning: o.cosineWarning, model: overview,
                   outputs: a.outputNames.compactMap { n in m.outputs[n].map { Output(name: n, metrics: $0) } },
-                  layers: layers, histograms: histograms, notes: a.notes)
+                  layers: layers, histograms: histograms, notes: notes)
     }
 
     static func describe(_ v: ValueInfo) -> String {

@@ -31,19 +31,19 @@ extension AnalysisReport {
             h += "<li>\(e(ev.name)): float \(f(ev.float)), quantized \(f(ev.quantized)), quantization loss \(f(ev.quantizationLoss)) %</li>\n"
         }
         for n in notes { h += "<li>note: \(e(n))</li>\n" }
-        h += "</ul>\n<h2>Model outputs</h2>\n<table><tr><th class=l>output</th><th>SNR</th><th>cosine</th><th>MSE</th><th>MAE</th><th>rel. dist.</th><th>max abs err</th><th>top-1 agreement</th></tr>\n"
+        h += "</ul>\n<h2>Model outputs</h2>\n<table><tr><th class=l>output</th><th>SNR</th><th>median item SNR</th><th>worst item SNR</th><th>cosine</th><th>MSE</th><th>MAE</th><th>rel. dist.</th><th>max abs err</th><th>top-1 agreement</th></tr>\n"
         for o in outputs {
             let m = o.metrics
-            h += "<tr><td class=l>\(e(o.name))</td><td>\(f(m.snr))</td><td>\(f(m.cosine))</td><td>\(f(m.mse))</td><td>\(f(m.mae))</td><td>\(f(m.relativeEuclidean))</td><td>\(f(m.maxAbsError))</td><td>\(f(m.top1Agreement))</td></tr>\n"
+            h += "<tr><td class=l>\(e(o.name))</td><td>\(f(m.snr))</td><td>\(f(m.medianItemSNR))</td><td>\(f(m.worstItemSNR))</td><td>\(f(m.cosine))</td><td>\(f(m.mse))</td><td>\(f(m.mae))</td><td>\(f(m.relativeEuclidean))</td><td>\(f(m.maxAbsError))</td><td>\(f(m.top1Agreement))</td></tr>\n"
         }
         h += "</table>\n<h2>Error over the layers</h2>\n"
         h += chart(title: "SNR (noise/signal, log scale; dashed: warning level)", log: true, threshold: snrWarning) { ($0.graphwise?.snr, $0.layerwise?.snr) }
         h += chart(title: "cosine similarity (dashed: warning level)", log: false, threshold: cosineWarning) { ($0.graphwise?.cosine, $0.layerwise?.cosine) }
         h += "<h2>Layers</h2>\n<p>Click a column header to sort. Graphwise: whole model quantized; layerwise: only this op quantized, its inputs from the float model.</p>\n"
-        h += "<table id=layers><thead><tr><th>#</th><th class=l>node</th><th class=l>op</th><th>graphwise SNR</th><th>graphwise cosine</th><th>layerwise SNR</th><th>layerwise cosine</th><th>MSE</th><th>MAE</th><th>rel. dist.</th><th>max abs err</th><th class=l>what to try</th></tr></thead><tbody>\n"
+        h += "<table id=layers><thead><tr><th>#</th><th class=l>node</th><th class=l>op</th><th>graphwise SNR</th><th>median item SNR</th><th>graphwise cosine</th><th>layerwise SNR</th><th>layerwise cosine</th><th>MSE</th><th>MAE</th><th>rel. dist.</th><th>max abs err</th><th class=l>what to try</th></tr></thead><tbody>\n"
         for l in layers {
             let g = l.graphwise
-            h += "<tr\(l.marked ? " class=marked" : "")><td>\(l.index)</td><td class=l>\(e(l.node))</td><td class=l>\(e(l.opType))</td><td>\(f(g?.snr))</td><td>\(f(g?.cosine))</td>"
+            h += "<tr\(l.marked ? " class=marked" : "")><td>\(l.index)</td><td class=l>\(e(l.node))</td><td class=l>\(e(l.opType))</td><td>\(f(g?.snr))</td><td>\(f(g?.medianItemSNR))</td><td>\(f(g?.cosine))</td>"
             h += "<td>\(f(l.layerwise?.snr))</td><td>\(f(l.layerwise?.cosine))</td><td>\(f(g?.mse))</td><td>\(f(g?.mae))</td><td>\(f(g?.relativeEuclidean))</td><td>\(f(g?.maxAbsError))</td><td class=l>\(e(l.advice.joined(separator: "; ")))</td></tr>\n"
         }
         h += "</tbody></table>\n<h2>Activation histograms</h2>\n<p>Calibration histogram (log count) of each quantized activation; red lines: the clipping range the quantized model uses.</p>\n<details><summary>\(histograms.count) histograms</summary>\n"

@@ -32,19 +32,22 @@ extension AnalysisReport {
             s += "- \(AnalysisReport.cell(e.name)): float \(AnalysisReport.format(e.float)), quantized \(AnalysisReport.format(e.quantized)), quantization loss \(AnalysisReport.format(e.quantizationLoss)) %\n"
         }
         for n in notes { s += "- note: \(AnalysisReport.cell(n))\n" }
-        s += "\n## Model outputs\n\n| output | SNR | cosine | MSE | MAE | rel. dist. | max abs err | top-1 agreement |\n|---|---|---|---|---|---|---|---|\n"
+        s += "\n## Model outputs\n\n| output | SNR | median item SNR | worst item SNR | cosine | MSE | MAE | rel. dist. | max abs err | top-1 agreement |\n"
+        s += "|---|---|---|---|---|---|---|---|---|---|\n"
         for o in outputs {
             let m = o.metrics
-            s += "| `\(AnalysisReport.cell(o.name))` | \(AnalysisReport.format(m.snr)) | \(AnalysisReport.format(m.cosine)) | \(AnalysisReport.format(m.mse)) | "
+            s += "| `\(AnalysisReport.cell(o.name))` | \(AnalysisReport.format(m.snr)) | \(AnalysisReport.format(m.medianItemSNR)) | \(AnalysisReport.format(m.worstItemSNR)) | "
+            s += "\(AnalysisReport.format(m.cosine)) | \(AnalysisReport.format(m.mse)) | "
             s += "\(AnalysisReport.format(m.mae)) | \(AnalysisReport.format(m.relativeEuclidean)) | \(AnalysisReport.format(m.maxAbsError)) | \(AnalysisReport.format(m.top1Agreement)) |\n"
         }
-        s += "\n## Layers\n\nGraphwise: the whole model quantized. Layerwise: only this op quantized, its inputs from the float model.\n\n"
-        s += "| # | | node | op | graphwise SNR | graphwise cosine | layerwise SNR | layerwise cosine | MSE | MAE | max abs err | what to try |\n"
-        s += "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        s += "\n## Layers\n\nGraphwise: the whole model quantized. Layerwise: only this op quantized, its inputs from the float model. "
+        s += "Median item SNR: graphwise, each analysis item on its own (large when quiet inputs suffer).\n\n"
+        s += "| # | | node | op | graphwise SNR | median item SNR | graphwise cosine | layerwise SNR | layerwise cosine | MSE | MAE | max abs err | what to try |\n"
+        s += "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         for l in layers {
             let g = l.graphwise
             s += "| \(l.index) | \(l.marked ? "⚠" : "") | `\(AnalysisReport.cell(l.node))` | \(AnalysisReport.cell(l.opType)) | "
-            s += "\(AnalysisReport.format(g?.snr)) | \(AnalysisReport.format(g?.cosine)) | \(AnalysisReport.format(l.layerwise?.snr)) | \(AnalysisReport.format(l.layerwise?.cosine)) | "
+            s += "\(AnalysisReport.format(g?.snr)) | \(AnalysisReport.format(g?.medianItemSNR)) | \(AnalysisReport.format(g?.cosine)) | \(AnalysisReport.format(l.layerwise?.snr)) | \(AnalysisReport.format(l.layerwise?.cosine)) | "
             s += "\(AnalysisReport.format(g?.mse)) | \(AnalysisReport.format(g?.mae)) | \(AnalysisReport.format(g?.maxAbsError)) | \(AnalysisReport.cell(l.advice.joined(separator: "; "))) |\n"
         }
         return s

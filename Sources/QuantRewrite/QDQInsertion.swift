@@ -223,10 +223,13 @@ extension QDQRewriter {
     /// zero point repeated per channel (the same values), puts it outside that rule (and outside
     /// the QLinearConv/QGemm selectors): it runs float, as asked.
     ///
-    /// Returns the nodes this cannot protect: below opset 13 (DequantizeLinear has no axis),
-    /// with one input channel (a one-element scale counts as per tensor there), or with a weight
-    /// whose shape is unknown here.
-    func keepFloatComputeOutOfRuntimeQuantization(_ g: Graph, floatRun: Set<ObjectIdentifier>, opset: Int, names: inout NameAllocator) -> [Node] {
+    /// Below opset 13 (DequantizeLinear without `axis`) that DequantizeLinear is ONNX Runtime's
+    /// com.microsoft one, which has the axis. Returns the nodes this cannot protect (one input
+    /// channel: a one-element scale counts as per tensor there; or a weight whose shape is
+    /// unknown here) and whether a com.microsoft node was added.
+    func keepFloatComputeOutOfRuntimeQuantization(_ g: Graph, floatRun: Set<ObjectIdentifier>, opset: Int,
+                                                  names: inout NameAllocator) -> (unprotected: [Node], usesMicrosoftDomain: Bool) {
+        var usesMicrosoftDomain = false
         let index = GraphIndex(g)
         var unprotected: [Node] = []
         /// The path ONNX Runtime follows: single readers through Relu/Clip to a QuantizeLinear.
@@ -246,7 +249,7 @@ extension QDQRewriter {
             guard let dq = index.producer[n.inputs[0]], dq.opType == "DequantizeLinear", dq.inputs.count >= 2,
                   let scale = g.initializer(dq.inputs[1]), scale.count == 1, leadsToQuantize(n) else { continue }
             let zp = dq.inputs.count > 2 && !dq.inputs[2].isEmpty ? g.initializer(dq.inputs[2]) : nil
-            guard opset >= 13, let w = g.initializer(n.inputs[1]), w.shape.count >= 2 else {
+            guard let w = g.initializer(n.inputs[1]), w.shape.count >= 2 else {
                 unprotected.append(n)
                 continue
             }
@@ -281,12 +284,14 @@ extension QDQRewriter {
                 inputs.append(zpName)
             }
             let out = names.fresh(base + "_float_input")
+            let domain = opset < 13 ? "com.microsoft" : dq.domain
+            usesMicrosoftDomain = usesMicrosoftDomain || !domain.isEmpty
             let node = Node(name: names.fresh(n.name.isEmpty ? base + "_DequantizeLinear" : n.name + "_input_DequantizeLinear"),
-                            opType: "DequantizeLinear", domain: dq.domain, inputs: inputs, outputs: [out])
+                            opType: "DequantizeLinear", domain: domain, inputs: inputs, outputs: [out])
             node.setAttribute(.int("axis", axis))
             g.nodes.append(node)
             n.inputs[0] = out
         }
-        return unprotected
+        return (unprotected, usesMicrosoftDomain)
     }
 }

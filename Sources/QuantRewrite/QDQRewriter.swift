@@ -374,12 +374,12 @@ public struct QDQRewriter {
                                 domain: qdqDomain, opset: opset, names: &names, result: &result)
             result.quantizedNodes.append(n.name)
         }
-        let unprotected = keepFloatComputeOutOfRuntimeQuantization(g, floatRun: floatRun, opset: opset, names: &names)
+        let (unprotected, perAxisMicrosoft) = keepFloatComputeOutOfRuntimeQuantization(g, floatRun: floatRun, opset: opset, names: &names)
+        usesMicrosoftDomain = usesMicrosoftDomain || perAxisMicrosoft
         if !unprotected.isEmpty {
             result.warnings.append("\(unprotected.map(\.label).joined(separator: ", ")) kept float but between quantized tensors: ONNX Runtime "
                                    + "(1.20+) will quantize \(unprotected.count == 1 ? "its" : "their") weight per tensor and run \(unprotected.count == 1 ? "it" : "them") "
-                                   + "as an integer kernel (\(opset < 13 ? "opset \(opset) has no per-channel DequantizeLinear" : "one input channel, or a weight not in this graph")); "
-                                   + "keep the node before or after it float too")
+                                   + "as an integer kernel (one input channel, or a weight not in this graph); keep the node before or after it float too")
         }
         Preparation.removeUnusedInitializers(g)
         try g.sortTopologically()

@@ -43,6 +43,25 @@ import QuantAnalysis
         #expect(acc.metrics.top1Agreement == 0.5)
     }
 
+    @Test func perItemSNRShowsAnErrorOnQuietItems() {
+        // Item 0 loud (signal 100² · 4) and item 1 quiet (signal 0.1² · 4), the same error 0.05
+        // per element: overall SNR ≈ 2.5e-7, the quiet item's 0.25.
+        var acc = ErrorAccumulator()
+        let r: [Float] = [100, -100, 100, -100, 0.1, -0.1, 0.1, -0.1]
+        acc.add(reference: Tensor(shape: [2, 4], floats: r), test: Tensor(shape: [2, 4], floats: r.map { $0 + 0.05 }), items: 2)
+        var more = ErrorAccumulator()
+        more.add(reference: Tensor(shape: [1, 4], floats: Array(r[4...])), test: Tensor(shape: [1, 4], floats: r[4...].map { $0 + 0.05 }), items: 1)
+        acc.merge(more)
+        let m = acc.metrics
+        #expect(m.snr < 1e-5)
+        #expect(acc.itemSNRs.count == 3)
+        #expect(abs(m.medianItemSNR! - 0.25) < 1e-6 && abs(m.worstItemSNR! - 0.25) < 1e-6)
+        // A first axis that is not the batch: one item.
+        var whole = ErrorAccumulator()
+        whole.add(reference: Tensor(shape: [2, 4], floats: r), test: Tensor(shape: [2, 4], floats: r), items: 3)
+        #expect(whole.itemSNRs == [0] && whole.metrics.medianItemSNR == nil)
+    }
+
     @Test func zeroSignal() {
         var acc = ErrorAccumulator()
         acc.add(reference: Tensor(shape: [2], floats: [0, 0]), test: Tensor(shape: [2], floats: [0, 0]))

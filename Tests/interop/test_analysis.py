@@ -25,6 +25,14 @@ def metrics(r, t):
             "mae": np.abs(e).mean(), "relativeEuclidean": np.sqrt(snr), "maxAbsError": np.abs(e).max()}
 
 
+def item_metrics(r, t):
+    """Median and largest SNR of the items (first axis) on their own."""
+    r = r.astype(np.float64).reshape(len(r), -1)
+    e = t.astype(np.float64).reshape(len(t), -1) - r
+    snrs = (e * e).sum(1) / (r * r).sum(1)
+    return {"medianItemSNR": float(np.median(snrs)), "worstItemSNR": float(snrs.max())}
+
+
 def setup_pair(tmp_path, n=8):
     src = str(tmp_path / "cnn.onnx")
     onnx.save(small_cnn(17), src)
@@ -64,11 +72,11 @@ def test_metrics_equal_numpy_reference(tmp_path):
         t = layer["tensor"]
         test = qo[dq_of[q_of[t]]] if t in q_of else qo[t]
         ref = fo[t] if t in fo else fo[dq_of[q_of[t]]]  # a graph output renamed by the rewrite (y_float -> Q/DQ -> y)
-        check(layer["graphwise"], metrics(ref, test), layer["node"])
+        check(layer["graphwise"], metrics(ref, test) | item_metrics(ref, test), layer["node"])
         checked += 1
     assert checked == len(rep["layers"])
     out = rep["outputs"][0]
-    check(out["metrics"], metrics(fo["y"], qo["y"]), "output y")
+    check(out["metrics"], metrics(fo["y"], qo["y"]) | item_metrics(fo["y"], qo["y"]), "output y")
     agree = (fo["y"].argmax(1) == qo["y"].argmax(1)).mean()
     assert np.isclose(out["metrics"]["top1Agreement"], agree)
     # Layerwise error of the first op equals its graphwise error (its input is the model input).
@@ -274,9 +282,13 @@ def test_advice_for_an_op_fine_alone_names_the_op_to_fix(tmp_path):
     advice says the error accumulates and suggests rounding-aware weights."""
     src, qpath, x, _ = setup_pair(tmp_path)
     rep = json.load(open(str(tmp_path / "cnn.report.json")))
+    # A layer is bad when its SNR over all items or on the median item is above the threshold.
+    def err(m):
+        return max(m["snr"], m.get("medianItemSNR") or 0)
+
     layers = [l for l in rep["layers"] if l["layerwise"] is not None]
-    alone = sorted(l["layerwise"]["snr"] for l in layers)
-    whole = max(l["graphwise"]["snr"] for l in layers)
+    alone = sorted(err(l["layerwise"]) for l in layers)
+    whole = max(err(l["graphwise"]) for l in layers)
     assert whole > alone[-1], "the whole model must be worse than every op alone for this test"
 
     def analyze(threshold, tag):
@@ -293,8 +305,8 @@ def test_advice_for_an_op_fine_alone_names_the_op_to_fix(tmp_path):
     # fine alone but marked.
     t = (alone[-2] + alone[-1]) / 2 if alone[-2] < alone[-1] else alone[-1] * 0.999
     got = analyze(t, "some")
-    first_bad = next(l["node"] for l in got if l["layerwise"] and l["layerwise"]["snr"] > t)
-    traced = [l for l in got if l["marked"] and l["layerwise"] and l["layerwise"]["snr"] <= t
+    first_bad = next(l["node"] for l in got if l["layerwise"] and err(l["layerwise"]) > t)
+    traced = [l for l in got if l["marked"] and l["layerwise"] and err(l["layerwise"]) <= t
               and l["index"] > next(g["index"] for g in got if g["node"] == first_bad)]
     assert traced, "no op below the first bad one is marked while fine alone: the test checks nothing"
     for l in traced:
