@@ -2,8 +2,9 @@
 
     OPENBLAS_CORETYPE=SkylakeX .venv/bin/python Benchmarks/efficientnet_error_budget.py
 
-Quantizes with QuantKit's defaults (weight rounding `nearest`), with `--bias-correction`, with
-`--weight-rounding gptq` and with both, on the benchmark calibration set (bench_data.py: 116 photos), then measures in ONNX Runtime,
+Quantizes with weight rounding `nearest` and no bias correction, with the defaults (`nearest`,
+bias correction of the depthwise Convs), with `--bias-correction all`, with
+`--weight-rounding gptq` and with GPTQ and `--bias-correction all`, on the benchmark calibration set (bench_data.py: 116 photos), then measures in ONNX Runtime,
 against the float model, three variants of each QDQ model:
   full              the model as written;
   weights only      every activation QuantizeLinear → DequantizeLinear pair replaced by a Clip to
@@ -17,6 +18,11 @@ layout).
 
 With --methods M1 M2 ... it prints instead one row per activation range method (`--method M`,
 round-to-nearest weights): activations only, and the full model.
+
+With --keep-float it prints instead rows for Convs kept float (they run float in ONNX Runtime
+since QuantKit's per-axis input DequantizeLinear, session 7): the stem Conv and block 0's
+depthwise Conv (whose float output is then not quantized), with the defaults and with GPTQ +
+bias correction, and GPTQ + bias correction with `--auto-keep-float 2` (the analysis's choice).
 
 With --margins it prints instead, for the defaults, GPTQ + bias correction, and GPTQ + bias
 correction with the stem region on 16-bit activations (2 of 50 Convs then run float in ONNX
@@ -79,9 +85,10 @@ def activations_only(path, out):
     onnx.save(m, out)
 
 
-def quantize(path, *extra):
+def quantize(path, *extra, analysis=False):
     subprocess.run([Q, "quantize", FLOAT, "--input", f"input={os.path.join(bd.BENCH, 'efficientnet_lite0', 'calib')}",
-                    "--batch", "8", "-o", path, "--no-analysis", "--quiet", *extra], check=True, capture_output=True)
+                    "--batch", "8", "-o", path, *([] if analysis else ["--no-analysis"]), "--quiet", *extra],
+                   check=True, capture_output=True)
 
 
 def measure(path, optimized, sets, ref, labels):
@@ -98,7 +105,7 @@ def methods_table(methods, sets, ref, labels, work):
     print("|---|---|---|---|---|---|---|")
     for m in methods:
         qpath = os.path.join(work, f"method_{m}.onnx")
-        quantize(qpath, "--method", m)
+        quantize(qpath, "--method", m, "--bias-correction", "off")
         activations_only(qpath, qpath + ".a.onnx")
         ao, ap, _, asnr = measure(qpath + ".a.onnx", False, sets, ref, labels)
         fo, fp, _, fsnr = measure(qpath, True, sets, ref, labels)
@@ -116,8 +123,8 @@ def margins_table(sets, ref, labels, work):
     print(f"| settings | objects: all | pictures: all | {head} | top-1 of 20 | fused Conv/Gemm |")
     print("|---|---|---|" + "---|" * (2 * len(cuts)) + "---|---|")
     stem = "/_swish/Clip_output_0"
-    for label, extra in (("defaults", []), ("gptq + bias correction", ["--weight-rounding", "gptq", "--bias-correction"]),
-                         ("gptq + bias correction + 16-bit stem region", ["--weight-rounding", "gptq", "--bias-correction",
+    for label, extra in (("defaults", []), ("gptq + bias correction", ["--weight-rounding", "gptq", "--bias-correction", "all"]),
+                         ("gptq + bias correction + 16-bit stem region", ["--weight-rounding", "gptq", "--bias-correction", "all",
                                                                           "--subgraph", f"input:{stem}:bits=16"])):
         qpath = os.path.join(work, f"margins_{len(extra)}.onnx")
         quantize(qpath, *extra)
@@ -127,6 +134,21 @@ def margins_table(sets, ref, labels, work):
         top1 = int((r["imagenet"].argmax(1) == labels).sum())
         print(f"| {label} | {agree['objects'].mean():.4f} | {agree['photos'].mean():.4f} | {' | '.join(cells)} | {top1}/20 | {fused(qpath)} |",
               flush=True)
+
+
+def keep_float_table(sets, ref, labels, work):
+    print("| settings | agreement, 268 objects | 307 pictures | top-1 of 20 | output SNR (objects) | fused Conv/Gemm |")
+    print("|---|---|---|---|---|---|")
+    stem = ["--exclude-node", "/_conv_stem/Conv", "--exclude-node", "/_blocks.0/_depthwise_conv/Conv"]
+    rounding = ["--weight-rounding", "gptq", "--bias-correction", "all"]
+    for k, (label, extra) in enumerate((("defaults", []), ("defaults, stem + block 0 depthwise Conv float", stem),
+                                        ("gptq + bias correction", rounding),
+                                        ("gptq + bias correction, stem + block 0 depthwise Conv float", rounding + stem),
+                                        ("gptq + bias correction, `--auto-keep-float 2`", rounding + ["--auto-keep-float", "2"]))):
+        qpath = os.path.join(work, f"keep_{k}.onnx")
+        quantize(qpath, *extra, analysis="--auto-keep-float" in extra)
+        objects, photos, top1, snr = measure(qpath, True, sets, ref, labels)
+        print(f"| {label} | {objects:.4f} | {photos:.4f} | {top1}/20 | {snr:.5f} | {fused(qpath)} |", flush=True)
 
 
 def fused(path):
@@ -140,6 +162,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--methods", nargs="*", help="range methods to compare instead (e.g. default mse percentile minmax kl kl_v2 kld)")
     ap.add_argument("--margins", action="store_true", help="agreement by the float model's top-1/top-2 margin instead")
+    ap.add_argument("--keep-float", action="store_true", help="Convs kept float (stem, --auto-keep-float) instead")
     args = ap.parse_args()
     ev = bd.efficientnet()
     sets = {"objects": ev["objects"], "photos": ev["photos"], "imagenet": ev["imagenet"]}
@@ -151,10 +174,15 @@ def main():
     if args.margins:
         margins_table(sets, ref, ev["labels"], work)
         return
+    if args.keep_float:
+        keep_float_table(sets, ref, ev["labels"], work)
+        return
     print("| weight rounding | variant | agreement, 268 objects | agreement, 307 pictures | top-1 of 20 | output SNR (objects) |")
     print("|---|---|---|---|---|---|")
-    for label_, rounding, extra in (("nearest", "nearest", []), ("nearest + bias correction", "nearest", ["--bias-correction"]),
-                                    ("gptq", "gptq", []), ("gptq + bias correction", "gptq", ["--bias-correction"])):
+    for label_, rounding, extra in (("nearest", "nearest", ["--bias-correction", "off"]),
+                                    ("nearest + depthwise bias correction (default)", "nearest", []),
+                                    ("nearest + bias correction", "nearest", ["--bias-correction", "all"]),
+                                    ("gptq", "gptq", ["--bias-correction", "off"]), ("gptq + bias correction", "gptq", ["--bias-correction", "all"])):
         qpath = os.path.join(work, f"{label_.replace(' ', '_')}.onnx")
         quantize(qpath, "--weight-rounding", rounding, *extra)
         variants = [("full", qpath, True)]

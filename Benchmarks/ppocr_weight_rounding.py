@@ -34,8 +34,11 @@ import bench_data as bd  # noqa: E402
 
 Q = os.path.join(bd.ROOT, ".build", "release", "quantkit")
 FLOAT = os.path.join(bd.MODELS, "ppocrv4_rec.onnx")
-VARIANTS = [("nearest (default)", []), ("bias correction", ["--bias-correction"]), ("gptq", ["--weight-rounding", "gptq"]),
-            ("gptq + bias correction", ["--weight-rounding", "gptq", "--bias-correction"])]
+VARIANTS = [("nearest, no bias correction", ["--bias-correction", "off"]),
+            ("nearest + depthwise bias correction (default)", []),
+            ("bias correction of every Conv/Gemm", ["--bias-correction", "all"]),
+            ("gptq", ["--weight-rounding", "gptq", "--bias-correction", "off"]),
+            ("gptq + bias correction", ["--weight-rounding", "gptq", "--bias-correction", "all"])]
 
 
 def exact(path, x, labels, chars):
@@ -78,11 +81,11 @@ def main():
     calib = unpadded_calibration(work) if args.unpadded else os.path.join(bd.BENCH, "ppocrv4_rec", "calib")
     batch = "1" if args.unpadded else "8"  # cropped lines differ in width
     print(f"float: exact match {ref['300'].mean():.3f} (300 lines), {ref['1200'].mean():.4f} (1,200 lines)\n")
-    print("| variant | exact match, 300 lines | exact match, 1,200 lines | 1,200 lines: only this / only nearest right |")
+    print("| variant | exact match, 300 lines | exact match, 1,200 lines | 1,200 lines: only this / only the first row right |")
     print("|---|---|---|---|")
     base = None
     for label, extra in VARIANTS:
-        out = os.path.join(work, label.split()[0] + str(len(extra)) + ".onnx")
+        out = os.path.join(work, f"variant{len(extra)}_{label.split()[0]}.onnx")
         subprocess.run([Q, "quantize", FLOAT, "--input", f"x={calib}", "--batch", batch,
                         "-o", out, "--no-analysis", "--quiet", *extra], check=True, capture_output=True)
         r = {k: exact(out, x, l, chars) for k, (x, l) in sets.items()}
@@ -107,7 +110,7 @@ def cross(work, sets, ref, chars):
             for rounding, source in (("nearest", None), ("gptq", "padded"), ("gptq", "unpadded")):
                 out = os.path.join(work, "m.onnx")
                 extra = ["--input", f"x={data[source][0]}", "--batch", data[source][1]] if source else []
-                subprocess.run([Q, "quantize", FLOAT, "--stats", stats, "--method", method, "--weight-rounding", rounding, *extra,
+                subprocess.run([Q, "quantize", FLOAT, "--stats", stats, "--method", method, "--weight-rounding", rounding, "--bias-correction", "off", *extra,
                                 "-o", out, "--no-analysis", "--quiet"], check=True, capture_output=True)
                 r = exact(out, x, labels, chars)
                 print(f"| {method} | {ranges} | {rounding} | {source or ''} | {r.mean():.4f} |", flush=True)

@@ -136,7 +136,7 @@ extension AnalysisReport {
                     } else {
                         // No op above is bad alone: small errors add up (EfficientNet-Lite0:
                         // mostly weight rounding, docs/BENCHMARKS.md error budget).
-                        advice.append("error accumulated over the layers above, none bad by itself: rounding-aware weights (--weight-rounding gptq --bias-correction)")
+                        advice.append("error accumulated over the layers above, none bad by itself: rounding-aware weights (--weight-rounding gptq --bias-correction all)")
                     }
                 } else {
                     if l.weightPerChannel == false { advice.append("per-channel weights") }

@@ -1,4 +1,5 @@
 import Foundation
+import QuantIR
 @_exported import QuantAlgorithms
 @_exported import QuantCalibration
 @_exported import QuantData
@@ -15,6 +16,38 @@ import Foundation
 /// quantized model over at most ``QuantizerConfiguration/weightRoundingSamples`` calibration items.
 public enum WeightRounding: String, Codable, Sendable, CaseIterable {
     case nearest, gptq
+}
+
+/// Which Conv/Gemm biases absorb the mean output shift their weight rounding causes
+/// (``BiasCorrection``). `depthwise` (the default) corrects grouped Convs only: with 9 or 25
+/// weights per channel their rounding errors do not average out, and correcting them helps both
+/// EfficientNet-Lite0 (output SNR 0.0142 → 0.0079) and PP-OCRv4 rec (exact match +1 point),
+/// while correcting the other layers costs rec 3.7 points (docs/BENCHMARKS.md). Decodes from
+/// `off`/`depthwise`/`all` or a Bool (true: all, false: off).
+public enum BiasCorrectionScope: String, Codable, Sendable, CaseIterable {
+    case off, depthwise, all
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if let b = try? c.decode(Bool.self) {
+            self = b ? .all : .off
+            return
+        }
+        let s = try c.decode(String.self)
+        guard let v = BiasCorrectionScope(rawValue: s.lowercased()) else {
+            throw ConfigurationError.invalidValue("bias_correction", "'\(s)'", expected: "off, depthwise, all, true or false")
+        }
+        self = v
+    }
+
+    /// Whether the scope corrects `node` (a Conv or Gemm).
+    public func covers(_ node: Node) -> Bool {
+        switch self {
+        case .off: false
+        case .all: true
+        case .depthwise: node.opType == "Conv" && (node.attribute("group")?.int ?? 1) > 1
+        }
+    }
 }
 
 public struct QuantizerConfiguration: Codable, Sendable {
@@ -45,11 +78,10 @@ public struct QuantizerConfiguration: Codable, Sendable {
     /// How weights are rounded onto their grid when calibration data is given (with only a
     /// statistics file, weights round to nearest).
     public var weightRounding: WeightRounding = .nearest
-    /// Whether each Conv/Gemm bias absorbs the output shift its weight rounding causes
-    /// (``BiasCorrection``; needs calibration data, like GPTQ). Off by default: it lowers
-    /// EfficientNet-Lite0's output error 2.5× but PP-OCRv4 rec's exact match by 2.5 points
-    /// (docs/BENCHMARKS.md).
-    public var biasCorrection = false
+    /// Which Conv/Gemm biases absorb the output shift their weight rounding causes (reads
+    /// calibration data, like GPTQ; with only a statistics file the default `depthwise` is
+    /// skipped with a warning, `all` is an error).
+    public var biasCorrection: BiasCorrectionScope = .depthwise
     /// Calibration items the GPTQ and bias correction pass reads (the first ones).
     public static let weightRoundingSamples = 128
 
@@ -86,7 +118,7 @@ public struct QuantizerConfiguration: Codable, Sendable {
         threads = try c.decodeIfPresent(Int.self, forKey: .threads)
         notes = try c.decodeIfPresent([String].self, forKey: .notes) ?? []
         weightRounding = try c.decodeIfPresent(WeightRounding.self, forKey: .weightRounding) ?? .nearest
-        biasCorrection = try c.decodeIfPresent(Bool.self, forKey: .biasCorrection) ?? false
+        biasCorrection = try c.decodeIfPresent(BiasCorrectionScope.self, forKey: .biasCorrection) ?? .depthwise
     }
 
     /// Checks the settings that do not need the model. Throws QK7004 (a value out of range),
@@ -101,8 +133,8 @@ public struct QuantizerConfiguration: Codable, Sendable {
         if data == nil && statistics == nil && !statisticsGiven {
             throw ConfigurationError.missing("calibration data", fix: "configure input data (XQuant `input_parametres`, Icraft `forward_dir`/`forward_list`, `--input NAME=PATH`) or a statistics file (`--stats`)")
         }
-        if data == nil && (weightRounding == .gptq || biasCorrection) {
-            let what = weightRounding == .gptq ? "--weight-rounding gptq" : "--bias-correction"
+        if data == nil && (weightRounding == .gptq || biasCorrection == .all) {
+            let what = weightRounding == .gptq ? "--weight-rounding gptq" : "--bias-correction all"
             throw ConfigurationError.missing("calibration data for \(what) (a statistics file gives ranges only)",
                                              fix: "give the data (`--input NAME=PATH`) besides `--stats`: \(what) runs the model on it")
         }

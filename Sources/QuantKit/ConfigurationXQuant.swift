@@ -45,7 +45,7 @@ struct XQuantFile: Decodable {
         var fail_on_nonfinite: Bool?
         var python: String?
         var weight_rounding: String?
-        var bias_correction: Bool?
+        var bias_correction: BiasCorrectionScope?
 
         enum CodingKeys: String, CodingKey, CaseIterable {
             case calibration_step, calibration_device, calibration_type, input_parametres

@@ -66,12 +66,20 @@ public struct Quantizer: Sendable {
         let statistics: StatisticsFile
         // The data feeds calibration when there are no statistics, and GPTQ and bias correction,
         // which run the model on it, in any case.
-        let needsData = (given == nil && config.statistics == nil) || config.weightRounding == .gptq || config.biasCorrection
+        let needsData = (given == nil && config.statistics == nil) || config.weightRounding == .gptq || config.biasCorrection != .off
         let floatModel = needsData ? try Model.load(path: path) : nil
         var calibrationData: CalibrationDataset? = nil
         if let m = floatModel {
             let signatures = CalibrationDataset.signatures(of: m.graph)
-            calibrationData = try config.resolvedData(for: signatures).map { try CalibrationDataset(signatures: signatures, config: $0) }
+            // With statistics, data options that configure no source (`--batch` alone) are no data.
+            if let d = try config.resolvedData(for: signatures), !(d.inputs.isEmpty && (given != nil || config.statistics != nil)) {
+                calibrationData = try CalibrationDataset(signatures: signatures, config: d)
+            }
+        }
+        if calibrationData == nil && (config.weightRounding == .gptq || config.biasCorrection == .all) {
+            let what = config.weightRounding == .gptq ? "--weight-rounding gptq" : "--bias-correction all"
+            throw ConfigurationError.missing("calibration data for \(what) (a statistics file gives ranges only)",
+                                             fix: "give the data (`--input NAME=PATH`) besides `--stats`: \(what) runs the model on it")
         }
         if let given {
             statistics = given
@@ -105,7 +113,14 @@ public struct Quantizer: Sendable {
         // over the first calibration items (a fresh stream of the same data).
         var weightStatisticsBatches: (() throws -> [String: Tensor]?)? = nil
         var weightStatisticsStream: BatchStream? = nil
-        if config.weightRounding == .gptq || config.biasCorrection, let dataset = calibrationData {
+        // The default depthwise bias correction: only for a model with grouped Convs, and
+        // skipped (with a warning) when a statistics file comes without data.
+        let corrects = floatModel.map { m in m.graph.allNodes.contains { config.biasCorrection.covers($0) } } ?? false
+        if corrects && config.biasCorrection == .depthwise && calibrationData == nil {
+            warnings.append("bias correction of the grouped (depthwise) Convs skipped: a statistics file alone gives no data to run the model on "
+                            + "(give the calibration data with --input too, or --bias-correction off to silence this)")
+        }
+        if config.weightRounding == .gptq || corrects, let dataset = calibrationData {
             try cancelled()
             let stream = dataset.makeStream()
             weightStatisticsStream = stream
@@ -154,7 +169,10 @@ public struct Quantizer: Sendable {
         if let next = weightStatisticsBatches {
             let (hessians, means) = try weightInputStatistics(modelPath: modelPath, options: options, batches: next, progress: progress)
             if configuration.weightRounding == .gptq { options.weightHessians = hessians }
-            if configuration.biasCorrection { options.inputMeans = means }
+            if configuration.biasCorrection != .off {
+                let covered = Set(model.graph.allNodes.filter { configuration.biasCorrection.covers($0) }.map(\.name))
+                options.inputMeans = means.filter { covered.contains($0.key) }
+            }
         }
         let rewriter = QDQRewriter(model: model, options: options)
         var r = try rewriter.run()
@@ -204,12 +222,16 @@ public struct Quantizer: Sendable {
         var producer: [String: Node] = [:]
         for n in g.nodes { for o in n.outputs where !o.isEmpty { producer[o] = n } }
         let control = configuration.control
-        let include = { (n: Node) in !control.excludeNodes.contains(n.name) && !control.excludeOpTypes.contains(n.opType) }
+        let gptq = configuration.weightRounding == .gptq
+        let scope = configuration.biasCorrection
+        // Without GPTQ only the nodes bias correction covers need their input statistics.
+        let include = { (n: Node) in
+            !control.excludeNodes.contains(n.name) && !control.excludeOpTypes.contains(n.opType) && (gptq || scope.covers(n))
+        }
         let weight = { (n: Node) -> Tensor? in
             guard let dq = producer[n.inputs[1]], dq.opType == "DequantizeLinear", let q = dq.inputs.first else { return nil }
             return g.initializer(q)
         }
-        let gptq = configuration.weightRounding == .gptq
         let collector = WeightHessianCollector(graph: g, include: include, weight: weight, hessians: gptq)
         let executor = try Executor(model: simulated, options: ExecutorOptions(threads: configuration.threads ?? ProcessInfo.processInfo.activeProcessorCount))
         var count = 0

@@ -136,11 +136,15 @@ let xquantSample = """
     #expect(c.weightRounding == .gptq)
 }
 
-@Test func biasCorrectionDefaultsToOffAndDecodes() throws {
-    #expect(!QuantizerConfiguration().biasCorrection)
-    #expect(try !xquant(#"{"calibration_parameters": {"input_parametres": [{"data_list_path": "l"}]}}"#).biasCorrection)
-    let c = try xquant(#"{"calibration_parameters": {"bias_correction": true, "input_parametres": [{"data_list_path": "l"}]}}"#)
-    #expect(c.biasCorrection)
+@Test func biasCorrectionDefaultsToDepthwiseAndDecodes() throws {
+    #expect(QuantizerConfiguration().biasCorrection == .depthwise)
+    #expect(try xquant(#"{"calibration_parameters": {"input_parametres": [{"data_list_path": "l"}]}}"#).biasCorrection == .depthwise)
+    for (value, scope) in [("true", BiasCorrectionScope.all), ("false", .off), (#""Depthwise""#, .depthwise), (#""all""#, .all), (#""off""#, .off)] {
+        let c = try xquant(#"{"calibration_parameters": {"bias_correction": "# + value + #", "input_parametres": [{"data_list_path": "l"}]}}"#)
+        #expect(c.biasCorrection == scope)
+    }
+    let e = codedError { _ = try xquant(#"{"calibration_parameters": {"bias_correction": "some"}}"#) }
+    #expect(e?.code == "QK7004" && e?.fix == "expected off, depthwise, all, true or false")
 }
 
 @Test func unimplementedXQuantLevelsAreQK7005() {

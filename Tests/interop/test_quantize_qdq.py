@@ -295,12 +295,12 @@ def test_gptq_and_bias_correction_with_a_statistics_file_read_the_data_or_refuse
     stats = str(tmp_path / "stats.json")
     quantkit("calibrate", src, "--input", f"x={calib}", "--stats-out", stats, "--quiet")
     out = str(tmp_path / "g.onnx")
-    quantkit("quantize", src, "--stats", stats, "--input", f"x={calib}", "--weight-rounding", "gptq", "--bias-correction",
+    quantkit("quantize", src, "--stats", stats, "--input", f"x={calib}", "--weight-rounding", "gptq", "--bias-correction", "all",
              "--no-analysis", "--quiet", "-o", out)
     params = json.load(open(str(tmp_path / "g.qparams.json")))["tensors"]
     assert params["W1_bnfolded"]["method"] == "minmax+gptq"
     assert params["conv1_bias_bnfolded"]["method"] == "s_input*s_weight+bias_correction"
-    for flag in (["--weight-rounding", "gptq"], ["--bias-correction"]):
+    for flag in (["--weight-rounding", "gptq"], ["--bias-correction", "all"]):
         r = quantkit("quantize", src, "--stats", stats, *flag, "--quiet", "-o", str(tmp_path / "n.onnx"), check=False)
         assert r.returncode == 2 and "QK7007" in r.stderr and flag[0] in r.stderr, r.stderr
         assert not os.path.exists(str(tmp_path / "n.onnx"))
@@ -406,7 +406,7 @@ def test_bias_correction_removes_the_mean_shift_of_weight_rounding(tmp_path):
     np.save(str(tmp_path / "x.npy"), x)
     f = ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     shift = {}
-    for tag, extra in (("plain", []), ("corrected", ["--bias-correction"])):
+    for tag, extra in (("plain", []), ("corrected", ["--bias-correction", "all"])):
         out = str(tmp_path / f"{tag}.onnx")
         quantkit("quantize", src, "--input", f"x={tmp_path / 'x.npy'}", "--batch", "8", "-o", out, "--no-analysis", *extra)
         y = ort.InferenceSession(out, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
@@ -415,6 +415,45 @@ def test_bias_correction_removes_the_mean_shift_of_weight_rounding(tmp_path):
         assert (methods["B1"] == "s_input*s_weight+bias_correction") == (tag == "corrected"), methods
         assert (methods["B2"] == "s_input*s_weight+bias_correction") == (tag == "corrected"), methods
     assert shift["corrected"] < shift["plain"] / 3, shift
+
+
+def test_default_bias_correction_covers_depthwise_convs_only(tmp_path):
+    """The default corrects the biases of grouped (depthwise) Convs, whose 9 weights per channel
+    shift its mean output by (W_q − W)·E[x] without averaging out, and leaves the Gemm's alone;
+    `--bias-correction off` corrects none. With a statistics file and no data it is skipped with
+    a warning (the model is still written)."""
+    rng = np.random.default_rng(13)
+    inits = [numpy_helper.from_array((rng.standard_normal((8, 1, 3, 3)) * 0.3).astype(np.float32), "Wd"),
+             numpy_helper.from_array(np.zeros(8, np.float32), "Bd"),
+             numpy_helper.from_array((rng.standard_normal((10, 8)) * 0.2).astype(np.float32), "W2"),
+             numpy_helper.from_array(np.zeros(10, np.float32), "B2")]
+    nodes = [helper.make_node("Conv", ["x", "Wd", "Bd"], ["c"], name="dw", pads=[1, 1, 1, 1], group=8),
+             helper.make_node("GlobalAveragePool", ["c"], ["p"], name="gap"),
+             helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+             helper.make_node("Gemm", ["f", "W2", "B2"], ["y"], name="fc", transB=1)]
+    g = helper.make_graph(nodes, "dw", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 8, 12, 12])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10]),
+                           helper.make_tensor_value_info("c", TensorProto.FLOAT, None)], inits)
+    src = str(tmp_path / "m.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), src)
+    x = (rng.standard_normal((32, 8, 12, 12)) * 0.3 + 3.0).astype(np.float32)
+    np.save(str(tmp_path / "x.npy"), x)
+    fc = ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(["c"], {"x": x})[0]
+    shift = {}
+    for tag, extra, corrected in (("off", ["--bias-correction", "off"], set()), ("default", [], {"Bd"}), ("all", ["--bias-correction", "all"], {"Bd", "B2"})):
+        out = str(tmp_path / f"{tag}.onnx")
+        quantkit("quantize", src, "--input", f"x={tmp_path / 'x.npy'}", "--batch", "8", "-o", out, "--no-analysis", *extra)
+        c = ort.InferenceSession(out, providers=["CPUExecutionProvider"]).run(["c"], {"x": x})[0]
+        shift[tag] = float(np.abs((c - fc).mean((0, 2, 3))).mean())
+        methods = {t: p["method"] for t, p in json.load(open(str(tmp_path / f"{tag}.qparams.json")))["tensors"].items()}
+        assert {b for b in ("Bd", "B2") if methods[b].endswith("+bias_correction")} == corrected, (tag, methods)
+    assert shift["default"] < shift["off"] / 3, shift
+    # A statistics file alone: the model is written, uncorrected, with a warning.
+    stats = str(tmp_path / "stats.json")
+    quantkit("calibrate", src, "--input", f"x={tmp_path / 'x.npy'}", "--stats-out", stats, "--quiet")
+    r = quantkit("quantize", src, "--stats", stats, "-o", str(tmp_path / "s.onnx"), "--no-analysis")
+    assert "bias correction of the grouped (depthwise) Convs skipped" in r.stdout, r.stdout
+    assert not json.load(open(str(tmp_path / "s.qparams.json")))["tensors"]["Bd"]["method"].endswith("+bias_correction")
 
 
 def test_channels_with_negligible_weights_are_summarised_in_one_warning(tmp_path):
