@@ -171,6 +171,11 @@ public final class WeightHessianCollector: ExecutionHook {
         let ow = (w + pads[1] + pads[3] - ekw) / c.strides[1] + 1
         guard oh > 0, ow > 0 else { return }
         let positions = n * oh * ow
+        if !collectHessians {
+            accumulateConvMeans(s, c, x, n: n, channels: channels, h: h, w: w, oh: oh, ow: ow, pads: pads)
+            counts[s.node, default: 0] += positions
+            return
+        }
         var cols = [Float](repeating: 0, count: s.k * positions)
         for g in 0..<c.group {
             cols.withUnsafeMutableBufferPointer { col in
@@ -214,5 +219,54 @@ public final class WeightHessianCollector: ExecutionHook {
             }
         }
         counts[s.node, default: 0] += positions
+    }
+
+    /// The im2col row sums alone (bias correction without GPTQ), without building im2col:
+    /// a row (c, i, j) sums x[c] over the input rows kernel row i reaches and the input columns
+    /// kernel column j reaches, so per channel plane the column selections are summed once per
+    /// input row (kw · h · ow adds) and then combined per kernel row (kh · kw · oh adds), instead
+    /// of kh · kw · oh · ow reads and writes. Planes run in parallel.
+    private func accumulateConvMeans(_ s: Site, _ c: ConvShape, _ x: [Float], n: Int, channels: Int, h: Int, w: Int, oh: Int, ow: Int,
+                                     pads: [Int]) {
+        let (kh, kw) = (c.kernel[0], c.kernel[1])
+        let cpg = channels / c.group
+        // Per channel, per (i, j): Σ over images.
+        var perChannel = [Double](repeating: 0, count: channels * kh * kw)
+        let threads = ProcessInfo.processInfo.activeProcessorCount
+        perChannel.withUnsafeMutableBufferPointer { out in
+            x.withUnsafeBufferPointer { x in
+                let outBase = out.baseAddress!, xBase = x.baseAddress!
+                parallelFor(channels, threads: threads) { range in
+                    var rowSel = [Double](repeating: 0, count: h * kw)  // [y][j]: Σ over the columns kernel column j reaches
+                    for ch in range {
+                        rowSel.withUnsafeMutableBufferPointer { r in r.update(repeating: 0) }
+                        for b in 0..<n {
+                            let plane = xBase + (b * channels + ch) * h * w
+                            for y in 0..<h {
+                                let line = plane + y * w
+                                for j in 0..<kw {
+                                    var acc = 0.0
+                                    for ox in 0..<ow {
+                                        let xx = ox * c.strides[1] - pads[1] + j * c.dilations[1]
+                                        if xx >= 0 && xx < w { acc += Double(line[xx]) }
+                                    }
+                                    rowSel[y * kw + j] += acc
+                                }
+                            }
+                        }
+                        for i in 0..<kh {
+                            for oy in 0..<oh {
+                                let y = oy * c.strides[0] - pads[0] + i * c.dilations[0]
+                                guard y >= 0 && y < h else { continue }
+                                for j in 0..<kw { outBase[(ch * kh + i) * kw + j] += rowSel[y * kw + j] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for g in 0..<c.group {
+            addRowSums(Array(perChannel[(g * cpg * kh * kw)..<((g + 1) * cpg * kh * kw)]), to: s.node, group: g, groups: c.group)
+        }
     }
 }

@@ -85,3 +85,16 @@ func integerConvComputesTheQLinearConvIntegers(domain: String) throws {
     #expect(a.dtype == .uint16)
     #expect(a.doubles() == b.doubles() && a.count == 8 * 72)
 }
+
+@Test func qLinearConvInSampleChunksEqualsTheWholeBatch() throws {
+    // One thread: chunks of 2 samples (2, 2, 1 for a batch of 5); eight threads: one chunk.
+    let (_, qlinear) = qdqConv(xType: .uint8, domain: "")
+    var rng = SplitMixForTests(seed: 29)
+    let shape = [5, 16, 12, 12]
+    let x = Tensor(shape: shape, values: (0..<shape.reduce(1, *)).map { _ in UInt8(Int((rng.next() + 1) * 127.9)) })
+    let chunked = try #require(try Executor(model: qlinear, options: ExecutorOptions(threads: 1)).run(["xq": x])["yq"])
+    let whole = try #require(try Executor(model: qlinear, options: ExecutorOptions(threads: 8)).run(["xq": x])["yq"])
+    #expect(chunked.shape == [5, 8, 12, 12] && chunked.dtype == .uint8)
+    #expect(chunked.doubles() == whole.doubles())
+    #expect(Set(chunked.doubles()).count > 16)
+}

@@ -50,25 +50,54 @@ enum QuantizationInteger {
     }
 
     /// `QLinearConv` (10): integer convolution plus int32 bias, requantized per output channel.
+    /// A batch runs in chunks of `2 · threads` samples: the int32 input, sums and requantized
+    /// values take 12 bytes per element of a chunk instead of the whole batch (EfficientNet-Lite0,
+    /// batch 32: peak memory of the integer simulation 694 → see docs/BENCHMARKS.md).
     static func qLinearConv(_ ctx: KernelContext) throws -> Kernel {
         let attrs = try ConvAttributes(ctx)
         return ClosureKernel { inputs, env in
             guard inputs.count >= 8, let x = inputs[0], let xScale = inputs[1], let w = inputs[3], let wScale = inputs[4],
                   let yScale = inputs[6] else { throw ctx.invalid("QLinearConv needs 8 or 9 inputs") }
             let bias = inputs.count > 8 ? inputs[8] : nil
-            let (shape, acc) = try attrs.run(x, w, inputs[2], inputs[5], bias: bias, ctx, env)
             let sx = xScale.floats(), sw = wScale.floats(), sy = yScale.floats()
-            let channels = shape[1], spatial = shape[2...].reduce(1, *)
-            guard sx.count == 1, sy.count == 1, sw.count == 1 || sw.count == channels else {
+            guard sx.count == 1, sy.count == 1, sw.count == 1 || sw.count == w.shape.first else {
                 throw ctx.invalid("x_scale and y_scale must be scalars, w_scale scalar or per output channel")
             }
             let yType = inputs[7]?.dtype ?? x.dtype
             let zp = inputs[7].map { Int32($0.scalarAsDouble(at: 0)) } ?? 0
-            return [try requantize(acc, shape: shape, type: yType, zeroPoint: zp, ctx: ctx) { i in
-                let c = (i / spatial) % channels
-                return sx[0] * sw[sw.count == 1 ? 0 : c] / sy[0]
-            }]
+            func convolve(_ x: Tensor) throws -> Tensor {
+                let (shape, acc) = try attrs.run(x, w, inputs[2], inputs[5], bias: bias, ctx, env)
+                let channels = shape[1], spatial = shape[2...].reduce(1, *)
+                return try requantize(acc, shape: shape, type: yType, zeroPoint: zp, ctx: ctx) { i in
+                    let c = (i / spatial) % channels
+                    return sx[0] * sw[sw.count == 1 ? 0 : c] / sy[0]
+                }
+            }
+            let n = x.shape.first ?? 1, chunk = max(1, 2 * env.threads)
+            guard x.rank >= 3, n > chunk, x.dtype.bitWidth % 8 == 0 else { return [try convolve(x)] }
+            let parts = try stride(from: 0, to: n, by: chunk).map { try convolve(samples(x, from: $0, count: min(chunk, n - $0))) }
+            return [stacked(parts)]
         }
+    }
+
+    /// Samples `from ..< from + count` along dimension 0 of `t` (a copy).
+    static func samples(_ t: Tensor, from: Int, count: Int) -> Tensor {
+        let size = t.byteCount / t.shape[0]
+        let bytes = UnsafeRawBufferPointer(start: t.storage.pointer + from * size, count: count * size)
+        return Tensor(dtype: t.dtype, shape: [count] + t.shape.dropFirst(), storage: TensorStorage(copying: bytes))
+    }
+
+    /// Tensors of one type and equal trailing shape stacked along dimension 0.
+    static func stacked(_ parts: [Tensor]) -> Tensor {
+        let storage = TensorStorage(uninitialized: parts.reduce(0) { $0 + $1.byteCount })
+        var offset = 0
+        for p in parts where p.byteCount > 0 {
+            (storage.pointer + offset).copyMemory(from: p.storage.pointer, byteCount: p.byteCount)
+            offset += p.byteCount
+        }
+        var shape = parts[0].shape
+        shape[0] = parts.reduce(0) { $0 + $1.shape[0] }
+        return Tensor(dtype: parts[0].dtype, shape: shape, storage: storage)
     }
 
     /// `clamp(float(acc) · multiplier(i)) + zero_point`, rounded half to even, into an int8/uint8
