@@ -126,7 +126,8 @@ public struct Quantizer: Sendable {
             weightStatisticsStream = stream
             var seen = 0
             weightStatisticsBatches = {
-                guard seen < QuantizerConfiguration.weightRoundingSamples, let b = try stream.next()?.tensors else { return nil }
+                let limit = config.weightRounding == .gptq ? QuantizerConfiguration.weightRoundingSamples : QuantizerConfiguration.biasCorrectionSamples
+                guard seen < limit, let b = try stream.next()?.tensors else { return nil }
                 seen += b.values.first?.shape.first ?? 1
                 return b
             }
