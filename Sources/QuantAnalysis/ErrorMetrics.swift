@@ -47,8 +47,10 @@ public struct ErrorAccumulator: Codable, Sendable, Equatable {
 
     public init(classScores: Bool = false) { self.classScores = classScores }
 
-    /// Whether a tensor of this shape looks like class scores: rank ≥ 2 and at least 2 classes.
-    public static func looksLikeClassScores(_ shape: [Int]) -> Bool { shape.count >= 2 && (shape.last ?? 0) >= 2 }
+    /// Whether a tensor of this shape looks like class scores: [N, classes] or per step
+    /// [N, steps, classes], at least 2 classes. Rank 4 and above are maps (a text detector's
+    /// [N, 1, H, W] probabilities), whose argmax along the width means nothing.
+    public static func looksLikeClassScores(_ shape: [Int]) -> Bool { (2...3).contains(shape.count) && (shape.last ?? 0) >= 2 }
 
     /// Adds one batch of `items` samples. Shapes must match (element count); a mismatch is
     /// reported as false. The per-item SNRs split the tensor along its first axis when that

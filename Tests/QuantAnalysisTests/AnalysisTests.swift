@@ -62,6 +62,12 @@ import QuantAnalysis
         #expect(whole.itemSNRs == [0] && whole.metrics.medianItemSNR == nil)
     }
 
+    @Test func classScoresAreRank2Or3() {
+        #expect(ErrorAccumulator.looksLikeClassScores([8, 1000]) && ErrorAccumulator.looksLikeClassScores([8, 40, 6625]))
+        #expect(!ErrorAccumulator.looksLikeClassScores([8, 1, 320, 320]) && !ErrorAccumulator.looksLikeClassScores([8, 1]))
+        #expect(!ErrorAccumulator.looksLikeClassScores([1000]))
+    }
+
     @Test func zeroSignal() {
         var acc = ErrorAccumulator()
         acc.add(reference: Tensor(shape: [2], floats: [0, 0]), test: Tensor(shape: [2], floats: [0, 0]))
