@@ -30,13 +30,16 @@ public final class WeightHessianCollector: ExecutionHook {
     /// Σ x per group and input row (im2col row for Conv), for the means bias correction reads.
     private var rowSums: [String: [[Double]]] = [:]
     private let collectHessians: Bool
+    private let threads: Int
 
     /// Sites for the constant-weight Conv, Gemm and MatMul nodes of `graph` that `include` accepts.
     /// `weight` gives a node's weight tensor (only its shape is read): by default a float
     /// initializer; for a QDQ graph, the integer initializer behind the weight's DequantizeLinear.
-    /// With `hessians` false only the input means are collected (no k×k products).
-    public init(graph: Graph, include: (Node) -> Bool = { _ in true }, weight: ((Node) -> Tensor?)? = nil, hessians: Bool = true) {
+    /// With `hessians` false only the input means are collected (no k×k products), on `threads`.
+    public init(graph: Graph, include: (Node) -> Bool = { _ in true }, weight: ((Node) -> Tensor?)? = nil, hessians: Bool = true,
+                threads: Int = ProcessInfo.processInfo.activeProcessorCount) {
         collectHessians = hessians
+        self.threads = threads
         let weightOf = weight ?? { n in graph.initializer(n.inputs[1]).flatMap { $0.dtype == .float ? $0 : nil } }
         for n in graph.nodes where n.isStandard && include(n) {
             guard n.inputs.count >= 2, let w = weightOf(n) else { continue }
@@ -232,7 +235,6 @@ public final class WeightHessianCollector: ExecutionHook {
         let cpg = channels / c.group
         // Per channel, per (i, j): Σ over images.
         var perChannel = [Double](repeating: 0, count: channels * kh * kw)
-        let threads = ProcessInfo.processInfo.activeProcessorCount
         perChannel.withUnsafeMutableBufferPointer { out in
             x.withUnsafeBufferPointer { x in
                 let outBase = out.baseAddress!, xBase = x.baseAddress!

@@ -113,12 +113,10 @@ extension AnalysisReport {
         let o = a.options
         // The median item counts too: a layer fine over all items (loud ones dominate the sums)
         // can be bad on most items (quiet ones).
-        func bad(_ x: TensorErrorMetrics?) -> Bool {
-            x.map { $0.snr > o.snrWarning || $0.cosine < o.cosineWarning || ($0.medianItemSNR ?? 0) > o.snrWarning } ?? false
-        }
-        func quietOnly(_ x: TensorErrorMetrics?) -> Bool {
-            x.map { $0.snr <= o.snrWarning && $0.cosine >= o.cosineWarning && ($0.medianItemSNR ?? 0) > o.snrWarning } ?? false
-        }
+        func badOverall(_ m: TensorErrorMetrics) -> Bool { m.snr > o.snrWarning || m.cosine < o.cosineWarning }
+        func badOnMedianItem(_ m: TensorErrorMetrics) -> Bool { (m.medianItemSNR ?? 0) > o.snrWarning }
+        func bad(_ x: TensorErrorMetrics?) -> Bool { x.map { badOverall($0) || badOnMedianItem($0) } ?? false }
+        func quietOnly(_ x: TensorErrorMetrics?) -> Bool { x.map { !badOverall($0) && badOnMedianItem($0) } ?? false }
         var layers: [Layer] = []
         // The first op above that is bad by itself (layerwise), which an op fine by itself but
         // bad in the whole model should be traced to.

@@ -202,7 +202,7 @@ extension SampleSplit {
                 for s in samples {
                     let f = Frame(plan: frame.plan, parent: frame.parent)
                     for (id, batched) in segment.inputs {
-                        f.values[id] = batched ? frame.values[id].map { sample($0, s, of: n) } : frame.values[id]
+                        f.values[id] = batched ? frame.values[id].map { SampleSplit.samples($0, from: s, count: 1) } : frame.values[id]
                     }
                     do {
                         for k in segment.steps { try Executor.runStep(k, steps, release, f, single) }
@@ -222,24 +222,27 @@ extension SampleSplit {
         return true
     }
 
-    /// Sample `s` of the `n` along dimension 0 of `t` (a copy, dimension 0 of size 1).
-    static func sample(_ t: Tensor, _ s: Int, of n: Int) -> Tensor {
-        let size = t.byteCount / n
-        let bytes = UnsafeRawBufferPointer(start: t.storage.pointer + s * size, count: size)
-        return Tensor(dtype: t.dtype, shape: [1] + t.shape.dropFirst(), storage: TensorStorage(copying: bytes))
+    /// Samples `from ..< from + count` along dimension 0 of `t` (a copy).
+    static func samples(_ t: Tensor, from: Int, count: Int) -> Tensor {
+        let size = t.byteCount / t.shape[0]
+        let bytes = UnsafeRawBufferPointer(start: t.storage.pointer + from * size, count: count * size)
+        return Tensor(dtype: t.dtype, shape: [count] + t.shape.dropFirst(), storage: TensorStorage(copying: bytes))
     }
 
-    /// The samples stacked along dimension 0 (each has dimension 0 of size 1 and the same
-    /// shape and type), or nil when the first is missing.
+    /// The parts stacked along dimension 0 (same type and trailing shape), or nil when one is
+    /// missing.
     static func concatenate(_ parts: [Tensor?]) -> Tensor? {
-        guard let first = parts.first ?? nil else { return nil }
-        let size = first.byteCount
-        precondition(first.shape.first == 1 && parts.allSatisfy({ $0?.shape == first.shape && $0?.dtype == first.dtype }),
+        guard let first = parts.first ?? nil, parts.allSatisfy({ $0 != nil }) else { return nil }
+        precondition(parts.allSatisfy({ $0!.shape.dropFirst() == first.shape.dropFirst() && $0!.dtype == first.dtype }),
                      "sample-wise step produced samples of different shapes")
-        let storage = TensorStorage(uninitialized: size * parts.count)
-        for (s, p) in parts.enumerated() where size > 0 { (storage.pointer + s * size).copyMemory(from: p!.storage.pointer, byteCount: size) }
+        let storage = TensorStorage(uninitialized: parts.reduce(0) { $0 + $1!.byteCount })
+        var offset = 0
+        for p in parts where p!.byteCount > 0 {
+            (storage.pointer + offset).copyMemory(from: p!.storage.pointer, byteCount: p!.byteCount)
+            offset += p!.byteCount
+        }
         var shape = first.shape
-        shape[0] = parts.count
+        shape[0] = parts.reduce(0) { $0 + $1!.shape[0] }
         return Tensor(dtype: first.dtype, shape: shape, storage: storage)
     }
 }

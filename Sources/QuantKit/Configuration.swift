@@ -124,6 +124,10 @@ public struct QuantizerConfiguration: Codable, Sendable {
         biasCorrection = try c.decodeIfPresent(BiasCorrectionScope.self, forKey: .biasCorrection) ?? .depthwise
     }
 
+    /// Whether the data options name at least one source (data options such as a batch size
+    /// alone, given beside a statistics file, configure none).
+    public var hasDataSource: Bool { !(data?.inputs.isEmpty ?? true) }
+
     /// Checks the settings that do not need the model. Throws QK7004 (a value out of range),
     /// QK7001 (output is the input model) or QK7007 (no model, or neither data nor statistics).
     /// The data set is checked against the model's inputs when the run loads it (QK21xx).
@@ -136,7 +140,7 @@ public struct QuantizerConfiguration: Codable, Sendable {
         if data == nil && statistics == nil && !statisticsGiven {
             throw ConfigurationError.missing("calibration data", fix: "configure input data (XQuant `input_parametres`, Icraft `forward_dir`/`forward_list`, `--input NAME=PATH`) or a statistics file (`--stats`)")
         }
-        if data == nil && (weightRounding == .gptq || biasCorrection == .all) {
+        if !hasDataSource && (weightRounding == .gptq || biasCorrection == .all) {
             let what = weightRounding == .gptq ? "--weight-rounding gptq" : "--bias-correction all"
             throw ConfigurationError.missing("calibration data for \(what) (a statistics file gives ranges only)",
                                              fix: "give the data (`--input NAME=PATH`) besides `--stats`: \(what) runs the model on it")

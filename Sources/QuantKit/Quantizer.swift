@@ -71,15 +71,10 @@ public struct Quantizer: Sendable {
         var calibrationData: CalibrationDataset? = nil
         if let m = floatModel {
             let signatures = CalibrationDataset.signatures(of: m.graph)
-            // With statistics, data options that configure no source (`--batch` alone) are no data.
-            if let d = try config.resolvedData(for: signatures), !(d.inputs.isEmpty && (given != nil || config.statistics != nil)) {
+            // Without statistics a source-less data configuration fails here (QK2101).
+            if config.hasDataSource || (given == nil && config.statistics == nil), let d = try config.resolvedData(for: signatures) {
                 calibrationData = try CalibrationDataset(signatures: signatures, config: d)
             }
-        }
-        if calibrationData == nil && (config.weightRounding == .gptq || config.biasCorrection == .all) {
-            let what = config.weightRounding == .gptq ? "--weight-rounding gptq" : "--bias-correction all"
-            throw ConfigurationError.missing("calibration data for \(what) (a statistics file gives ranges only)",
-                                             fix: "give the data (`--input NAME=PATH`) besides `--stats`: \(what) runs the model on it")
         }
         if let given {
             statistics = given
@@ -233,8 +228,9 @@ public struct Quantizer: Sendable {
             guard let dq = producer[n.inputs[1]], dq.opType == "DequantizeLinear", let q = dq.inputs.first else { return nil }
             return g.initializer(q)
         }
-        let collector = WeightHessianCollector(graph: g, include: include, weight: weight, hessians: gptq)
-        let executor = try Executor(model: simulated, options: ExecutorOptions(threads: configuration.threads ?? ProcessInfo.processInfo.activeProcessorCount))
+        let threads = configuration.threads ?? ProcessInfo.processInfo.activeProcessorCount
+        let collector = WeightHessianCollector(graph: g, include: include, weight: weight, hessians: gptq, threads: threads)
+        let executor = try Executor(model: simulated, options: ExecutorOptions(threads: threads))
         var count = 0
         while let feed = try next() {
             _ = try executor.run(feed, hooks: [collector])

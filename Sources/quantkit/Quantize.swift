@@ -62,7 +62,7 @@ struct Quantize: ParsableCommand {
                 throw ConfigurationError.invalidValue("--auto-keep-float", "\(autoKeepFloat)",
                                                       expected: "the analysis's layerwise pass to choose the ops (drop --no-analysis and --no-layerwise)")
             }
-            if autoKeepFloat > 0 && (cfg.data?.inputs.isEmpty ?? true) {
+            if autoKeepFloat > 0 && !cfg.hasDataSource {
                 throw ConfigurationError.invalidValue("--auto-keep-float", "\(autoKeepFloat)",
                                                       expected: "calibration data for the analysis that chooses the ops (give --input; --stats alone has none)")
             }

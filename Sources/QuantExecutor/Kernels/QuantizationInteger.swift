@@ -50,9 +50,9 @@ enum QuantizationInteger {
     }
 
     /// `QLinearConv` (10): integer convolution plus int32 bias, requantized per output channel.
-    /// A batch runs in chunks of `2 · threads` samples: the int32 input, sums and requantized
-    /// values take 12 bytes per element of a chunk instead of the whole batch (EfficientNet-Lite0,
-    /// batch 32: `quantkit run --integer-conv` peaks at 355 MB instead of 694 MB).
+    /// A batch runs in chunks of `2 · threads` samples, so the int32 copies of the input, the
+    /// sums and the requantized values hold one chunk instead of the whole batch
+    /// (EfficientNet-Lite0, batch 32: `quantkit run --integer-conv` peaks at 355 MB instead of 694 MB).
     static func qLinearConv(_ ctx: KernelContext) throws -> Kernel {
         let attrs = try ConvAttributes(ctx)
         return ClosureKernel { inputs, env in
@@ -75,30 +75,11 @@ enum QuantizationInteger {
             }
             let n = x.shape.first ?? 1, chunk = max(1, 2 * env.threads)
             guard x.rank >= 3, n > chunk, x.dtype.bitWidth % 8 == 0 else { return [try convolve(x)] }
-            let parts = try stride(from: 0, to: n, by: chunk).map { try convolve(samples(x, from: $0, count: min(chunk, n - $0))) }
-            return [stacked(parts)]
+            let parts = try stride(from: 0, to: n, by: chunk).map { try convolve(SampleSplit.samples(x, from: $0, count: min(chunk, n - $0))) }
+            return [SampleSplit.concatenate(parts)!]
         }
     }
 
-    /// Samples `from ..< from + count` along dimension 0 of `t` (a copy).
-    static func samples(_ t: Tensor, from: Int, count: Int) -> Tensor {
-        let size = t.byteCount / t.shape[0]
-        let bytes = UnsafeRawBufferPointer(start: t.storage.pointer + from * size, count: count * size)
-        return Tensor(dtype: t.dtype, shape: [count] + t.shape.dropFirst(), storage: TensorStorage(copying: bytes))
-    }
-
-    /// Tensors of one type and equal trailing shape stacked along dimension 0.
-    static func stacked(_ parts: [Tensor]) -> Tensor {
-        let storage = TensorStorage(uninitialized: parts.reduce(0) { $0 + $1.byteCount })
-        var offset = 0
-        for p in parts where p.byteCount > 0 {
-            (storage.pointer + offset).copyMemory(from: p.storage.pointer, byteCount: p.byteCount)
-            offset += p.byteCount
-        }
-        var shape = parts[0].shape
-        shape[0] = parts.reduce(0) { $0 + $1.shape[0] }
-        return Tensor(dtype: parts[0].dtype, shape: shape, storage: storage)
-    }
 
     /// `clamp(float(acc) · multiplier(i)) + zero_point`, rounded half to even, into an int8/uint8
     /// (or 16-bit) tensor. The arithmetic is ONNX Runtime's (MLAS requantization): the int32 sum
