@@ -12,6 +12,8 @@ Sources (all from DEVELOPERS.md's list, fetched by scripts/fetch-models.sh):
                     agreement; the 20 labelled foolbox ImageNet photos measure top-1
   ppocrv4_rec       text lines rendered with DejaVu fonts (labels known by construction),
                     preprocessed as RapidOCR does (height 48, width padded to 320, (x/255-0.5)/0.5)
+  ppocrv4_det       pages of rendered text lines (ink boxes known by construction), normalized
+                    as RapidOCR does (x/255, ImageNet mean/std): 32 calibrate, 150 evaluate
   minilm_l3         real English sentences (Debian's common licence texts), BERT WordPiece
                     tokenized with the uncased vocabulary, padded to 64 tokens
 """
@@ -361,3 +363,119 @@ def minilm():
         mask = np.concatenate([e[1] for e in enc[64:]])
         return calib, {"input_ids": ids, "attention_mask": mask}, ["input_ids", "attention_mask"]
     return _cached("minilm_l3", make)
+
+
+# Rendered pages for PP-OCRv4 det ----------------------------------------------------------------
+
+def det_page(rng, words, size=320):
+    """A scanned-looking page of size x size with 3 to 8 lines of text at random places, sizes and
+    grey levels (blur, noise, JPEG), and the lines' ink boxes [x0, y0, x1, y1] in pixels."""
+    from PIL import ImageFilter
+    import io
+    paper = rng.randint(160, 255)
+    img = Image.new("L", (size, size), paper)
+    draw = ImageDraw.Draw(img)
+    boxes = []
+    y = rng.randint(4, 30)
+    for _ in range(rng.randint(3, 8)):
+        font = _font(rng.choice(FONTS), rng.choice([14, 16, 18, 22, 26, 30]))
+        while True:
+            text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 3)))
+            if rng.random() < 0.3:
+                text += " " + str(rng.randint(0, 9999))
+            box = font.getbbox(text)
+            if box[2] - box[0] <= size - 8:
+                break
+        h = box[3] - box[1]
+        if y + h > size - 4:
+            break
+        x = rng.randint(4, size - 4 - (box[2] - box[0]))
+        draw.text((x - box[0], y - box[1]), text, font=font, fill=rng.randint(0, max(0, paper - 110)))
+        boxes.append([x, y, x + box[2] - box[0], y + h])
+        y += h + rng.randint(10, 34)
+    img = img.filter(ImageFilter.GaussianBlur(rng.uniform(0.2, 0.9)))
+    a = np.asarray(img, np.float32) + np.random.default_rng(rng.randint(0, 2**31)).normal(0, rng.uniform(2, 8), (size, size))
+    img = Image.fromarray(np.clip(a, 0, 255).astype(np.uint8)).convert("RGB")
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=rng.randint(50, 90))
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB"), boxes
+
+
+def det_preprocess(img):
+    """RapidOCR's det normalization: x/255, ImageNet mean/std, NCHW."""
+    a = np.asarray(img, np.float32) / 255
+    a = (a - np.array([0.485, 0.456, 0.406], np.float32)) / np.array([0.229, 0.224, 0.225], np.float32)
+    return a.transpose(2, 0, 1)[None].astype(np.float32)
+
+
+def ppocr_det():
+    def make():
+        words = _words()
+        rng = random.Random(11)
+        calib = [(det_preprocess(det_page(rng, words)[0]),) for _ in range(32)]
+        rng = random.Random(12)
+        xs, boxes = [], np.full((150, 8, 4), -1, np.int32)
+        for i in range(150):
+            img, b = det_page(rng, words)
+            xs.append(det_preprocess(img))
+            boxes[i, :len(b)] = b
+        return calib, {"x": np.concatenate(xs), "boxes": boxes}, ["x"]
+    return _cached("ppocrv4_det", make)
+
+
+def db_boxes(prob, thresh=0.3, box_thresh=0.5, unclip_ratio=1.6, min_size=3):
+    """RapidOCR's DB post-processing of one [H, W] probability map, with axis-aligned boxes (the
+    pages' lines are horizontal): connected regions of prob > thresh (8-connected), dropped when
+    smaller than min_size or when their mean probability is below box_thresh, each box grown by
+    area * unclip_ratio / perimeter on every side. Returns a list of [x0, y0, x1, y1]."""
+    from collections import deque
+    mask = prob > thresh
+    seen = np.zeros_like(mask)
+    h, w = mask.shape
+    out = []
+    for y0, x0 in zip(*np.nonzero(mask)):
+        if seen[y0, x0]:
+            continue
+        seen[y0, x0] = True
+        queue, ys, xs = deque([(y0, x0)]), [], []
+        while queue:
+            y, x = queue.popleft()
+            ys.append(y)
+            xs.append(x)
+            for dy in (-1, 0, 1):
+                for dx in (-1, 0, 1):
+                    v, u = y + dy, x + dx
+                    if 0 <= v < h and 0 <= u < w and mask[v, u] and not seen[v, u]:
+                        seen[v, u] = True
+                        queue.append((v, u))
+        bx0, by0, bx1, by1 = min(xs), min(ys), max(xs) + 1, max(ys) + 1
+        if min(bx1 - bx0, by1 - by0) < min_size or prob[ys, xs].mean() < box_thresh:
+            continue
+        bw, bh = bx1 - bx0, by1 - by0
+        d = bw * bh * unclip_ratio / (2 * (bw + bh))
+        box = [max(0.0, bx0 - d), max(0.0, by0 - d), min(float(w), bx1 + d), min(float(h), by1 + d)]
+        if min(box[2] - box[0], box[3] - box[1]) >= min_size + 2:
+            out.append(box)
+    return out
+
+
+def box_iou(a, b):
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def match_boxes(found, truth, iou=0.5):
+    """Number of one-to-one matches with IoU >= iou (greedy, best IoU first)."""
+    pairs = sorted(((box_iou(f, t), i, j) for i, f in enumerate(found) for j, t in enumerate(truth)), reverse=True)
+    used_f, used_t, n = set(), set(), 0
+    for v, i, j in pairs:
+        if v < iou:
+            break
+        if i not in used_f and j not in used_t:
+            used_f.add(i)
+            used_t.add(j)
+            n += 1
+    return n
