@@ -10,16 +10,22 @@ public enum Preparation {
         public var batchNormsFolded = 0
         public var staticNodesFolded = 0
         public var padsFolded = 0
+        /// Constant Mul/Div/Add/Sub folded into a neighbouring Conv/ConvTranspose/Gemm.
+        public var affinesFolded = 0
+        /// `x · Clip(x + 3, 0, 6) / 6` chains turned into HardSwish (or x · HardSigmoid).
+        public var hardSwishesFused = 0
     }
 
     /// Runs every pass in order: Constant folding, Identity/Dropout removal, static folding, BN
-    /// folding, zero Pad folding into Conv.
+    /// folding, hard-swish fusion, constant affine folding into Convs, zero Pad folding into Conv.
     public static func run(_ model: Model) throws -> Report {
         var r = Report()
         r.constantsFolded = try ConstantNodeFolding.run(model.graph)
         r.identitiesRemoved = removeIdentities(model.graph)
         r.staticNodesFolded = try StaticFolding.run(model)
         r.batchNormsFolded = try foldBatchNorms(model.graph)
+        r.hardSwishesFused = fuseDecomposedHardSwish(model.graph, opset: model.opsets[""] ?? 13)
+        r.affinesFolded = foldAffinesIntoConvs(model.graph).total
         r.padsFolded = foldPadsIntoConvs(model.graph, opset: model.opsets[""] ?? 13)
         try model.graph.sortTopologically()
         return r

@@ -29,6 +29,13 @@ def test_prepared_model_computes_the_same(tmp_path, name):
         # TF-style "same" padding: 17 Pad nodes become the Convs' own pads.
         assert "17 Pads folded" in r.stdout, r.stdout
         assert not [n for n in onnx.load(out).graph.node if n.op_type == "Pad"]
+    if name == "ppocrv4_rec.onnx":
+        # PPLCNetV3's learnable affine blocks: Conv -> Mul -> Add after 28 Convs (56 folded into
+        # them), scalar Mul -> Add before 12 pad-free Convs (24 folded into them); hard-swish is
+        # written as Add, Clip, Mul, Div (28 times; opset 12, so x * HardSigmoid(x)).
+        assert "80 constant Mul/Add folded into Convs, 28 hard-swish chains fused" in r.stdout, r.stdout
+        ops = [n.op_type for n in onnx.load(out).graph.node]
+        assert ops.count("Clip") == 0 and ops.count("HardSigmoid") == 30, ops
     feeds = FEEDS[name](np.random.default_rng(0))
     a = ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(None, feeds)
     b = ort.InferenceSession(out, providers=["CPUExecutionProvider"]).run(None, feeds)
@@ -66,6 +73,73 @@ def test_zero_pads_fold_into_the_conv_and_others_stay(tmp_path):
     conv_a = next(n for n in m.graph.node if n.name == "conv_a")
     assert conv_a.input[0] == "x" and list(next(a for a in conv_a.attribute if a.name == "pads").ints) == [2, 3, 4, 1]
     x = rng.standard_normal((2, 3, 9, 8)).astype(np.float32)
+    a = ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    b = ort.InferenceSession(out, providers=["CPUExecutionProvider"]).run(None, {"x": x})
+    for u, v in zip(a, b):
+        np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-5)
+
+
+def _affine_graph(opset):
+    """Conv/Mul/Add/Sub/Div patterns next to Convs, some foldable and some not, and a written-out
+    hard-swish."""
+    rng = np.random.default_rng(2)
+    f = lambda *shape: rng.standard_normal(shape).astype(np.float32)  # noqa: E731
+    inits = {"w": f(4, 3, 3, 3), "b": f(4), "w1x1": f(5, 3, 1, 1), "wg": f(6, 1, 3, 3),
+             "per_channel": f(1, 4, 1, 1), "half": np.array(0.5, np.float32), "two": np.array([2.0], np.float32),
+             "along_w": f(1, 1, 1, 6), "three": np.array(3.0, np.float32), "zero": np.array(0.0, np.float32),
+             "six": np.array(6.0, np.float32)}
+    nodes = [
+        # folds: Conv -> Mul(per channel) -> Add(scalar), Add's output a graph output
+        helper.make_node("Conv", ["x", "w", "b"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Mul", ["per_channel", "c1"], ["m1"], name="mul1"),
+        helper.make_node("Add", ["m1", "half"], ["y1"], name="add1"),
+        # folds: Conv without bias -> Sub(x - c) -> Div(x / c)
+        helper.make_node("Conv", ["x", "w"], ["c2"], name="conv2"),
+        helper.make_node("Sub", ["c2", "half"], ["s2"], name="sub2"),
+        helper.make_node("Div", ["s2", "two"], ["y2"], name="div2"),
+        # stays: the Conv's output has a second reader (a graph output)
+        helper.make_node("Conv", ["x", "w", "b"], ["y3a"], name="conv3"),
+        helper.make_node("Mul", ["y3a", "two"], ["y3"], name="mul3"),
+        # stays: c - Conv (the constant on the left of a Sub)
+        helper.make_node("Conv", ["x", "w", "b"], ["c4"], name="conv4"),
+        helper.make_node("Sub", ["half", "c4"], ["y4"], name="sub4"),
+        # stays: a constant varying along the width
+        helper.make_node("Conv", ["x", "w", "b"], ["c5"], name="conv5", pads=[1, 1, 1, 1]),
+        helper.make_node("Mul", ["c5", "along_w"], ["y5"], name="mul5"),
+        # folds into the pad-free 1x1 Conv after it: Mul then Add by scalars
+        helper.make_node("Mul", ["x", "two"], ["m6"], name="mul6"),
+        helper.make_node("Add", ["m6", "half"], ["a6"], name="add6"),
+        helper.make_node("Conv", ["a6", "w1x1"], ["y6"], name="conv6"),
+        # stays: the Conv after it pads (its zeros are not those of 2x + 0.5)
+        helper.make_node("Add", ["x", "half"], ["a7"], name="add7"),
+        helper.make_node("Conv", ["a7", "wg"], ["y7"], name="conv7", group=3, pads=[1, 1, 1, 1]),
+        # hard-swish written out: x * Clip(x + 3, 0, 6) / 6
+        helper.make_node("Add", ["three", "x"], ["h1"], name="hs_add"),
+        helper.make_node("Clip", ["h1", "zero", "six"], ["h2"], name="hs_clip"),
+        helper.make_node("Mul", ["h2", "x"], ["h3"], name="hs_mul"),
+        helper.make_node("Div", ["h3", "six"], ["y8"], name="hs_div"),
+    ]
+    outputs = ["y1", "y2", "y3a", "y3", "y4", "y5", "y6", "y7", "y8"]
+    g = helper.make_graph(nodes, "affine", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 8, 6])],
+                          [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs],
+                          [numpy_helper.from_array(v, k) for k, v in inits.items()])
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], ir_version=8)
+
+
+@pytest.mark.parametrize("opset", [13, 14])
+def test_constant_arithmetic_folds_into_convs_and_hardswish_fuses(tmp_path, opset):
+    src, out = str(tmp_path / "affine.onnx"), str(tmp_path / "affine.prepared.onnx")
+    onnx.save(_affine_graph(opset), src)
+    r = quantkit("convert", src, out, "--prepare")
+    assert "6 constant Mul/Add folded into Convs, 1 hard-swish chains fused" in r.stdout, r.stdout
+    m = onnx.load(out)
+    names = {n.name for n in m.graph.node}
+    assert not names & {"mul1", "add1", "sub2", "div2", "mul6", "add6", "hs_add", "hs_clip", "hs_mul", "hs_div"}, names
+    assert {"mul3", "sub4", "mul5", "add7"} <= names, names
+    ops = [n.op_type for n in m.graph.node]
+    assert ("HardSwish" in ops) == (opset >= 14) and ("HardSigmoid" in ops) == (opset < 14), ops
+    assert next(n for n in m.graph.node if n.name == "conv6").input[0] == "x"
+    x = np.random.default_rng(3).uniform(-5, 5, (2, 3, 8, 6)).astype(np.float32)
     a = ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(None, {"x": x})
     b = ort.InferenceSession(out, providers=["CPUExecutionProvider"]).run(None, {"x": x})
     for u, v in zip(a, b):
