@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "QuantAlgorithms", dependencies: ["QuantCore", "QuantIR", "QuantCalibration", "QuantExecutor"], swiftSettings: settings),
         .target(name: "QuantRewrite", dependencies: ["QuantCore", "QuantIR", "QuantCalibration", "QuantAlgorithms", "QuantExecutor"], swiftSettings: settings),
         .target(
-            name: "QuantAnalysis", dependencies: ["QuantCore", "QuantIR", "QuantExecutor", "QuantCalibration"], exclude: ["README.md"],
+            name: "QuantAnalysis", dependencies: ["CKernels", "QuantCore", "QuantIR", "QuantExecutor", "QuantCalibration"], exclude: ["README.md"],
             swiftSettings: settings),
         .target(
             name: "QuantKit",

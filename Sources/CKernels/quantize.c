@@ -61,3 +61,30 @@ void qk_quantize(const float *x, long n, float scale, float zp, float lo, float 
 #endif
     quantize_generic(x, n, scale, zp, lo, hi, type, y);
 }
+
+// DequantizeLinear(QuantizeLinear(x)) with one scale and zero point, in float as ONNX Runtime
+// computes it: q = clamp(round_half_even(x / scale) + zp, lo, hi) (NaN to lo), y = (q - zp) * scale.
+
+static void fake_quantize_generic(const float *x, long n, float scale, float zp, float lo, float hi, float *y) {
+    for (long i = 0; i < n; i++) y[i] = (quantize1(x[i], scale, zp, lo, hi) - zp) * scale;
+}
+
+#if QK_HAS_X86
+QK_AVX2 static void fake_quantize_avx2(const float *x, long n, float scale, float zp, float lo, float hi, float *y) {
+    __m256 s = _mm256_set1_ps(scale), z = _mm256_set1_ps(zp), l = _mm256_set1_ps(lo), h = _mm256_set1_ps(hi);
+    long i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 v = _mm256_round_ps(_mm256_div_ps(_mm256_loadu_ps(x + i), s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        v = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(v, z), l), h);
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_sub_ps(v, z), s));
+    }
+    fake_quantize_generic(x + i, n - i, scale, zp, lo, hi, y + i);
+}
+#endif
+
+void qk_fake_quantize(const float *x, long n, float scale, float zp, float lo, float hi, float *y) {
+#if QK_HAS_X86
+    if (qk_uses_avx2()) { fake_quantize_avx2(x, n, scale, zp, lo, hi, y); return; }
+#endif
+    fake_quantize_generic(x, n, scale, zp, lo, hi, y);
+}

@@ -200,10 +200,10 @@ final class Comparer: ExecutionHook {
         occurrences[value] = k + 1
         func ref(_ name: String) -> Tensor? { reference[name].flatMap { $0.isEmpty ? nil : $0[min(k, $0.count - 1)] } }
         if let src = replace[value], let r = ref(src), let q = layout.activations[src] {
-            return q.fakeQuantize(r)
+            return q.fakeQuantize(r, threads: executor.options.threads)
         }
         if let name = targets[value], let r = ref(name) {
-            let t = layout.activations[name]?.fakeQuantize(tensor) ?? tensor
+            let t = layout.activations[name]?.fakeQuantize(tensor, threads: executor.options.threads) ?? tensor
             var acc = accumulators[name] ?? ErrorAccumulator()
             acc.add(reference: r, test: t, items: items)
             accumulators[name] = acc

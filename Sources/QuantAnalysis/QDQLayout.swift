@@ -1,5 +1,7 @@
+import CKernels
 import Foundation
 import QuantCore
+import QuantExecutor
 import QuantIR
 
 /// Fake-quantization parameters of one activation tensor, read from its QuantizeLinear node.
@@ -16,23 +18,44 @@ public struct ActivationQuantization: Sendable {
     public var qmin: Float
     public var qmax: Float
 
+    public init(tensor: String, scales: [Float], zeroPoints: [Float], axis: Int?, dtype: DType, qmin: Float, qmax: Float) {
+        self.tensor = tensor
+        self.scales = scales
+        self.zeroPoints = zeroPoints
+        self.axis = axis
+        self.dtype = dtype
+        self.qmin = qmin
+        self.qmax = qmax
+    }
+
     /// The float range the integers cover (first channel): [(qmin − zp)·s, (qmax − zp)·s].
     public var clipRange: (lo: Double, hi: Double) {
         (Double((qmin - zeroPoints[0]) * scales[0]), Double((qmax - zeroPoints[0]) * scales[0]))
     }
 
-    public func fakeQuantize(_ x: Tensor) -> Tensor {
+    /// `threads` split the work (the result does not depend on it).
+    public func fakeQuantize(_ x: Tensor, threads: Int = 1) -> Tensor {
         let src = x.dtype == .float ? x : Tensor(shape: x.shape, floats: x.floats())
         let out = Tensor(dtype: .float, shape: x.shape)
         let a = axis.map { $0 < 0 ? $0 + x.rank : $0 }
-        let inner = a.map { x.shape[($0 + 1)...].reduce(1, *) } ?? 1
+        let inner = a.map { x.shape[($0 + 1)...].reduce(1, *) } ?? src.count
         let channels = scales.count
+        let (scales, zeroPoints, qmin, qmax) = (self.scales, self.zeroPoints, self.qmin, self.qmax)
         src.withUnsafeBufferPointer(as: Float.self) { s in
             out.withUnsafeMutableBufferPointer(as: Float.self) { o in
-                for i in 0..<s.count {
-                    let c = channels == 1 ? 0 : (i / inner) % channels
-                    let q = min(max((s[i] / scales[c]).rounded(.toNearestOrEven) + zeroPoints[c], qmin), qmax)
-                    o[i] = (q - zeroPoints[c]) * scales[c]
+                guard let sp = s.baseAddress, let op = o.baseAddress, s.count > 0 else { return }
+                if channels == 1 {
+                    parallelFor(s.count, threads: threads, grain: 1 << 16) { r in
+                        qk_fake_quantize(sp + r.lowerBound, r.count, scales[0], zeroPoints[0], qmin, qmax, op + r.lowerBound)
+                    }
+                } else {
+                    // Blocks of `inner` values share one channel.
+                    parallelFor(s.count / max(inner, 1), threads: threads, grain: max(1, (1 << 16) / max(inner, 1))) { r in
+                        for b in r {
+                            let c = b % channels
+                            qk_fake_quantize(sp + b * inner, inner, scales[c], zeroPoints[c], qmin, qmax, op + b * inner)
+                        }
+                    }
                 }
             }
         }

@@ -124,6 +124,29 @@ func tinyQDQModel() -> Model {
         #expect(abs(y[1] - 0.2) < 1e-6)
         #expect(abs(y[2] - 12.7) < 1e-5 && abs(y[3] + 12.8) < 1e-5)
     }
+
+    @Test func fakeQuantizeVectorAndThreadedPathsEqualTheDefinition() {
+        // Per tensor and per channel (axis 1 of [4, 5, 129, 65]: blocks of 8,385 values, not a
+        // multiple of the 8 vector lanes; enough values for two threads), with values on
+        // rounding ties and beyond the range.
+        var state: UInt64 = 7
+        let values: [Float] = (0..<(4 * 5 * 129 * 65)).map { i in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return i % 11 == 0 ? Float(i % 7) * 0.05 + 0.025 : Float(Int(state >> 40) % 4001 - 2000) / 100
+        }
+        let x = Tensor(shape: [4, 5, 129, 65], floats: values)
+        for (scales, zps, axis) in [([Float(0.05)], [Float(128)], nil as Int?),
+                                    ([0.05, 0.1, 0.02, 0.2, 0.07], [128, 100, 0, 255, 3], 1)] {
+            let q = ActivationQuantization(tensor: "x", scales: scales, zeroPoints: zps, axis: axis, dtype: .uint8, qmin: 0, qmax: 255)
+            let expected = values.enumerated().map { i, v -> Float in
+                let c = scales.count == 1 ? 0 : (i / 8385) % 5
+                let level = min(max((v / scales[c]).rounded(.toNearestOrEven) + zps[c], 0), 255)
+                return (level - zps[c]) * scales[c]
+            }
+            #expect(q.fakeQuantize(x).floats() == expected)
+            #expect(q.fakeQuantize(x, threads: 2).floats() == expected)
+        }
+    }
 }
 
 @Suite struct AnalyzerTests {

@@ -138,6 +138,10 @@ typedef enum { QK_Q_INT8 = 0, QK_Q_UINT8 = 1, QK_Q_INT16 = 2, QK_Q_UINT16 = 3 } 
 /// x[i] / scale) + zp, lo, hi)` (NaN to lo) stored as `type` (`lo`/`hi` within the type).
 void qk_quantize(const float *x, long n, float scale, float zp, float lo, float hi, int type, void *y);
 
+/// DequantizeLinear(QuantizeLinear(x)) over n floats with one scale and zero point, in float:
+/// `y[i] = (clamp(round_half_even(x[i] / scale) + zp, lo, hi) - zp) * scale` (NaN to lo).
+void qk_fake_quantize(const float *x, long n, float scale, float zp, float lo, float hi, float *y);
+
 /// Instruction-set variants of a kernel, best last.
 typedef enum { QK_ISA_PORTABLE = 0, QK_ISA_AVX2 = 1, QK_ISA_AVX512 = 2 } qk_isa;
 
