@@ -116,7 +116,8 @@ public final class QuantAnalyzer {
         lastOutputs = (Dictionary(uniqueKeysWithValues: outputPairs.compactMap { p in floatOut[p.float].map { (p.quant, $0) } }), quantOut)
         for (q, f) in outputPairs {
             guard let r = floatOut[f], let t = quantOut[q] else { continue }
-            var acc = outputs[q] ?? ErrorAccumulator(classScores: ErrorAccumulator.looksLikeClassScores(r.shape))
+            var acc = outputs[q] ?? ErrorAccumulator(classScores: ErrorAccumulator.looksLikeClassScores(r.shape),
+                                                     probabilityMap: ErrorAccumulator.looksLikeProbabilityMap(r))
             acc.add(reference: r, test: t, items: items)
             outputs[q] = acc
         }
@@ -218,6 +219,8 @@ extension ErrorAccumulator {
         count += o.count; signal += o.signal; noise += o.noise; dot += o.dot; testPower += o.testPower
         itemSNRs += o.itemSNRs
         absSum += o.absSum; maxAbs = Swift.max(maxAbs, o.maxAbs); rows += o.rows; agreeingRows += o.agreeingRows
+        maskIntersection += o.maskIntersection; maskUnion += o.maskUnion
         classScores = classScores || o.classScores
+        probabilityMap = probabilityMap || o.probabilityMap
     }
 }

@@ -11,6 +11,11 @@ import QuantCore
 ///   `maxAbsError` = max|t−r|;
 /// - `top1Agreement`: for class scores (rank ≥ 2, last axis ≥ 2), the fraction of rows whose
 ///   argmax along the last axis agrees;
+/// - `maskIoU`: for probability maps (rank ≥ 4, float values within [0, 1], e.g. a text
+///   detector's or a segmenter's sigmoid output), the intersection over union of the elements
+///   above 0.5 in the float and the quantized output (1 when neither has any). A map's SNR is
+///   dominated by its background, which post-processing thresholds away; this is what decides
+///   the masks and boxes;
 /// - `medianItemSNR`, `worstItemSNR`: the SNR of each analysis item (sample; each Loop/Scan
 ///   iteration of it) on its own, median and largest (nil for fewer than 2 items). The `snr`
 ///   over all items is dominated by the loud ones; an error that only hurts quiet inputs (a
@@ -24,6 +29,7 @@ public struct TensorErrorMetrics: Codable, Sendable, Equatable {
     public var relativeEuclidean: Double
     public var maxAbsError: Double
     public var top1Agreement: Double?
+    public var maskIoU: Double?
     public var medianItemSNR: Double?
     public var worstItemSNR: Double?
 }
@@ -44,8 +50,22 @@ public struct ErrorAccumulator: Codable, Sendable, Equatable {
     public internal(set) var itemSNRs: [Double] = []
     /// Whether top-1 agreement is tracked (set for model outputs).
     public var classScores = false
+    /// Whether the mask IoU above 0.5 is tracked (set for model outputs that are probability maps).
+    public var probabilityMap = false
+    public internal(set) var maskIntersection = 0
+    public internal(set) var maskUnion = 0
 
-    public init(classScores: Bool = false) { self.classScores = classScores }
+    public init(classScores: Bool = false, probabilityMap: Bool = false) {
+        self.classScores = classScores
+        self.probabilityMap = probabilityMap
+    }
+
+    /// Whether a float tensor looks like a probability map: rank 4 or more ([N, C, H, W]) and
+    /// every value within [0, 1].
+    public static func looksLikeProbabilityMap(_ t: Tensor) -> Bool {
+        guard t.rank >= 4, t.dtype == .float, t.count > 0 else { return false }
+        return t.withUnsafeBufferPointer(as: Float.self) { p in p.allSatisfy { $0 >= 0 && $0 <= 1 } }
+    }
 
     /// Whether a tensor of this shape looks like class scores: [N, classes] or per step
     /// [N, steps, classes], at least 2 classes. Rank 4 and above are maps (a text detector's
@@ -82,6 +102,16 @@ public struct ErrorAccumulator: Codable, Sendable, Equatable {
                 }
                 signal += s; noise += n; dot += d; testPower += tt; absSum += a; maxAbs = m
                 count += rp.count
+                if probabilityMap {
+                    var inter = 0, union = 0
+                    for i in 0..<rp.count {
+                        let a = rp[i] > 0.5, b = tp[i] > 0.5
+                        if a && b { inter += 1 }
+                        if a || b { union += 1 }
+                    }
+                    maskIntersection += inter
+                    maskUnion += union
+                }
                 if classScores, let c = reference.shape.last, c >= 2, rp.count % c == 0 {
                     for row in 0..<(rp.count / c) {
                         rows += 1
@@ -114,6 +144,7 @@ public struct ErrorAccumulator: Codable, Sendable, Equatable {
         return TensorErrorMetrics(elements: count, snr: snr, cosine: cosine, mse: noise / n, mae: absSum / n,
                                   relativeEuclidean: snr.squareRoot(), maxAbsError: maxAbs,
                                   top1Agreement: classScores && rows > 0 ? Double(agreeingRows) / Double(rows) : nil,
+                                  maskIoU: probabilityMap && count > 0 ? (maskUnion > 0 ? Double(maskIntersection) / Double(maskUnion) : 1) : nil,
                                   medianItemSNR: median, worstItemSNR: worst)
     }
 }

@@ -31,10 +31,10 @@ extension AnalysisReport {
             h += "<li>\(e(ev.name)): float \(f(ev.float)), quantized \(f(ev.quantized)), quantization loss \(f(ev.quantizationLoss)) %</li>\n"
         }
         for n in notes { h += "<li>note: \(e(n))</li>\n" }
-        h += "</ul>\n<h2>Model outputs</h2>\n<table><tr><th class=l>output</th><th>SNR</th><th>median item SNR</th><th>worst item SNR</th><th>cosine</th><th>MSE</th><th>MAE</th><th>rel. dist.</th><th>max abs err</th><th>top-1 agreement</th></tr>\n"
+        h += "</ul>\n<h2>Model outputs</h2>\n<table><tr><th class=l>output</th><th>SNR</th><th>median item SNR</th><th>worst item SNR</th><th>cosine</th><th>MSE</th><th>MAE</th><th>rel. dist.</th><th>max abs err</th><th>top-1 agreement</th><th>mask IoU (&gt; 0.5)</th></tr>\n"
         for o in outputs {
             let m = o.metrics
-            h += "<tr><td class=l>\(e(o.name))</td><td>\(f(m.snr))</td><td>\(f(m.medianItemSNR))</td><td>\(f(m.worstItemSNR))</td><td>\(f(m.cosine))</td><td>\(f(m.mse))</td><td>\(f(m.mae))</td><td>\(f(m.relativeEuclidean))</td><td>\(f(m.maxAbsError))</td><td>\(f(m.top1Agreement))</td></tr>\n"
+            h += "<tr><td class=l>\(e(o.name))</td><td>\(f(m.snr))</td><td>\(f(m.medianItemSNR))</td><td>\(f(m.worstItemSNR))</td><td>\(f(m.cosine))</td><td>\(f(m.mse))</td><td>\(f(m.mae))</td><td>\(f(m.relativeEuclidean))</td><td>\(f(m.maxAbsError))</td><td>\(f(m.top1Agreement))</td><td>\(f(m.maskIoU))</td></tr>\n"
         }
         h += "</table>\n<h2>Error over the layers</h2>\n"
         h += chart(title: "SNR (noise/signal, log scale; dashed: warning level)", log: true, threshold: snrWarning) { ($0.graphwise?.snr, $0.layerwise?.snr) }

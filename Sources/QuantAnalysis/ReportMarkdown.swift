@@ -32,13 +32,13 @@ extension AnalysisReport {
             s += "- \(AnalysisReport.cell(e.name)): float \(AnalysisReport.format(e.float)), quantized \(AnalysisReport.format(e.quantized)), quantization loss \(AnalysisReport.format(e.quantizationLoss)) %\n"
         }
         for n in notes { s += "- note: \(AnalysisReport.cell(n))\n" }
-        s += "\n## Model outputs\n\n| output | SNR | median item SNR | worst item SNR | cosine | MSE | MAE | rel. dist. | max abs err | top-1 agreement |\n"
-        s += "|---|---|---|---|---|---|---|---|---|---|\n"
+        s += "\n## Model outputs\n\n| output | SNR | median item SNR | worst item SNR | cosine | MSE | MAE | rel. dist. | max abs err | top-1 agreement | mask IoU (> 0.5) |\n"
+        s += "|---|---|---|---|---|---|---|---|---|---|---|\n"
         for o in outputs {
             let m = o.metrics
             s += "| `\(AnalysisReport.cell(o.name))` | \(AnalysisReport.format(m.snr)) | \(AnalysisReport.format(m.medianItemSNR)) | \(AnalysisReport.format(m.worstItemSNR)) | "
             s += "\(AnalysisReport.format(m.cosine)) | \(AnalysisReport.format(m.mse)) | "
-            s += "\(AnalysisReport.format(m.mae)) | \(AnalysisReport.format(m.relativeEuclidean)) | \(AnalysisReport.format(m.maxAbsError)) | \(AnalysisReport.format(m.top1Agreement)) |\n"
+            s += "\(AnalysisReport.format(m.mae)) | \(AnalysisReport.format(m.relativeEuclidean)) | \(AnalysisReport.format(m.maxAbsError)) | \(AnalysisReport.format(m.top1Agreement)) | \(AnalysisReport.format(m.maskIoU)) |\n"
         }
         s += "\n## Layers\n\nGraphwise: the whole model quantized. Layerwise: only this op quantized, its inputs from the float model. "
         s += "Median item SNR: graphwise, each analysis item on its own (large when quiet inputs suffer).\n\n"

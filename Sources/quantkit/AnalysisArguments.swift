@@ -91,7 +91,7 @@ struct AnalysisArguments: ParsableArguments {
         let f = AnalysisReport.format
         for o in report.outputs {
             let m = o.metrics
-            print("output     \(o.name): SNR \(f(m.snr))\(m.medianItemSNR.map { " (median item \(f($0)))" } ?? ""), cosine \(f(m.cosine))\(m.top1Agreement.map { ", top-1 agreement \(f($0))" } ?? "")")
+            print("output     \(o.name): SNR \(f(m.snr))\(m.medianItemSNR.map { " (median item \(f($0)))" } ?? ""), cosine \(f(m.cosine))\(m.top1Agreement.map { ", top-1 agreement \(f($0))" } ?? "")\(m.maskIoU.map { ", mask IoU (> 0.5) \(f($0))" } ?? "")")
         }
         print("layers     \(report.layers.count) quantized ops, \(report.layers.filter(\.marked).count) marked; worst by themselves: \(report.worstLayers.prefix(3).map(\.node).joined(separator: ", "))")
         for e in report.evaluations { print("metric     \(e.name): float \(f(e.float)), quantized \(f(e.quantized)), loss \(f(e.quantizationLoss)) %") }

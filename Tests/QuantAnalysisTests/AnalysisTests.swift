@@ -21,6 +21,26 @@ import QuantAnalysis
         #expect(m.top1Agreement == nil)
     }
 
+    @Test func maskIoUOfProbabilityMaps() {
+        // [1, 1, 2, 4] maps: above 0.5 in the float map at 0, 1, 2, 5; in the quantized one at
+        // 1, 2, 5, 6 -> intersection 3, union 5. A background that moves from 0.01 to 0.3 costs
+        // SNR but no mask pixel.
+        let r: [Float] = [0.9, 0.8, 0.7, 0.01, 0.01, 0.6, 0.4, 0.01]
+        let t: [Float] = [0.5, 0.9, 0.6, 0.3, 0.3, 0.7, 0.55, 0.3]
+        let reference = Tensor(shape: [1, 1, 2, 4], floats: r)
+        #expect(ErrorAccumulator.looksLikeProbabilityMap(reference))
+        #expect(!ErrorAccumulator.looksLikeProbabilityMap(Tensor(shape: [1, 1, 2, 4], floats: r.map { $0 * 2 })))
+        #expect(!ErrorAccumulator.looksLikeProbabilityMap(Tensor(shape: [2, 4], floats: r)))
+        var acc = ErrorAccumulator(probabilityMap: true)
+        acc.add(reference: reference, test: Tensor(shape: [1, 1, 2, 4], floats: t))
+        var half = ErrorAccumulator(probabilityMap: true), rest = ErrorAccumulator(probabilityMap: true)
+        half.add(reference: Tensor(shape: [1, 1, 1, 4], floats: Array(r[..<4])), test: Tensor(shape: [1, 1, 1, 4], floats: Array(t[..<4])))
+        rest.add(reference: Tensor(shape: [1, 1, 1, 4], floats: Array(r[4...])), test: Tensor(shape: [1, 1, 1, 4], floats: Array(t[4...])))
+        half.merge(rest)
+        #expect(acc.metrics.maskIoU == 0.6 && half.metrics.maskIoU == 0.6)
+        #expect(ErrorAccumulator().metrics.maskIoU == nil)
+    }
+
     @Test func batchesAccumulateLikeOnePass() {
         var rng = SystemRandomNumberGenerator()
         let r = (0..<64).map { _ in Float.random(in: -2...2, using: &rng) }
