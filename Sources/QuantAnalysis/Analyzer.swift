@@ -88,10 +88,19 @@ public final class QuantAnalyzer {
             }
         }
         self.floatNames = floatNames
+        // Ops whose output the float model lacks: either it is quantized (not measured), or it
+        // stays float inside a quantized region, e.g. the HardSigmoid of a hard-swish that
+        // preparation wrote as x·HardSigmoid(x) (its error shows in the Mul that reads it).
         let missing = layout.layers.filter { floatNames[$0.tensor] == nil }
+        let unmeasured = missing.filter { layout.activations[$0.tensor] != nil }
+        let floatInside = missing.filter { layout.activations[$0.tensor] == nil }
         var notes: [String] = []
-        if !missing.isEmpty {
-            notes.append("\(missing.count) quantized ops produce tensors the float model does not have (e.g. '\(missing[0].tensor)'); they are not measured")
+        if !unmeasured.isEmpty {
+            notes.append("\(unmeasured.count) quantized ops produce tensors the float model does not have (e.g. '\(unmeasured[0].tensor)'); they are not measured")
+        }
+        if !floatInside.isEmpty {
+            notes.append("\(floatInside.count) ops keep a float output the float model does not have (e.g. '\(floatInside[0].tensor)' of "
+                         + "'\(floatInside[0].node)', such as the HardSigmoid of a hard-swish written as x·HardSigmoid(x)); their error is measured in the ops reading them")
         }
         collector = collectHistograms
             ? StatisticsCollector(tensors: Set(layout.activations.keys.compactMap { floatNames[$0] }), options: ObserverOptions(bins: options.histogramBins), threads: options.threads)
