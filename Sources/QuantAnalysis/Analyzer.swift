@@ -51,6 +51,8 @@ public final class QuantAnalyzer {
     private(set) var outputs: [String: ErrorAccumulator] = [:]
     /// Output name in the QDQ model → output name in the float model.
     let outputPairs: [(quant: String, float: String)]
+    /// Float graph outputs that can be class scores (see `scoreProducers`).
+    let scoreOutputs: Set<String>
     let collector: StatisticsCollector?
     /// QDQ-model tensor → the float model's name for it.
     let floatNames: [String: String]
@@ -77,6 +79,7 @@ public final class QuantAnalyzer {
                                 fix: "analyze a quantized model made from this float model")
         }
         outputPairs = zip(qo, fo).map { q, f in (q, fo.contains(q) ? q : f) }
+        scoreOutputs = Set(fo.filter { QuantAnalyzer.producesScores($0, in: floatModel.graph) })
         // A QDQ tensor's float counterpart has its name, or (for a quantized graph output renamed
         // by the rewrite, `y_float -> Q -> DQ -> y`) the name of its DequantizeLinear output.
         var floatNames: [String: String] = [:]
@@ -125,7 +128,7 @@ public final class QuantAnalyzer {
         lastOutputs = (Dictionary(uniqueKeysWithValues: outputPairs.compactMap { p in floatOut[p.float].map { (p.quant, $0) } }), quantOut)
         for (q, f) in outputPairs {
             guard let r = floatOut[f], let t = quantOut[q] else { continue }
-            var acc = outputs[q] ?? ErrorAccumulator(classScores: ErrorAccumulator.looksLikeClassScores(r.shape),
+            var acc = outputs[q] ?? ErrorAccumulator(classScores: scoreOutputs.contains(f) && ErrorAccumulator.looksLikeClassScores(r.shape),
                                                      probabilityMap: ErrorAccumulator.looksLikeProbabilityMap(r))
             acc.add(reference: r, test: t, items: items)
             outputs[q] = acc
@@ -167,6 +170,27 @@ public final class QuantAnalyzer {
 
     /// The graph outputs of the QDQ model in order.
     public var outputNames: [String] { outputPairs.map(\.quant) }
+
+    /// Ops whose output can be class scores or logits: an argmax of what they compute names a
+    /// class. Not LSTM/If states, LayerNormalization or Concat outputs (silero VAD's [2, 1, 128]
+    /// state, MiniLM-L3's hidden states), whose shapes alone look like [N, T, C] scores.
+    static let scoreProducers: Set<String> = ["Softmax", "LogSoftmax", "Sigmoid", "Gemm", "MatMul", "Add", "Conv",
+                                              "GlobalAveragePool", "AveragePool", "ReduceMean"]
+
+    /// Whether graph output `name` comes (through reshaping ops) from a `scoreProducers` op.
+    static func producesScores(_ name: String, in graph: Graph) -> Bool {
+        let producer = GraphIndex(graph).producer
+        var value = name
+        for _ in 0..<8 {
+            guard let n = producer[value], n.isStandard else { return false }
+            if ["Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Transpose"].contains(n.opType), let x = n.inputs.first {
+                value = x
+                continue
+            }
+            return scoreProducers.contains(n.opType)
+        }
+        return false
+    }
 }
 
 /// Keeps the float tensors of chosen values for the batch, each in the order produced (a value

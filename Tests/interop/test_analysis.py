@@ -311,3 +311,31 @@ def test_advice_for_an_op_fine_alone_names_the_op_to_fix(tmp_path):
     assert traced, "no op below the first bad one is marked while fine alone: the test checks nothing"
     for l in traced:
         assert any(f"`{first_bad}`" in a for a in l["advice"]), l["advice"]
+
+
+def test_top1_agreement_only_for_score_outputs_and_mask_iou_for_maps(tmp_path):
+    """Three outputs: per-step class scores from a Softmax [N, T, C] get a top-1 agreement; a
+    state of the same rank from a Concat does not (silero VAD's LSTM state looked like scores);
+    a sigmoid map [N, 1, H, W] gets a mask IoU and no top-1 agreement."""
+    rng = np.random.default_rng(5)
+    w = rng.standard_normal((6, 4, 3, 3)).astype(np.float32)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Reshape", ["c", "shape"], ["r"]),
+             helper.make_node("Softmax", ["r"], ["scores"], axis=-1),
+             helper.make_node("Concat", ["r", "r"], ["state"], axis=0),
+             helper.make_node("Conv", ["x", "w1"], ["m"], pads=[1, 1, 1, 1]),
+             helper.make_node("Sigmoid", ["m"], ["map"])]
+    inits = [onnx.numpy_helper.from_array(w, "w"), onnx.numpy_helper.from_array(np.array([0, 6, -1], np.int64), "shape"),
+             onnx.numpy_helper.from_array(rng.standard_normal((1, 4, 3, 3)).astype(np.float32) * 3, "w1")]
+    g = helper.make_graph(nodes, "outputs", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 4, 6, 6])],
+                          [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in ("scores", "state", "map")], inits)
+    src = str(tmp_path / "outs.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), src)
+    np.save(str(tmp_path / "x.npy"), rng.standard_normal((8, 4, 6, 6)).astype(np.float32))
+    r = quantkit("quantize", src, "--input", f"x={tmp_path / 'x.npy'}", "--batch", "8")
+    rep = json.load(open(str(tmp_path / "outs.report.json")))
+    by_name = {o["name"]: o["metrics"] for o in rep["outputs"]}
+    assert by_name["scores"].get("top1Agreement") is not None, by_name["scores"]
+    assert by_name["state"].get("top1Agreement") is None and by_name["state"].get("maskIoU") is None, by_name["state"]
+    assert by_name["map"].get("top1Agreement") is None and 0 < by_name["map"]["maskIoU"] <= 1, by_name["map"]
+    assert "mask IoU (> 0.5)" in r.stdout
