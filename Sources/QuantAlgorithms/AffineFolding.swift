@@ -88,42 +88,13 @@ extension Preparation {
 
     private static func foldIntoProducer(_ g: Graph, op: Node, prev: Node, constant c: Tensor) -> Bool {
         guard prev.isStandard, prev.outputs.count == 1, prev.inputs.count >= 2,
-              let w = g.initializer(prev.inputs[1]), w.dtype == .float else { return false }
-        let axis: Int, rank: Int
-        switch prev.opType {
-        case "Conv":
-            guard w.rank >= 3 else { return false }
-            axis = 0; rank = w.rank
-        case "ConvTranspose":
-            guard w.rank >= 3, (prev.attribute("group")?.int ?? 1) == 1 else { return false }
-            axis = 1; rank = w.rank
-        case "Gemm":
-            guard w.rank == 2 else { return false }
-            axis = (prev.attribute("transB")?.int ?? 0) == 1 ? 0 : 1; rank = 2
-        default: return false
-        }
+              let w = g.initializer(prev.inputs[1]), w.dtype == .float,
+              let axis = outputChannelAxis(of: prev, weight: w) else { return false }
         let channels = w.shape[axis]
-        guard let v = channelValues(c, rank: rank, channels: channels), let (scale, shift) = affine(op.opType, v) else { return false }
-        var bias = [Double](repeating: 0, count: channels)
-        if prev.inputs.count > 2, !prev.inputs[2].isEmpty {
-            guard let b = g.initializer(prev.inputs[2]), b.dtype == .float, b.count == channels,
-                  prev.opType != "Gemm" || b.rank == 1 || (b.rank == 2 && b.shape[0] == 1) else { return false }
-            let beta = prev.opType == "Gemm" ? Double(prev.attribute("beta")?.float ?? 1) : 1
-            bias = b.doubles().map { $0 * beta }
-        }
-        let inner = w.shape[(axis + 1)...].reduce(1, *)
-        let wf = w.floats()
-        var out = wf
-        for i in wf.indices { out[i] = Float(Double(wf[i]) * scale[(i / inner) % channels]) }
-        let newBias = (0..<channels).map { Float(bias[$0] * scale[$0] + shift[$0]) }
-        var names = NameAllocator(g)
-        let wName = names.fresh(prev.inputs[1] + "_folded")
-        let bName = names.fresh((prev.name.isEmpty ? prev.outputs[0] : prev.name) + "_bias_folded")
-        g.setInitializer(wName, Tensor(shape: w.shape, floats: out))
-        g.setInitializer(bName, Tensor(shape: [channels], floats: newBias))
-        prev.inputs[1] = wName
-        if prev.inputs.count > 2 { prev.inputs[2] = bName } else { prev.inputs.append(bName) }
-        if prev.opType == "Gemm", let beta = prev.attribute("beta")?.float, beta != 1 { prev.setAttribute(.float("beta", 1)) }
+        guard let v = channelValues(c, rank: w.rank, channels: channels), let (scale, shift) = affine(op.opType, v),
+              let bias = outputBias(of: prev, in: g, channels: channels) else { return false }
+        let newBias = (0..<channels).map { Float(Double(bias[$0]) * scale[$0] + shift[$0]) }
+        replaceWeightAndBias(g, prev, weight: w, axis: axis, scale: scale, bias: newBias, suffix: "folded")
         g.remove(op)
         prev.outputs[0] = op.outputs[0]
         return true

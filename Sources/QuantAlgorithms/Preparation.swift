@@ -115,45 +115,12 @@ public enum Preparation {
             let eps = Double(bn.attribute("epsilon")?.float ?? 1e-5)
             let c = gamma.count
             guard beta.count == c, mean.count == c, variance.count == c else { continue }
-            // Output-channel axis of W and how many channels it has.
-            let axis: Int
-            switch prev.opType {
-            case "Conv": axis = 0
-            case "ConvTranspose":
-                guard (prev.attribute("group")?.int ?? 1) == 1 else { continue }
-                axis = 1
-            default:
-                guard w.rank == 2 else { continue }
-                axis = (prev.attribute("transB")?.int ?? 0) == 1 ? 0 : 1
-            }
-            guard w.rank > axis, w.shape[axis] == c else { continue }
-            var bias = [Float](repeating: 0, count: c)
-            if prev.inputs.count > 2, !prev.inputs[2].isEmpty {
-                guard let b = g.initializer(prev.inputs[2]), b.count == c else { continue }
-                bias = b.floats()
-                if prev.opType == "Gemm", let beta = prev.attribute("beta")?.float { bias = bias.map { $0 * beta } }
-            }
+            guard let axis = outputChannelAxis(of: prev, weight: w), w.shape[axis] == c,
+                  let bias = outputBias(of: prev, in: g, channels: c) else { continue }
             let gv = gamma.doubles(), bv = beta.doubles(), mv = mean.doubles(), vv = variance.doubles()
             let factor = (0..<c).map { gv[$0] / (vv[$0] + eps).squareRoot() }
-            let wf = w.floats()
-            let inner = w.shape[(axis + 1)...].reduce(1, *)
-            var out = wf
-            for i in 0..<wf.count {
-                let ch = (i / inner) % c
-                out[i] = Float(Double(wf[i]) * factor[ch])
-            }
             let newBias = (0..<c).map { Float((Double(bias[$0]) - mv[$0]) * factor[$0] + bv[$0]) }
-            var names = NameAllocator(g)
-            let wName = names.fresh(prev.inputs[1] + "_bnfolded")
-            let bName = names.fresh((prev.name.isEmpty ? prev.outputs[0] : prev.name) + "_bias_bnfolded")
-            g.setInitializer(wName, Tensor(shape: w.shape, floats: out))
-            g.setInitializer(bName, Tensor(shape: [c], floats: newBias))
-            prev.inputs[1] = wName
-            if prev.opType == "Gemm" {
-                // Gemm's C broadcasts; a [c] bias is valid for output [M, c].
-                if prev.inputs.count > 2 { prev.inputs[2] = bName } else { prev.inputs.append(bName) }
-                if let beta = prev.attribute("beta")?.float, beta != 1 { prev.setAttribute(.float("beta", 1)) }
-            } else if prev.inputs.count > 2 { prev.inputs[2] = bName } else { prev.inputs.append(bName) }
+            replaceWeightAndBias(g, prev, weight: w, axis: axis, scale: factor, bias: newBias, suffix: "bnfolded")
             // prev now produces the BN's output.
             let bnOut = bn.outputs[0]
             g.remove(bn)
@@ -163,6 +130,47 @@ public enum Preparation {
         }
         removeUnusedInitializers(g)
         return folded
+    }
+
+    /// The output-channel axis of `node`'s weight `w`: 0 for Conv, 1 for ConvTranspose with
+    /// group 1, 0 or 1 for Gemm (transB); nil for anything else.
+    static func outputChannelAxis(of node: Node, weight w: Tensor) -> Int? {
+        switch node.opType {
+        case "Conv": return w.rank >= 3 ? 0 : nil
+        case "ConvTranspose": return w.rank >= 3 && (node.attribute("group")?.int ?? 1) == 1 ? 1 : nil
+        case "Gemm": return w.rank == 2 ? ((node.attribute("transB")?.int ?? 0) == 1 ? 0 : 1) : nil
+        default: return nil
+        }
+    }
+
+    /// The bias of a Conv/ConvTranspose/Gemm per output channel (Gemm's beta applied; zeros
+    /// without one); nil when it is not a float initializer of `channels` values ([c] or [1, c]).
+    static func outputBias(of node: Node, in g: Graph, channels: Int) -> [Float]? {
+        guard node.inputs.count > 2, !node.inputs[2].isEmpty else { return [Float](repeating: 0, count: channels) }
+        guard let b = g.initializer(node.inputs[2]), b.dtype == .float, b.count == channels,
+              b.rank == 1 || (b.rank == 2 && b.shape[0] == 1) else { return nil }
+        var bias = b.floats()
+        if node.opType == "Gemm", let beta = node.attribute("beta")?.float { bias = bias.map { $0 * beta } }
+        return bias
+    }
+
+    /// Gives `node` the weight `w`·scale (scaled along `axis`) and the bias `bias`, as new
+    /// initializers named with `suffix`; a Gemm's beta becomes 1.
+    static func replaceWeightAndBias(_ g: Graph, _ node: Node, weight w: Tensor, axis: Int, scale: [Double], bias: [Float], suffix: String) {
+        let channels = scale.count
+        let inner = w.shape[(axis + 1)...].reduce(1, *)
+        let wf = w.floats()
+        var out = wf
+        for i in wf.indices { out[i] = Float(Double(wf[i]) * scale[(i / inner) % channels]) }
+        var names = NameAllocator(g)
+        let wName = names.fresh(node.inputs[1] + "_" + suffix)
+        let bName = names.fresh((node.name.isEmpty ? node.outputs[0] : node.name) + "_bias_" + suffix)
+        g.setInitializer(wName, Tensor(shape: w.shape, floats: out))
+        g.setInitializer(bName, Tensor(shape: [channels], floats: bias))
+        node.inputs[1] = wName
+        // Gemm's C broadcasts; a [c] bias is valid for output [M, c].
+        if node.inputs.count > 2 { node.inputs[2] = bName } else { node.inputs.append(bName) }
+        if node.opType == "Gemm", let beta = node.attribute("beta")?.float, beta != 1 { node.setAttribute(.float("beta", 1)) }
     }
 
     /// Drops initializers nothing reads (left behind by folding).
