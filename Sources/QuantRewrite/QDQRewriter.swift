@@ -153,6 +153,19 @@ public struct QDQRewriter {
             o.version = 1
             model.extras.opsetImport.append(o)
         }
+        // Exclusions that match nothing: misspelt, or a node preparation folded into a neighbour
+        // (a BatchNorm, a constant Mul/Add, a hard-swish chain, a Pad, an Identity).
+        let present = Set(g.allNodes.map(\.name)), types = Set(g.allNodes.map(\.opType))
+        let strayNodes = options.control.excludeNodes.filter { !present.contains($0) }
+        let strayTypes = options.control.excludeOpTypes.filter { !types.contains($0) }
+        if !strayNodes.isEmpty {
+            result.warnings.append("exclude_nodes: \(strayNodes.prefix(5).map { "'\($0)'" }.joined(separator: ", "))\(strayNodes.count > 5 ? " and \(strayNodes.count - 5) more" : "") "
+                                   + "match no node of the prepared model (misspelt, or folded into a neighbouring Conv or op by preparation): "
+                                   + "use the node names of the analysis report (NAME.report.md), which are the prepared model's")
+        }
+        if !strayTypes.isEmpty {
+            result.warnings.append("exclude_op_types: \(strayTypes.map { "'\($0)'" }.joined(separator: ", ")) match no node of the prepared model")
+        }
         if !result.negligibleChannels.isEmpty {
             let total = result.negligibleChannels.reduce(0) { $0 + $1.count }
             let examples = result.negligibleChannels.prefix(3).map { "'\($0.node)' \($0.count)" }.joined(separator: ", ")

@@ -482,3 +482,20 @@ def test_channels_with_negligible_weights_are_summarised_in_one_warning(tmp_path
     f = ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     q = ort.InferenceSession(str(tmp_path / "q.onnx"), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     assert float((f * q).sum() / np.linalg.norm(f) / np.linalg.norm(q)) > 0.99
+
+
+def test_exclusions_that_match_no_node_are_named(tmp_path):
+    """A misspelt --exclude-node (or one preparation folded away) and an absent op type are named
+    in a warning; the real one still keeps its Conv float."""
+    model = small_cnn(17, rng=np.random.default_rng(6))
+    src = str(tmp_path / "cnn.onnx")
+    onnx.save(model, src)
+    ranges_csv(model, np.random.default_rng(7).standard_normal((8, 3, 16, 16)).astype(np.float32), str(tmp_path / "r.csv"))
+    out = str(tmp_path / "x.onnx")
+    r = quantkit("quantize", src, "--stats", str(tmp_path / "r.csv"), "--exclude-node", "conv2", "--exclude-node", "conv_2",
+                 "--exclude-op-type", "LSTM", "-o", out)
+    assert "exclude_nodes: 'conv_2' match no node" in r.stdout, r.stdout
+    assert "exclude_op_types: 'LSTM' match no node" in r.stdout, r.stdout
+    producers = {o: n for n in onnx.load(out).graph.node for o in n.output}
+    conv2 = next(n for n in onnx.load(out).graph.node if n.name == "conv2")
+    assert producers.get(conv2.input[1]) is None
