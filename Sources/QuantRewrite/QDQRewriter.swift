@@ -220,6 +220,19 @@ public struct QDQRewriter {
 
     /// Marks and inserts Q/DQ in one graph (`main`: the model's graph, where truncation
     /// applies; else an If/Loop/Scan body), with the custom_settings whose tensors are in it.
+    /// Outputs of HardSigmoid nodes whose only reader is a Mul of the HardSigmoid's own input by
+    /// it: the gate of a hard-swish.
+    static func hardSwishGates(_ g: Graph, _ index: GraphIndex) -> Set<String> {
+        var gates = Set<String>()
+        for h in g.nodes where h.isStandard && h.opType == "HardSigmoid" {
+            guard let x = h.inputs.first, let s = h.outputs.first, !s.isEmpty,
+                  !g.outputs.contains(where: { $0.name == s }) else { continue }
+            let readers = index.consumers(of: s)
+            if readers.count == 1, readers[0].isStandard, readers[0].opType == "Mul", Set(readers[0].inputs) == [x, s] { gates.insert(s) }
+        }
+        return gates
+    }
+
     /// Returns whether a com.microsoft Q/DQ was written, and the nodes the user's settings keep
     /// float (their bodies stay float too).
     func rewrite(_ g: Graph, main: Bool, settings: [SubgraphSetting], names: inout NameAllocator,
@@ -297,6 +310,11 @@ public struct QDQRewriter {
                 wanted.insert(n.outputs[0])
             }
         }
+        // x·HardSigmoid(x) is hard-swish (torch exports nn.Hardswish so below opset 14, and
+        // preparation writes the chain x·Clip(x+3, 0, 6)/6 so): its gate stays float, as ONNX
+        // Runtime runs a HardSwish op between the DequantizeLinear of x and the QuantizeLinear of
+        // the product; rounding the gate would only add error (no integer kernel uses it).
+        wanted.subtract(Self.hardSwishGates(g, index))
         // A group is quantized when any member is wanted; members without a range drop out.
         let wantedRoots = Set(wanted.map { groups.find($0) })
         var members: [String: [String]] = [:]

@@ -499,3 +499,33 @@ def test_exclusions_that_match_no_node_are_named(tmp_path):
     producers = {o: n for n in onnx.load(out).graph.node for o in n.output}
     conv2 = next(n for n in onnx.load(out).graph.node if n.name == "conv2")
     assert producers.get(conv2.input[1]) is None
+
+
+def test_hardswish_gate_stays_float_and_se_gate_is_quantized(tmp_path):
+    """x * HardSigmoid(x) (torch's nn.Hardswish below opset 14) is hard-swish: its gate stays
+    float even with a range for it, so ONNX Runtime computes DQ(x) -> HardSigmoid -> Mul -> Q.
+    A squeeze-excitation gate, y * HardSigmoid(pool(y)), multiplies another tensor and stays
+    quantized."""
+    rng = np.random.default_rng(8)
+    inits = [numpy_helper.from_array((rng.standard_normal((8, 3, 3, 3)) * 0.5).astype(np.float32), "w1"),
+             numpy_helper.from_array((rng.standard_normal((8, 8, 1, 1)) * 0.5).astype(np.float32), "w2")]
+    nodes = [helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+             helper.make_node("HardSigmoid", ["c1"], ["gate"], name="hs", alpha=1 / 6, beta=0.5),
+             helper.make_node("Mul", ["c1", "gate"], ["h"], name="hswish"),
+             helper.make_node("GlobalAveragePool", ["h"], ["p"], name="pool"),
+             helper.make_node("Conv", ["p", "w2"], ["e"], name="conv2"),
+             helper.make_node("HardSigmoid", ["e"], ["se"], name="se_gate", alpha=0.2, beta=0.5),
+             helper.make_node("Mul", ["h", "se"], ["y"], name="se_mul")]
+    g = helper.make_graph(nodes, "hswish", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 3, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    src = str(tmp_path / "hs.onnx")
+    onnx.save(model, src)
+    ranges_csv(model, rng.standard_normal((8, 3, 8, 8)).astype(np.float32), str(tmp_path / "r.csv"))
+    out = str(tmp_path / "hs.q.onnx")
+    quantkit("quantize", src, "--stats", str(tmp_path / "r.csv"), "-o", out)
+    q = onnx.load(out)
+    quantized = {n.input[0] for n in q.graph.node if n.op_type == "QuantizeLinear"}
+    assert "gate" not in quantized and "h" in quantized and "se" in quantized, quantized
+    mul = next(n for n in q.graph.node if n.name == "hswish")
+    assert "gate" in mul.input
