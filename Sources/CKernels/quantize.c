@@ -88,3 +88,53 @@ void qk_fake_quantize(const float *x, long n, float scale, float zp, float lo, f
 #endif
     fake_quantize_generic(x, n, scale, zp, lo, hi, y);
 }
+
+// Requantization of int32 sums as ONNX Runtime's MLAS does it: v = float(acc) * multiplier,
+// clamped to [lo, hi] (the output range less the zero point), rounded half to even, plus zp.
+
+QK_INLINE float requantize1(int32_t a, float m, float lo, float hi) {
+    float v = (float)a * m;
+    if (v < lo) v = lo;
+    if (v > hi) v = hi;
+    return rintf(v);
+}
+
+static void requantize_generic(const int32_t *acc, long n, const float *mult, int per_element, float lo, float hi, int32_t zp,
+                               int type, void *y) {
+    for (long i = 0; i < n; i++) store1(y, i, type, requantize1(acc[i], mult[per_element ? i : 0], lo, hi) + (float)zp);
+}
+
+#if QK_HAS_X86
+QK_AVX2 static void requantize_avx2(const int32_t *acc, long n, const float *mult, int per_element, float lo, float hi, int32_t zp,
+                                    int type, void *y) {
+    __m256 l = _mm256_set1_ps(lo), h = _mm256_set1_ps(hi), m = _mm256_set1_ps(mult[0]);
+    __m256i z = _mm256_set1_epi32(zp);
+    long i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256 mm = per_element ? _mm256_loadu_ps(mult + i) : m;
+        __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(acc + i))), mm);
+        v = _mm256_min_ps(_mm256_max_ps(v, l), h);
+        __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)), z);
+        int32_t lanes[8];
+        _mm256_storeu_si256((__m256i *)lanes, q);
+        switch (type) {
+        case QK_Q_INT8: for (int k = 0; k < 8; k++) ((int8_t *)y)[i + k] = (int8_t)lanes[k]; break;
+        case QK_Q_UINT8: for (int k = 0; k < 8; k++) ((uint8_t *)y)[i + k] = (uint8_t)lanes[k]; break;
+        case QK_Q_INT16: for (int k = 0; k < 8; k++) ((int16_t *)y)[i + k] = (int16_t)lanes[k]; break;
+        default: for (int k = 0; k < 8; k++) ((uint16_t *)y)[i + k] = (uint16_t)lanes[k]; break;
+        }
+    }
+    long rest = n - i;
+    if (rest > 0) {
+        void *tail = (char *)y + i * (type == QK_Q_INT8 || type == QK_Q_UINT8 ? 1 : 2);
+        requantize_generic(acc + i, rest, per_element ? mult + i : mult, per_element, lo, hi, zp, type, tail);
+    }
+}
+#endif
+
+void qk_requantize(const int32_t *acc, long n, const float *mult, int per_element, float lo, float hi, int32_t zp, int type, void *y) {
+#if QK_HAS_X86
+    if (qk_uses_avx2()) { requantize_avx2(acc, n, mult, per_element, lo, hi, zp, type, y); return; }
+#endif
+    requantize_generic(acc, n, mult, per_element, lo, hi, zp, type, y);
+}

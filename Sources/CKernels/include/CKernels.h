@@ -8,6 +8,7 @@
 #define QK_CKERNELS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -137,6 +138,11 @@ typedef enum { QK_Q_INT8 = 0, QK_Q_UINT8 = 1, QK_Q_INT16 = 2, QK_Q_UINT16 = 3 } 
 /// QuantizeLinear with one scale and zero point over n floats: `y[i] = clamp(round_half_even(
 /// x[i] / scale) + zp, lo, hi)` (NaN to lo) stored as `type` (`lo`/`hi` within the type).
 void qk_quantize(const float *x, long n, float scale, float zp, float lo, float hi, int type, void *y);
+
+/// Requantizes n int32 sums as ONNX Runtime does: `y[i] = round_half_even(clamp(float(acc[i]) *
+/// m, lo, hi)) + zp` stored as `type`, with m = mult[i] when `per_element`, else mult[0]; `lo`/`hi`
+/// are the output type's range less zp.
+void qk_requantize(const int32_t *acc, long n, const float *mult, int per_element, float lo, float hi, int32_t zp, int type, void *y);
 
 /// DequantizeLinear(QuantizeLinear(x)) over n floats with one scale and zero point, in float:
 /// `y[i] = (clamp(round_half_even(x[i] / scale) + zp, lo, hi) - zp) * scale` (NaN to lo).

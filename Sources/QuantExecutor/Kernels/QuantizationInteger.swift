@@ -1,3 +1,4 @@
+import CKernels
 import QuantCore
 import QuantIR
 
@@ -31,9 +32,10 @@ enum QuantizationInteger {
             }
             let yType = inputs[7]?.dtype ?? a.dtype
             let zp = inputs[7].map { Int32($0.scalarAsDouble(at: 0)) } ?? 0
-            return [try requantize(acc, shape: shape, type: yType, zeroPoint: zp, ctx: ctx) { i in
-                let row = (i / n) % m, col = i % n
-                return sa[sa.count == 1 ? 0 : row] * sb[sb.count == 1 ? 0 : col] / sy[0]
+            return [try requantize(acc, shape: shape, type: yType, zeroPoint: zp, ctx: ctx, rowLength: n) { r in
+                let row = r % m
+                return sb.count == 1 ? [sa[sa.count == 1 ? 0 : row] * sb[0] / sy[0]]
+                                     : (0..<n).map { sa[sa.count == 1 ? 0 : row] * sb[$0] / sy[0] }
             }]
         }
     }
@@ -68,9 +70,8 @@ enum QuantizationInteger {
             func convolve(_ x: Tensor) throws -> Tensor {
                 let (shape, acc) = try attrs.run(x, w, inputs[2], inputs[5], bias: bias, ctx, env)
                 let channels = shape[1], spatial = shape[2...].reduce(1, *)
-                return try requantize(acc, shape: shape, type: yType, zeroPoint: zp, ctx: ctx) { i in
-                    let c = (i / spatial) % channels
-                    return sx[0] * sw[sw.count == 1 ? 0 : c] / sy[0]
+                return try requantize(acc, shape: shape, type: yType, zeroPoint: zp, ctx: ctx, rowLength: spatial) { r in
+                    [sx[0] * sw[sw.count == 1 ? 0 : r % channels] / sy[0]]
                 }
             }
             let n = x.shape.first ?? 1, chunk = max(1, 2 * env.threads)
@@ -86,28 +87,38 @@ enum QuantizationInteger {
     /// converted to float32, multiplied by the float32 multiplier, clamped to the output range
     /// less the zero point, rounded, then shifted; in double the few products within an ulp of a
     /// .5 would round the other way (and a whole constant region with them).
-    static func requantize(_ acc: [Int32], shape: [Int], type: DType, zeroPoint: Int32, ctx: KernelContext, _ multiplier: (Int) -> Float) throws -> Tensor {
-        let (lo, hi): (Int32, Int32) = switch type {
-        case .int8: (-128, 127)
-        case .uint8: (0, 255)
-        case .int16: (-32768, 32767)
-        case .uint16: (0, 65535)
+    /// `acc` is split into rows of `rowLength` sums; `multipliers(row)` gives one multiplier for
+    /// the whole row or one per element of it.
+    static func requantize(_ acc: [Int32], shape: [Int], type: DType, zeroPoint: Int32, ctx: KernelContext, rowLength: Int,
+                           _ multipliers: (Int) -> [Float]) throws -> Tensor {
+        let (lo, hi, code): (Int32, Int32, qk_quantize_type) = switch type {
+        case .int8: (-128, 127, QK_Q_INT8)
+        case .uint8: (0, 255, QK_Q_UINT8)
+        case .int16: (-32768, 32767, QK_Q_INT16)
+        case .uint16: (0, 65535, QK_Q_UINT16)
         default: throw ctx.unsupported("output type \(type.name)")
         }
         let minimum = Float(lo - zeroPoint), maximum = Float(hi - zeroPoint)
-        var q = [Int32](repeating: 0, count: acc.count)
-        for i in 0..<acc.count {
-            var v = Float(acc[i]) * multiplier(i)
-            v = max(v, minimum)
-            v = min(v, maximum)
-            q[i] = Int32(v.rounded(.toNearestOrEven)) + zeroPoint
+        let out = Tensor(dtype: type, shape: shape)
+        let length = max(rowLength, 1)
+        func fill<T>(_: T.Type) {
+            out.withUnsafeMutableBufferPointer(as: T.self) { o in
+                acc.withUnsafeBufferPointer { a in
+                    guard let ap = a.baseAddress, let op = o.baseAddress else { return }
+                    for (r, start) in stride(from: 0, to: a.count, by: length).enumerated() {
+                        let m = multipliers(r), count = min(length, a.count - start)
+                        qk_requantize(ap + start, count, m, m.count > 1 ? 1 : 0, minimum, maximum, zeroPoint, Int32(code.rawValue), op + start)
+                    }
+                }
+            }
         }
         switch type {
-        case .int8: return Tensor(shape: shape, values: q.map { Int8($0) })
-        case .uint8: return Tensor(shape: shape, values: q.map { UInt8($0) })
-        case .int16: return Tensor(shape: shape, values: q.map { Int16($0) })
-        default: return Tensor(shape: shape, values: q.map { UInt16($0) })
+        case .int8: fill(Int8.self)
+        case .uint8: fill(UInt8.self)
+        case .int16: fill(Int16.self)
+        default: fill(UInt16.self)
         }
+        return out
     }
 
     /// Elements of an integer tensor as Int32.
