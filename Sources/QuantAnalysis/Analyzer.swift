@@ -130,7 +130,7 @@ public final class QuantAnalyzer {
             guard let r = floatOut[f], let t = quantOut[q] else { continue }
             var acc = outputs[q] ?? ErrorAccumulator(classScores: scoreOutputs.contains(f) && ErrorAccumulator.looksLikeClassScores(r.shape),
                                                      probabilityMap: ErrorAccumulator.looksLikeProbabilityMap(r))
-            acc.add(reference: r, test: t, items: items)
+            acc.add(reference: r, test: t, items: items, threads: options.threads)
             outputs[q] = acc
         }
         if let layerExecutor {
@@ -239,7 +239,7 @@ final class Comparer: ExecutionHook {
         if let name = targets[value], let r = ref(name) {
             let t = layout.activations[name]?.fakeQuantize(tensor, threads: executor.options.threads) ?? tensor
             var acc = accumulators[name] ?? ErrorAccumulator()
-            acc.add(reference: r, test: t, items: items)
+            acc.add(reference: r, test: t, items: items, threads: executor.options.threads)
             accumulators[name] = acc
         }
         return nil

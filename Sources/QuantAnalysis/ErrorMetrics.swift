@@ -1,5 +1,6 @@
 import Foundation
 import QuantCore
+import QuantExecutor
 
 /// The error of a tensor computed with quantization (`test`) against the same tensor of the float
 /// model (`reference`), over every element of every analysis batch.
@@ -76,7 +77,7 @@ public struct ErrorAccumulator: Codable, Sendable, Equatable {
     /// reported as false. The per-item SNRs split the tensor along its first axis when that
     /// axis has `items` entries; otherwise the tensor counts as one item.
     @discardableResult
-    public mutating func add(reference: Tensor, test: Tensor, items: Int = 1) -> Bool {
+    public mutating func add(reference: Tensor, test: Tensor, items: Int = 1, threads: Int = 1) -> Bool {
         guard reference.count == test.count else { return false }
         let r = reference.dtype == .float ? reference : Tensor(shape: reference.shape, floats: reference.floats())
         let t = test.dtype == .float ? test : Tensor(shape: test.shape, floats: test.floats())
@@ -84,23 +85,19 @@ public struct ErrorAccumulator: Codable, Sendable, Equatable {
             t.withUnsafeBufferPointer(as: Float.self) { tp in
                 let split = items > 1 && reference.shape.first == items && rp.count % items == 0 ? items : 1
                 let per = rp.count / split
-                var s = 0.0, n = 0.0, d = 0.0, tt = 0.0, a = 0.0, m = maxAbs
-                for item in 0..<split {
-                    var si = 0.0, ni = 0.0
-                    for i in (item * per)..<((item + 1) * per) {
-                        let rv = Double(rp[i]), tv = Double(tp[i]), e = tv - rv
-                        si += rv * rv
-                        ni += e * e
-                        d += rv * tv
-                        tt += tv * tv
-                        a += abs(e)
-                        if abs(e) > m || e.isNaN { m = abs(e) }
+                // Sums per item (in parallel), then combined in item order: the result does not
+                // depend on the thread count.
+                var parts = [ItemSums](repeating: ItemSums(), count: split)
+                parts.withUnsafeMutableBufferPointer { pp in
+                    parallelFor(split, threads: threads) { range in
+                        for item in range { pp[item] = ItemSums(rp, tp, from: item * per, count: per) }
                     }
-                    itemSNRs.append(si > 0 ? ni / si : (ni > 0 ? Double.infinity : 0))
-                    s += si
-                    n += ni
                 }
-                signal += s; noise += n; dot += d; testPower += tt; absSum += a; maxAbs = m
+                for p in parts {
+                    itemSNRs.append(p.signal > 0 ? p.noise / p.signal : (p.noise > 0 ? Double.infinity : 0))
+                    signal += p.signal; noise += p.noise; dot += p.dot; testPower += p.testPower; absSum += p.absSum
+                    if p.maxAbs > maxAbs || p.maxAbs.isNaN { maxAbs = p.maxAbs }
+                }
                 count += rp.count
                 if probabilityMap {
                     var inter = 0, union = 0
@@ -121,6 +118,27 @@ public struct ErrorAccumulator: Codable, Sendable, Equatable {
             }
         }
         return true
+    }
+
+    /// The sums of one item.
+    private struct ItemSums {
+        var signal = 0.0, noise = 0.0, dot = 0.0, testPower = 0.0, absSum = 0.0, maxAbs = 0.0
+
+        init() {}
+
+        init(_ rp: UnsafeBufferPointer<Float>, _ tp: UnsafeBufferPointer<Float>, from start: Int, count: Int) {
+            var s = 0.0, n = 0.0, d = 0.0, tt = 0.0, a = 0.0, m = 0.0
+            for i in start..<(start + count) {
+                let rv = Double(rp[i]), tv = Double(tp[i]), e = tv - rv
+                s += rv * rv
+                n += e * e
+                d += rv * tv
+                tt += tv * tv
+                a += abs(e)
+                if abs(e) > m || e.isNaN { m = abs(e) }
+            }
+            (signal, noise, dot, testPower, absSum, maxAbs) = (s, n, d, tt, a, m)
+        }
     }
 
     private func argmax(_ p: UnsafeBufferPointer<Float>, _ start: Int, _ n: Int) -> Int {
