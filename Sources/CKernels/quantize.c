@@ -94,7 +94,7 @@ void qk_fake_quantize(const float *x, long n, float scale, float zp, float lo, f
 
 QK_INLINE float requantize1(int32_t a, float m, float lo, float hi) {
     float v = (float)a * m;
-    if (v < lo) v = lo;
+    if (!(v >= lo)) v = lo;  // NaN too, as MAXPS in the vector loop
     if (v > hi) v = hi;
     return rintf(v);
 }

@@ -143,8 +143,10 @@ extension Preparation {
         var fused = 0
         var index = GraphIndex(g)
         let graphOutputs = Set(g.outputs.map(\.name))
+        // Rank 0 or [1] only: a constant of more dimensions could broadcast x up to its rank,
+        // which the replacement would not.
         func scalar(_ name: String) -> Double? {
-            guard let t = g.initializer(name), t.count == 1, t.dtype == .float else { return nil }
+            guard let t = g.initializer(name), t.count == 1, t.rank <= 1, t.dtype == .float else { return nil }
             return t.doubles()[0]
         }
         func only(_ value: String, readBy node: Node) -> Bool {

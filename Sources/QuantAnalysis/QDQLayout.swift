@@ -40,7 +40,9 @@ public struct ActivationQuantization: Sendable {
         let a = axis.map { $0 < 0 ? $0 + x.rank : $0 }
         let inner = a.map { x.shape[($0 + 1)...].reduce(1, *) } ?? src.count
         let channels = scales.count
-        let (scales, zeroPoints, qmin, qmax) = (self.scales, self.zeroPoints, self.qmin, self.qmax)
+        // Per-channel scales with one zero point (a QuantizeLinear without its zero-point input).
+        let zeroPoints = self.zeroPoints.count == channels ? self.zeroPoints : [Float](repeating: self.zeroPoints.first ?? 0, count: channels)
+        let (scales, qmin, qmax) = (self.scales, self.qmin, self.qmax)
         src.withUnsafeBufferPointer(as: Float.self) { s in
             out.withUnsafeMutableBufferPointer(as: Float.self) { o in
                 guard let sp = s.baseAddress, let op = o.baseAddress, s.count > 0 else { return }

@@ -144,3 +144,26 @@ import CKernels
     #expect(qk_keep_freed_memory() == 1)
 }
 #endif
+
+/// `qk_requantize`: the vector loop and the scalar tail agree, also for a NaN product (an inf
+/// multiplier times a zero sum), which both clamp to the low end.
+@Test func requantizeVectorAndTailAgree() {
+    let acc: [Int32] = (0..<19).map { Int32($0 * 37 - 300) }
+    var perElement = (0..<19).map { Float($0 % 5) * 0.25 + 0.1 }
+    for (per, mult) in [(Int32(0), [Float(0.5)]), (1, perElement)] {
+        var y = [UInt8](repeating: 0, count: 19)
+        qk_requantize(acc, 19, mult, per, -128, 127, 128, Int32(QK_Q_UINT8.rawValue), &y)
+        let expected = (0..<19).map { i -> UInt8 in
+            let v = min(max(Float(acc[i]) * mult[per == 1 ? i : 0], -128), 127)
+            return UInt8(Int32(v.rounded(.toNearestOrEven)) + 128)
+        }
+        #expect(y == expected)
+    }
+    // NaN products (0 · inf) at a vector lane and in the tail: both give the low end.
+    var zeros = [Int32](repeating: 0, count: 9)
+    zeros[0] = 0
+    perElement = [Float](repeating: .infinity, count: 9)
+    var y = [Int8](repeating: 1, count: 9)
+    qk_requantize(zeros, 9, perElement, 1, -128, 127, 0, Int32(QK_Q_INT8.rawValue), &y)
+    #expect(y == [Int8](repeating: -128, count: 9))
+}

@@ -144,3 +144,24 @@ def test_constant_arithmetic_folds_into_convs_and_hardswish_fuses(tmp_path, opse
     b = ort.InferenceSession(out, providers=["CPUExecutionProvider"]).run(None, {"x": x})
     for u, v in zip(a, b):
         np.testing.assert_allclose(u, v, rtol=1e-5, atol=1e-5)
+
+
+def test_hardswish_with_constants_of_higher_rank_is_left_alone(tmp_path):
+    """x * Clip(x + 3, 0, 6) / 6 with the 3 and 6 stored as [1, 1, 1, 1] broadcasts a rank-2 x up
+    to rank 4; a HardSwish(x) would not, so the chain stays as written."""
+    one4 = lambda v, n: numpy_helper.from_array(np.full((1, 1, 1, 1), v, np.float32), n)  # noqa: E731
+    inits = [one4(3.0, "three"), one4(6.0, "six"), numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
+             numpy_helper.from_array(np.array(6.0, np.float32), "six0")]
+    nodes = [helper.make_node("Add", ["x", "three"], ["a"]), helper.make_node("Clip", ["a", "zero", "six0"], ["c"]),
+             helper.make_node("Mul", ["x", "c"], ["m"]), helper.make_node("Div", ["m", "six"], ["y"])]
+    g = helper.make_graph(nodes, "hs4", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 5])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    src, out = str(tmp_path / "hs4.onnx"), str(tmp_path / "hs4.prepared.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)], ir_version=8), src)
+    r = quantkit("convert", src, out, "--prepare")
+    assert "0 hard-swish chains fused" in r.stdout, r.stdout
+    x = np.random.default_rng(4).uniform(-5, 5, (2, 5)).astype(np.float32)
+    a = ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    b = ort.InferenceSession(out, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert a.shape == b.shape == (1, 1, 2, 5)
+    np.testing.assert_allclose(a, b, rtol=1e-6)
