@@ -87,7 +87,8 @@ def _affine_graph(opset):
     inits = {"w": f(4, 3, 3, 3), "b": f(4), "w1x1": f(5, 3, 1, 1), "wg": f(6, 1, 3, 3),
              "per_channel": f(1, 4, 1, 1), "half": np.array(0.5, np.float32), "two": np.array([2.0], np.float32),
              "along_w": f(1, 1, 1, 6), "three": np.array(3.0, np.float32), "zero": np.array(0.0, np.float32),
-             "six": np.array(6.0, np.float32)}
+             "six": np.array(6.0, np.float32), "gamma": rng.uniform(0.5, 1.5, 4).astype(np.float32), "beta": f(4),
+             "mean": f(4), "var": rng.uniform(0.5, 2, 4).astype(np.float32)}
     nodes = [
         # folds: Conv -> Mul(per channel) -> Add(scalar), Add's output a graph output
         helper.make_node("Conv", ["x", "w", "b"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
@@ -113,13 +114,17 @@ def _affine_graph(opset):
         # stays: the Conv after it pads (its zeros are not those of 2x + 0.5)
         helper.make_node("Add", ["x", "half"], ["a7"], name="add7"),
         helper.make_node("Conv", ["a7", "wg"], ["y7"], name="conv7", group=3, pads=[1, 1, 1, 1]),
+        # folds: Conv -> Mul(scalar) -> BatchNormalization (the BN once the Mul is in the Conv)
+        helper.make_node("Conv", ["x", "w", "b"], ["c9"], name="conv9"),
+        helper.make_node("Mul", ["c9", "two"], ["m9"], name="mul9"),
+        helper.make_node("BatchNormalization", ["m9", "gamma", "beta", "mean", "var"], ["y9"], name="bn9"),
         # hard-swish written out: x * Clip(x + 3, 0, 6) / 6
         helper.make_node("Add", ["three", "x"], ["h1"], name="hs_add"),
         helper.make_node("Clip", ["h1", "zero", "six"], ["h2"], name="hs_clip"),
         helper.make_node("Mul", ["h2", "x"], ["h3"], name="hs_mul"),
         helper.make_node("Div", ["h3", "six"], ["y8"], name="hs_div"),
     ]
-    outputs = ["y1", "y2", "y3a", "y3", "y4", "y5", "y6", "y7", "y8"]
+    outputs = ["y1", "y2", "y3a", "y3", "y4", "y5", "y6", "y7", "y8", "y9"]
     g = helper.make_graph(nodes, "affine", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 8, 6])],
                           [helper.make_tensor_value_info(n, TensorProto.FLOAT, None) for n in outputs],
                           [numpy_helper.from_array(v, k) for k, v in inits.items()])
@@ -131,10 +136,10 @@ def test_constant_arithmetic_folds_into_convs_and_hardswish_fuses(tmp_path, opse
     src, out = str(tmp_path / "affine.onnx"), str(tmp_path / "affine.prepared.onnx")
     onnx.save(_affine_graph(opset), src)
     r = quantkit("convert", src, out, "--prepare")
-    assert "6 constant Mul/Add folded into Convs, 1 hard-swish chains fused" in r.stdout, r.stdout
+    assert "1 BatchNorms" in r.stdout and "7 constant Mul/Add folded into Convs, 1 hard-swish chains fused" in r.stdout, r.stdout
     m = onnx.load(out)
     names = {n.name for n in m.graph.node}
-    assert not names & {"mul1", "add1", "sub2", "div2", "mul6", "add6", "hs_add", "hs_clip", "hs_mul", "hs_div"}, names
+    assert not names & {"mul1", "add1", "sub2", "div2", "mul6", "add6", "mul9", "bn9", "hs_add", "hs_clip", "hs_mul", "hs_div"}, names
     assert {"mul3", "sub4", "mul5", "add7"} <= names, names
     ops = [n.op_type for n in m.graph.node]
     assert ("HardSwish" in ops) == (opset >= 14) and ("HardSigmoid" in ops) == (opset < 14), ops
