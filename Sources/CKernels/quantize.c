@@ -33,6 +33,18 @@ static void quantize_generic(const float *x, long n, float scale, float zp, floa
 #if QK_HAS_X86
 #include <immintrin.h>
 
+// Stores 8 int32 lanes (already within the type's range) as elements i..i+7 of `type`.
+QK_AVX2 static inline void store8(void *y, long i, int type, __m256i q) {
+    int32_t lanes[8];
+    _mm256_storeu_si256((__m256i *)lanes, q);
+    switch (type) {
+    case QK_Q_INT8: for (int k = 0; k < 8; k++) ((int8_t *)y)[i + k] = (int8_t)lanes[k]; break;
+    case QK_Q_UINT8: for (int k = 0; k < 8; k++) ((uint8_t *)y)[i + k] = (uint8_t)lanes[k]; break;
+    case QK_Q_INT16: for (int k = 0; k < 8; k++) ((int16_t *)y)[i + k] = (int16_t)lanes[k]; break;
+    default: for (int k = 0; k < 8; k++) ((uint16_t *)y)[i + k] = (uint16_t)lanes[k]; break;
+    }
+}
+
 QK_AVX2 static void quantize_avx2(const float *x, long n, float scale, float zp, float lo, float hi, int type, void *y) {
     __m256 s = _mm256_set1_ps(scale), z = _mm256_set1_ps(zp), l = _mm256_set1_ps(lo), h = _mm256_set1_ps(hi);
     long i = 0;
@@ -42,14 +54,7 @@ QK_AVX2 static void quantize_avx2(const float *x, long n, float scale, float zp,
         v = _mm256_max_ps(v, l);  // MAXPS returns the second operand (lo) when v is NaN
         v = _mm256_min_ps(v, h);
         __m256i q = _mm256_cvtps_epi32(v);
-        int32_t lanes[8];
-        _mm256_storeu_si256((__m256i *)lanes, q);
-        switch (type) {
-        case QK_Q_INT8: for (int k = 0; k < 8; k++) ((int8_t *)y)[i + k] = (int8_t)lanes[k]; break;
-        case QK_Q_UINT8: for (int k = 0; k < 8; k++) ((uint8_t *)y)[i + k] = (uint8_t)lanes[k]; break;
-        case QK_Q_INT16: for (int k = 0; k < 8; k++) ((int16_t *)y)[i + k] = (int16_t)lanes[k]; break;
-        default: for (int k = 0; k < 8; k++) ((uint16_t *)y)[i + k] = (uint16_t)lanes[k]; break;
-        }
+        store8(y, i, type, q);
     }
     for (; i < n; i++) store1(y, i, type, quantize1(x[i], scale, zp, lo, hi));
 }
@@ -115,14 +120,7 @@ QK_AVX2 static void requantize_avx2(const int32_t *acc, long n, const float *mul
         __m256 v = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(acc + i))), mm);
         v = _mm256_min_ps(_mm256_max_ps(v, l), h);
         __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)), z);
-        int32_t lanes[8];
-        _mm256_storeu_si256((__m256i *)lanes, q);
-        switch (type) {
-        case QK_Q_INT8: for (int k = 0; k < 8; k++) ((int8_t *)y)[i + k] = (int8_t)lanes[k]; break;
-        case QK_Q_UINT8: for (int k = 0; k < 8; k++) ((uint8_t *)y)[i + k] = (uint8_t)lanes[k]; break;
-        case QK_Q_INT16: for (int k = 0; k < 8; k++) ((int16_t *)y)[i + k] = (int16_t)lanes[k]; break;
-        default: for (int k = 0; k < 8; k++) ((uint16_t *)y)[i + k] = (uint16_t)lanes[k]; break;
-        }
+        store8(y, i, type, q);
     }
     long rest = n - i;
     if (rest > 0) {
