@@ -122,11 +122,7 @@ QK_AVX2 static void requantize_avx2(const int32_t *acc, long n, const float *mul
         __m256i q = _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_round_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)), z);
         store8(y, i, type, q);
     }
-    long rest = n - i;
-    if (rest > 0) {
-        void *tail = (char *)y + i * (type == QK_Q_INT8 || type == QK_Q_UINT8 ? 1 : 2);
-        requantize_generic(acc + i, rest, per_element ? mult + i : mult, per_element, lo, hi, zp, type, tail);
-    }
+    for (; i < n; i++) store1(y, i, type, requantize1(acc[i], mult[per_element ? i : 0], lo, hi) + (float)zp);
 }
 #endif
 

@@ -8,15 +8,6 @@ import QuantIR
 /// after every activation). Left in place, every one of these ops is one more quantized tensor:
 /// one more rounding step and one more requantizing kernel in ONNX Runtime.
 extension Preparation {
-    /// What `foldAffinesIntoConvs` did.
-    public struct AffineFolds: Sendable, Equatable {
-        /// Mul/Div/Add/Sub by a constant folded into the Conv, ConvTranspose or Gemm before it.
-        public var intoProducer = 0
-        /// Mul/Div/Add/Sub by a scalar constant folded into the pad-free Conv after it.
-        public var intoReader = 0
-        public var total: Int { intoProducer + intoReader }
-    }
-
     /// The values of constant `c` per channel, when `c` broadcasts against a tensor of rank `rank`
     /// varying at most along axis 1 (shapes [], [1], [C, 1, 1], [1, C, 1, 1], [C] for rank 2);
     /// nil otherwise (another axis varies, more dims than `rank`, non-finite values, not float).
@@ -37,9 +28,9 @@ extension Preparation {
     ///   `W·m, b·m + a` with m = c (Mul), 1/c (Div) or a = c (Add), −c (Sub; x − c only);
     /// - `Mul|Div|Add|Sub(x, c scalar) -> Conv` with the Conv its only reader and no padding
     ///   (padding would see the zeros of x·m + a, not of x): `W·m`, `b + a·ΣW` per output channel.
-    /// Repeated until nothing changes, so `Conv -> Mul -> Add` folds both.
-    public static func foldAffinesIntoConvs(_ g: Graph) -> AffineFolds {
-        var done = AffineFolds()
+    /// Repeated until nothing changes, so `Conv -> Mul -> Add` folds both. Returns the ops folded.
+    public static func foldAffinesIntoConvs(_ g: Graph) -> Int {
+        var done = 0
         var changed = true
         while changed {
             changed = false
@@ -53,14 +44,14 @@ extension Preparation {
                           k == 0 || op.opType == "Mul" || op.opType == "Add" else { continue }
                     if let prev = index.producer[x], index.consumers(of: x).count == 1, !graphOutputs.contains(x),
                        foldIntoProducer(g, op: op, prev: prev, constant: c) {
-                        done.intoProducer += 1
+                        done += 1
                         changed = true
                         break
                     }
                     let readers = index.consumers(of: op.outputs[0])
                     if readers.count == 1, !graphOutputs.contains(op.outputs[0]),
                        foldIntoReader(g, op: op, x: x, conv: readers[0], constant: c) {
-                        done.intoReader += 1
+                        done += 1
                         changed = true
                         break
                     }
@@ -68,7 +59,7 @@ extension Preparation {
                 if changed { break }
             }
         }
-        if done.total > 0 { removeUnusedInitializers(g) }
+        if done > 0 { removeUnusedInitializers(g) }
         return done
     }
 

@@ -25,7 +25,7 @@ public enum Preparation {
         r.staticNodesFolded = try StaticFolding.run(model)
         r.batchNormsFolded = try foldBatchNorms(model.graph)
         r.hardSwishesFused = fuseDecomposedHardSwish(model.graph, opset: model.opsets[""] ?? 13)
-        r.affinesFolded = foldAffinesIntoConvs(model.graph).total
+        r.affinesFolded = foldAffinesIntoConvs(model.graph)
         // A BatchNormalization behind a constant Mul/Add (Conv -> Mul -> BN) reaches its Conv now.
         if r.affinesFolded > 0 { r.batchNormsFolded += try foldBatchNorms(model.graph) }
         r.padsFolded = foldPadsIntoConvs(model.graph, opset: model.opsets[""] ?? 13)

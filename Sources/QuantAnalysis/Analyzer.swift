@@ -79,7 +79,8 @@ public final class QuantAnalyzer {
                                 fix: "analyze a quantized model made from this float model")
         }
         outputPairs = zip(qo, fo).map { q, f in (q, fo.contains(q) ? q : f) }
-        scoreOutputs = Set(fo.filter { QuantAnalyzer.producesScores($0, in: floatModel.graph) })
+        let floatProducers = GraphIndex(floatModel.graph).producer
+        scoreOutputs = Set(fo.filter { QuantAnalyzer.producesScores($0, producers: floatProducers) })
         // A QDQ tensor's float counterpart has its name, or (for a quantized graph output renamed
         // by the rewrite, `y_float -> Q -> DQ -> y`) the name of its DequantizeLinear output.
         var floatNames: [String: String] = [:]
@@ -178,8 +179,7 @@ public final class QuantAnalyzer {
                                               "GlobalAveragePool", "AveragePool", "ReduceMean"]
 
     /// Whether graph output `name` comes (through reshaping ops) from a `scoreProducers` op.
-    static func producesScores(_ name: String, in graph: Graph) -> Bool {
-        let producer = GraphIndex(graph).producer
+    static func producesScores(_ name: String, producers producer: [String: Node]) -> Bool {
         var value = name
         for _ in 0..<8 {
             guard let n = producer[value], n.isStandard else { return false }

@@ -21,8 +21,8 @@ public enum WeightRounding: String, Codable, Sendable, CaseIterable {
 /// Which Conv/Gemm biases absorb the mean output shift their weight rounding causes
 /// (``BiasCorrection``). `depthwise` (the default) corrects grouped Convs only: with 9 or 25
 /// weights per channel their rounding errors do not average out, and correcting them halves
-/// EfficientNet-Lite0's output error (SNR 0.0142 → 0.0072) and leaves PP-OCRv4 rec's exact match
-/// as it was, while correcting the other layers costs rec 3 points (docs/BENCHMARKS.md). Decodes from
+/// EfficientNet-Lite0's output error (SNR 0.0142 → 0.0072) and helps PP-OCRv4 rec's exact match a
+/// little, while correcting the other layers costs rec 2–4 points (docs/BENCHMARKS.md). Decodes from
 /// `off`/`depthwise`/`all` or a Bool (true: all, false: off).
 public enum BiasCorrectionScope: String, Codable, Sendable, CaseIterable {
     case off, depthwise, all

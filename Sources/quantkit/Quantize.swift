@@ -182,7 +182,7 @@ struct QuantizeSettings: ParsableArguments {
     @Option(help: "Weight rounding: nearest (default) or gptq (error-compensated with the layer inputs of up to 128 calibration items; better on EfficientNet-Lite0, worse on PP-OCRv4 rec, see docs/BENCHMARKS.md).")
     var weightRounding: WeightRounding?
 
-    @Option(help: "Which Conv/Gemm biases absorb the mean output shift their weight rounding causes: off, depthwise (default: grouped Convs, better on EfficientNet-Lite0, neutral on PP-OCRv4 rec) or all (better on EfficientNet-Lite0, worse on PP-OCRv4 rec); reads calibration data, see docs/BENCHMARKS.md.")
+    @Option(help: "Which Conv/Gemm biases absorb the mean output shift their weight rounding causes: off, depthwise (default: grouped Convs, better on EfficientNet-Lite0, slightly better on PP-OCRv4 rec) or all (better on EfficientNet-Lite0, worse on PP-OCRv4 rec); reads calibration data, see docs/BENCHMARKS.md.")
     var biasCorrection: BiasCorrectionScope?
 
     func apply(to cfg: inout QuantizerConfiguration) throws {

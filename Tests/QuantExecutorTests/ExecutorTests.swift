@@ -160,8 +160,7 @@ import CKernels
         #expect(y == expected)
     }
     // NaN products (0 · inf) at a vector lane and in the tail: both give the low end.
-    var zeros = [Int32](repeating: 0, count: 9)
-    zeros[0] = 0
+    let zeros = [Int32](repeating: 0, count: 9)
     perElement = [Float](repeating: .infinity, count: 9)
     var y = [Int8](repeating: 1, count: 9)
     qk_requantize(zeros, 9, perElement, 1, -128, 127, 0, Int32(QK_Q_INT8.rawValue), &y)

@@ -32,11 +32,12 @@ enum QuantizationInteger {
             }
             let yType = inputs[7]?.dtype ?? a.dtype
             let zp = inputs[7].map { Int32($0.scalarAsDouble(at: 0)) } ?? 0
-            return [try requantize(acc, shape: shape, type: yType, zeroPoint: zp, ctx: ctx, rowLength: n) { r in
-                let row = r % m
-                return sb.count == 1 ? [sa[sa.count == 1 ? 0 : row] * sb[0] / sy[0]]
-                                     : (0..<n).map { sa[sa.count == 1 ? 0 : row] * sb[$0] / sy[0] }
-            }]
+            // One multiplier per output row, or one per element of it for per-column b scales.
+            let perRow: [[Float]] = (0..<m).map { row in
+                let a = sa[sa.count == 1 ? 0 : row]
+                return sb.count == 1 ? [a * sb[0] / sy[0]] : (0..<n).map { a * sb[$0] / sy[0] }
+            }
+            return [try requantize(acc, shape: shape, type: yType, zeroPoint: zp, ctx: ctx, rowLength: n) { perRow[$0 % m] }]
         }
     }
 
