@@ -33,10 +33,13 @@ public struct Calibrator {
     /// Calibrates on the batches `next` returns (each a feed of every model input) until it
     /// returns nil. `total` is the batch count when known, for progress. Throws QK4005 when no
     /// batch arrives.
-    public func run(model: Model, modelName: String, total: Int?, next: () throws -> [String: Tensor]?,
+    /// `only`, when given, restricts the observed tensors to those names (a quantization run
+    /// needs only the tensors its rewrite quantizes; see ``Quantizer/tensorsToObserve(modelPath:)``).
+    public func run(model: Model, modelName: String, total: Int?, only: Set<String>? = nil, next: () throws -> [String: Tensor]?,
                     progress: (StageProgress) -> Void = { _ in }) throws -> StatisticsFile {
         let executor = try Executor(model: model, options: ExecutorOptions(threads: threads))
-        let collector = StatisticsCollector(tensors: Calibrator.observableTensors(model), options: observer, threads: threads)
+        let observable = Calibrator.observableTensors(model)
+        let collector = StatisticsCollector(tensors: only.map { observable.intersection($0) } ?? observable, options: observer, threads: threads)
         var samples = 0
         var count = 0
         while let feed = try next() {

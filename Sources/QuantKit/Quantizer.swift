@@ -19,6 +19,11 @@ public struct QuantizationResult: Sendable {
     /// Calibration batches and items seen (0 when statistics came from a file).
     public var calibrationBatches: Int = 0
     public var calibrationItems: Int = 0
+    /// Tensors calibration kept statistics of (0 when statistics came from a file), and whether
+    /// it observed only those this configuration quantizes; see
+    /// ``Quantizer/run(model:statistics:completeStatistics:progress:cancelled:)``.
+    public var observedTensors: Int = 0
+    public var observedOnlyQuantized = false
     /// The statistics the ranges came from (calibrated or read), e.g. for analysis reports.
     public var statistics: StatisticsFile?
     /// Warnings of the data set, the rewrite and the configuration's notes; the library never
@@ -54,15 +59,20 @@ public struct Quantizer: Sendable {
     /// The synchronous form of ``quantize(model:progress:)``. `statistics`, when given, supplies
     /// the activation ranges instead of calibration or the configuration's statistics file
     /// (`quantkit quantize --auto-keep-float` quantizes a second time with the first run's).
-    public func run(model: String? = nil, statistics given: StatisticsFile? = nil, progress: (StageProgress) -> Void = { _ in },
-                    cancelled: () throws -> Void = {}) throws -> QuantizationResult {
+    ///
+    /// Calibration observes only the tensors this configuration quantizes (the histograms are
+    /// most of calibration's time), unless `completeStatistics` is set or a statistics file is
+    /// written (`statisticsOutput`): those observe every float tensor, as `quantkit calibrate`
+    /// does, so that other settings can reuse them.
+    public func run(model: String? = nil, statistics given: StatisticsFile? = nil, completeStatistics: Bool = false,
+                    progress: (StageProgress) -> Void = { _ in }, cancelled: () throws -> Void = {}) throws -> QuantizationResult {
         var config = configuration
         if let model { config.model = model }
         try config.validate(statisticsGiven: given != nil)
         let path = config.model!
         let output = config.output ?? Quantizer.defaultOutput(for: path)
         var warnings = config.notes
-        var batches = 0, items = 0
+        var batches = 0, items = 0, onlyQuantized = false
         let statistics: StatisticsFile
         // The data feeds calibration when there are no statistics, and GPTQ and bias correction,
         // which run the model on it, in any case.
@@ -88,8 +98,10 @@ public struct Quantizer: Sendable {
             var total = dataset.batchCount
             if let s = dataset.config.steps { total = min(total, s) }
             let calibrator = Calibrator(observer: config.observer, threads: config.threads ?? ProcessInfo.processInfo.activeProcessorCount)
-            statistics = try calibrator.run(model: floatModel!, modelName: URL(fileURLWithPath: path).lastPathComponent, total: total,
+            let only = completeStatistics || config.statisticsOutput != nil ? nil : try Quantizer(configuration: config).tensorsToObserve(modelPath: path)
+            statistics = try calibrator.run(model: floatModel!, modelName: URL(fileURLWithPath: path).lastPathComponent, total: total, only: only,
                                             next: { try cancelled(); return try stream.next()?.tensors }, progress: progress)
+            onlyQuantized = only != nil
             let report = dataset.report
             batches = report.batches
             items = report.items
@@ -132,6 +144,10 @@ public struct Quantizer: Sendable {
                                                               weightStatisticsBatches: weightStatisticsBatches, progress: progress)
         r.calibrationBatches = batches
         r.calibrationItems = items
+        if batches > 0 {
+            r.observedTensors = statistics.tensors.count
+            r.observedOnlyQuantized = onlyQuantized
+        }
         r.statistics = statistics
         r.warnings = warnings + r.warnings
         return r
@@ -182,6 +198,28 @@ public struct Quantizer: Sendable {
                                                             tensors: r.parameters, warnings: r.warnings)), to: paramsPath)
         return QuantizationResult(modelPath: output, parametersPath: paramsPath, preparation: prep, quantizedNodes: r.quantizedNodes.count,
                                   floatNodes: r.floatNodes.count, absorbedActivations: r.absorbedActivations, warnings: r.warnings)
+    }
+
+    /// The activation tensors whose statistics the rewrite of `modelPath` reads with this
+    /// configuration: a dry rewrite of the prepared model records every range it asks for.
+    /// Their names are those of the float model (preparation keeps the names of what it
+    /// folds into), so calibration can observe just these.
+    public func tensorsToObserve(modelPath: String) throws -> Set<String> {
+        let model = try Model.load(path: modelPath)
+        _ = try Preparation.run(model)
+        final class Asked: @unchecked Sendable {
+            let lock = NSLock()
+            var names = Set<String>()
+        }
+        let asked = Asked()
+        let options = QDQRewriter.Options(scheme: configuration.scheme, control: configuration.control) { name, _, _ in
+            asked.lock.lock()
+            asked.names.insert(name)
+            asked.lock.unlock()
+            return (ClipRange(lo: -1, hi: 1), "dry run")
+        }
+        _ = try QDQRewriter(model: model, options: options).run()
+        return asked.names
     }
 
     /// One warning naming the activations whose clipping range cuts off more than 1% of the

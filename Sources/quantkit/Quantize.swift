@@ -67,7 +67,9 @@ struct Quantize: ParsableCommand {
                                                       expected: "calibration data for the analysis that chooses the ops (give --input; --stats alone has none)")
             }
             let reporter = calibration.reporter
-            let r = try Quantizer(configuration: cfg).run(progress: reporter.report)
+            // --auto-keep-float quantizes again with more float nodes, whose neighbours then
+            // need ranges of their own: the first run observes every tensor.
+            let r = try Quantizer(configuration: cfg).run(completeStatistics: autoKeepFloat > 0, progress: reporter.report)
             Quantize.printSummary(r)
             guard let m = cfg.model else { return }
             let dataset = try cfg.resolvedData(for: CalibrationDataset.signatures(of: try Model.load(path: m).graph))
@@ -96,7 +98,10 @@ struct Quantize: ParsableCommand {
     }
 
     static func printSummary(_ r: QuantizationResult) {
-        if r.calibrationBatches > 0 { print("calibrated \(r.calibrationItems) items in \(r.calibrationBatches) batches") }
+        if r.calibrationBatches > 0 {
+            let partial = r.observedOnlyQuantized ? " (statistics of the \(r.observedTensors) tensors this configuration quantizes)" : ""
+            print("calibrated \(r.calibrationItems) items in \(r.calibrationBatches) batches\(partial)")
+        }
         print("quantized  \(r.quantizedNodes) nodes (\(r.floatNodes) stay float, \(r.absorbedActivations) activations absorbed)")
         print("prepared   \(r.preparation.constantsFolded) constants folded, \(r.preparation.batchNormsFolded) BatchNorms folded, \(r.preparation.padsFolded) Pads folded into Convs, \(r.preparation.affinesFolded) constant Mul/Add folded into Convs, \(r.preparation.hardSwishesFused) hard-swish chains fused, \(r.preparation.identitiesRemoved) Identity/Dropout removed")
         for w in r.warnings.prefix(3) { print("warning    \(w)") }

@@ -131,6 +131,26 @@ def test_quantize_is_deterministic_and_never_overwrites_input(tmp_path):
     assert open(src, "rb").read() == before
 
 
+@pytest.mark.parametrize("settings", [[], ["--exclude-node", "conv2"], ["--subgraph", "p1:r2:bits=16"], ["--activations", "s8"]])
+def test_calibration_observes_only_what_it_quantizes_and_gives_the_same_model(tmp_path, settings):
+    """Without --stats-out, calibration keeps statistics only of the tensors the rewrite asks
+    ranges for (the summary says how many); the model and record are byte-identical to those
+    quantized from complete statistics (--stats-out), whose file holds every float tensor."""
+    src = str(tmp_path / "cnn.onnx")
+    onnx.save(small_cnn(17), src)
+    rng = np.random.default_rng(5)
+    calib = npy_folder(tmp_path / "calib", [rng.standard_normal((1, 3, 16, 16)).astype(np.float32) for _ in range(8)])
+    common = ["--input", f"x={calib}", "--batch", "4", "--no-analysis"]
+    part = quantkit("quantize", src, *common, *settings, "-o", str(tmp_path / "part.onnx"))
+    full = quantkit("quantize", src, *common, *settings, "-o", str(tmp_path / "full.onnx"), "--stats-out", str(tmp_path / "s.json"))
+    assert open(tmp_path / "part.onnx", "rb").read() == open(tmp_path / "full.onnx", "rb").read()
+    assert open(tmp_path / "part.qparams.json").read() == open(tmp_path / "full.qparams.json").read()
+    observed = int(part.stdout.split("(statistics of the ")[1].split(" tensors")[0])
+    complete = len(json.load(open(tmp_path / "s.json"))["tensors"])
+    assert 0 < observed < complete == 11, (observed, complete)
+    assert "statistics of the" not in full.stdout
+
+
 def test_truncate_and_exclusions_keep_float(tmp_path):
     model = small_cnn(17)
     src = str(tmp_path / "cnn.onnx")
