@@ -15,14 +15,19 @@ public struct AnalysisOptions: Codable, Sendable {
     public var cosineWarning: Double
     /// Histogram bins when activation histograms are collected during analysis.
     public var histogramBins: Int
+    /// Bytes of float tensors one pass may keep for the comparison: a batch that needs more
+    /// runs in parts (PP-OCRv4 rec keeps ~120 MB per 48×320 line; a batch of 8 at once took
+    /// 1.3 GB).
+    public var recordBudget: Int
 
     public init(threads: Int = ProcessInfo.processInfo.activeProcessorCount, layerwise: Bool = true,
-                snrWarning: Double = 0.1, cosineWarning: Double = 0.99, histogramBins: Int = 2048) {
+                snrWarning: Double = 0.1, cosineWarning: Double = 0.99, histogramBins: Int = 2048, recordBudget: Int = 256 << 20) {
         self.threads = threads
         self.layerwise = layerwise
         self.snrWarning = snrWarning
         self.cosineWarning = cosineWarning
         self.histogramBins = histogramBins
+        self.recordBudget = recordBudget
     }
 }
 
@@ -62,11 +67,21 @@ public final class QuantAnalyzer {
     /// The graph outputs of the last batch, from the float model and from the QDQ model (by
     /// the QDQ model's output names), for evaluators that score them.
     public private(set) var lastOutputs: (float: [String: Tensor], quantized: [String: Tensor]) = ([:], [:])
+    /// Whether every model input has a free first (batch) dimension, so a batch can run in parts.
+    let splittable: Bool
+    /// Items per pass once known: a batch runs in parts of this many items so that the float
+    /// tensors kept for comparison stay within `options.recordBudget` bytes.
+    public private(set) var itemsPerPass: Int?
 
     /// `collectHistograms`: observe the quantized activations of the float model during analysis
     /// (when no calibration statistics are at hand for the report's histograms).
     public init(floatModel: Model, quantizedModel: Model, options: AnalysisOptions = AnalysisOptions(), collectHistograms: Bool) throws {
         self.options = options
+        splittable = floatModel.graph.runtimeInputs.allSatisfy { v in
+            guard let d = v.tensorType?.shape?.first else { return false }
+            if case .value = d { return false }
+            return v.tensorType?.elementType != .string
+        }
         let layout = try QDQLayout(model: quantizedModel)
         self.layout = layout
         let floatExecutor = try Executor(model: floatModel, options: ExecutorOptions(threads: options.threads))
@@ -115,14 +130,80 @@ public final class QuantAnalyzer {
     /// Names of the model inputs the QDQ model expects.
     public var inputNames: [String] { floatExecutor.inputNames }
 
-    /// Adds one batch (a feed of every model input).
+    /// Adds one batch (a feed of every model input). A batch whose float tensors would exceed
+    /// the memory budget runs in parts (items along the first dimension; the metrics are sums
+    /// and per-item values, so they do not change).
     public func add(_ feeds: [String: Tensor]) throws {
+        let items = feeds.values.first?.shape.first ?? 1
+        let parts = splittable && items > 1 && feeds.values.allSatisfy { $0.rank >= 1 && $0.shape[0] == items }
+        guard parts else {
+            _ = try pass(feeds, items: items)
+            samples += items
+            batches += 1
+            return
+        }
+        var start = 0
+        var outputs: [(float: [String: Tensor], quantized: [String: Tensor])] = []
+        while start < items {
+            // The first pass of all runs one item and measures what it keeps.
+            let n = min(itemsPerPass ?? 1, items - start)
+            let part = n == items ? feeds : feeds.mapValues { QuantAnalyzer.slice($0, start, start + n) }
+            let recorded = try pass(part, items: n)
+            if itemsPerPass == nil { itemsPerPass = max(1, options.recordBudget / max(recorded, 1)) }
+            outputs.append(lastOutputs)
+            start += n
+        }
+        if outputs.count > 1 {
+            func joined(_ key: KeyPath<(float: [String: Tensor], quantized: [String: Tensor]), [String: Tensor]>) -> [String: Tensor] {
+                var d: [String: Tensor] = [:]
+                for name in outputs[0][keyPath: key].keys {
+                    let ts = outputs.compactMap { $0[keyPath: key][name] }
+                    if ts.count == outputs.count, let t = QuantAnalyzer.concat(ts) { d[name] = t }
+                }
+                return d
+            }
+            lastOutputs = (joined(\.float), joined(\.quantized))
+        }
+        samples += items
+        batches += 1
+    }
+
+    /// Items [from, to) of `t` along its first dimension (a copy).
+    static func slice(_ t: Tensor, _ from: Int, _ to: Int) -> Tensor {
+        var shape = t.shape
+        shape[0] = to - from
+        let row = t.byteCount / max(t.shape[0], 1)
+        let out = Tensor(dtype: t.dtype, shape: shape)
+        if out.byteCount > 0 { out.storage.pointer.copyMemory(from: t.storage.pointer + from * row, byteCount: out.byteCount) }
+        return out
+    }
+
+    /// Tensors of one dtype joined along the first dimension (nil when the other dimensions
+    /// differ, e.g. outputs whose first dimension is not the batch).
+    static func concat(_ parts: [Tensor]) -> Tensor? {
+        guard let first = parts.first else { return nil }
+        if parts.count == 1 { return first }
+        guard first.rank >= 1, parts.allSatisfy({ $0.dtype == first.dtype && $0.dtype != .string && $0.rank == first.rank
+                                                  && Array($0.shape.dropFirst()) == Array(first.shape.dropFirst()) }) else { return nil }
+        var shape = first.shape
+        shape[0] = parts.reduce(0) { $0 + $1.shape[0] }
+        let out = Tensor(dtype: first.dtype, shape: shape)
+        var offset = 0
+        for p in parts {
+            if p.byteCount > 0 { (out.storage.pointer + offset).copyMemory(from: p.storage.pointer, byteCount: p.byteCount) }
+            offset += p.byteCount
+        }
+        return out
+    }
+
+    /// Runs the three passes over `feeds` (`items` samples) and adds their errors; returns the
+    /// bytes of float tensors kept for the comparison.
+    func pass(_ feeds: [String: Tensor], items: Int) throws -> Int {
         let recorder = Recorder(ids: Dictionary(Set(floatNames.values).compactMap { n in floatExecutor.id(of: n).map { ($0, n) } }, uniquingKeysWith: { a, _ in a }))
         let floatOut = try floatExecutor.run(feeds, hooks: [recorder] + (collector.map { [$0] } ?? []))
         let reference = floatNames.compactMapValues { recorder.values[$0] }
         let quantFeeds = feeds.filter { quantExecutor.inputNames.contains($0.key) }
 
-        let items = feeds.values.first?.shape.first ?? 1
         let graphHook = Comparer(layout: layout, targets: targetIDs(quantExecutor), reference: reference, replace: [:], items: items)
         let quantOut = try quantExecutor.run(quantFeeds, hooks: [graphHook])
         merge(graphHook.accumulators, into: &graphwise)
@@ -143,8 +224,7 @@ public final class QuantAnalyzer {
             _ = try layerExecutor.run(quantFeeds, hooks: [layerHook])
             merge(layerHook.accumulators, into: &layerwise)
         }
-        samples += items
-        batches += 1
+        return recorder.values.values.reduce(0) { $0 + $1.reduce(0) { $0 + $1.byteCount } }
     }
 
     /// Statistics of the quantized activations observed during analysis (nil when not collected).

@@ -170,6 +170,39 @@ func tinyQDQModel() -> Model {
 }
 
 @Suite struct AnalyzerTests {
+    @Test func aBatchOverTheMemoryBudgetRunsInPartsWithTheSameResults() throws {
+        // The tiny models with a free batch dimension; 5 items, once whole and once one item per
+        // pass (a 1-byte budget): the same sums, per-item SNRs and joined outputs.
+        func batched(_ m: Model) -> Model {
+            m.graph.inputs = [ValueInfo(name: "x", type: TensorType(elementType: .float, shape: [.param("N"), .value(1), .value(2), .value(2)]))]
+            return m
+        }
+        let q = batched(tinyQDQModel())
+        let f = batched(Model(graph: Graph(name: "f", nodes: [Node(name: "conv", opType: "Conv", inputs: ["x", "W"], outputs: ["c"]),
+                                                              Node(name: "relu", opType: "Relu", inputs: ["c"], outputs: ["y"])],
+                                           inputs: q.graph.inputs, outputs: [ValueInfo(name: "y", type: TensorType(elementType: .float, shape: nil))],
+                                           initializers: [Initializer(name: "W", tensor: Tensor(shape: [2, 1, 1, 1], floats: [1, -1]))]),
+                              opsets: ["": 13]))
+        let x = Tensor(shape: [5, 1, 2, 2], floats: (0..<20).map { Float(($0 * 37) % 23) / 11 - 1 })
+        let whole = try QuantAnalyzer(floatModel: f, quantizedModel: q, options: AnalysisOptions(threads: 1), collectHistograms: true)
+        try whole.add(["x": x])
+        let parts = try QuantAnalyzer(floatModel: f, quantizedModel: q, options: AnalysisOptions(threads: 1, recordBudget: 1), collectHistograms: true)
+        try parts.add(["x": x])
+        #expect(whole.itemsPerPass != nil && whole.itemsPerPass! >= 5)
+        #expect(parts.itemsPerPass == 1)
+        #expect(parts.samples == 5 && parts.batches == 1)
+        for (a, b) in [(whole.metrics.graphwise["r"]!, parts.metrics.graphwise["r"]!), (whole.metrics.layerwise["r"]!, parts.metrics.layerwise["r"]!),
+                       (whole.metrics.outputs["y"]!, parts.metrics.outputs["y"]!)] {
+            #expect(a.elements == b.elements && a.elements == 40)
+            #expect(abs(a.snr - b.snr) < 1e-12 && abs(a.mse - b.mse) < 1e-12 && a.maxAbsError == b.maxAbsError)
+            #expect(a.medianItemSNR != nil && a.medianItemSNR == b.medianItemSNR)
+        }
+        #expect(parts.lastOutputs.quantized["y"]!.shape == [5, 2, 2, 2])
+        #expect(parts.lastOutputs.quantized["y"]!.bitwiseEqual(whole.lastOutputs.quantized["y"]!))
+        #expect(parts.lastOutputs.float["y"]!.bitwiseEqual(whole.lastOutputs.float["y"]!))
+        #expect(parts.observedStatistics?["x"]?.histogram == whole.observedStatistics?["x"]?.histogram)
+    }
+
     @Test func analyzerAgreesWithHandComputedError() throws {
         // Float model: the same Conv(W = [1, -1]) → Relu without Q/DQ.
         let q = tinyQDQModel()
