@@ -134,7 +134,8 @@ extension AnalysisReport {
                     } else {
                         // No op above is bad alone: small errors add up (EfficientNet-Lite0:
                         // mostly weight rounding, docs/BENCHMARKS.md error budget).
-                        advice.append("error accumulated over the layers above, none bad by itself: rounding-aware weights (--weight-rounding gptq --bias-correction all)")
+                        // They do not help every model: PP-OCRv4 rec reads fewer lines with them.
+                        advice.append("error accumulated over the layers above, none bad by itself: try rounding-aware weights (--weight-rounding gptq --bias-correction all) and keep them if your task metric improves")
                     }
                 } else {
                     if l.weightPerChannel == false { advice.append("per-channel weights") }
