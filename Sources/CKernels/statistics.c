@@ -78,6 +78,64 @@ void qk_summarize(const float *x, long n, qk_summary *out) {
     summarize_generic(x, n, out);
 }
 
+// Error sums of the analysis (`ErrorAccumulator`): in double, 8 lanes in two 4-lane halves,
+// combined in a fixed order (results depend on n only, not on the thread that runs them).
+QK_INLINE void error_sums_range(const float *r, const float *t, long n, qk_error_totals *out) {
+    v4d s0 = {0, 0, 0, 0}, s1 = s0, e0 = s0, e1 = s0, d0 = s0, d1 = s0, p0 = s0, p1 = s0, a0 = s0, a1 = s0, m0 = s0, m1 = s0;
+    v8i nan = {0, 0, 0, 0, 0, 0, 0, 0};
+    long i = 0;
+    for (; i + 8 <= n; i += 8) {
+        v8f rv = v8_load(r + i), tv = v8_load(t + i);
+        v4d rl = __builtin_convertvector(__builtin_shufflevector(rv, rv, 0, 1, 2, 3), v4d);
+        v4d rh = __builtin_convertvector(__builtin_shufflevector(rv, rv, 4, 5, 6, 7), v4d);
+        v4d tl = __builtin_convertvector(__builtin_shufflevector(tv, tv, 0, 1, 2, 3), v4d);
+        v4d th = __builtin_convertvector(__builtin_shufflevector(tv, tv, 4, 5, 6, 7), v4d);
+        v4d el = tl - rl, eh = th - rh;
+        v4d al = __builtin_elementwise_abs(el), ah = __builtin_elementwise_abs(eh);
+        s0 += rl * rl; s1 += rh * rh;
+        e0 += el * el; e1 += eh * eh;
+        d0 += rl * tl; d1 += rh * th;
+        p0 += tl * tl; p1 += th * th;
+        a0 += al; a1 += ah;
+        m0 = __builtin_elementwise_max(m0, al); m1 = __builtin_elementwise_max(m1, ah);
+        v8f ev = tv - rv;
+        nan |= ev != ev;
+    }
+    double s = 0, e = 0, d = 0, p = 0, a = 0, m = 0;
+    int anynan = 0;
+    for (int k = 0; k < 4; k++) {
+        s += s0[k] + s1[k]; e += e0[k] + e1[k]; d += d0[k] + d1[k]; p += p0[k] + p1[k]; a += a0[k] + a1[k];
+        if (m0[k] > m) m = m0[k];
+        if (m1[k] > m) m = m1[k];
+    }
+    for (int k = 0; k < 8; k++) anynan |= nan[k];
+    for (; i < n; i++) {
+        double rv = r[i], tv = t[i], ev = tv - rv, av = ev < 0 ? -ev : ev;
+        s += rv * rv; e += ev * ev; d += rv * tv; p += tv * tv; a += av;
+        if (av > m) m = av;
+        if (ev != ev) anynan = 1;
+    }
+    out->signal = s;
+    out->noise = e;
+    out->dot = d;
+    out->test_power = p;
+    out->abs_sum = a;
+    out->max_abs = anynan ? __builtin_nan("") : m;
+}
+
+static void error_sums_generic(const float *r, const float *t, long n, qk_error_totals *out) { error_sums_range(r, t, n, out); }
+
+#if QK_HAS_X86
+QK_AVX2 static void error_sums_avx2(const float *r, const float *t, long n, qk_error_totals *out) { error_sums_range(r, t, n, out); }
+#endif
+
+void qk_error_sums(const float *r, const float *t, long n, qk_error_totals *out) {
+#if QK_HAS_X86
+    if (qk_uses_avx2()) { error_sums_avx2(r, t, n, out); return; }
+#endif
+    error_sums_generic(r, t, n, out);
+}
+
 long qk_histogram2_scratch(long bins, long abs_bins) { return QK_HIST_COPIES * (bins + abs_bins + 1); }
 
 /// Bins of four values (finite ones; the caller redirects the others).

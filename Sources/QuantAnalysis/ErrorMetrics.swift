@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 import QuantCore
 import QuantExecutor
@@ -85,14 +86,21 @@ public struct ErrorAccumulator: Codable, Sendable, Equatable {
             t.withUnsafeBufferPointer(as: Float.self) { tp in
                 let split = items > 1 && reference.shape.first == items && rp.count % items == 0 ? items : 1
                 let per = rp.count / split
-                // Sums per item (in parallel), then combined in item order: the result does not
-                // depend on the thread count.
-                var parts = [ItemSums](repeating: ItemSums(), count: split)
-                parts.withUnsafeMutableBufferPointer { pp in
-                    parallelFor(split, threads: threads) { range in
-                        for item in range { pp[item] = ItemSums(rp, tp, from: item * per, count: per) }
+                // Sums per block of an item (in parallel; `qk_error_sums`, vectorized), then
+                // combined in block and item order: the result does not depend on the thread count.
+                let blocksPerItem = max(1, (per + ItemSums.block - 1) / ItemSums.block)
+                var blocks = [qk_error_totals](repeating: qk_error_totals(), count: split * blocksPerItem)
+                blocks.withUnsafeMutableBufferPointer { bp in
+                    parallelFor(bp.count, threads: threads) { range in
+                        for k in range {
+                            let (item, b) = k.quotientAndRemainder(dividingBy: blocksPerItem)
+                            let start = item * per + b * ItemSums.block
+                            let n = min(ItemSums.block, per - b * ItemSums.block)
+                            if n > 0 { qk_error_sums(rp.baseAddress! + start, tp.baseAddress! + start, n, &bp[k]) }
+                        }
                     }
                 }
+                let parts = (0..<split).map { item in ItemSums(blocks[(item * blocksPerItem)..<((item + 1) * blocksPerItem)]) }
                 for p in parts {
                     itemSNRs.append(p.signal > 0 ? p.noise / p.signal : (p.noise > 0 ? Double.infinity : 0))
                     signal += p.signal; noise += p.noise; dot += p.dot; testPower += p.testPower; absSum += p.absSum
@@ -120,24 +128,17 @@ public struct ErrorAccumulator: Codable, Sendable, Equatable {
         return true
     }
 
-    /// The sums of one item.
+    /// The sums of one item, from its blocks in order.
     private struct ItemSums {
+        /// Elements per block of the parallel sums.
+        static let block = 1 << 16
         var signal = 0.0, noise = 0.0, dot = 0.0, testPower = 0.0, absSum = 0.0, maxAbs = 0.0
 
-        init() {}
-
-        init(_ rp: UnsafeBufferPointer<Float>, _ tp: UnsafeBufferPointer<Float>, from start: Int, count: Int) {
-            var s = 0.0, n = 0.0, d = 0.0, tt = 0.0, a = 0.0, m = 0.0
-            for i in start..<(start + count) {
-                let rv = Double(rp[i]), tv = Double(tp[i]), e = tv - rv
-                s += rv * rv
-                n += e * e
-                d += rv * tv
-                tt += tv * tv
-                a += abs(e)
-                if abs(e) > m || e.isNaN { m = abs(e) }
+        init(_ blocks: ArraySlice<qk_error_totals>) {
+            for b in blocks {
+                signal += b.signal; noise += b.noise; dot += b.dot; testPower += b.test_power; absSum += b.abs_sum
+                if b.max_abs > maxAbs || b.max_abs.isNaN && !maxAbs.isNaN { maxAbs = b.max_abs }
             }
-            (signal, noise, dot, testPower, absSum, maxAbs) = (s, n, d, tt, a, m)
         }
     }
 

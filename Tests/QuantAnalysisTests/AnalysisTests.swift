@@ -88,6 +88,33 @@ import QuantAnalysis
         #expect(!ErrorAccumulator.looksLikeClassScores([1000]))
     }
 
+    @Test func sumsOverManyBlocksAndThreadsMatchAPlainLoop() {
+        // 3 items of 70,001 elements (two blocks each, and a tail shorter than a vector): the
+        // vectorized, blocked sums against a plain Double loop; any thread count gives the same.
+        let per = 70_001, items = 3
+        let r = (0..<(per * items)).map { Float(sin(Double($0) * 0.37)) * 3 }
+        let t = r.enumerated().map { $0.element + Float(cos(Double($0.offset) * 1.3)) * 0.01 }
+        var ref = (s: 0.0, e: 0.0, d: 0.0, p: 0.0, a: 0.0, m: 0.0)
+        for (rv, tv) in zip(r.map(Double.init), t.map(Double.init)) {
+            ref.s += rv * rv; ref.e += (tv - rv) * (tv - rv); ref.d += rv * tv; ref.p += tv * tv; ref.a += abs(tv - rv); ref.m = max(ref.m, abs(tv - rv))
+        }
+        var one = ErrorAccumulator(), four = ErrorAccumulator()
+        one.add(reference: Tensor(shape: [items, per], floats: r), test: Tensor(shape: [items, per], floats: t), items: items, threads: 1)
+        four.add(reference: Tensor(shape: [items, per], floats: r), test: Tensor(shape: [items, per], floats: t), items: items, threads: 4)
+        #expect(one.metrics == four.metrics && one.itemSNRs == four.itemSNRs)
+        let m = one.metrics, n = Double(per * items)
+        #expect(abs(m.snr - ref.e / ref.s) < 1e-12 * m.snr.magnitude + 1e-15)
+        #expect(abs(m.cosine - ref.d / (ref.s * ref.p).squareRoot()) < 1e-12)
+        #expect(abs(m.mae - ref.a / n) < 1e-12 * ref.a / n && m.maxAbsError == ref.m)
+        #expect(one.itemSNRs.count == items)
+        // A NaN anywhere makes the max error NaN, as before.
+        var bad = t
+        bad[per + 5] = .nan
+        var nan = ErrorAccumulator()
+        nan.add(reference: Tensor(shape: [items, per], floats: r), test: Tensor(shape: [items, per], floats: bad), items: items, threads: 2)
+        #expect(nan.metrics.maxAbsError.isNaN && nan.itemSNRs[1].isNaN && !nan.itemSNRs[0].isNaN)
+    }
+
     @Test func zeroSignal() {
         var acc = ErrorAccumulator()
         acc.add(reference: Tensor(shape: [2], floats: [0, 0]), test: Tensor(shape: [2], floats: [0, 0]))

@@ -74,6 +74,13 @@ typedef struct {
 } qk_summary;
 void qk_summarize(const float *x, long n, qk_summary *out);
 
+/// Sums of an analysis comparison over n elements, in double: Σr², Σ(t−r)², Σr·t, Σt², Σ|t−r|
+/// and max |t−r| (NaN when any t−r is NaN). Fixed summation order for a given n.
+typedef struct {
+    double signal, noise, dot, test_power, abs_sum, max_abs;
+} qk_error_totals;
+void qk_error_sums(const float *r, const float *t, long n, qk_error_totals *out);
+
 /// The bins of x and |x| histograms (calibration): bin = trunc(clamp(v * inv - first, 0, top))
 /// computed in double (`inv` a power of two, `first` and `top` integers), as
 /// `TensorStatistics.updateHistograms` defines it.
