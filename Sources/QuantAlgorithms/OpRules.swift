@@ -16,7 +16,8 @@ public struct OpRule: Sendable, Equatable {
     public var activationInputs: [Int]
     /// The weight input and its output-channel axis (per-channel scales along it).
     public var weight: (index: Int, axis: Int)?
-    /// The bias input (int32, scale s_input·s_weight).
+    /// The bias input (int32, scale s_input·s_weight; with a weight computed at run time, and
+    /// so quantized as an activation input, s_weight is that activation's scale).
     public var bias: Int?
 
     public static func == (a: OpRule, b: OpRule) -> Bool {
@@ -38,7 +39,7 @@ public enum OpRules {
         func has(_ i: Int) -> Bool { i < node.inputs.count && !node.inputs[i].isEmpty }
         switch node.opType {
         case "Conv":
-            guard has(1), isConstant(node.inputs[1]) else { return .compute([0, 1]) }
+            guard has(1), isConstant(node.inputs[1]) else { return .compute([0, 1], bias: has(2) && isConstant(node.inputs[2]) ? 2 : nil) }
             return .compute([0], weight: (1, 0), bias: has(2) && isConstant(node.inputs[2]) ? 2 : nil)
         case "ConvTranspose":
             guard has(1), isConstant(node.inputs[1]) else { return nil }
@@ -48,8 +49,9 @@ public enum OpRules {
         case "Gemm":
             let transB = node.attribute("transB")?.int ?? 0
             let plainBias = (node.attribute("alpha")?.float ?? 1) == 1 && (node.attribute("beta")?.float ?? 1) == 1
-            guard has(1), isConstant(node.inputs[1]) else { return .compute([0, 1]) }
-            return .compute([0], weight: (1, transB == 1 ? 0 : 1), bias: has(2) && isConstant(node.inputs[2]) && plainBias ? 2 : nil)
+            let bias = has(2) && isConstant(node.inputs[2]) && plainBias ? 2 : nil
+            guard has(1), isConstant(node.inputs[1]) else { return .compute([0, 1], bias: bias) }
+            return .compute([0], weight: (1, transB == 1 ? 0 : 1), bias: bias)
         case "MatMul":
             if has(1), isConstant(node.inputs[1]) { return .compute([0], weight: (1, -2)) }
             return .compute([0, 1])

@@ -98,9 +98,23 @@ extension QDQRewriter {
     /// Quantizes node `n`'s weight (int8 per output channel along `axis`, or per tensor) and
     /// bias (int32, scale s_input·s_weight, zero point 0). When a bias would overflow int32,
     /// that channel's weight scale is widened until it fits.
+    /// A weight computed at run time (`activationWeightScale`: its activation scale) keeps its
+    /// activation Q/DQ; only the bias is quantized then, with scale s_input·s_weight, as ONNX
+    /// Runtime would do itself (its optimizer's Div/Round/Cast need opset 11 and break an older
+    /// model: the Gemms of light_bvlc_alexnet, opset 9, whose weights come from ConstantOfShape).
     func quantizeWeights(_ n: Node, in g: Graph, weightIndex wi: Int, axis requested: Int, biasIndex: Int?, inputScale: Double?,
+                         activationWeightScale: Double? = nil,
                          domain: String, opset: Int, names: inout NameAllocator, result: inout Result) throws {
         let wName = n.inputs[wi]
+        if g.initializer(wName) == nil, let s_w = activationWeightScale, let s_in = inputScale, let bi = biasIndex, bi < n.inputs.count,
+           let b = g.initializer(n.inputs[bi]), b.dtype == .float, b.rank <= 1 {
+            let bv = b.floats()
+            // No weight scale to widen: a bias that would not fit int32 stays float.
+            guard bv.allSatisfy({ abs(Double($0)) / (s_in * s_w) < Double(Int32.max - 1) }) else { return }
+            emitBias(n, in: g, biasIndex: bi, values: bv, scales: [Double](repeating: s_in * s_w, count: bv.count), perChannel: false,
+                     corrected: false, domain: domain, opset: opset, names: &names, result: &result)
+            return
+        }
         guard let w = g.initializer(wName), w.dtype == .float, w.count > 0 else { return }
         let grid = options.scheme.weight
         var axis: Int? = requested >= 0 ? requested : (requested == -2 && w.rank == 2 ? 1 : nil)
@@ -186,8 +200,15 @@ extension QDQRewriter {
             threshold: (0..<channels).map { max(abs(lo[$0]), abs(hi[$0])) }, method: compensated == nil ? "minmax" : "minmax+gptq")
 
         guard let bv = biasValues, let bi = biasIndex, let s_in = inputScale else { return }
+        emitBias(n, in: g, biasIndex: bi, values: bv, scales: (0..<bv.count).map { s_in * scales[channels == 1 ? 0 : $0] },
+                 perChannel: channels > 1, corrected: corrected, domain: domain, opset: opset, names: &names, result: &result)
+    }
+
+    /// Writes bias `values` as int32 with `scales` (one per element; per tensor unless
+    /// `perChannel`) and zero point 0 behind a DequantizeLinear that node `n` reads.
+    func emitBias(_ n: Node, in g: Graph, biasIndex bi: Int, values bv: [Float], scales biasScales: [Double], perChannel perChannelBias: Bool,
+                  corrected: Bool, domain: String, opset: Int, names: inout NameAllocator, result: inout Result) {
         let bName = n.inputs[bi]
-        let biasScales = (0..<bv.count).map { s_in * scales[channels == 1 ? 0 : $0] }
         let bq = Tensor(dtype: .int32, shape: [bv.count])
         bq.withUnsafeMutableBufferPointer(as: Int32.self) { out in
             for k in 0..<bv.count {
@@ -198,7 +219,6 @@ extension QDQRewriter {
         let bsName = names.fresh(bName + "_scale")
         let bzName = names.fresh(bName + "_zero_point")
         g.setInitializer(bqName, bq)
-        let perChannelBias = channels > 1
         g.setInitializer(bsName, perChannelBias ? Tensor(shape: [bv.count], floats: biasScales.map(Float.init)) : Tensor(shape: [], floats: [Float(biasScales[0])]))
         g.setInitializer(bzName, perChannelBias ? Tensor(shape: [bv.count], values: [Int32](repeating: 0, count: bv.count)) : Tensor(shape: [], values: [Int32(0)]))
         let bdq = names.fresh(bName + Suffix.dq)

@@ -394,14 +394,18 @@ public struct QDQRewriter {
                                                           axis: nil, threshold: [range.lo, range.hi], method: method)
         }
         for (n, rule) in rules {
-            guard let w = rule.weight else {
+            // A weight computed at run time (no `weight`, input 1 quantized as an activation)
+            // still has its constant bias quantized.
+            guard let w = rule.weight ?? rule.bias.map({ _ in (index: 1, axis: -1) }) else {
                 if rule.kind == .compute { result.quantizedNodes.append(n.name) }
                 continue
             }
             // Weights need the activation input's scale for the bias; the dequantized input is
             // what the node reads now.
             let inputScale = params[originalName(n.inputs[0])]?.1
-            try quantizeWeights(n, in: g, weightIndex: w.index, axis: w.axis, biasIndex: rule.bias, inputScale: inputScale,
+            // A weight computed at run time is quantized as an activation (one scale).
+            let weightScale = w.index < n.inputs.count && g.initializer(n.inputs[w.index]) == nil ? params[originalName(n.inputs[w.index])]?.1 : nil
+            try quantizeWeights(n, in: g, weightIndex: w.index, axis: w.axis, biasIndex: rule.bias, inputScale: inputScale, activationWeightScale: weightScale,
                                 domain: qdqDomain, opset: opset, names: &names, result: &result)
             result.quantizedNodes.append(n.name)
         }

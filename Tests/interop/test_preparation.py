@@ -170,3 +170,92 @@ def test_hardswish_with_constants_of_higher_rank_is_left_alone(tmp_path):
     b = ort.InferenceSession(out, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     assert a.shape == b.shape == (1, 1, 2, 5)
     np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def opset9_model():
+    """x[1,2,6,6] through every operator whose signature changed between opsets 9 and 11:
+    Slice-1, Clip-6, Pad-2 (constant with a value, and reflect), Upsample-9 (nearest, linear),
+    TopK-1, Scatter-9; plus a Conv so that something is quantized."""
+    f = lambda name, a: numpy_helper.from_array(np.asarray(a, np.float32), name)
+    inits = [f("W", np.random.default_rng(1).standard_normal((3, 2, 3, 3)) * 0.3), f("B", [0.1, -0.2, 0.3]),
+             f("up_scales", [1, 1, 2, 2]), numpy_helper.from_array(np.array([[0, 1]], np.int64), "idx"), f("upd", [[9, 8]])]
+    nodes = [
+        helper.make_node("Conv", ["x", "W", "B"], ["c"], name="conv", pads=[1, 1, 1, 1]),
+        helper.make_node("Clip", ["c"], ["r"], name="clip", min=-0.5, max=1.5),
+        helper.make_node("Slice", ["r"], ["s"], name="slice", starts=[1, 1], ends=[5, 100], axes=[2, 3]),
+        helper.make_node("Pad", ["s"], ["p"], name="pad", pads=[0, 0, 1, 2, 0, 0, 2, 1], value=0.5),
+        helper.make_node("Pad", ["s"], ["pr"], name="pad_reflect", mode="reflect", pads=[0, 0, 1, 1, 0, 0, 1, 1]),
+        helper.make_node("Upsample", ["p", "up_scales"], ["un"], name="up_nearest", mode="nearest"),
+        helper.make_node("Upsample", ["pr", "up_scales"], ["ul"], name="up_linear", mode="linear"),
+        helper.make_node("Flatten", ["un"], ["fl"], name="flatten", axis=1),
+        helper.make_node("TopK", ["fl"], ["tv", "ti"], name="topk", k=5),
+        helper.make_node("Scatter", ["tv", "idx", "upd"], ["sc"], name="scatter", axis=1),
+    ]
+    g = helper.make_graph(nodes, "opset9", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 6, 6])],
+                          [helper.make_tensor_value_info("sc", TensorProto.FLOAT, [1, 5]), helper.make_tensor_value_info("ul", TensorProto.FLOAT, [1, 3, 12, 14]),
+                           helper.make_tensor_value_info("ti", TensorProto.INT64, [1, 5])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 9)], ir_version=4)
+
+
+def test_a_model_below_opset_10_is_raised_to_11_with_the_same_outputs(tmp_path):
+    """Preparation raises opset 9 to 11 (Q/DQ and ONNX Runtime's fused kernels need 10+),
+    rewriting the operators whose signature changed; ONNX Runtime computes the same outputs,
+    and the quantized model passes the checker and loads."""
+    src = str(tmp_path / "m9.onnx")
+    onnx.save(opset9_model(), src)
+    out = str(tmp_path / "m11.onnx")
+    r = quantkit("convert", src, out, "--prepare")
+    assert "opset 9 raised to 11" in r.stdout, r.stdout
+    m = onnx.load(out)
+    onnx.checker.check_model(m, full_check=True)
+    assert [o.version for o in m.opset_import if o.domain in ("", "ai.onnx")] == [11]
+    ops = {n.op_type for n in m.graph.node}
+    assert "Upsample" not in ops and "Scatter" not in ops and {"Resize", "ScatterElements"} <= ops, ops
+    assert not [a for n in m.graph.node if n.op_type != "Conv" for a in n.attribute if a.name in ("starts", "ends", "pads", "k", "min", "max", "scales")]
+    x = {"x": np.random.default_rng(2).standard_normal((1, 2, 6, 6)).astype(np.float32)}
+    a = ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(None, x)
+    b = ort.InferenceSession(out, providers=["CPUExecutionProvider"]).run(None, x)
+    for u, v in zip(a, b):
+        assert u.shape == v.shape and np.allclose(u, v, atol=1e-6), (u, v)
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    np.save(str(calib / "0.npy"), x["x"])
+    q = str(tmp_path / "q.onnx")
+    r = quantkit("quantize", src, "--input", f"x={calib}", "-o", q, "--no-analysis")
+    assert "opset 9 raised to 11" in r.stdout, r.stdout
+    onnx.checker.check_model(onnx.load(q), full_check=True)
+    ort.InferenceSession(q, providers=["CPUExecutionProvider"]).run(None, x)
+
+
+LIGHT = os.path.join(CACHE, "onnx-tests", "light")
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(LIGHT)) if os.path.isdir(LIGHT) else [])
+def test_light_models_below_opset_10_quantize_and_fuse(tmp_path, name):
+    """The ONNX wheel's light_* architectures (opset 9, IR 3: initializers listed as inputs) are
+    raised to opset 11 and IR 6; the QDQ model passes the full checker and ONNX Runtime turns
+    every Conv/Gemm into an integer kernel (before: it did not load, Q/DQ not being opset 9 ops)."""
+    src = os.path.join(LIGHT, name, "model.onnx")
+    m = onnx.load(src)
+    x = [i for i in m.graph.input if i.name not in {t.name for t in m.graph.initializer}][0]
+    shape = [d.dim_value for d in x.type.tensor_type.shape.dim]
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(2):
+        np.save(str(calib / f"{k}.npy"), rng.standard_normal(shape).astype(np.float32))
+    q = str(tmp_path / "q.onnx")
+    r = quantkit("quantize", src, "--input", f"{x.name}={calib}", "-o", q, "--no-analysis")
+    assert "raised to 11" in r.stdout, r.stdout
+    qm = onnx.load(q)
+    onnx.checker.check_model(qm, full_check=True)
+    assert qm.ir_version >= 6
+    opt = str(tmp_path / "opt.onnx")
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = opt
+    s = ort.InferenceSession(q, so, providers=["CPUExecutionProvider"])
+    s.run(None, {x.name: rng.standard_normal(shape).astype(np.float32)})
+    ops = [n.op_type for n in onnx.load(opt).graph.node]
+    ints = sum(o in ("QLinearConv", "QGemm") for o in ops)
+    floats = sum(o in ("Conv", "FusedConv", "Gemm", "FusedGemm") for o in ops)
+    assert ints > 0 and ints >= 0.95 * (ints + floats), ops

@@ -1,0 +1,94 @@
+import QuantCore
+import QuantIR
+
+/// Raises a model below opset 10 to opset 11, float semantics unchanged.
+///
+/// QuantizeLinear and DequantizeLinear exist from opset 10, and ONNX Runtime's QDQ fusion writes
+/// QLinearConv (opset 10) and, for a float bias, Round (opset 11) into the graph whatever the
+/// model's opset: a QDQ model left at opset 9 does not load (the light_* models of the ONNX
+/// wheel: AlexNet, VGG-19, ResNet-50, ... are opset 8 and 9). ONNX Runtime's own quantizer
+/// upgrades such models to 11 as well.
+///
+/// Between opsets 9 and 11 these operators changed their signature and are rewritten:
+/// Slice-1 (starts/ends/axes attributes → inputs), Clip-6 (min/max attributes → inputs),
+/// Pad-2 (pads/value attributes → inputs), TopK-1 (k attribute → input), Upsample-7/9 →
+/// Resize-11 (asymmetric coordinates, nearest rounding down, as Upsample computes), Scatter-9 →
+/// ScatterElements-11 (the same operator renamed). The others keep their meaning at opset 11.
+public enum OpsetUpgrade {
+    public static let target = 11
+
+    /// Upgrades `model` when its default-domain opset is below 10; returns the former opset, or
+    /// nil when nothing changed. Throws QK7009 for an operator input the rewrite cannot express.
+    ///
+    /// Also raises an IR version below 4 to 4 (6 with the opset): before IR 4 every initializer
+    /// had to be a graph input too, which the initializers quantization adds are not.
+    public static func run(_ model: Model) throws -> Int? {
+        if model.irVersion < 4 { model.extras.irVersion = 4 }
+        guard let from = model.opsets[""], from < 10 else { return nil }
+        model.extras.irVersion = max(model.extras.irVersion, 6)
+        var names = NameAllocator(model.graph)
+        for g in [model.graph] + model.graph.allSubgraphs {
+            for n in g.nodes where n.isStandard { try convert(n, in: g, names: &names) }
+        }
+        for i in model.extras.opsetImport.indices where model.extras.opsetImport[i].domain.isEmpty || model.extras.opsetImport[i].domain == "ai.onnx" {
+            model.extras.opsetImport[i].version = Int64(target)
+        }
+        return from
+    }
+
+    static func convert(_ n: Node, in g: Graph, names: inout NameAllocator) throws {
+        func constant(_ suffix: String, _ t: Tensor) -> String {
+            let name = names.fresh("\(n.name.isEmpty ? n.outputs.first ?? "node" : n.name)_\(suffix)")
+            g.setInitializer(name, t)
+            return name
+        }
+        func ints(_ suffix: String, _ v: [Int]) -> String { constant(suffix, Tensor(shape: [v.count], values: v.map(Int64.init))) }
+        func drop(_ attrs: Set<String>) { n.attributes.removeAll { attrs.contains($0.name) } }
+        switch n.opType {
+        case "Slice" where n.inputs.count == 1:
+            let starts = n.attribute("starts")?.ints ?? [], ends = n.attribute("ends")?.ints ?? []
+            var inputs = [n.inputs[0], ints("starts", starts), ints("ends", ends)]
+            if let axes = n.attribute("axes")?.ints { inputs.append(ints("axes", axes)) }
+            n.inputs = inputs
+            drop(["starts", "ends", "axes"])
+        case "Clip" where n.inputs.count == 1:
+            // Clip-6 is defined for float types; its bounds become scalars of the input's type.
+            let lo = n.attribute("min")?.float, hi = n.attribute("max")?.float
+            n.inputs = [n.inputs[0], lo.map { constant("min", Tensor(shape: [], floats: [$0])) } ?? "",
+                        hi.map { constant("max", Tensor(shape: [], floats: [$0])) } ?? ""]
+            while n.inputs.count > 1 && n.inputs.last == "" { n.inputs.removeLast() }
+            drop(["min", "max"])
+        case "Pad" where n.inputs.count == 1:
+            let pads = n.attribute("pads")?.ints ?? []
+            let value = n.attribute("value")?.float ?? 0
+            n.inputs = [n.inputs[0], ints("pads", pads)] + ((n.attribute("mode")?.string ?? "constant") == "constant" && value != 0
+                ? [constant("value", Tensor(shape: [], floats: [value]))] : [])
+            drop(["pads", "value"])
+        case "TopK" where n.inputs.count == 1:
+            guard let k = n.attribute("k")?.int else { throw error(n, "has no k") }
+            n.inputs = [n.inputs[0], ints("k", [k])]
+            drop(["k"])
+        case "Upsample":
+            let mode = n.attribute("mode")?.string ?? "nearest"
+            guard mode == "nearest" || mode == "linear" || mode == "bilinear" else { throw error(n, "has mode '\(mode)'") }
+            var scales = n.inputs.count > 1 ? n.inputs[1] : ""
+            if scales.isEmpty {
+                guard let s = n.attribute("scales")?.floats, !s.isEmpty else { throw error(n, "has no scales") }
+                scales = constant("scales", Tensor(shape: [s.count], floats: s))
+            }
+            n.opType = "Resize"
+            n.inputs = [n.inputs[0], constant("roi", Tensor(shape: [0], floats: [])), scales]
+            n.attributes = [.string("mode", mode == "nearest" ? "nearest" : "linear"), .string("coordinate_transformation_mode", "asymmetric")]
+                + (mode == "nearest" ? [.string("nearest_mode", "floor")] : [])
+        case "Scatter":
+            n.opType = "ScatterElements"
+        default:
+            break
+        }
+    }
+
+    static func error(_ n: Node, _ what: String) -> QuantKitError {
+        QuantKitError("QK7009", "cannot raise \(n.label) to opset \(target) for quantization: it \(what)",
+                      fix: "upgrade the model to opset 11 or later first (onnx.version_converter.convert_version), then quantize")
+    }
+}
