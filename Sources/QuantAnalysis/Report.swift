@@ -94,6 +94,15 @@ public struct AnalysisReport: Codable, Sendable {
             .sorted { ($0.layerwise!.snr, $1.node) > ($1.layerwise!.snr, $0.node) }
     }
 
+    /// Marked layers whose own (layerwise) error is over a threshold; the other marked layers
+    /// only carry error from above.
+    public var markedByThemselves: [Layer] {
+        layers.filter { l in
+            guard l.marked, let m = l.layerwise else { return false }
+            return m.snr > snrWarning || m.cosine < cosineWarning || (m.medianItemSNR ?? 0) > snrWarning
+        }
+    }
+
     /// Layers worst first by their own error: layerwise SNR when measured, else graphwise.
     public var worstLayers: [Layer] {
         layers.filter { $0.graphwise != nil }.sorted { ($0.layerwise?.snr ?? $0.graphwise?.snr ?? 0) > ($1.layerwise?.snr ?? $1.graphwise?.snr ?? 0) }

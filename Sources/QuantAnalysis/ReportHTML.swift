@@ -24,7 +24,7 @@ extension AnalysisReport {
             <h1>Quantization analysis</h1>
             <ul><li>float model: <code>\(e(floatModel))</code></li><li>quantized model: <code>\(e(quantizedModel))</code></li>
             <li>analysis data: \(samples) samples in \(batches) batches</li>
-            <li>quantized ops: \(model.quantizedOps); marked (SNR &gt; \(f(snrWarning)) or cosine &lt; \(f(cosineWarning))): \(layers.filter(\.marked).count)</li>
+            <li>quantized ops: \(model.quantizedOps); marked (SNR &gt; \(f(snrWarning)) or cosine &lt; \(f(cosineWarning))): \(layers.filter(\.marked).count), of them bad by themselves (layerwise): \(markedByThemselves.count)</li>
 
             """
         for ev in evaluations {

@@ -24,7 +24,8 @@ extension AnalysisReport {
         s += "- analysis data: \(samples) samples in \(batches) batches\n"
         s += "- quantized ops: \(model.quantizedOps) (\(model.quantizedActivations) activations, \(model.quantizedWeights) weights/biases quantized)\n"
         let marked = layers.filter(\.marked)
-        s += "- marked (SNR > \(AnalysisReport.format(snrWarning)) or cosine < \(AnalysisReport.format(cosineWarning))): \(marked.count)\n"
+        s += "- marked (SNR > \(AnalysisReport.format(snrWarning)) or cosine < \(AnalysisReport.format(cosineWarning))): \(marked.count)"
+            + (marked.isEmpty ? "" : ", of them bad by themselves (layerwise): \(markedByThemselves.count)") + "\n"
         if !worstLayers.isEmpty {
             s += "- worst by themselves: " + worstLayers.prefix(5).map { "`\(AnalysisReport.cell($0.node))`" }.joined(separator: ", ") + "\n"
         }

@@ -93,7 +93,12 @@ struct AnalysisArguments: ParsableArguments {
             let m = o.metrics
             print("output     \(o.name): SNR \(f(m.snr))\(m.medianItemSNR.map { " (median item \(f($0)))" } ?? ""), cosine \(f(m.cosine))\(m.top1Agreement.map { ", top-1 agreement \(f($0))" } ?? "")\(m.maskIoU.map { ", mask IoU (> 0.5) \(f($0))" } ?? "")")
         }
-        print("layers     \(report.layers.count) quantized ops, \(report.layers.filter(\.marked).count) marked; worst by themselves: \(report.worstLayers.prefix(3).map(\.node).joined(separator: ", "))")
+        let marked = report.layers.filter(\.marked).count
+        let alone = report.markedByThemselves
+        let why = marked == 0 || report.layers.allSatisfy({ $0.layerwise == nil }) ? ""
+            : alone.isEmpty ? " (none bad by itself: accumulated error)"
+            : " (\(alone.count) bad by \(alone.count == 1 ? "itself" : "themselves"): \(alone.prefix(3).map(\.node).joined(separator: ", "))\(alone.count > 3 ? ", ..." : ""))"
+        print("layers     \(report.layers.count) quantized ops, \(marked) marked\(why); worst by themselves: \(report.worstLayers.prefix(3).map(\.node).joined(separator: ", "))")
         for e in report.evaluations { print("metric     \(e.name): float \(f(e.float)), quantized \(f(e.quantized)), loss \(f(e.quantizationLoss)) %") }
         print("report     \(paths.markdown)\nreport     \(paths.html)\nreport     \(paths.json)")
         return report

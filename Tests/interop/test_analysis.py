@@ -291,16 +291,20 @@ def test_advice_for_an_op_fine_alone_names_the_op_to_fix(tmp_path):
     whole = max(err(l["graphwise"]) for l in layers)
     assert whole > alone[-1], "the whole model must be worse than every op alone for this test"
 
+    printed = {}
+
     def analyze(threshold, tag):
         out = tmp_path / tag
         out.mkdir()
-        quantkit("analyze", src, qpath, "--input", f"x={tmp_path / 'x.npy'}", "--snr-warning", repr(threshold),
-                 "--cosine-warning", "0", "--report", str(out / "r"))
+        r = quantkit("analyze", src, qpath, "--input", f"x={tmp_path / 'x.npy'}", "--snr-warning", repr(threshold),
+                     "--cosine-warning", "0", "--report", str(out / "r"))
+        printed[tag] = next(line for line in r.stdout.splitlines() if line.startswith("layers "))
         return json.load(open(str(out / "r.json")))["layers"]
 
     # Above every layerwise SNR, below the worst graphwise one: nothing is bad alone.
     marked = [l for l in analyze((alone[-1] + whole) / 2, "none") if l["marked"]]
     assert marked and all(any("accumulated" in a and "--weight-rounding gptq" in a for a in l["advice"]) for l in marked)
+    assert f"{len(marked)} marked (none bad by itself: accumulated error)" in printed["none"], printed["none"]
     # Between two layerwise SNRs: the first op bad alone is named by the ops below it that are
     # fine alone but marked.
     t = (alone[-2] + alone[-1]) / 2 if alone[-2] < alone[-1] else alone[-1] * 0.999
@@ -311,6 +315,8 @@ def test_advice_for_an_op_fine_alone_names_the_op_to_fix(tmp_path):
     assert traced, "no op below the first bad one is marked while fine alone: the test checks nothing"
     for l in traced:
         assert any(f"`{first_bad}`" in a for a in l["advice"]), l["advice"]
+    by_themselves = [l for l in got if l["marked"] and l["layerwise"] and err(l["layerwise"]) > t]
+    assert f"({len(by_themselves)} bad by " in printed["some"] and first_bad in printed["some"], printed["some"]
 
 
 def test_top1_agreement_only_for_score_outputs_and_mask_iou_for_maps(tmp_path):

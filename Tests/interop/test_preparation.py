@@ -227,6 +227,21 @@ def test_a_model_below_opset_10_is_raised_to_11_with_the_same_outputs(tmp_path):
     ort.InferenceSession(q, providers=["CPUExecutionProvider"]).run(None, x)
 
 
+def test_an_operator_the_opset_upgrade_cannot_rewrite_is_named(tmp_path):
+    """An opset-9 Upsample with a mode Resize-11 cannot express fails with QK7009, naming the
+    node and the fix; nothing is written."""
+    g = helper.make_graph([helper.make_node("Upsample", ["x", "s"], ["y"], name="up", mode="cubic")], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 2, 2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 4, 4])],
+                          [numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "s")])
+    src = str(tmp_path / "m.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 9)], ir_version=4), src)
+    out = str(tmp_path / "o.onnx")
+    r = quantkit("convert", src, out, "--prepare", check=False)
+    assert r.returncode == 2 and "QK7009" in r.stderr and "Upsample 'up'" in r.stderr and "version_converter" in r.stderr, r.stderr
+    assert not os.path.exists(out)
+
+
 LIGHT = os.path.join(CACHE, "onnx-tests", "light")
 
 
