@@ -52,18 +52,19 @@ public enum OpsetUpgrade {
             n.inputs = inputs
             drop(["starts", "ends", "axes"])
         case "Clip" where n.inputs.count == 1:
-            // Clip-6 is defined for float types; its bounds become scalars of the input's type.
+            // The bounds become float scalars: right for the float models quantization takes (a
+            // double or float16 Clip-6 would need bounds of its own type).
             let lo = n.attribute("min")?.float, hi = n.attribute("max")?.float
             n.inputs = [n.inputs[0], lo.map { constant("min", Tensor(shape: [], floats: [$0])) } ?? "",
                         hi.map { constant("max", Tensor(shape: [], floats: [$0])) } ?? ""]
             while n.inputs.count > 1 && n.inputs.last == "" { n.inputs.removeLast() }
             drop(["min", "max"])
         case "Pad" where n.inputs.count == 1:
-            let pads = n.attribute("pads")?.ints ?? []
+            let pads = n.attribute("pads")?.ints ?? n.attribute("paddings")?.ints ?? []  // Pad-1 called them paddings
             let value = n.attribute("value")?.float ?? 0
             n.inputs = [n.inputs[0], ints("pads", pads)] + ((n.attribute("mode")?.string ?? "constant") == "constant" && value != 0
                 ? [constant("value", Tensor(shape: [], floats: [value]))] : [])
-            drop(["pads", "value"])
+            drop(["pads", "paddings", "value"])
         case "TopK" where n.inputs.count == 1:
             guard let k = n.attribute("k")?.int else { throw error(n, "has no k") }
             n.inputs = [n.inputs[0], ints("k", [k])]
