@@ -1,7 +1,7 @@
 import QuantCore
 import QuantIR
 
-/// TopK, ArgMax/ArgMin, CumSum, NonZero, Compress.
+/// TopK, ArgMax/ArgMin, CumSum, NonZero, Compress, NonMaxSuppression.
 enum Selection {
     /// Splits `shape` around `axis` into (outer, n, inner).
     static func split(_ shape: [Int], _ a: Int) -> (Int, Int, Int) {
@@ -39,6 +39,58 @@ enum Selection {
             }
             _ = sorted  // the selected elements are always returned in sorted order
             return (values, indices)
+        }
+    }
+
+    /// `NonMaxSuppression(boxes[B, N, 4], scores[B, C, N], max_output_boxes_per_class?,
+    /// iou_threshold?, score_threshold?) -> selected_indices[S, 3]` (batch, class, box). Per batch
+    /// and class: the boxes scoring above score_threshold, best first (ties: lower index first),
+    /// each kept unless its IoU with a box already kept is greater than iou_threshold, at most
+    /// max_output_boxes_per_class (absent or 0: none). `center_point_box` 0: [y1, x1, y2, x2] of
+    /// any diagonal; 1: [x_center, y_center, width, height]. A box of no area overlaps nothing.
+    static func nonMaxSuppression(_ ctx: KernelContext) throws -> Kernel {
+        let center = ctx.int("center_point_box", 0) != 0
+        return ClosureKernel { inputs, _ in
+            guard let boxes = inputs[0], let scores = inputs.count > 1 ? inputs[1] : nil else { throw ctx.invalid("boxes and scores are required") }
+            guard boxes.rank == 3, boxes.shape[2] == 4, scores.rank == 3, scores.shape[0] == boxes.shape[0], scores.shape[2] == boxes.shape[1] else {
+                throw ctx.invalid("boxes \(boxes.shape) and scores \(scores.shape) must be [B, N, 4] and [B, C, N]")
+            }
+            func scalar(_ i: Int) -> Double? { i < inputs.count ? inputs[i].flatMap { $0.count > 0 ? $0.scalarAsDouble(at: 0) : nil } : nil }
+            let limit = max(0, Int(scalar(2) ?? 0)), iouLimit = scalar(3) ?? 0, scoreLimit = scalar(4)
+            let (batches, classes, n) = (scores.shape[0], scores.shape[1], scores.shape[2])
+            let b = boxes.doubles(), sc = scores.doubles()
+            // Corners (lo y, lo x, hi y, hi x) and area per box.
+            func corners(_ batch: Int, _ i: Int) -> (Double, Double, Double, Double) {
+                let p = (batch * n + i) * 4
+                if center {
+                    let (xc, yc, w, h) = (b[p], b[p + 1], b[p + 2], b[p + 3])
+                    return (yc - h / 2, xc - w / 2, yc + h / 2, xc + w / 2)
+                }
+                return (min(b[p], b[p + 2]), min(b[p + 1], b[p + 3]), max(b[p], b[p + 2]), max(b[p + 1], b[p + 3]))
+            }
+            var selected: [Int64] = []
+            for batch in 0..<batches where limit > 0 {
+                let box = (0..<n).map { corners(batch, $0) }
+                let area = box.map { ($0.2 - $0.0) * ($0.3 - $0.1) }
+                func overlaps(_ i: Int, _ j: Int) -> Bool {
+                    guard area[i] > 0, area[j] > 0 else { return false }
+                    let h = min(box[i].2, box[j].2) - max(box[i].0, box[j].0), w = min(box[i].3, box[j].3) - max(box[i].1, box[j].1)
+                    guard h > 0, w > 0 else { return false }
+                    let inter = h * w
+                    return inter / (area[i] + area[j] - inter) > iouLimit
+                }
+                for c in 0..<classes {
+                    let base = (batch * classes + c) * n
+                    var order = (0..<n).filter { i in scoreLimit.map { sc[base + i] > $0 } ?? true }
+                    order.sort { sc[base + $0] != sc[base + $1] ? sc[base + $0] > sc[base + $1] : $0 < $1 }
+                    var kept: [Int] = []
+                    for i in order where kept.count < limit && !kept.contains(where: { overlaps($0, i) }) {
+                        kept.append(i)
+                        selected += [Int64(batch), Int64(c), Int64(i)]
+                    }
+                }
+            }
+            return [Tensor(shape: [selected.count / 3, 3], values: selected)]
         }
     }
 
