@@ -549,3 +549,43 @@ def test_hardswish_gate_stays_float_and_se_gate_is_quantized(tmp_path):
     assert "gate" not in quantized and "h" in quantized and "se" in quantized, quantized
     mul = next(n for n in q.graph.node if n.name == "hswish")
     assert "gate" in mul.input
+
+
+def test_a_detector_with_non_max_suppression_inside_calibrates_and_quantizes(tmp_path):
+    """Conv heads -> boxes [1, 64, 4] and scores [1, 2, 64] -> NonMaxSuppression -> indices: the
+    executor runs NMS during calibration (QK3001 before), the Convs are quantized, and ONNX
+    Runtime's selection on the quantized model keeps the float model's boxes."""
+    rng = np.random.default_rng(3)
+    f = lambda name, a: numpy_helper.from_array(np.asarray(a, np.float32), name)
+    i64 = lambda name, a: numpy_helper.from_array(np.asarray(a, np.int64), name)
+    inits = [f("Wb", rng.standard_normal((4, 3, 3, 3)) * 0.5), f("Ws", rng.standard_normal((2, 3, 3, 3)) * 0.5),
+             i64("bshape", [1, 4, 64]), i64("sshape", [1, 2, 64]), i64("maxb", [5]), f("iou", [0.5]), f("sth", [0.3])]
+    nodes = [
+        helper.make_node("Conv", ["x", "Wb"], ["cb"], name="box_head", pads=[1, 1, 1, 1]),
+        helper.make_node("Reshape", ["cb", "bshape"], ["b3"], name="rb"),
+        helper.make_node("Transpose", ["b3"], ["boxes"], name="tb", perm=[0, 2, 1]),
+        helper.make_node("Conv", ["x", "Ws"], ["cs"], name="score_head", pads=[1, 1, 1, 1]),
+        helper.make_node("Reshape", ["cs", "sshape"], ["s3"], name="rs"),
+        helper.make_node("Sigmoid", ["s3"], ["scores"], name="sig"),
+        helper.make_node("NonMaxSuppression", ["boxes", "scores", "maxb", "iou", "sth"], ["sel"], name="nms", center_point_box=1),
+    ]
+    g = helper.make_graph(nodes, "det", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+                          [helper.make_tensor_value_info("sel", TensorProto.INT64, [None, 3]),
+                           helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 2, 64])], inits)
+    src = str(tmp_path / "det.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), src)
+    xs = [rng.standard_normal((1, 3, 8, 8)).astype(np.float32) for _ in range(8)]
+    calib = npy_folder(tmp_path / "calib", xs)
+    q = str(tmp_path / "q.onnx")
+    quantkit("quantize", src, "--input", f"x={calib}", "-o", q, "--no-analysis")
+    onnx.checker.check_model(onnx.load(q))
+    params = json.load(open(str(tmp_path / "q.qparams.json")))["tensors"]
+    assert "Wb" in params and "Ws" in params
+    fs = ort.InferenceSession(src, providers=["CPUExecutionProvider"])
+    qs = ort.InferenceSession(q, providers=["CPUExecutionProvider"])
+    same = 0
+    for x in xs:
+        a, b = fs.run(["sel"], {"x": x})[0], qs.run(["sel"], {"x": x})[0]
+        assert a.shape[1] == 3 and len(a) > 0
+        same += len({tuple(r) for r in a} & {tuple(r) for r in b}) / len(a)
+    assert same / len(xs) > 0.8, same / len(xs)
