@@ -11,6 +11,7 @@ enum KernelFamilies {
         NormalizationKernels.all,
         PoolingKernels.all,
         ResizeKernels.all,
+        GridSampleKernels.all,
         ControlFlowKernels.all,
         RecurrentKernels.all,
         QuantizationKernels.all,
