@@ -2,7 +2,7 @@ import Foundation
 import QuantCore
 import QuantIR
 
-/// GridSample (opsets 16, 20): samples X[N, C, D1, ..., Dr] at the grid's points
+/// GridSample (opsets 16, 20) and AffineGrid (20). GridSample samples X[N, C, D1, ..., Dr] at the grid's points
 /// grid[N, O1, ..., Or, r], whose last axis lists normalized coordinates in [-1, 1] for the
 /// spatial axes in reverse order (x for the last axis first). float32 and float64.
 ///
@@ -14,7 +14,47 @@ import QuantIR
 /// 2^r or 4^r neighbours; a neighbour outside the input reads 0 (`zeros`), the nearest edge
 /// pixel (`border`) or its reflection (`reflection`).
 enum GridSampleKernels {
-    static let all: [String: KernelFactory] = ["GridSample": make]
+    static let all: [String: KernelFactory] = ["GridSample": make, "AffineGrid": affineGrid]
+
+    /// `AffineGrid(theta[N, 2, 3] or [N, 3, 4], size[N, C, (D,) H, W])` (opset 20): the grid
+    /// GridSample reads, θ·(x, y, (z,) 1) at evenly spaced positions in [−1, 1] per axis (pixel
+    /// centres (2k + 1)/L − 1, or −1 + 2k/(L − 1) with `align_corners`), x along W first.
+    static func affineGrid(_ ctx: KernelContext) throws -> Kernel {
+        let align = ctx.int("align_corners", 0) != 0
+        return ClosureKernel { inputs, _ in
+            guard let theta = inputs[0], let size = inputs.count > 1 ? inputs[1] : nil else { throw ctx.invalid("theta and size are required") }
+            let dims = size.int64s().map(Int.init)
+            let r = dims.count - 2
+            guard r == 2 || r == 3, theta.rank == 3, theta.shape[0] == dims[0], theta.shape[1] == r, theta.shape[2] == r + 1 else {
+                throw ctx.invalid("theta \(theta.shape) does not fit size \(dims)")
+            }
+            guard theta.dtype == .float || theta.dtype == .double else { throw ctx.unsupported("element type \(theta.dtype)") }
+            func position(_ k: Int, _ l: Int) -> Double {
+                align ? (l > 1 ? -1 + 2 * Double(k) / Double(l - 1) : 0) : (2 * Double(k) + 1) / Double(l) - 1
+            }
+            let spatial = Array(dims[2...]), points = spatial.reduce(1, *), t = theta.doubles()
+            var out = [Double](repeating: 0, count: dims[0] * points * r)
+            for n in 0..<dims[0] {
+                for p in 0..<points {
+                    // Coordinates (x, y, z): x along the last axis.
+                    var rest = p
+                    var c = [Double](repeating: 0, count: r)
+                    for a in stride(from: r - 1, through: 0, by: -1) {
+                        c[r - 1 - a] = position(rest % spatial[a], spatial[a])
+                        rest /= spatial[a]
+                    }
+                    for row in 0..<r {
+                        let m = (n * r + row) * (r + 1)
+                        var v = t[m + r]
+                        for k in 0..<r { v += t[m + k] * c[k] }
+                        out[(n * points + p) * r + row] = v
+                    }
+                }
+            }
+            let shape = [dims[0]] + spatial + [r]
+            return [theta.dtype == .double ? Tensor(shape: shape, values: out) : Tensor(shape: shape, floats: out.map { Float($0) })]
+        }
+    }
 
     enum Mode { case nearest, linear, cubic }
 

@@ -17,6 +17,8 @@ enum ShapeKernels {
         "DepthToSpace": Movement.depthToSpace, "SpaceToDepth": Movement.spaceToDepth,
         "ConstantOfShape": Generate.constantOfShape, "Range": Generate.range, "EyeLike": Generate.eyeLike,
         "Trilu": Generate.trilu, "OneHot": Generate.oneHot,
+        "HannWindow": Generate.window([0.5, -0.5]), "HammingWindow": Generate.window([25.0 / 46, -21.0 / 46]),
+        "BlackmanWindow": Generate.window([0.42, -0.5, 0.08]),
     ]
 
     /// `Constant`: the value attribute (any of value, value_float(s), value_int(s)), computed once.

@@ -45,6 +45,25 @@ enum Generate {
         return try CastKernels.convert(Tensor(shape: shape, floats: f), to: dtype, ctx)
     }
 
+    /// HannWindow, HammingWindow, BlackmanWindow (opset 17): `size` points of
+    /// Σ a_k·cos(2πk·n/N) with N = size (`periodic`, the default) or size − 1, of
+    /// `output_datatype` (default float). Hann: a = (0.5, −0.5); Hamming: (25/46, −21/46);
+    /// Blackman: (0.42, −0.5, 0.08).
+    static func window(_ a: [Double]) -> KernelFactory {
+        { ctx in
+            let periodic = ctx.int("periodic", 1) != 0
+            guard let dtype = DType(rawValue: Int32(ctx.int("output_datatype", 1))) else { throw ctx.unsupported("output_datatype \(ctx.int("output_datatype", 1))") }
+            return ClosureKernel { inputs, _ in
+                guard let s = inputs[0], s.count == 1 else { throw ctx.invalid("size must be a scalar") }
+                let size = Int(s.scalarAsDouble(at: 0))
+                guard size >= 0 else { throw ctx.invalid("size \(size) is negative") }
+                let n = Double(periodic ? size : size - 1)
+                let w = (0..<size).map { i in Float(a.enumerated().reduce(0.0) { $0 + $1.element * cos(2 * Double.pi * Double($1.offset) * Double(i) / n) }) }
+                return [try CastKernels.convert(Tensor(shape: [size], floats: w), to: dtype, ctx)]
+            }
+        }
+    }
+
     /// `EyeLike(input)`: ones on diagonal k of a 2-D tensor, of `dtype` (default: input type).
     static func eyeLike(_ ctx: KernelContext) throws -> Kernel {
         let k = ctx.int("k", 0)
