@@ -12,6 +12,7 @@ enum KernelFamilies {
         PoolingKernels.all,
         ResizeKernels.all,
         GridSampleKernels.all,
+        SpectralKernels.all,
         ControlFlowKernels.all,
         RecurrentKernels.all,
         QuantizationKernels.all,
