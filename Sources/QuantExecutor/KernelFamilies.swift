@@ -13,6 +13,7 @@ enum KernelFamilies {
         ResizeKernels.all,
         GridSampleKernels.all,
         SpectralKernels.all,
+        TransformerKernels.all,
         ControlFlowKernels.all,
         RecurrentKernels.all,
         QuantizationKernels.all,
