@@ -8,7 +8,39 @@ enum MatrixKernels {
         "Gemm": gemm,
         "MatMul": matMul,
         "Einsum": EinsumKernel.make,
+        "Det": det,
     ]
+
+    /// `Det(X[..., M, M])`: determinants by LU decomposition with partial pivoting, in double.
+    static func det(_ ctx: KernelContext) throws -> Kernel {
+        ClosureKernel { inputs, _ in
+            guard let x = inputs[0], x.rank >= 2, x.shape[x.rank - 1] == x.shape[x.rank - 2], x.dtype.isFloatingPoint else {
+                throw ctx.invalid("input must be [..., M, M] floating point")
+            }
+            let m = x.shape[x.rank - 1], count = x.shape[..<(x.rank - 2)].reduce(1, *), v = x.doubles()
+            var out = [Float](repeating: 0, count: count)
+            for b in 0..<count {
+                var a = Array(v[(b * m * m)..<((b + 1) * m * m)])
+                var d = 1.0
+                for c in 0..<m {
+                    var p = c
+                    for r in (c + 1)..<max(m, c + 1) where abs(a[r * m + c]) > abs(a[p * m + c]) { p = r }
+                    if a[p * m + c] == 0 { d = 0; break }
+                    if p != c {
+                        for k in 0..<m { a.swapAt(p * m + k, c * m + k) }
+                        d = -d
+                    }
+                    d *= a[c * m + c]
+                    for r in (c + 1)..<max(m, c + 1) {
+                        let f = a[r * m + c] / a[c * m + c]
+                        for k in c..<m { a[r * m + k] -= f * a[c * m + k] }
+                    }
+                }
+                out[b] = Float(d)
+            }
+            return [try CastKernels.convert(Tensor(shape: Array(x.shape[..<(x.rank - 2)]), floats: out), to: x.dtype, ctx)]
+        }
+    }
 
     static func floatInput(_ t: Tensor?, _ ctx: KernelContext, _ what: String) throws -> Tensor {
         guard let t else { throw ctx.invalid("input '\(what)' is missing") }

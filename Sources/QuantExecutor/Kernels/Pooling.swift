@@ -12,7 +12,43 @@ enum PoolingKernels {
         "GlobalMaxPool": { globalPool($0, .max) },
         "GlobalAveragePool": { globalPool($0, .average(includePad: false)) },
         "GlobalLpPool": { globalPool($0, .lp(Float($0.int("p", 2)))) },
+        "MaxUnpool": maxUnpool,
     ]
+
+    /// `MaxUnpool(X, I, output_shape?)`: zeros of the shape MaxPool came from, (d − 1)·stride −
+    /// pads + kernel per spatial axis (or `output_shape`, the inferred one at its origin), with
+    /// X[k] written at flat position I[k] of the inferred shape.
+    static func maxUnpool(_ ctx: KernelContext) throws -> Kernel {
+        guard let kernel = ctx.ints("kernel_shape") else { throw ctx.invalid("kernel_shape is required") }
+        let strides = ctx.ints("strides") ?? [Int](repeating: 1, count: kernel.count)
+        let pads = ctx.ints("pads") ?? [Int](repeating: 0, count: 2 * kernel.count)
+        return ClosureKernel { inputs, _ in
+            guard let x = inputs[0], let idx = inputs.count > 1 ? inputs[1]?.int64s() : nil, x.rank == kernel.count + 2, idx.count == x.count,
+                  strides.count == kernel.count, pads.count == 2 * kernel.count, x.dtype != .string else {
+                throw ctx.invalid("X, I and the kernel attributes do not fit")
+            }
+            var inferred = Array(x.shape[..<2])
+            for k in 0..<kernel.count { inferred.append((x.shape[k + 2] - 1) * strides[k] - pads[k] - pads[kernel.count + k] + kernel[k]) }
+            let shape = (inputs.count > 2 ? inputs[2]?.int64s().map(Int.init) : nil) ?? inferred
+            guard shape.count == inferred.count, zip(shape, inferred).allSatisfy({ $0 >= $1 }) else { throw ctx.invalid("output_shape \(shape) is smaller than \(inferred)") }
+            let size = x.dtype.bitWidth / 8, total = inferred.reduce(1, *)
+            let out = Tensor(dtype: x.dtype, shape: shape)
+            memset(out.storage.pointer, 0, out.byteCount)
+            // Flat index in the inferred shape -> flat index in the output shape.
+            var inStrides = [Int](repeating: 1, count: shape.count), outStrides = inStrides
+            for k in stride(from: shape.count - 2, through: 0, by: -1) {
+                inStrides[k] = inStrides[k + 1] * inferred[k + 1]
+                outStrides[k] = outStrides[k + 1] * shape[k + 1]
+            }
+            for (k, i) in idx.enumerated() {
+                guard i >= 0 && Int(i) < total else { throw ctx.invalid("index \(i) is outside the unpooled tensor of \(total)") }
+                var rest = Int(i), o = 0
+                for a in 0..<shape.count { o += rest / inStrides[a] * outStrides[a]; rest %= inStrides[a] }
+                (out.storage.pointer + o * size).copyMemory(from: x.storage.pointer + k * size, byteCount: size)
+            }
+            return [out]
+        }
+    }
 
     enum Kind {
         case max

@@ -64,6 +64,37 @@ enum Generate {
         }
     }
 
+    /// `MelWeightMatrix(num_mel_bins, dft_length, sample_rate, lower_edge_hertz,
+    /// upper_edge_hertz)` (opset 17): [dft_length/2 + 1, num_mel_bins] triangular filters on
+    /// the mel scale (2595·log10(1 + f/700)), num_mel_bins + 2 edges evenly spaced in mel
+    /// between the two frequencies, each edge at spectrogram bin ⌊(dft_length + 1)·f / rate⌋.
+    static func melWeightMatrix(_ ctx: KernelContext) throws -> Kernel {
+        guard let dtype = DType(rawValue: Int32(ctx.int("output_datatype", 1))) else { throw ctx.unsupported("output_datatype") }
+        return ClosureKernel { inputs, _ in
+            let values = inputs.prefix(5).compactMap { $0.flatMap { $0.count > 0 ? $0.scalarAsDouble(at: 0) : nil } }
+            guard values.count == 5 else {
+                throw ctx.invalid("num_mel_bins, dft_length, sample_rate, lower_edge_hertz and upper_edge_hertz are required")
+            }
+            let (mels, n, rate, lo, hi) = (Int(values[0]), Int(values[1]), values[2], values[3], values[4])
+            guard mels > 0, n > 0, rate > 0 else { throw ctx.invalid("num_mel_bins, dft_length and sample_rate must be positive") }
+            let bins = n / 2 + 1
+            let loMel = 2595 * log10(1 + lo / 700), hiMel = 2595 * log10(1 + hi / 700)
+            let step = (hiMel - loMel) / Double(mels + 2)
+            let edges = (0..<(mels + 2)).map { k -> Int in
+                let f = 700 * (pow(10, (Double(k) * step + loMel) / 2595) - 1)
+                return Int((Double(n + 1) * f / rate).rounded(.down))
+            }
+            var w = [Float](repeating: 0, count: bins * mels)
+            func set(_ j: Int, _ i: Int, _ v: Double) { if j >= 0 && j < bins { w[j * mels + i] = Float(v) } }
+            for i in 0..<mels {
+                let (l, c, r) = (edges[i], edges[i + 1], edges[i + 2])
+                if c == l { set(c, i, 1) } else { for j in l...max(l, c) { set(j, i, Double(j - l) / Double(c - l)) } }
+                if r > c { for j in c..<r { set(j, i, Double(r - j) / Double(r - c)) } }
+            }
+            return [try CastKernels.convert(Tensor(shape: [bins, mels], floats: w), to: dtype, ctx)]
+        }
+    }
+
     /// `EyeLike(input)`: ones on diagonal k of a 2-D tensor, of `dtype` (default: input type).
     static func eyeLike(_ ctx: KernelContext) throws -> Kernel {
         let k = ctx.int("k", 0)
