@@ -7,7 +7,7 @@ enum IndexingKernels {
     static let all: [String: KernelFactory] = [
         "Gather": gather, "GatherElements": gatherElements, "GatherND": gatherND,
         "ScatterND": Scatter.nd, "ScatterElements": Scatter.elements, "Scatter": Scatter.elements,
-        "TopK": Selection.topK, "NonMaxSuppression": Selection.nonMaxSuppression, "ArgMax": Selection.arg(max: true), "ArgMin": Selection.arg(max: false),
+        "TopK": Selection.topK, "NonMaxSuppression": Selection.nonMaxSuppression, "Unique": Selection.unique, "ArgMax": Selection.arg(max: true), "ArgMin": Selection.arg(max: false),
         "CumSum": Selection.cumulative(product: false), "CumProd": Selection.cumulative(product: true), "NonZero": Selection.nonZero, "Compress": Selection.compress,
     ]
 

@@ -94,6 +94,62 @@ enum Selection {
         }
     }
 
+    /// `Unique(X)` (opset 11): the distinct elements of X flattened, or with `axis` its distinct
+    /// slices along that axis, ascending (`sorted`, the default; slices compare element by
+    /// element) or in order of first occurrence; also the index of each one's first occurrence,
+    /// the index into the result of every element (slice) of X, and the counts.
+    static func unique(_ ctx: KernelContext) throws -> Kernel {
+        let sorted = ctx.int("sorted", 1) != 0, axisAttr = ctx.int("axis")
+        let outputs = ctx.node.outputs.count
+        return ClosureKernel { inputs, _ in
+            guard let x = inputs[0], x.dtype != .string, x.dtype.bitWidth % 8 == 0 else { throw ctx.invalid("a numeric input is required") }
+            let axis = try axisAttr.map { a -> Int in
+                guard let v = Shapes.axis(a, rank: x.rank) else { throw ctx.invalid("axis \(a) does not fit rank \(x.rank)") }
+                return v
+            }
+            let v = x.doubles(), size = x.dtype.bitWidth / 8
+            // Slice i: the flat positions of its elements, in order.
+            let (outer, n, inner) = axis.map { split(x.shape, $0) } ?? (1, x.count, 1)
+            func positions(_ i: Int) -> [Int] { (0..<outer).flatMap { o in (0..<inner).map { o * n * inner + i * inner + $0 } } }
+            var groups: [[Double]: Int] = [:], firsts: [Int] = [], keys: [[Double]] = [], counts: [Int] = [], of = [Int](repeating: 0, count: n)
+            for i in 0..<n {
+                let key = positions(i).map { v[$0] }
+                if let g = groups[key] {
+                    counts[g] += 1
+                    of[i] = g
+                } else {
+                    groups[key] = firsts.count
+                    of[i] = firsts.count
+                    firsts.append(i)
+                    keys.append(key)
+                    counts.append(1)
+                }
+            }
+            var order = Array(firsts.indices)
+            if sorted { order.sort { keys[$0].lexicographicallyPrecedes(keys[$1]) } }
+            var rank = [Int](repeating: 0, count: order.count)
+            for (r, g) in order.enumerated() { rank[g] = r }
+            var shape = axis == nil ? [order.count] : x.shape
+            if let axis { shape[axis] = order.count }
+            let y = Tensor(dtype: x.dtype, shape: shape)
+            var dst = 0
+            if axis == nil {
+                for g in order { (y.storage.pointer + dst * size).copyMemory(from: x.storage.pointer + firsts[g] * size, byteCount: size); dst += 1 }
+            } else {
+                for o in 0..<outer {
+                    for g in order {
+                        let src = o * n * inner + firsts[g] * inner
+                        (y.storage.pointer + dst * size).copyMemory(from: x.storage.pointer + src * size, byteCount: inner * size)
+                        dst += inner
+                    }
+                }
+            }
+            let all = [y, Tensor(shape: [order.count], values: order.map { Int64(firsts[$0]) }),
+                       Tensor(shape: [n], values: of.map { Int64(rank[$0]) }), Tensor(shape: [order.count], values: order.map { Int64(counts[$0]) })]
+            return Array(all.prefix(max(outputs, 1)))
+        }
+    }
+
     /// `TopK(X, K)`: K is an attribute before opset 10 and an input from 10.
     static func topK(_ ctx: KernelContext) throws -> Kernel {
         let axis = ctx.int("axis", -1), largest = ctx.int("largest", 1) != 0, sorted = ctx.int("sorted", 1) != 0
