@@ -12,8 +12,80 @@ enum PoolingKernels {
         "GlobalMaxPool": { globalPool($0, .max) },
         "GlobalAveragePool": { globalPool($0, .average(includePad: false)) },
         "GlobalLpPool": { globalPool($0, .lp(Float($0.int("p", 2)))) },
-        "MaxUnpool": maxUnpool,
+        "MaxUnpool": maxUnpool, "RoiAlign": roiAlign,
     ]
+
+    /// `RoiAlign(X[N, C, H, W], rois[R, 4], batch_indices[R])` (opsets 10, 16): per region
+    /// (x1, y1, x2, y2)·spatial_scale (− 0.5 with `half_pixel`, the default from opset 16), an
+    /// output_height × output_width grid of bins, each averaging (`avg`) or taking the largest
+    /// weighted corner of (`max`, as the reference and ONNX Runtime do) bilinear samples at
+    /// sampling_ratio² points (0: ⌈bin size⌉ per axis). Samples beyond one pixel outside the map
+    /// count as 0; regions are at least 1×1 without `half_pixel`.
+    static func roiAlign(_ ctx: KernelContext) throws -> Kernel {
+        let halfPixel = ctx.string("coordinate_transformation_mode", ctx.opset >= 16 ? "half_pixel" : "output_half_pixel") == "half_pixel"
+        let mode = ctx.string("mode", "avg"), ph = ctx.int("output_height", 1), pw = ctx.int("output_width", 1)
+        let ratio = ctx.int("sampling_ratio", 0), scale = Double(ctx.float("spatial_scale", 1))
+        guard mode == "avg" || mode == "max" else { throw ctx.unsupported("mode '\(mode)'") }
+        return ClosureKernel { inputs, _ in
+            guard let x = inputs[0], let roisT = inputs.count > 1 ? inputs[1] : nil, let idxT = inputs.count > 2 ? inputs[2] : nil,
+                  x.rank == 4, roisT.rank == 2, roisT.shape[1] == 4, idxT.count == roisT.shape[0], x.dtype.isFloatingPoint else {
+                throw ctx.invalid("X [N, C, H, W], rois [R, 4] and batch_indices [R] are required")
+            }
+            let (c, h, w) = (x.shape[1], x.shape[2], x.shape[3])
+            let xv = x.doubles(), rois = roisT.doubles(), batch = idxT.int64s().map(Int.init)
+            var out = [Float](repeating: 0, count: batch.count * c * ph * pw)
+            for r in 0..<batch.count {
+                guard batch[r] >= 0 && batch[r] < x.shape[0] else { throw ctx.invalid("batch index \(batch[r]) is outside [0, \(x.shape[0]))") }
+                let shift = halfPixel ? 0.5 : 0
+                let (x1, y1, x2, y2) = (rois[r * 4] * scale - shift, rois[r * 4 + 1] * scale - shift, rois[r * 4 + 2] * scale - shift, rois[r * 4 + 3] * scale - shift)
+                var (rw, rh) = (x2 - x1, y2 - y1)
+                if !halfPixel { rw = max(rw, 1); rh = max(rh, 1) }
+                let (bh, bw) = (rh / Double(ph), rw / Double(pw))
+                let gh = ratio > 0 ? ratio : Int((rh / Double(ph)).rounded(.up)), gw = ratio > 0 ? ratio : Int((rw / Double(pw)).rounded(.up))
+                let count = Double(max(gh * gw, 1))
+                // Per bin: the samples' four corners (positions, weights).
+                var samples: [[(Int, Double)]] = []
+                for i in 0..<ph {
+                    for j in 0..<pw {
+                        for iy in 0..<gh {
+                            let y = y1 + Double(i) * bh + (Double(iy) + 0.5) * bh / Double(gh)
+                            for ix in 0..<gw {
+                                var xx = x1 + Double(j) * bw + (Double(ix) + 0.5) * bw / Double(gw)
+                                if y < -1 || y > Double(h) || xx < -1 || xx > Double(w) {
+                                    samples.append([(0, 0), (0, 0), (0, 0), (0, 0)])
+                                    continue
+                                }
+                                var yy = max(y, 0)
+                                xx = max(xx, 0)
+                                var yl = Int(yy), xl = Int(xx), yh = yl + 1, xh = xl + 1
+                                if yl >= h - 1 { yl = h - 1; yh = h - 1; yy = Double(yl) }
+                                if xl >= w - 1 { xl = w - 1; xh = w - 1; xx = Double(xl) }
+                                let (ly, lx) = (yy - Double(yl), xx - Double(xl))
+                                samples.append([(yl * w + xl, (1 - ly) * (1 - lx)), (yl * w + xh, (1 - ly) * lx), (yh * w + xl, ly * (1 - lx)), (yh * w + xh, ly * lx)])
+                            }
+                        }
+                    }
+                }
+                let per = gh * gw
+                for ch in 0..<c {
+                    let base = (batch[r] * c + ch) * h * w
+                    for bin in 0..<(ph * pw) {
+                        var acc = 0.0, best: Double? = nil
+                        for s in samples[(bin * per)..<((bin + 1) * per)] {
+                            if mode == "avg" {
+                                acc += s.reduce(0.0) { $0 + $1.1 * xv[base + $1.0] }
+                            } else {
+                                let v = s.map { $0.1 * xv[base + $0.0] }.max()!
+                                best = max(best ?? v, v)
+                            }
+                        }
+                        out[((r * c + ch) * ph * pw) + bin] = Float(mode == "avg" ? acc / count : best ?? 0)
+                    }
+                }
+            }
+            return [try CastKernels.convert(Tensor(shape: [batch.count, c, ph, pw], floats: out), to: x.dtype, ctx)]
+        }
+    }
 
     /// `MaxUnpool(X, I, output_shape?)`: zeros of the shape MaxPool came from, (d − 1)·stride −
     /// pads + kernel per spatial axis (or `output_shape`, the inferred one at its origin), with
