@@ -19,7 +19,7 @@ enum ShapeKernels {
         "Trilu": Generate.trilu, "OneHot": Generate.oneHot,
         "HannWindow": Generate.window([0.5, -0.5]), "HammingWindow": Generate.window([25.0 / 46, -21.0 / 46]),
         "BlackmanWindow": Generate.window([0.42, -0.5, 0.08]),
-        "MelWeightMatrix": Generate.melWeightMatrix, "CenterCropPad": Rearrange.centerCropPad, "ReverseSequence": Rearrange.reverseSequence,
+        "MelWeightMatrix": Generate.melWeightMatrix, "CenterCropPad": Rearrange.centerCropPad, "Col2Im": Rearrange.col2Im, "ReverseSequence": Rearrange.reverseSequence,
     ]
 
     /// `Constant`: the value attribute (any of value, value_float(s), value_int(s)), computed once.

@@ -3,8 +3,57 @@ import QuantCore
 import QuantIR
 
 /// CenterCropPad and ReverseSequence: element rearrangements of any fixed-width type, each
-/// output element copied from one input element (or zero).
+/// output element copied from one input element (or zero). Col2Im, which sums.
 enum Rearrange {
+    /// `Col2Im(input[N, C·∏block, L], image_shape, block_shape)` (opset 18): the inverse of
+    /// im2col. Block position l (row-major over the grid of positions the image, `pads`,
+    /// `strides` and `dilations` allow) and block offset k add input[n, c·∏block + k, l] at
+    /// image coordinate position·stride − pad_begin + k·dilation, when inside the image.
+    static func col2Im(_ ctx: KernelContext) throws -> Kernel {
+        let dilAttr = ctx.ints("dilations"), padAttr = ctx.ints("pads"), strideAttr = ctx.ints("strides")
+        return ClosureKernel { inputs, _ in
+            guard let x = inputs[0], x.rank == 3, x.dtype.isFloatingPoint,
+                  let image = try ShapeKernels.ints(inputs.count > 1 ? inputs[1] : nil, "image_shape", ctx),
+                  let block = try ShapeKernels.ints(inputs.count > 2 ? inputs[2] : nil, "block_shape", ctx), image.count == block.count else {
+                throw ctx.invalid("input [N, C·∏block, L], image_shape and block_shape of one length are required")
+            }
+            let r = image.count, kSize = block.reduce(1, *)
+            let dil = dilAttr ?? [Int](repeating: 1, count: r), strides = strideAttr ?? [Int](repeating: 1, count: r)
+            let pads = padAttr ?? [Int](repeating: 0, count: 2 * r)
+            guard dil.count == r, strides.count == r, pads.count == 2 * r, kSize > 0, x.shape[1] % kSize == 0 else {
+                throw ctx.invalid("dilations, pads, strides or block_shape do not fit")
+            }
+            let grid = (0..<r).map { a -> Int in
+                let span = image[a] + pads[a] + pads[r + a] - dil[a] * (block[a] - 1) - 1
+                return span / strides[a] + 1
+            }
+            guard grid.reduce(1, *) == x.shape[2] else { throw ctx.invalid("L = \(x.shape[2]) does not match the \(grid) block positions") }
+            let (n, c, l) = (x.shape[0], x.shape[1] / kSize, x.shape[2])
+            let v = x.doubles(), plane = image.reduce(1, *)
+            var out = [Double](repeating: 0, count: n * c * plane)
+            func coords(_ i: Int, _ dims: [Int]) -> [Int] {
+                var rest = i, cs = [Int](repeating: 0, count: dims.count)
+                for a in stride(from: dims.count - 1, through: 0, by: -1) { cs[a] = rest % dims[a]; rest /= dims[a] }
+                return cs
+            }
+            for k in 0..<kSize {
+                let kc = coords(k, block)
+                for p in 0..<l {
+                    let pc = coords(p, grid)
+                    var at = 0, inside = true
+                    for a in 0..<r {
+                        let y = pc[a] * strides[a] - pads[a] + kc[a] * dil[a]
+                        if y < 0 || y >= image[a] { inside = false; break }
+                        at = at * image[a] + y
+                    }
+                    guard inside else { continue }
+                    for b in 0..<n { for ch in 0..<c { out[(b * c + ch) * plane + at] += v[(b * x.shape[1] + ch * kSize + k) * l + p] } }
+                }
+            }
+            return [try CastKernels.convert(Tensor(shape: [n, c] + image, floats: out.map { Float($0) }), to: x.dtype, ctx)]
+        }
+    }
+
     /// `out` of `shape` and x's type, element o = x[source(coordinates of o)] or 0 (nil).
     static func map(_ x: Tensor, to shape: [Int], _ ctx: KernelContext, source: ([Int]) -> [Int]?) throws -> Tensor {
         guard x.dtype != .string, x.dtype.bitWidth % 8 == 0 else { throw ctx.unsupported("element type \(x.dtype)") }
