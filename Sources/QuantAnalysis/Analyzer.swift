@@ -147,7 +147,7 @@ public final class QuantAnalyzer {
         while start < items {
             // The first pass of all runs one item and measures what it keeps.
             let n = min(itemsPerPass ?? 1, items - start)
-            let part = n == items ? feeds : feeds.mapValues { QuantAnalyzer.slice($0, start, start + n) }
+            let part = n == items ? feeds : feeds.mapValues { $0.items(from: start, count: n) }
             let recorded = try pass(part, items: n)
             if itemsPerPass == nil { itemsPerPass = max(1, options.recordBudget / max(recorded, 1)) }
             outputs.append(lastOutputs)
@@ -158,7 +158,7 @@ public final class QuantAnalyzer {
                 var d: [String: Tensor] = [:]
                 for name in outputs[0][keyPath: key].keys {
                     let ts = outputs.compactMap { $0[keyPath: key][name] }
-                    if ts.count == outputs.count, let t = QuantAnalyzer.concat(ts) { d[name] = t }
+                    if ts.count == outputs.count, let t = Tensor.joined(ts) { d[name] = t }
                 }
                 return d
             }
@@ -166,34 +166,6 @@ public final class QuantAnalyzer {
         }
         samples += items
         batches += 1
-    }
-
-    /// Items [from, to) of `t` along its first dimension (a copy).
-    static func slice(_ t: Tensor, _ from: Int, _ to: Int) -> Tensor {
-        var shape = t.shape
-        shape[0] = to - from
-        let row = t.byteCount / max(t.shape[0], 1)
-        let out = Tensor(dtype: t.dtype, shape: shape)
-        if out.byteCount > 0 { out.storage.pointer.copyMemory(from: t.storage.pointer + from * row, byteCount: out.byteCount) }
-        return out
-    }
-
-    /// Tensors of one dtype joined along the first dimension (nil when the other dimensions
-    /// differ, e.g. outputs whose first dimension is not the batch).
-    static func concat(_ parts: [Tensor]) -> Tensor? {
-        guard let first = parts.first else { return nil }
-        if parts.count == 1 { return first }
-        guard first.rank >= 1, parts.allSatisfy({ $0.dtype == first.dtype && $0.dtype != .string && $0.rank == first.rank
-                                                  && Array($0.shape.dropFirst()) == Array(first.shape.dropFirst()) }) else { return nil }
-        var shape = first.shape
-        shape[0] = parts.reduce(0) { $0 + $1.shape[0] }
-        let out = Tensor(dtype: first.dtype, shape: shape)
-        var offset = 0
-        for p in parts {
-            if p.byteCount > 0 { (out.storage.pointer + offset).copyMemory(from: p.storage.pointer, byteCount: p.byteCount) }
-            offset += p.byteCount
-        }
-        return out
     }
 
     /// Runs the three passes over `feeds` (`items` samples) and adds their errors; returns the

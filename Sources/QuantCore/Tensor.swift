@@ -231,6 +231,30 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
     }
 }
 
+extension Tensor {
+    /// Items `from ..< from + count` along dimension 0 (a copy of the bytes).
+    public func items(from: Int, count: Int) -> Tensor {
+        let size = byteCount / Swift.max(shape[0], 1)
+        let bytes = UnsafeRawBufferPointer(start: storage.pointer + from * size, count: count * size)
+        return Tensor(dtype: dtype, shape: [count] + shape.dropFirst(), storage: TensorStorage(copying: bytes))
+    }
+
+    /// Tensors of one element type and trailing shape joined along dimension 0, or nil when the
+    /// list is empty, they differ (in type, rank or trailing shape) or hold strings.
+    public static func joined(_ parts: [Tensor]) -> Tensor? {
+        guard let first = parts.first, first.rank >= 1, first.dtype != .string,
+              parts.allSatisfy({ $0.dtype == first.dtype && $0.shape.dropFirst() == first.shape.dropFirst() }) else { return nil }
+        if parts.count == 1 { return first }
+        let storage = TensorStorage(uninitialized: parts.reduce(0) { $0 + $1.byteCount })
+        var offset = 0
+        for p in parts where p.byteCount > 0 {
+            (storage.pointer + offset).copyMemory(from: p.storage.pointer, byteCount: p.byteCount)
+            offset += p.byteCount
+        }
+        return Tensor(dtype: first.dtype, shape: [parts.reduce(0) { $0 + $1.shape[0] }] + first.shape.dropFirst(), storage: storage)
+    }
+}
+
 /// Scalar Swift types that map one-to-one to an ONNX element type.
 public protocol FixedWidthScalar { static var dtype: DType { get } }
 extension Float: FixedWidthScalar { public static var dtype: DType { .float } }

@@ -94,17 +94,8 @@ enum TensorConversion {
 
     /// Concatenates tensors of one dtype along dimension 0 (their other dims are equal).
     static func concat(_ parts: [Tensor]) -> Tensor {
-        precondition(!parts.isEmpty)
-        if parts.count == 1 { return parts[0] }
-        var shape = parts[0].shape
-        shape[0] = parts.reduce(0) { $0 + $1.shape[0] }
-        let out = Tensor(dtype: parts[0].dtype, shape: shape)
-        var offset = 0
-        for p in parts {
-            if p.byteCount > 0 { (out.storage.pointer + offset).copyMemory(from: p.storage.pointer, byteCount: p.byteCount) }
-            offset += p.byteCount
-        }
-        return out
+        guard let t = Tensor.joined(parts) else { preconditionFailure("items of different types or shapes in one batch") }
+        return t
     }
 
     /// The number of NaN and ±Inf elements (0 for non-float types).

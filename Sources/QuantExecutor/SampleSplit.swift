@@ -202,7 +202,7 @@ extension SampleSplit {
                 for s in samples {
                     let f = Frame(plan: frame.plan, parent: frame.parent)
                     for (id, batched) in segment.inputs {
-                        f.values[id] = batched ? frame.values[id].map { SampleSplit.samples($0, from: s, count: 1) } : frame.values[id]
+                        f.values[id] = batched ? frame.values[id].map { $0.items(from: s, count: 1) } : frame.values[id]
                     }
                     do {
                         for k in segment.steps { try Executor.runStep(k, steps, release, f, single) }
@@ -222,27 +222,12 @@ extension SampleSplit {
         return true
     }
 
-    /// Samples `from ..< from + count` along dimension 0 of `t` (a copy).
-    static func samples(_ t: Tensor, from: Int, count: Int) -> Tensor {
-        let size = t.byteCount / t.shape[0]
-        let bytes = UnsafeRawBufferPointer(start: t.storage.pointer + from * size, count: count * size)
-        return Tensor(dtype: t.dtype, shape: [count] + t.shape.dropFirst(), storage: TensorStorage(copying: bytes))
-    }
-
     /// The parts stacked along dimension 0 (same type and trailing shape), or nil when one is
     /// missing.
     static func concatenate(_ parts: [Tensor?]) -> Tensor? {
-        guard let first = parts.first ?? nil, parts.allSatisfy({ $0 != nil }) else { return nil }
-        precondition(parts.allSatisfy({ $0!.shape.dropFirst() == first.shape.dropFirst() && $0!.dtype == first.dtype }),
-                     "sample-wise step produced samples of different shapes")
-        let storage = TensorStorage(uninitialized: parts.reduce(0) { $0 + $1!.byteCount })
-        var offset = 0
-        for p in parts where p!.byteCount > 0 {
-            (storage.pointer + offset).copyMemory(from: p!.storage.pointer, byteCount: p!.byteCount)
-            offset += p!.byteCount
-        }
-        var shape = first.shape
-        shape[0] = parts.reduce(0) { $0 + $1!.shape[0] }
-        return Tensor(dtype: first.dtype, shape: shape, storage: storage)
+        guard !parts.isEmpty, parts.allSatisfy({ $0 != nil }) else { return nil }
+        let joined = Tensor.joined(parts.map { $0! })
+        precondition(joined != nil, "sample-wise step produced samples of different shapes")
+        return joined
     }
 }

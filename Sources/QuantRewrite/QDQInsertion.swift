@@ -100,8 +100,8 @@ extension QDQRewriter {
     /// that channel's weight scale is widened until it fits.
     /// A weight computed at run time (`activationWeightScale`: its activation scale) keeps its
     /// activation Q/DQ; only the bias is quantized then, with scale s_input·s_weight, as ONNX
-    /// Runtime would do itself (its optimizer's Div/Round/Cast need opset 11 and break an older
-    /// model: the Gemms of light_bvlc_alexnet, opset 9, whose weights come from ConstantOfShape).
+    /// Runtime would do itself (its optimizer's Div/Round/Cast need opset 11 and break an opset-10
+    /// model; light_bvlc_alexnet's Gemms, whose weights come from ConstantOfShape, found it).
     func quantizeWeights(_ n: Node, in g: Graph, weightIndex wi: Int, axis requested: Int, biasIndex: Int?, inputScale: Double?,
                          activationWeightScale: Double? = nil,
                          domain: String, opset: Int, names: inout NameAllocator, result: inout Result) throws {

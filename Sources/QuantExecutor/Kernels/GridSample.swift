@@ -106,14 +106,7 @@ enum GridSampleKernels {
                 default: return min(max(Int(reflect(Double(i), lo[k], hi[k])), 0), dims[k] - 1)
                 }
             }
-            func cubic(_ t: Double) -> [Double] {
-                let a = -0.75
-                func w(_ s: Double) -> Double {
-                    let s = abs(s)
-                    return s <= 1 ? ((a + 2) * s - (a + 3)) * s * s + 1 : s < 2 ? ((a * s - 5 * a) * s + 8 * a) * s - 4 * a : 0
-                }
-                return [w(t + 1), w(t), w(1 - t), w(2 - t)]
-            }
+            func cubic(_ t: Double) -> [Double] { [t + 1, t, 1 - t, 2 - t].map { ResizeKernels.cubicWeight($0, a: -0.75) } }
 
             var out = [Double](repeating: 0, count: batches * channels * points)
             // Per output point: the taps (offset in a channel plane, weight), shared by channels.

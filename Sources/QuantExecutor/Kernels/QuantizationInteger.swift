@@ -77,7 +77,7 @@ enum QuantizationInteger {
             }
             let n = x.shape.first ?? 1, chunk = max(1, 2 * env.threads)
             guard x.rank >= 3, n > chunk, x.dtype.bitWidth % 8 == 0 else { return [try convolve(x)] }
-            let parts = try stride(from: 0, to: n, by: chunk).map { try convolve(SampleSplit.samples(x, from: $0, count: min(chunk, n - $0))) }
+            let parts = try stride(from: 0, to: n, by: chunk).map { try convolve(x.items(from: $0, count: min(chunk, n - $0))) }
             return [SampleSplit.concatenate(parts)!]
         }
     }

@@ -14,6 +14,14 @@ enum ResizeKernels {
         "Resize": { try ResizeKernel($0, upsample: false) },
         "Upsample": { try ResizeKernel($0, upsample: true) },
     ]
+
+    /// Keys' cubic convolution kernel with coefficient a (Resize and GridSample).
+    static func cubicWeight(_ x0: Double, a: Double) -> Double {
+        let x = abs(x0)
+        if x <= 1 { return ((a + 2) * x - (a + 3)) * x * x + 1 }
+        if x < 2 { return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a }
+        return 0
+    }
 }
 
 final class ResizeKernel: Kernel {
@@ -199,13 +207,7 @@ final class ResizeKernel: Kernel {
             let sum = c.reduce(0, +)
             return c.map { $0 / sum }
         case .cubic:
-            let a = cubicA
-            func k(_ x0: Double) -> Double {
-                let x = abs(x0)
-                if x <= 1 { return ((a + 2) * x - (a + 3)) * x * x + 1 }
-                if x < 2 { return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a }
-                return 0
-            }
+            func k(_ x: Double) -> Double { ResizeKernels.cubicWeight(x, a: cubicA) }
             if !antialias { return [k(ratio + 1), k(ratio), k(1 - ratio), k(2 - ratio)] }
             let s = min(scale, 1)
             let start = Int((-2 / s).rounded(.down)) + 1

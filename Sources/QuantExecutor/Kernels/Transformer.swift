@@ -143,13 +143,14 @@ enum AttentionKernel {
             // The mask, broadcast right-aligned to [B, Hq, Sq, total]; a shorter last axis pads with "masked".
             let maskShape = mask?.shape ?? [], maskValues = mask.map { $0.dtype == .bool ? $0.doubles().map { $0 != 0 ? 0 : -Double.infinity } : $0.doubles() }
             let full = [b, hq, sq, total]
-            func maskValue(_ c: [Int]) -> Double {
+            func maskValue(_ bi: Int, _ h: Int, _ i: Int, _ j: Int) -> Double {
                 guard let maskValues, !maskShape.isEmpty else { return 0 }
                 let r = maskShape.count
-                if c[3] >= maskShape[r - 1] { return -Double.infinity }
+                if j >= maskShape[r - 1] { return -Double.infinity }
                 var idx = 0
                 for a in 0..<r {
-                    let dim = maskShape[a], coord = c[4 - r + a]
+                    let dim = maskShape[a], axis = 4 - r + a
+                    let coord = axis == 0 ? bi : axis == 1 ? h : axis == 2 ? i : j
                     idx = idx * dim + (dim == 1 ? 0 : coord)
                 }
                 return maskValues[idx]
@@ -166,7 +167,7 @@ enum AttentionKernel {
                     let kh = h / (hq / hk)
                     for i in 0..<sq {
                         for j in 0..<total {
-                            var bv = maskValue([bi, h, i, j])
+                            var bv = maskValue(bi, h, i, j)
                             if causal && j > i + offset { bv = -Double.infinity }
                             let diff = i + offset - j
                             if left >= 0 && diff > left || right >= 0 && -diff > right { bv = -Double.infinity }
