@@ -14,6 +14,7 @@ enum KernelFamilies {
         GridSampleKernels.all,
         SpectralKernels.all,
         TransformerKernels.all,
+        ContribKernels.all,
         LossKernels.all,
         ControlFlowKernels.all,
         RecurrentKernels.all,

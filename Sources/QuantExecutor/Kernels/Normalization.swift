@@ -105,8 +105,10 @@ enum NormalizationKernels {
 
     /// `LayerNormalization` (opset 17) and `RMSNormalization` (opset 23): normalize over the
     /// dimensions from `axis` on, then `· Scale (+ B)` broadcast to those dimensions. Layer norm
-    /// also returns Mean and InvStdDev (shape of X with the normalized dimensions set to 1).
-    static func layerNormalization(_ ctx: KernelContext, rms: Bool) -> Kernel {
+    /// also returns Mean and InvStdDev (shape of X with the normalized dimensions set to 1); RMS
+    /// normalization returns InvStdDev second with `rmsInvStdDev` (ONNX Runtime's
+    /// SimplifiedLayerNormalization).
+    static func layerNormalization(_ ctx: KernelContext, rms: Bool, rmsInvStdDev: Bool = false) -> Kernel {
         let axisAttr = ctx.int("axis", -1)
         let epsilon = ctx.float("epsilon", 1e-5)
         return ClosureKernel { inputs, env in
@@ -158,7 +160,7 @@ enum NormalizationKernels {
                     }
                 }
             }
-            return rms ? [y] : [y, meanT, invT]
+            return rms ? (rmsInvStdDev ? [y, invT] : [y]) : [y, meanT, invT]
         }
     }
 
