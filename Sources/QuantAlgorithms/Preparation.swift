@@ -14,14 +14,19 @@ public enum Preparation {
         public var affinesFolded = 0
         /// `x · Clip(x + 3, 0, 6) / 6` chains turned into HardSwish (or x · HardSigmoid).
         public var hardSwishesFused = 0
+        /// ONNX Runtime's FusedConv/FusedGemm split back into Conv/Gemm and their activation.
+        public var contribUnfused = 0
         /// The model's opset before it was raised to ``OpsetUpgrade/target`` (nil: unchanged).
         public var upgradedFromOpset: Int? = nil
     }
 
-    /// Runs every pass in order: opset upgrade (below 10 only), Constant folding, Identity/Dropout removal, static folding, BN
+    /// Runs every pass in order: ONNX Runtime's fused Conv/Gemm split, opset upgrade (below 10
+    /// only), Constant folding, Identity/Dropout removal, static folding, BN
     /// folding, hard-swish fusion, constant affine folding into Convs, zero Pad folding into Conv.
     public static func run(_ model: Model) throws -> Report {
         var r = Report()
+        // First, on the graph as loaded: calibration splits the same way and must get the same names.
+        r.contribUnfused = ContribUnfusing.run(model.graph, opset: model.opsets[""] ?? 13)
         r.upgradedFromOpset = try OpsetUpgrade.run(model)
         r.constantsFolded = try ConstantNodeFolding.run(model.graph)
         r.identitiesRemoved = removeIdentities(model.graph)

@@ -46,6 +46,15 @@ public struct QuantizationResult: Sendable {
 /// the parameter record atomically. It never overwrites its input and never leaves a
 /// half-written output. Errors are `QuantKitError`s with stable codes (docs/ERRORS.md).
 public struct Quantizer: Sendable {
+    /// The float model as calibration runs it: loaded, with ONNX Runtime's FusedConv/FusedGemm
+    /// split as preparation splits them (same float outputs), so the tensors the split creates
+    /// (a Conv's output before its activation) get statistics too.
+    public static func loadForCalibration(path: String) throws -> Model {
+        let model = try Model.load(path: path)
+        _ = ContribUnfusing.run(model.graph, opset: model.opsets[""] ?? 13)
+        return model
+    }
+
     public var configuration: QuantizerConfiguration
 
     public init(configuration: QuantizerConfiguration) { self.configuration = configuration }
@@ -77,7 +86,7 @@ public struct Quantizer: Sendable {
         // The data feeds calibration when there are no statistics, and GPTQ and bias correction,
         // which run the model on it, in any case.
         let needsData = (given == nil && config.statistics == nil) || config.weightRounding == .gptq || config.biasCorrection != .off
-        let floatModel = needsData ? try Model.load(path: path) : nil
+        let floatModel = needsData ? try Quantizer.loadForCalibration(path: path) : nil
         var calibrationData: CalibrationDataset? = nil
         if let m = floatModel {
             let signatures = CalibrationDataset.signatures(of: m.graph)

@@ -92,7 +92,7 @@ enum CalibrationChoice {
 
     /// Streams the data through the float model with statistics observers.
     static func calibrate(model path: String, data: DataArguments, bins: Int, threads: Int, reporter: ProgressReporter) throws -> StatisticsFile {
-        let model = try Model.load(path: path)
+        let model = try Quantizer.loadForCalibration(path: path)
         let (signatures, cfg) = try DataPreviewOptions(model: path, data: data).resolve()
         let dataset = try CalibrationDataset(signatures: signatures, config: cfg)
         let stream = dataset.makeStream()

@@ -230,3 +230,78 @@ def test_minilm_optimized_by_onnxruntime_quantizes(tmp_path):
     q = quantized.run([name], feeds)[0]
     cos = (f * q).sum(1) / np.linalg.norm(f, axis=1) / np.linalg.norm(q, axis=1)
     assert cos.min() > 0.99, cos
+
+
+def fused_nodes(path):
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(path) + ".ort.onnx"
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return collections.Counter(n.op_type for n in onnx.load(str(path) + ".ort.onnx").graph.node)
+
+
+def test_onnxruntime_optimized_cnn_quantizes(tmp_path):
+    """A CNN saved by ONNX Runtime's graph optimizer holds FusedConv (Conv + BatchNorm + Relu):
+    preparation splits them back into Conv + Relu, so they quantize and run as QLinearConv."""
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    so.optimized_model_filepath = str(tmp_path / "fashion_ort.onnx")
+    ort.InferenceSession(os.path.join(os.path.dirname(__file__), "..", "fixtures", "fashion_cnn.onnx"), so, providers=["CPUExecutionProvider"])
+    src = tmp_path / "fashion_ort.onnx"
+    assert collections.Counter(n.op_type for n in onnx.load(src).graph.node)["FusedConv"] == 3
+    x = np.random.default_rng(5).random((48, 1, 28, 28), dtype=np.float32)
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i in range(32):
+        np.save(calib / f"{i:03d}.npy", x[i:i + 1])
+    out = tmp_path / "q.onnx"
+    r = quantkit("quantize", str(src), "--input", f"image={calib}", "-o", str(out), "--no-analysis")
+    assert "3 ONNX Runtime FusedConv/FusedGemm split" in r.stdout
+    m = onnx.load(out)
+    onnx.checker.check_model(m, full_check=True)
+    assert not any(n.domain == MS and n.op_type.startswith("Fused") for n in m.graph.node)
+    ops = fused_nodes(out)
+    assert ops["QLinearConv"] == 3 and ops["QGemm"] == 1 and ops["FusedConv"] + ops["Conv"] == 0, ops
+    f = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, {"image": x[32:]})[0]
+    q = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"image": x[32:]})[0]
+    cos = (f * q).sum(1) / np.linalg.norm(f, axis=1) / np.linalg.norm(q, axis=1)
+    assert cos.min() > 0.99, cos
+
+
+def test_fused_conv_with_sum_and_fused_gemm_split_and_quantize(tmp_path):
+    """FusedConv with a Z (sum) input and a Clip, FusedGemm with LeakyRelu: split into standard
+    nodes with the same float outputs, then quantized (QLinearConv, QGemm in ONNX Runtime)."""
+    w1, w2 = r(4, 3, 3, 3, scale=0.3), r(4, 3, 1, 1, scale=0.3)
+    nodes = [helper.make_node("Conv", ["x", "w2"], ["z"], pads=[0, 0, 0, 0]),
+             helper.make_node("FusedConv", ["x", "w1", "b1", "z"], ["c"], domain=MS, pads=[1, 1, 1, 1],
+                              activation="Clip", activation_params=[0.0, 2.0]),
+             helper.make_node("Flatten", ["c"], ["flat"]),
+             helper.make_node("FusedGemm", ["flat", "wg", "bg"], ["y"], domain=MS, transB=1, activation="LeakyRelu", activation_alpha=0.1)]
+    graph = helper.make_graph(nodes, "fused", [helper.make_tensor_value_info("x", F, ["N", 3, 5, 5])],
+                              [helper.make_tensor_value_info("y", F, None)],
+                              [onnx.numpy_helper.from_array(a, n) for n, a in
+                               (("w1", w1), ("w2", w2), ("b1", r(4, scale=0.1)), ("wg", r(6, 100, scale=0.1)), ("bg", r(6, scale=0.1)))])
+    src = tmp_path / "fused.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(MS, 1)], ir_version=8), src)
+    x = np.random.default_rng(6).standard_normal((40, 3, 5, 5)).astype(np.float32)
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    for i in range(24):
+        np.save(calib / f"{i:03d}.npy", x[i:i + 1])
+    out = tmp_path / "q.onnx"
+    r2 = quantkit("quantize", str(src), "--input", f"x={calib}", "-o", str(out), "--no-analysis")
+    assert "2 ONNX Runtime FusedConv/FusedGemm split" in r2.stdout
+    ops = fused_nodes(out)
+    assert ops["QLinearConv"] == 2 and ops["QGemm"] == 1, ops
+    # The fused model runs as written (ONNX Runtime's own NCHWc rewrite of a FusedConv with a sum
+    # input fails on it).
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    f = ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"]).run(None, {"x": x[24:]})[0]
+    q = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"x": x[24:]})[0]
+    assert float(np.abs(f - q).max()) < 0.05 * float(np.abs(f).max()), float(np.abs(f - q).max())
+    # The split float model (`quantkit convert --prepare`) computes what the fused one does.
+    flat = tmp_path / "split.onnx"
+    quantkit("convert", str(src), str(flat), "--prepare")
+    assert not any(n.op_type.startswith("Fused") for n in onnx.load(flat).graph.node)
+    g = ort.InferenceSession(str(flat), providers=["CPUExecutionProvider"]).run(None, {"x": x[24:]})[0]
+    assert float(np.abs(f - g).max()) < 1e-5
