@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from conftest import CACHE, npy_name, quantkit
+from conftest import CACHE, npy_folder, npy_name, quantkit
 
 MS = "com.microsoft"
 F = TensorProto.FLOAT
@@ -249,10 +249,7 @@ def test_onnxruntime_optimized_cnn_quantizes(tmp_path):
     src = tmp_path / "fashion_ort.onnx"
     assert collections.Counter(n.op_type for n in onnx.load(src).graph.node)["FusedConv"] == 3
     x = np.random.default_rng(5).random((48, 1, 28, 28), dtype=np.float32)
-    calib = tmp_path / "calib"
-    calib.mkdir()
-    for i in range(32):
-        np.save(calib / f"{i:03d}.npy", x[i:i + 1])
+    calib = npy_folder(tmp_path / "calib", [x[i:i + 1] for i in range(32)])
     out = tmp_path / "q.onnx"
     r = quantkit("quantize", str(src), "--input", f"image={calib}", "-o", str(out), "--no-analysis")
     assert "3 ONNX Runtime FusedConv/FusedGemm split" in r.stdout
@@ -283,10 +280,7 @@ def test_fused_conv_with_sum_and_fused_gemm_split_and_quantize(tmp_path):
     src = tmp_path / "fused.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(MS, 1)], ir_version=8), src)
     x = np.random.default_rng(6).standard_normal((40, 3, 5, 5)).astype(np.float32)
-    calib = tmp_path / "calib"
-    calib.mkdir()
-    for i in range(24):
-        np.save(calib / f"{i:03d}.npy", x[i:i + 1])
+    calib = npy_folder(tmp_path / "calib", [x[i:i + 1] for i in range(24)])
     out = tmp_path / "q.onnx"
     r2 = quantkit("quantize", str(src), "--input", f"x={calib}", "-o", str(out), "--no-analysis")
     assert "2 ONNX Runtime FusedConv/FusedGemm split" in r2.stdout
