@@ -6,10 +6,13 @@ import QuantIR
 ///
 ///     FusedConv(X, W, B[, Z]) {activation, activation_params}  ==>  Conv(X, W, B) [-> Add Z] -> activation
 ///     FusedGemm(A, B, C) {activation, activation_alpha, _beta}  ==>  Gemm(A, B, C) -> activation
+///     Attention(X, W, bias, mask) {num_heads, ...}  ==>  MatMul(X, W_q), MatMul(X, W_k), MatMul(X, W_v)
+///                                                      -> MultiHeadAttention(q, k, v, bias, mask)
 ///
-/// QuantKit's op rules and ONNX Runtime's QDQ selectors know only the standard Conv and Gemm
-/// (ONNX Runtime fuses Conv + Relu/Clip again itself); left fused, every such node would run
-/// float. Activations without a standard twin (none of ONNX Runtime's current ones) keep the
+/// QuantKit's op rules and ONNX Runtime's QDQ selectors know only the standard Conv, Gemm and
+/// MatMul (ONNX Runtime fuses Conv + Relu/Clip again itself); left fused, every such node would
+/// run float, and an Attention node hides its Q/K/V projection (a third of a BERT layer's MatMul
+/// work) inside. MultiHeadAttention is ONNX Runtime's attention core on separate Q, K, V. Activations without a standard twin (none of ONNX Runtime's current ones) keep the
 /// node fused. Float semantics are unchanged: the same operations in the same order. The split
 /// creates tensors the saved model does not name (the Conv's output before its activation), so
 /// calibration runs the split model too (`Quantizer.loadForCalibration`).
@@ -17,6 +20,10 @@ public enum ContribUnfusing {
     public static func run(_ g: Graph, opset: Int) -> Int {
         var names = NameAllocator(g)
         var count = 0
+        let index = GraphIndex(g)
+        for node in g.nodes where node.domain == "com.microsoft" && node.opType == "Attention" {
+            if splitAttention(node, g, index, &names) { count += 1 }
+        }
         for node in g.nodes where node.domain == "com.microsoft" && (node.opType == "FusedConv" || node.opType == "FusedGemm") {
             let conv = node.opType == "FusedConv"
             let activation = node.attribute("activation")?.string ?? ""
@@ -47,6 +54,44 @@ public enum ContribUnfusing {
             count += 1
         }
         return count
+    }
+
+    /// Attention with constant weights (and bias), no past/present, no rotary, and a mask that
+    /// MultiHeadAttention reads the same way (none, EmbedLayerNormalization's [B] end positions,
+    /// or a declared 2-D raw mask): its projection becomes three MatMuls with the weight's Q, K
+    /// and V columns, feeding MultiHeadAttention with the same attributes.
+    static func splitAttention(_ node: Node, _ g: Graph, _ index: GraphIndex, _ names: inout NameAllocator) -> Bool {
+        func input(_ i: Int) -> String? { i < node.inputs.count && !node.inputs[i].isEmpty ? node.inputs[i] : nil }
+        guard node.outputs.count == 1 || node.outputs.dropFirst().allSatisfy(\.isEmpty), input(4) == nil, input(6) == nil,
+              (node.attribute("do_rotary")?.int ?? 0) == 0, (node.attribute("past_present_share_buffer")?.int ?? 0) == 0,
+              let x = input(0), let wName = input(1), let w = g.initializer(wName), w.dtype == .float, w.rank == 2,
+              let heads = node.attribute("num_heads")?.int, heads > 0 else { return false }
+        let bias = input(2).map { g.initializer($0) }
+        if let bias, bias?.dtype != .float { return false }  // a bias computed at run time
+        let width = w.shape[1], sizes = node.attribute("qkv_hidden_sizes")?.ints ?? [width / 3, width / 3, width / 3]
+        guard sizes.count == 3, sizes.reduce(0, +) == width, sizes[0] == sizes[1], sizes.allSatisfy({ $0 > 0 && $0 % heads == 0 }) else { return false }
+        if let mask = input(3) {
+            let fromEmbed = index.producer[mask].map { $0.domain == "com.microsoft" && $0.opType == "EmbedLayerNormalization" && $0.outputs.count > 1 && $0.outputs[1] == mask } ?? false
+            guard fromEmbed || g.valueInfo(for: mask)?.tensorType?.shape?.count == 2 else { return false }
+        }
+        let rows = w.shape[0], values = w.floats()
+        let base = node.name.isEmpty ? node.outputs[0] : node.name
+        var offset = 0, projections: [String] = [], matmuls: [Node] = []
+        for (part, size) in zip(["q", "k", "v"], sizes) {
+            var columns = [Float](repeating: 0, count: rows * size)
+            for r in 0..<rows { for c in 0..<size { columns[r * size + c] = values[r * width + offset + c] } }
+            offset += size
+            let weight = names.fresh(wName + "_" + part), out = names.fresh(base + "_" + part)
+            g.setInitializer(weight, Tensor(shape: [rows, size], floats: columns))
+            matmuls.append(Node(name: names.fresh(base + "_" + part + "_MatMul"), opType: "MatMul", inputs: [x, weight], outputs: [out]))
+            projections.append(out)
+        }
+        var mhaInputs = projections + [input(2) ?? "", input(3) ?? "", input(5) ?? ""]
+        while mhaInputs.last == "" { mhaInputs.removeLast() }
+        let kept = node.attributes.filter { ["num_heads", "unidirectional", "scale", "mask_filter_value"].contains($0.name) }
+        let mha = Node(name: node.name, opType: "MultiHeadAttention", domain: "com.microsoft", inputs: mhaInputs, outputs: [node.outputs[0]], attributes: kept)
+        g.replace(node, with: matmuls + [mha])
+        return true
     }
 
     enum Activation {

@@ -14,7 +14,8 @@ public enum Preparation {
         public var affinesFolded = 0
         /// `x · Clip(x + 3, 0, 6) / 6` chains turned into HardSwish (or x · HardSigmoid).
         public var hardSwishesFused = 0
-        /// ONNX Runtime's FusedConv/FusedGemm split back into Conv/Gemm and their activation.
+        /// ONNX Runtime's FusedConv/FusedGemm split back into Conv/Gemm and their activation, and
+        /// its Attention into Q/K/V MatMuls and MultiHeadAttention.
         public var contribUnfused = 0
         /// The model's opset before it was raised to ``OpsetUpgrade/target`` (nil: unchanged).
         public var upgradedFromOpset: Int? = nil

@@ -103,7 +103,7 @@ struct Quantize: ParsableCommand {
             print("calibrated \(r.calibrationItems) items in \(r.calibrationBatches) batches\(partial)")
         }
         print("quantized  \(r.quantizedNodes) nodes (\(r.floatNodes) stay float, \(r.absorbedActivations) activations absorbed)")
-        print("prepared   \(r.preparation.constantsFolded) constants folded, \(r.preparation.batchNormsFolded) BatchNorms folded, \(r.preparation.padsFolded) Pads folded into Convs, \(r.preparation.affinesFolded) constant Mul/Add folded into Convs, \(r.preparation.hardSwishesFused) hard-swish chains fused, \(r.preparation.identitiesRemoved) Identity/Dropout removed\(r.preparation.contribUnfused > 0 ? ", \(r.preparation.contribUnfused) ONNX Runtime FusedConv/FusedGemm split" : "")\(r.preparation.upgradedFromOpset.map { ", opset \($0) raised to \(OpsetUpgrade.target)" } ?? "")")
+        print("prepared   \(r.preparation.constantsFolded) constants folded, \(r.preparation.batchNormsFolded) BatchNorms folded, \(r.preparation.padsFolded) Pads folded into Convs, \(r.preparation.affinesFolded) constant Mul/Add folded into Convs, \(r.preparation.hardSwishesFused) hard-swish chains fused, \(r.preparation.identitiesRemoved) Identity/Dropout removed\(r.preparation.contribUnfused > 0 ? ", \(r.preparation.contribUnfused) ONNX Runtime FusedConv/FusedGemm/Attention split" : "")\(r.preparation.upgradedFromOpset.map { ", opset \($0) raised to \(OpsetUpgrade.target)" } ?? "")")
         for w in r.warnings.prefix(3) { print("warning    \(w)") }
         if r.warnings.count > 3 { print("warning    ... \(r.warnings.count - 3) more (all in the parameter record's warnings)") }
         print("model      \(r.modelPath)")

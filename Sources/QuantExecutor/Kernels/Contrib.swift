@@ -23,6 +23,7 @@ enum ContribKernels {
         "SimplifiedLayerNormalization": { NormalizationKernels.layerNormalization($0, rms: true, rmsInvStdDev: true) },
         "com.microsoft::EmbedLayerNormalization": embedLayerNormalization,
         "com.microsoft::Attention": ContribAttention.make,
+        "com.microsoft::MultiHeadAttention": ContribAttention.multiHead,
         "com.microsoft::FusedMatMul": fusedMatMul,
         "com.microsoft::FusedConv": fusedConv,
         "com.microsoft::FusedGemm": fusedGemm,
