@@ -46,11 +46,12 @@ public struct QuantizationResult: Sendable {
 /// the parameter record atomically. It never overwrites its input and never leaves a
 /// half-written output. Errors are `QuantKitError`s with stable codes (docs/ERRORS.md).
 public struct Quantizer: Sendable {
-    /// The float model as calibration runs it: loaded, with ONNX Runtime's FusedConv/FusedGemm/
-    /// Attention split as preparation splits them (same float outputs), so the tensors the split creates
+    /// The float model as calibration runs it: loaded, float32 inside and with ONNX Runtime's
+    /// FusedConv/FusedGemm/Attention split, as preparation makes it (same float outputs), so the tensors the split creates
     /// (a Conv's output before its activation) get statistics too.
     public static func loadForCalibration(path: String) throws -> Model {
         let model = try Model.load(path: path)
+        HalfPrecisionUpcast.run(model)
         _ = ContribUnfusing.run(model.graph, opset: model.opsets[""] ?? 13)
         return model
     }
