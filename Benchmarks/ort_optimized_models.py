@@ -1,4 +1,5 @@
-"""Models saved by ONNX Runtime's optimizers, quantized by QuantKit beside their originals.
+"""Models saved by ONNX Runtime's optimizers and float16 converter, quantized by QuantKit beside
+their originals.
 
     OPENBLAS_CORETYPE=SkylakeX .venv/bin/python Benchmarks/ort_optimized_models.py
 
@@ -6,6 +7,8 @@
   EmbedLayerNormalization, Attention, SkipLayerNormalization and BiasGelu (com.microsoft).
 - EfficientNet-Lite0 saved by an ONNX Runtime session at ORT_ENABLE_EXTENDED
   (`optimized_model_filepath`): 33 FusedConv (Conv + Clip).
+- Both converted to float16 by `onnxruntime.transformers.float16.convert_float_to_float16`
+  (inputs and outputs float16 too).
 
 Each is quantized with QuantKit's defaults on the benchmark calibration sets (bench_data.py) and
 measured in ONNX Runtime against its own float model: MiniLM embedding cosine on the 159
@@ -46,6 +49,14 @@ def contrib_ops(path):
     return ", ".join(f"{n} {op}" for op, n in sorted(ops.items())) or "none"
 
 
+def half(src, work):
+    """`src` converted to float16 (inputs and outputs included) by ONNX Runtime's converter."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+    out = os.path.join(work, os.path.basename(src).replace(".onnx", "_fp16.onnx"))
+    onnx.save(convert_float_to_float16(onnx.load(src), keep_io_types=False), out)
+    return out
+
+
 def minilm_rows(work):
     from onnxruntime.transformers import optimizer
     src = os.path.join(bd.MODELS, "minilm_l3.onnx")
@@ -58,9 +69,9 @@ def minilm_rows(work):
         s = bd.ort_session(path)
         out = s.get_outputs()[-1].name
         return np.concatenate([s.run([out], {k: ev[k][i:i + 32] for k in ("input_ids", "attention_mask")})[0]
-                               for i in range(0, len(ev["input_ids"]), 32)])
-    for label, path in (("original", src), ("ONNX Runtime transformer optimizer", opt)):
-        qpath = path.replace(".onnx", ".q.onnx") if path == opt else os.path.join(work, "minilm.q.onnx")
+                               for i in range(0, len(ev["input_ids"]), 32)]).astype(np.float32)
+    for label, path in (("original", src), ("ONNX Runtime transformer optimizer", opt), ("float16 converter", half(src, work))):
+        qpath = os.path.join(work, os.path.basename(path).replace(".onnx", ".q.onnx"))
         seconds = quantize(path, qpath, args)
         f, q = embed(path), embed(qpath)
         cos = (f * q).sum(1) / np.linalg.norm(f, axis=1) / np.linalg.norm(q, axis=1)
@@ -79,8 +90,9 @@ def efficientnet_rows(work):
 
     def top1(path, x):
         s = bd.ort_session(path)
+        x = x.astype(np.float16) if s.get_inputs()[0].type == "tensor(float16)" else x
         return np.concatenate([s.run(None, {"input": x[i:i + 32]})[0] for i in range(0, len(x), 32)]).argmax(1)
-    for label, path in (("original", src), ("ONNX Runtime ORT_ENABLE_EXTENDED", opt)):
+    for label, path in (("original", src), ("ONNX Runtime ORT_ENABLE_EXTENDED", opt), ("float16 converter", half(src, work))):
         qpath = os.path.join(work, os.path.basename(path).replace(".onnx", ".q.onnx"))
         seconds = quantize(path, qpath, args)
         agree = {k: float((top1(path, ev[k]) == top1(qpath, ev[k])).mean()) for k in ("objects", "photos")}
