@@ -12,8 +12,10 @@ import QuantIR
 /// QuantKit's op rules and ONNX Runtime's QDQ selectors know only the standard Conv, Gemm and
 /// MatMul (ONNX Runtime fuses Conv + Relu/Clip again itself); left fused, every such node would
 /// run float, and an Attention node hides its Q/K/V projection (a third of a BERT layer's MatMul
-/// work) inside. MultiHeadAttention is ONNX Runtime's attention core on separate Q, K, V. Activations without a standard twin (none of ONNX Runtime's current ones) keep the
-/// node fused. Float semantics are unchanged: the same operations in the same order. The split
+/// work) inside. MultiHeadAttention is ONNX Runtime's attention core on separate Q, K, V.
+///
+/// Activations without a standard twin (none of ONNX Runtime's current ones) keep the node
+/// fused. Float semantics are unchanged: the same operations in the same order. The split
 /// creates tensors the saved model does not name (the Conv's output before its activation), so
 /// calibration runs the split model too (`Quantizer.loadForCalibration`).
 public enum ContribUnfusing {
@@ -53,6 +55,7 @@ public enum ContribUnfusing {
             g.replace(node, with: chain)
             count += 1
         }
+        if count > 0 { Preparation.removeUnusedInitializers(g) }  // the Attention weights split into three
         return count
     }
 

@@ -317,38 +317,45 @@ def test_onnxruntime_optimized_cnn_quantizes(tmp_path):
 
 def test_fused_conv_with_sum_and_fused_gemm_split_and_quantize(tmp_path):
     """FusedConv with a Z (sum) input and a Clip, FusedGemm with LeakyRelu: split into standard
-    nodes with the same float outputs, then quantized (QLinearConv, QGemm in ONNX Runtime)."""
-    w1, w2 = r(4, 3, 3, 3, scale=0.3), r(4, 3, 1, 1, scale=0.3)
-    nodes = [helper.make_node("Conv", ["x", "w2"], ["z"], pads=[0, 0, 0, 0]),
-             helper.make_node("FusedConv", ["x", "w1", "b1", "z"], ["c"], domain=MS, pads=[1, 1, 1, 1],
-                              activation="Clip", activation_params=[0.0, 2.0]),
-             helper.make_node("Flatten", ["c"], ["flat"]),
-             helper.make_node("FusedGemm", ["flat", "wg", "bg"], ["y"], domain=MS, transB=1, activation="LeakyRelu", activation_alpha=0.1)]
-    graph = helper.make_graph(nodes, "fused", [helper.make_tensor_value_info("x", F, ["N", 3, 5, 5])],
-                              [helper.make_tensor_value_info("y", F, None)],
-                              [onnx.numpy_helper.from_array(a, n) for n, a in
-                               (("w1", w1), ("w2", w2), ("b1", r(4, scale=0.1)), ("wg", r(6, 100, scale=0.1)), ("bg", r(6, scale=0.1)))])
-    src = tmp_path / "fused.onnx"
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(MS, 1)], ir_version=8), src)
-    x = np.random.default_rng(6).standard_normal((40, 3, 5, 5)).astype(np.float32)
+    nodes with the same float outputs, then quantized (QLinearConv, QGemm in ONNX Runtime)
+    exactly as the same network written with standard nodes."""
+    g = np.random.default_rng(11)
+    weights = {"w1": g.standard_normal((4, 3, 3, 3)) * 0.3, "w2": g.standard_normal((4, 3, 1, 1)) * 0.3, "b1": g.standard_normal(4) * 0.1,
+               "wg": g.standard_normal((6, 100)) * 0.1, "bg": g.standard_normal(6) * 0.1, "lo": np.array(0.0), "hi": np.array(2.0)}
+
+    def save(nodes, path):
+        graph = helper.make_graph(nodes, "fused", [helper.make_tensor_value_info("x", F, ["N", 3, 5, 5])],
+                                  [helper.make_tensor_value_info("y", F, None)],
+                                  [onnx.numpy_helper.from_array(a.astype(np.float32), n) for n, a in weights.items()])
+        onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(MS, 1)], ir_version=8), path)
+    conv_z = helper.make_node("Conv", ["x", "w2"], ["z"], pads=[0, 0, 0, 0])
+    save([conv_z, helper.make_node("FusedConv", ["x", "w1", "b1", "z"], ["c"], domain=MS, pads=[1, 1, 1, 1],
+                                   activation="Clip", activation_params=[0.0, 2.0]),
+          helper.make_node("Flatten", ["c"], ["flat"]),
+          helper.make_node("FusedGemm", ["flat", "wg", "bg"], ["y"], domain=MS, transB=1, activation="LeakyRelu", activation_alpha=0.1)],
+         tmp_path / "fused.onnx")
+    save([conv_z, helper.make_node("Conv", ["x", "w1", "b1"], ["c0"], pads=[1, 1, 1, 1]), helper.make_node("Add", ["c0", "z"], ["c1"]),
+          helper.make_node("Clip", ["c1", "lo", "hi"], ["c"]), helper.make_node("Flatten", ["c"], ["flat"]),
+          helper.make_node("Gemm", ["flat", "wg", "bg"], ["g"], transB=1), helper.make_node("LeakyRelu", ["g"], ["y"], alpha=0.1)],
+         tmp_path / "standard.onnx")
+    x = g.standard_normal((40, 3, 5, 5)).astype(np.float32)
     calib = npy_folder(tmp_path / "calib", [x[i:i + 1] for i in range(24)])
-    out = tmp_path / "q.onnx"
-    r2 = quantkit("quantize", str(src), "--input", f"x={calib}", "-o", str(out), "--no-analysis")
-    assert "2 ONNX Runtime FusedConv/FusedGemm/Attention split" in r2.stdout
-    ops = fused_nodes(out)
-    assert ops["QLinearConv"] == 2 and ops["QGemm"] == 1, ops
-    # The fused model runs as written (ONNX Runtime's own NCHWc rewrite of a FusedConv with a sum
-    # input fails on it).
+    outputs = {}
+    for name in ("fused", "standard"):
+        out = tmp_path / f"{name}.q.onnx"
+        r2 = quantkit("quantize", str(tmp_path / f"{name}.onnx"), "--input", f"x={calib}", "-o", str(out), "--no-analysis")
+        assert ("2 ONNX Runtime FusedConv/FusedGemm/Attention split" in r2.stdout) == (name == "fused")
+        ops = fused_nodes(out)
+        assert ops["QLinearConv"] == 2 and ops["QGemm"] == 1, ops
+        outputs[name] = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"x": x[24:]})[0]
+    assert np.array_equal(outputs["fused"], outputs["standard"])
+    # The split float model (`quantkit convert --prepare`) computes what the fused one does (run as
+    # written: ONNX Runtime's own NCHWc rewrite of a FusedConv with a sum input fails on it).
     so = ort.SessionOptions()
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    f = ort.InferenceSession(str(src), so, providers=["CPUExecutionProvider"]).run(None, {"x": x[24:]})[0]
-    q = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"x": x[24:]})[0]
-    rel = float(np.sqrt(np.mean((f - q) ** 2) / np.mean(f ** 2)))
-    print(f"relative RMS error {rel:.4f}")
-    assert rel < 0.05, rel  # relative RMS error of the quantized model
-    # The split float model (`quantkit convert --prepare`) computes what the fused one does.
+    f = ort.InferenceSession(str(tmp_path / "fused.onnx"), so, providers=["CPUExecutionProvider"]).run(None, {"x": x[24:]})[0]
     flat = tmp_path / "split.onnx"
-    quantkit("convert", str(src), str(flat), "--prepare")
+    quantkit("convert", str(tmp_path / "fused.onnx"), str(flat), "--prepare")
     assert not any(n.op_type.startswith("Fused") for n in onnx.load(flat).graph.node)
-    g = ort.InferenceSession(str(flat), providers=["CPUExecutionProvider"]).run(None, {"x": x[24:]})[0]
-    assert float(np.abs(f - g).max()) < 1e-5
+    s = ort.InferenceSession(str(flat), providers=["CPUExecutionProvider"]).run(None, {"x": x[24:]})[0]
+    assert float(np.abs(f - s).max()) < 1e-5

@@ -11,9 +11,9 @@ import QuantIR
 /// the quantizer leaves them float (their inputs and outputs may still be quantized).
 enum ContribKernels {
     static let all: [String: KernelFactory] = [
-        "com.microsoft::Gelu": { pointwise($0, bias: false, gelu) },
-        "com.microsoft::BiasGelu": { pointwise($0, bias: true, gelu) },
-        "com.microsoft::FastGelu": { pointwise($0, bias: true, fastGelu) },
+        "com.microsoft::Gelu": { pointwise($0, bias: false, Activation.gelu) },
+        "com.microsoft::BiasGelu": { pointwise($0, bias: true, Activation.gelu) },
+        "com.microsoft::FastGelu": { pointwise($0, bias: true, Activation.geluTanh) },
         "com.microsoft::QuickGelu": { ctx in
             let alpha = ctx.float("alpha", 1.702)
             return pointwise(ctx, bias: false) { $0 * FastMath.sigmoid(alpha * $0) }
@@ -28,9 +28,6 @@ enum ContribKernels {
         "com.microsoft::FusedConv": fusedConv,
         "com.microsoft::FusedGemm": fusedGemm,
     ]
-
-    static func gelu(_ x: Float) -> Float { 0.5 * x * (1 + Foundation.erf(x * 0.70710678118654752)) }
-    static func fastGelu(_ x: Float) -> Float { 0.5 * x * (1 + Foundation.tanh(0.79788456080286536 * (x + 0.044715 * x * x * x))) }
 
     /// `f(x (+ bias))`, the bias a 1-D input along the last dimension.
     static func pointwise(_ ctx: KernelContext, bias: Bool, _ f: @escaping (Float) -> Float) -> Kernel {

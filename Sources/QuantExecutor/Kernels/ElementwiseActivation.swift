@@ -44,13 +44,16 @@ enum Activation {
         // Hendrycks & Gimpel 2016: exact (erf) or tanh approximation.
         "Gelu": { ctx in
             switch ctx.string("approximate", "none") {
-            case "none": return try floatMap { x, t in fmap(x, t) { 0.5 * $0 * (1 + Foundation.erf($0 * 0.70710678118654752)) } }(ctx)
-            case "tanh":
-                return try floatMap { x, t in fmap(x, t) { x in 0.5 * x * (1 + Foundation.tanh(0.79788456080286536 * (x + 0.044715 * x * x * x))) } }(ctx)
+            case "none": return try floatMap { x, t in fmap(x, t, gelu) }(ctx)
+            case "tanh": return try floatMap { x, t in fmap(x, t, geluTanh) }(ctx)
             case let a: throw ctx.invalid("approximate must be 'none' or 'tanh', not '\(a)'")
             }
         },
     ]
+
+    /// Gelu with erf, and its tanh approximation (also ONNX Runtime's FastGelu).
+    static func gelu(_ x: Float) -> Float { 0.5 * x * (1 + Foundation.erf(x * 0.70710678118654752)) }
+    static func geluTanh(_ x: Float) -> Float { 0.5 * x * (1 + Foundation.tanh(0.79788456080286536 * (x + 0.044715 * x * x * x))) }
 
     /// log(1 + e^x) without overflow.
     @inline(__always)
