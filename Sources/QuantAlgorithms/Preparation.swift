@@ -17,21 +17,21 @@ public enum Preparation {
         /// ONNX Runtime's FusedConv/FusedGemm split back into Conv/Gemm and their activation, and
         /// its Attention into Q/K/V MatMuls and MultiHeadAttention.
         public var contribUnfused = 0
-        /// The half-precision type (float16, bfloat16) the model computed in before preparation
+        /// The float type (float16, bfloat16, double) the model computed in before preparation
         /// made it float32 inside (nil: it was float32).
-        public var upcastFrom: DType? = nil
+        public var computedAsFloat32From: DType? = nil
         /// The model's opset before it was raised to ``OpsetUpgrade/target`` (nil: unchanged).
         public var upgradedFromOpset: Int? = nil
     }
 
-    /// Runs every pass in order: float16/bfloat16 to float32 inside, ONNX Runtime's fused
+    /// Runs every pass in order: float16/bfloat16/double to float32 inside, ONNX Runtime's fused
     /// Conv/Gemm/Attention split, opset upgrade (below 10
     /// only), Constant folding, Identity/Dropout removal, static folding, BN
     /// folding, hard-swish fusion, constant affine folding into Convs, zero Pad folding into Conv.
     public static func run(_ model: Model) throws -> Report {
         var r = Report()
         // First, on the graph as loaded: calibration does the same and must get the same names.
-        r.upcastFrom = HalfPrecisionUpcast.run(model)
+        r.computedAsFloat32From = Float32Inside.run(model)
         r.contribUnfused = ContribUnfusing.run(model.graph, opset: model.opsets[""] ?? 13)
         r.upgradedFromOpset = try OpsetUpgrade.run(model)
         r.constantsFolded = try ConstantNodeFolding.run(model.graph)

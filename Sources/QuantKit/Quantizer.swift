@@ -51,7 +51,7 @@ public struct Quantizer: Sendable {
     /// (a Conv's output before its activation) get statistics too.
     public static func loadForCalibration(path: String) throws -> Model {
         let model = try Model.load(path: path)
-        HalfPrecisionUpcast.run(model)
+        Float32Inside.run(model)
         _ = ContribUnfusing.run(model.graph, opset: model.opsets[""] ?? 13)
         return model
     }

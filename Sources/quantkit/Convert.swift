@@ -34,7 +34,7 @@ struct Convert: ParsableCommand {
             if foldConstants { try ConstantNodeFolding.run(model.graph) }
             if prepare {
                 let r = try Preparation.run(model)
-                print("prepared: \(r.constantsFolded) Constant nodes, \(r.staticNodesFolded) static nodes, \(r.batchNormsFolded) BatchNorms, \(r.padsFolded) Pads folded, \(r.affinesFolded) constant Mul/Add folded into Convs, \(r.hardSwishesFused) hard-swish chains fused; \(r.identitiesRemoved) Identity/Dropout removed\(r.contribUnfused > 0 ? "; \(r.contribUnfused) ONNX Runtime FusedConv/FusedGemm/Attention split" : "")\(r.upgradedFromOpset.map { "; opset \($0) raised to \(OpsetUpgrade.target)" } ?? "")\(r.upcastFrom.map { "; \($0) computed as float32 inside" } ?? "")")
+                print("prepared: \(r.constantsFolded) Constant nodes, \(r.staticNodesFolded) static nodes, \(r.batchNormsFolded) BatchNorms, \(r.padsFolded) Pads folded, \(r.affinesFolded) constant Mul/Add folded into Convs, \(r.hardSwishesFused) hard-swish chains fused; \(r.identitiesRemoved) Identity/Dropout removed\(r.contribUnfused > 0 ? "; \(r.contribUnfused) ONNX Runtime FusedConv/FusedGemm/Attention split" : "")\(r.upgradedFromOpset.map { "; opset \($0) raised to \(OpsetUpgrade.target)" } ?? "")\(r.computedAsFloat32From.map { "; \($0) computed as float32 inside" } ?? "")")
             }
             try model.save(to: output, options: SaveOptions(externalData: externalData.policy, externalThreshold: externalThreshold))
         }
