@@ -36,6 +36,19 @@ def npy_folder(folder, arrays):
     return folder
 
 
+def optimized_ops(path, tmp_path=None):
+    """Op types (a list, in order) of ONNX Runtime's optimized graph of the model at `path` (CPU
+    provider, extended optimizations: the QDQ fusions), saved beside it or in `tmp_path`."""
+    import onnx
+    import onnxruntime as ort
+    out = str(tmp_path / "optimized.onnx") if tmp_path is not None else str(path) + ".ort.onnx"
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    so.optimized_model_filepath = out
+    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return [n.op_type for n in onnx.load(out).graph.node]
+
+
 def quantkit_json(*args):
     return json.loads(quantkit(*args).stdout)
 

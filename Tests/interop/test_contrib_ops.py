@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from conftest import CACHE, npy_folder, npy_name, quantkit
+from conftest import CACHE, npy_folder, npy_name, optimized_ops, quantkit
 
 MS = "com.microsoft"
 F = TensorProto.FLOAT
@@ -283,13 +283,6 @@ def test_minilm_optimized_by_onnxruntime_quantizes(tmp_path):
     assert float(np.abs(s - f).max()) < 1e-4, float(np.abs(s - f).max())
 
 
-def fused_nodes(path):
-    so = ort.SessionOptions()
-    so.optimized_model_filepath = str(path) + ".ort.onnx"
-    ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    return collections.Counter(n.op_type for n in onnx.load(str(path) + ".ort.onnx").graph.node)
-
-
 def test_onnxruntime_optimized_cnn_quantizes(tmp_path):
     """A CNN saved by ONNX Runtime's graph optimizer holds FusedConv (Conv + BatchNorm + Relu):
     preparation splits them back into Conv + Relu, so they quantize and run as QLinearConv."""
@@ -307,7 +300,7 @@ def test_onnxruntime_optimized_cnn_quantizes(tmp_path):
     m = onnx.load(out)
     onnx.checker.check_model(m, full_check=True)
     assert not any(n.domain == MS and n.op_type.startswith("Fused") for n in m.graph.node)
-    ops = fused_nodes(out)
+    ops = collections.Counter(optimized_ops(out))
     assert ops["QLinearConv"] == 3 and ops["QGemm"] == 1 and ops["FusedConv"] + ops["Conv"] == 0, ops
     f = ort.InferenceSession(str(src), providers=["CPUExecutionProvider"]).run(None, {"image": x[32:]})[0]
     q = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"image": x[32:]})[0]
@@ -345,7 +338,7 @@ def test_fused_conv_with_sum_and_fused_gemm_split_and_quantize(tmp_path):
         out = tmp_path / f"{name}.q.onnx"
         r2 = quantkit("quantize", str(tmp_path / f"{name}.onnx"), "--input", f"x={calib}", "-o", str(out), "--no-analysis")
         assert ("2 ONNX Runtime FusedConv/FusedGemm/Attention split" in r2.stdout) == (name == "fused")
-        ops = fused_nodes(out)
+        ops = collections.Counter(optimized_ops(out))
         assert ops["QLinearConv"] == 2 and ops["QGemm"] == 1, ops
         outputs[name] = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"x": x[24:]})[0]
     assert np.array_equal(outputs["fused"], outputs["standard"])

@@ -11,7 +11,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 
-from conftest import CACHE, ROOT, quantkit
+from conftest import CACHE, ROOT, quantkit, optimized_ops
 
 INTEGER_OPS = {"QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat", "ConvInteger", "MatMulInteger"}
 FLOAT_OPS = {"Conv", "MatMul", "Gemm", "FusedConv", "FusedMatMul", "FusedGemm"}
@@ -50,14 +50,6 @@ def write_items(folder, make, count=4):
     with open(lst, "w") as f:
         f.write("\n".join(lines) + "\n")
     return lst, items
-
-
-def optimized_ops(path, tmp_path):
-    so = ort.SessionOptions()
-    so.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    return [n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node]
 
 
 @pytest.mark.parametrize("name,path,make", models(), ids=[m[0] for m in models()])

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import npy_folder, quantkit
+from conftest import npy_folder, quantkit, optimized_ops
 
 
 def small_cnn(opset=17, rng=np.random.default_rng(0)):
@@ -62,15 +62,6 @@ def ranges_csv(model, inputs, path):
         f.write("tensor,min,max\n")
         for n, v in zip(["x"] + names, outs):
             f.write(f"{n},{float(v.min())},{float(v.max())}\n")
-
-
-def optimized_ops(path, tmp_path):
-    opt = str(tmp_path / "optimized.onnx")
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    so.optimized_model_filepath = opt
-    ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
-    return [n.op_type for n in onnx.load(opt).graph.node]
 
 
 @pytest.mark.parametrize("opset", [11, 13, 17])
