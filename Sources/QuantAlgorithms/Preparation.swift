@@ -24,15 +24,12 @@ public enum Preparation {
         public var upgradedFromOpset: Int? = nil
     }
 
-    /// Runs every pass in order: float16/bfloat16/double to float32 inside, ONNX Runtime's fused
-    /// Conv/Gemm/Attention split, opset upgrade (below 10
-    /// only), Constant folding, Identity/Dropout removal, static folding, BN
+    /// Runs every pass in order: the passes on the graph as loaded (``asLoaded(_:)``), opset
+    /// upgrade (below 10 only), Constant folding, Identity/Dropout removal, static folding, BN
     /// folding, hard-swish fusion, constant affine folding into Convs, zero Pad folding into Conv.
     public static func run(_ model: Model) throws -> Report {
         var r = Report()
-        // First, on the graph as loaded: calibration does the same and must get the same names.
-        r.computedAsFloat32From = Float32Inside.run(model)
-        r.contribUnfused = ContribUnfusing.run(model.graph, opset: model.opsets[""] ?? 13)
+        (r.computedAsFloat32From, r.contribUnfused) = asLoaded(model)
         r.upgradedFromOpset = try OpsetUpgrade.run(model)
         r.constantsFolded = try ConstantNodeFolding.run(model.graph)
         r.identitiesRemoved = removeIdentities(model.graph)
@@ -45,6 +42,16 @@ public enum Preparation {
         r.padsFolded = foldPadsIntoConvs(model.graph, opset: model.opsets[""] ?? 13)
         try model.graph.sortTopologically()
         return r
+    }
+
+    /// The passes that run first, on the graph as loaded: float16/bfloat16/double computed as
+    /// float32 inside, and ONNX Runtime's fused Conv/Gemm/Attention split. Calibration runs the
+    /// model after these too (`Quantizer.loadForCalibration`), so the tensors they create get
+    /// statistics under the same names. Returns the float type converted from and the number of
+    /// nodes split.
+    public static func asLoaded(_ model: Model) -> (DType?, Int) {
+        let from = Float32Inside.run(model)
+        return (from, ContribUnfusing.run(model.graph, opset: model.opsets[""] ?? 13))
     }
 
     /// `Identity(x) -> y` and inference `Dropout(x) -> y` (mask unused) ==> readers of y read x.

@@ -46,13 +46,12 @@ public struct QuantizationResult: Sendable {
 /// the parameter record atomically. It never overwrites its input and never leaves a
 /// half-written output. Errors are `QuantKitError`s with stable codes (docs/ERRORS.md).
 public struct Quantizer: Sendable {
-    /// The float model as calibration runs it: loaded, float32 inside and with ONNX Runtime's
-    /// FusedConv/FusedGemm/Attention split, as preparation makes it (same float outputs), so the tensors the split creates
-    /// (a Conv's output before its activation) get statistics too.
+    /// The float model as calibration runs it: loaded, then preparation's first passes
+    /// (``Preparation/asLoaded(_:)``; same float outputs), so the tensors they create (a Conv's
+    /// output before its activation) get statistics too.
     public static func loadForCalibration(path: String) throws -> Model {
         let model = try Model.load(path: path)
-        Float32Inside.run(model)
-        _ = ContribUnfusing.run(model.graph, opset: model.opsets[""] ?? 13)
+        _ = Preparation.asLoaded(model)
         return model
     }
 
