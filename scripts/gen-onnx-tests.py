@@ -7,7 +7,8 @@
 - light/<name>/model.onnx + test_data_set_0 for the light_* real architectures shipped in the
   wheel (inputs as the onnx runner makes them: arange(n)/n; reference outputs from the wheel).
 
-Usage: gen-onnx-tests.py OUT_DIR   (skips the work when OUT_DIR/stamp matches this onnx version)
+Usage: gen-onnx-tests.py OUT_DIR   (skips the work when OUT_DIR/stamp matches these onnx, numpy and
+ml_dtypes versions)
 """
 import json
 import os
@@ -94,7 +95,11 @@ def main():
     warnings.simplefilter("ignore")
     out = sys.argv[1]
     stamp = os.path.join(out, "stamp")
-    want = f"onnx {onnx.__version__} v1"
+    # The expected outputs are computed here by onnx's case code with numpy and ml_dtypes, so the
+    # cache is as stale when either of those changes as when onnx does.
+    import ml_dtypes
+
+    want = f"onnx {onnx.__version__} numpy {np.__version__} ml_dtypes {ml_dtypes.__version__} v2"
     if os.path.exists(stamp) and open(stamp).read() == want:
         print(f"onnx tests: up to date in {out}")
         return

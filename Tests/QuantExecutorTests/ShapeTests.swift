@@ -17,6 +17,23 @@ import Testing
     #expect(w.int64s() == [44, 255])
 }
 
+/// Float -> 4/2-bit integers: the ONNX spec leaves values out of range undefined; QuantKit
+/// rounds to nearest even and keeps the low bits, as ONNX's int4 note says and ONNX Runtime
+/// does for out-of-range values (the node suite's expectations depend on ml_dtypes for those,
+/// whence its pin in scripts/requirements-referees.txt).
+@Test func castToFourAndTwoBitIntegersRoundsToEvenAndKeepsTheLowBits() throws {
+    let x = Tensor(shape: [8], floats: [-9, -8, 2.5, 3.5, 7, 8, 15, 17])
+    func roundTrip(_ to: DType) throws -> [Float] {
+        let packed = try runNode("Cast", [x], attrs: [.int("to", Int(to.rawValue))], opset: 21)[0]
+        #expect(packed.dtype == to)
+        return try runNode("Cast", [packed], attrs: [.int("to", Int(DType.float.rawValue))], opset: 21)[0].floats()
+    }
+    #expect(try roundTrip(.int4) == [7, -8, 2, 4, 7, -8, -1, 1])
+    #expect(try roundTrip(.uint4) == [7, 8, 2, 4, 7, 8, 15, 1])
+    #expect(try roundTrip(.int2) == [-1, 0, -2, 0, -1, 0, -1, 1])
+    #expect(try roundTrip(.uint2) == [3, 0, 2, 0, 3, 0, 3, 1])
+}
+
 @Test func reshapeCopiesZerosAndInfersMinusOne() throws {
     let x = Tensor(shape: [2, 3, 4], floats: (0..<24).map(Float.init))
     let y = try runNode("Reshape", [x, Tensor(shape: [2], values: [Int64(0), -1])])[0]
