@@ -119,11 +119,16 @@ public final class GraphPlan {
             guard let factory = options.registry.factory(domain: node.domain, op: node.opType) else {
                 throw ExecutorError.unsupported(node, opset: opset)
             }
-            let innerVisible = visible.union(defined)
+            // Kernels index their operands by position: refuse a node its schema does not allow.
+            try OperatorArity.check(node, opset: opset)
+            // What a body may read is computed only for nodes with bodies: a union per node
+            // made building a plan quadratic in the number of nodes.
             let ctx = KernelContext(
                 node: node, opset: opset, options: options,
                 constantLookup: { name in ids[name].flatMap { constants[$0] } },
-                compileSubgraph: { g in try GraphPlan(graph: g, options: options, opsets: opsets, outer: innerVisible, table: table) })
+                compileSubgraph: { g in
+                    try GraphPlan(graph: g, options: options, opsets: opsets, outer: visible.union(defined), table: table)
+                })
             let kernel: Kernel
             do {
                 kernel = try factory(ctx)

@@ -104,3 +104,10 @@ func savedReluModel() throws -> (URL, String) {
     await #expect(throws: CancellationError.self) { _ = try await task.value }
     #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("relu.q.onnx").path))
 }
+
+@Test func executorRefusesANodeOutsideItsSchemaWithQK1207() throws {
+    let model = oneNodeModel("Relu")
+    model.graph.nodes[0].inputs = []
+    let e = codedError { _ = try Executor(model: model, options: ExecutorOptions(threads: 1)) }
+    #expect(e?.code == "QK1207" && e?.message == "node Relu 'n' has 0 inputs; Relu-14 takes 1")
+}
