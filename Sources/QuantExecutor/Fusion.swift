@@ -117,10 +117,13 @@ enum Fusion {
     static func padConv(_ steps: [Step], _ c: Context) -> [Step] {
         var steps = steps
         var i = 0
+        var cached: [Int: [Int]]? = nil  // consumers, recomputed only after a fusion
         while i < steps.count {
             let pad = steps[i]
-            let uses = consumers(steps)
-            guard isStandard(pad, "Pad"), c.opset(pad.node) >= 11, (pad.node.attribute("mode")?.string ?? "constant") == "constant",
+            guard isStandard(pad, "Pad") else { i += 1; continue }
+            let uses = cached ?? consumers(steps)
+            cached = uses
+            guard c.opset(pad.node) >= 11, (pad.node.attribute("mode")?.string ?? "constant") == "constant",
                   pad.outputs.count == 1, pad.inputs.count >= 2, pad.inputs.count < 4 || pad.inputs[3] < 0,
                   let j = soleConsumer(pad.outputs[0], uses, c), isStandard(steps[j], "Conv"), steps[j].inputs.first == pad.outputs[0],
                   let conv = steps[j].kernel as? ConvKernel, conv.window.autoPad == .notSet || conv.window.autoPad == .valid
@@ -131,6 +134,7 @@ enum Fusion {
             // The fast path reads Pad's (x, pads[, value]) then the Conv's (W[, B]) by position.
             guard fused.inputs.count == pad.inputs.count + convInputs, !pad.inputs.contains(-1) else { i += 1; continue }
             steps = replace(steps, [i, j], with: fused)
+            cached = nil
         }
         return steps
     }
@@ -192,6 +196,7 @@ enum Fusion {
     static func convActivation(_ steps: [Step], _ c: Context) -> [Step] {
         var steps = steps
         var i = 0
+        var cached: [Int: [Int]]? = nil  // consumers, recomputed only after a fusion
         while i < steps.count {
             let s = steps[i]
             guard s.node.opType == "Conv", s.outputs.count == 1 else { i += 1; continue }
@@ -206,7 +211,8 @@ enum Fusion {
                 continue
             }
             guard conv.epilogue == .identity else { i += 1; continue }
-            let uses = consumers(steps)
+            let uses = cached ?? consumers(steps)
+            cached = uses
             var e = ConvEpilogue.identity
             var absorbed: [Int] = []
             var value = s.outputs[0]
@@ -245,6 +251,7 @@ enum Fusion {
             }
             guard Array(fused.inputs.prefix(s.inputs.count)) == s.inputs else { i += 1; continue }
             steps = replace(steps, [i] + absorbed.sorted(), with: fused)
+            cached = nil
         }
         return steps
     }
@@ -262,14 +269,19 @@ enum Fusion {
     static func elementwiseRegions(_ steps: [Step], _ c: Context) -> [Step] {
         var steps = steps
         var i = 0
+        var cached: [Int: [Int]]? = nil  // consumers, recomputed only after a fusion
         while i < steps.count {
-            guard isRegionOp(steps[i], c), let region = growRegion(from: i, steps, c) else { i += 1; continue }
+            guard isRegionOp(steps[i], c) else { i += 1; continue }
+            let uses = cached ?? consumers(steps)
+            cached = uses
+            guard let region = growRegion(from: i, steps, uses, c) else { i += 1; continue }
             let parts = region.nodes.map { steps[$0] }
             let program = region.program
             let fused = fusedStep(parts, output: region.output, label: "Elementwise×\(parts.count)", first: region.input) { inputs, env in
                 program.run(inputs, env)
             }
             steps = replace(steps, region.nodes, with: fused)
+            cached = nil
             i = region.nodes[0] + 1
         }
         return steps
@@ -284,8 +296,7 @@ enum Fusion {
 
     /// The largest region starting at step `start` whose values other than its output are
     /// read only inside it, or nil when it would have fewer than two nodes.
-    static func growRegion(from start: Int, _ steps: [Step], _ c: Context) -> Region? {
-        let uses = consumers(steps)
+    static func growRegion(from start: Int, _ steps: [Step], _ uses: [Int: [Int]], _ c: Context) -> Region? {
         // The region's input: the first non-constant operand of the first node.
         let s0 = steps[start]
         let external = s0.inputs.filter { $0 >= 0 && scalar($0, c) == nil }

@@ -28,10 +28,13 @@ extension Fusion {
     static func pointwiseDepthwise(_ steps: [Step], _ c: Context) -> [Step] {
         var steps = steps
         var i = 0
+        var cached: [Int: [Int]]? = nil  // consumers, recomputed only after a fusion
         while i < steps.count {
-            let uses = consumers(steps)
             // The pointwise Conv: constant 1×1 weights packed at load, one group, no Pad.
-            guard let a = convParts(steps[i]), a.pad == nil, a.kernel.group == 1, a.kernel.packed != nil,
+            guard let a = convParts(steps[i]) else { i += 1; continue }
+            let uses = cached ?? consumers(steps)
+            cached = uses
+            guard a.pad == nil, a.kernel.group == 1, a.kernel.packed != nil,
                   a.conv.inputs.count >= 2, let w1 = c.constants[a.conv.inputs[1]], w1.rank == 4, w1.shape[2] == 1, w1.shape[3] == 1,
                   let j = soleConsumer(steps[i].outputs[0], uses, c), let b = convParts(steps[j]),
                   (b.pad ?? b.conv).inputs.first == steps[i].outputs[0],
@@ -51,6 +54,7 @@ extension Fusion {
             let fused = fusedStep(parts, output: steps[j].outputs[0], label: "Conv+DepthwiseConv",
                                   fast: pointwiseDepthwiseFast(a.kernel, b.kernel, layout))
             steps = replace(steps, [i, j], with: fused)
+            cached = nil
         }
         return steps
     }

@@ -25,22 +25,16 @@ extension Graph {
                 throw QuantKitError("QK1203", "node \(n.label) reads its own output", fix: "the graph has a cycle; re-export the model")
             }
         }
-        // A min-heap would be O(n log n); ready sets here are small, so a sorted insert suffices.
-        var ready = (0..<nodes.count).filter { pending[$0] == 0 }
+        // Ready nodes in a min-heap of original positions, so the order is stable and the sort
+        // O(n log n) however wide the graph.
+        var ready = MinHeap((0..<nodes.count).filter { pending[$0] == 0 })
         var order: [Node] = []
         order.reserveCapacity(nodes.count)
-        var head = 0
-        while head < ready.count {
-            // Pick the smallest original position among ready nodes to keep the order stable.
-            var best = head
-            for k in head..<ready.count where ready[k] < ready[best] { best = k }
-            ready.swapAt(head, best)
-            let i = ready[head]
-            head += 1
+        while let i = ready.pop() {
             order.append(nodes[i])
             for d in dependents[i] {
                 pending[d] -= 1
-                if pending[d] == 0 { ready.append(d) }
+                if pending[d] == 0 { ready.push(d) }
             }
         }
         guard order.count == nodes.count else {
@@ -94,6 +88,18 @@ extension Graph {
             for g in node.subgraphs where !g.defines(old) { g.replaceUses(of: old, with: new) }
         }
         for k in outputs.indices where outputs[k].name == old { outputs[k].name = new }
+    }
+
+    /// `replaceUses(of:with:onlyIn:)` limited to `readers` (a `GraphIndex`'s consumers of
+    /// `old`), and to the graph outputs when `includingOutputs`: the same edit without a scan of
+    /// every node, so that editing every value of a graph stays linear in its size.
+    public func replaceUses(of old: String, with new: String, readers: [Node], includingOutputs: Bool,
+                            onlyIn include: (Node) -> Bool = { _ in true }) {
+        for node in readers where include(node) {
+            for k in node.inputs.indices where node.inputs[k] == old { node.inputs[k] = new }
+            for g in node.subgraphs where !g.defines(old) { g.replaceUses(of: old, with: new) }
+        }
+        if includingOutputs { for k in outputs.indices where outputs[k].name == old { outputs[k].name = new } }
     }
 
     /// Readers of `old` for which `include` holds (and their subgraphs' reads) read `new` instead;
@@ -154,5 +160,41 @@ public struct NameAllocator {
         }
         used.insert(name)
         return name
+    }
+}
+
+/// A binary min-heap of integers.
+struct MinHeap {
+    private var items: [Int]
+
+    init(_ items: [Int]) {
+        self.items = items.sorted()  // a sorted array is a heap
+    }
+
+    mutating func push(_ x: Int) {
+        items.append(x)
+        var k = items.count - 1
+        while k > 0, items[(k - 1) / 2] > items[k] {
+            items.swapAt(k, (k - 1) / 2)
+            k = (k - 1) / 2
+        }
+    }
+
+    mutating func pop() -> Int? {
+        guard let top = items.first else { return nil }
+        let last = items.removeLast()
+        guard !items.isEmpty else { return top }
+        items[0] = last
+        var k = 0
+        while true {
+            let l = 2 * k + 1, r = l + 1
+            var m = k
+            if l < items.count, items[l] < items[m] { m = l }
+            if r < items.count, items[r] < items[m] { m = r }
+            if m == k { break }
+            items.swapAt(k, m)
+            k = m
+        }
+        return top
     }
 }

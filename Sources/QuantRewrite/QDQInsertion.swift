@@ -24,24 +24,27 @@ extension QDQRewriter {
             let qName = names.fresh(t + "_quantized")
             g.setInitializer(qName, grid.quantize(c.floats(), shape: c.shape, scales: [scale], zeroPoints: [zp], axis: nil))
             let dq = names.fresh(t + Suffix.dq)
-            g.replaceUses(of: t, with: dq)
+            g.replaceUses(of: t, with: dq, readers: index.consumers(of: t), includingOutputs: true)
             g.nodes.append(Node(name: names.fresh(t + "_DequantizeLinear"), opType: "DequantizeLinear", domain: domain, inputs: [qName, scaleName, zpName], outputs: [dq]))
             return
         }
+        // `index` was built before any Q/DQ went in; the readers of `t` it lists are still all of
+        // them, since inserting only renames readers of other values to fresh names.
+        let readers = index.consumers(of: t)
         let qOut = names.fresh(t + Suffix.q)
         let isOutput = g.outputs.contains { $0.name == t }
         var source = t
         let dq: String
         if let floatReaders {
             dq = names.fresh(t + Suffix.dq)
-            g.replaceUses(of: t, with: dq, onlyIn: { !floatReaders($0) })
+            g.replaceUses(of: t, with: dq, readers: readers, includingOutputs: false, onlyIn: { !floatReaders($0) })
         } else if isOutput {
             source = names.fresh(t + "_float")
             for n in g.nodes { for k in n.outputs.indices where n.outputs[k] == t { n.outputs[k] = source } }
             dq = t
         } else {
             dq = names.fresh(t + Suffix.dq)
-            g.replaceUses(of: t, with: dq)
+            g.replaceUses(of: t, with: dq, readers: readers, includingOutputs: false)
         }
         g.nodes.append(Node(name: names.fresh(t + "_QuantizeLinear"), opType: "QuantizeLinear", domain: domain, inputs: [source, scaleName, zpName], outputs: [qOut]))
         g.nodes.append(Node(name: names.fresh(t + "_DequantizeLinear"), opType: "DequantizeLinear", domain: domain, inputs: [qOut, scaleName, zpName], outputs: [dq]))
