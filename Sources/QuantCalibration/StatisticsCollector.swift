@@ -3,8 +3,13 @@ import QuantExecutor
 
 /// Which statistics an observer keeps (declare, collect once, apply).
 public struct ObserverOptions: Codable, Sendable, Equatable {
-    /// Histogram bins (2048 by default; Icraft's 4096 is accepted). 0 keeps no histograms.
+    /// Histogram bins (2048 by default; Icraft's 4096 is accepted), within `binRange`: every
+    /// observed tensor keeps histograms of x and |x|, whatever the range method.
     public var bins: Int
+
+    /// The bin counts calibration accepts: fewer than 16 cannot place a KL/MSE threshold, more
+    /// than 2^20 only costs memory (two histograms per tensor).
+    public static let binRange = 16...(1 << 20)
     /// Also keep per-channel min/max along this axis (1 for NCHW activations).
     public var channelAxis: Int?
 

@@ -140,6 +140,21 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
 
     public static func elementCount(_ shape: [Int]) -> Int { shape.reduce(1, *) }
 
+    /// Bytes a tensor of `dtype` and `shape` needs, or nil when a dimension is negative or the
+    /// count overflows `Int` (shapes from files and model declarations are checked with this
+    /// before anything is allocated).
+    public static func checkedByteCount(_ dtype: DType, _ shape: [Int]) -> Int? {
+        var n = 1
+        for d in shape {
+            guard d >= 0 else { return nil }
+            let (p, o) = n.multipliedReportingOverflow(by: d)
+            if o { return nil }
+            n = p
+        }
+        let (bits, o) = n.multipliedReportingOverflow(by: dtype == .string ? 64 : dtype.bitWidth)
+        return o ? nil : (bits + 7) / 8
+    }
+
     public var count: Int { Tensor.elementCount(shape) }
     public var rank: Int { shape.count }
     public var byteCount: Int { dtype.byteCount(elements: count) }

@@ -3,7 +3,8 @@
 /// fourth byte is ignored) and 1/4/8-bit palette images, bottom-up (positive height) or
 /// top-down (negative height). Rows are padded to 4 bytes. Output is RGB on the 0–255 scale.
 enum BMPDecoder {
-    static func decode(_ b: UnsafeRawBufferPointer) throws -> DecodedImage {
+    /// `check` sees the header's width and height before anything is allocated.
+    static func decode(_ b: UnsafeRawBufferPointer, check: (Int, Int) throws -> Void = { _, _ in }) throws -> DecodedImage {
         func u16(_ o: Int) -> Int { Int(b[o]) | Int(b[o + 1]) << 8 }
         func u32(_ o: Int) -> Int { u16(o) | u16(o + 2) << 16 }
         func i32(_ o: Int) -> Int { Int(Int32(bitPattern: UInt32(u32(o)))) }
@@ -15,6 +16,7 @@ enum BMPDecoder {
         let bpp = u16(28), compression = u32(30)
         guard width > 0, rawHeight != 0, width < 1 << 16, abs(rawHeight) < 1 << 16 else { throw BMPProblem("BMP size \(width)x\(rawHeight) is invalid") }
         let height = abs(rawHeight)
+        try check(width, height)
         let topDown = rawHeight < 0
         guard compression == 0 || (compression == 3 && bpp == 32) else {
             throw BMPProblem("compressed BMPs (compression \(compression)) are not supported", unsupported: true)

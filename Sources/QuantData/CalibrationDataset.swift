@@ -38,6 +38,14 @@ public final class CalibrationDataset: @unchecked Sendable {
     let plans: [InputPlan]
     /// Items per input (the same for all inputs).
     public let itemCount: Int
+
+    /// Every file the data set reads: items of every input and the list files naming them.
+    public var sourceFiles: [String] {
+        var files = plans.flatMap(\.items)
+        if let l = config.sharedList { files.append(l) }
+        for i in config.inputs { if case .list(let l) = i.source { files.append(l) } }
+        return files
+    }
     private let lock = NSLock()
     private var _report = DataReport()
 
@@ -99,7 +107,8 @@ public final class CalibrationDataset: @unchecked Sendable {
             }
             let python = custom[c.name] == nil && c.preprocessFile != nil ? PythonPreprocess(python: config.python, input: c, signature: s) : nil
             plans.append(InputPlan(index: k, config: c, signature: s, items: items, python: python, custom: custom[c.name],
-                                   seed: config.seed, symbolicDims: config.symbolicDims, symbolicDimDefault: config.symbolicDimDefault))
+                                   seed: config.seed, symbolicDims: config.symbolicDims, symbolicDimDefault: config.symbolicDimDefault,
+                                   limits: config.limits))
         }
         let counted = plans.filter { !$0.isRandom }
         if let n = counted.first?.items.count, counted.contains(where: { $0.items.count != n }) {
@@ -149,7 +158,7 @@ public final class CalibrationDataset: @unchecked Sendable {
             if plan.custom != nil || plan.python != nil {
                 t = try plan.preprocessed(paths: paths)
             } else if plan.isRandom {
-                t = try assemble(plan, (lo..<hi).map { plan.randomItem($0) }, files: ["random"])
+                t = try assemble(plan, try (lo..<hi).map { try plan.randomItem($0) }, files: ["random"])
             } else {
                 t = try assemble(plan, try paths.map { try plan.read($0) }, files: paths)
             }

@@ -11,6 +11,11 @@ public enum DataError {
             fix: "configure exactly one source per model input (or a random source for inputs without data)")
     }
 
+    /// QK2101: one input given two sources.
+    public static func repeatedInput(_ name: String, option: String) -> QuantKitError {
+        QuantKitError("QK2101", "\(option) names input '\(name)' twice", fix: "give each model input one source")
+    }
+
     /// QK2102: a configured input name is not an input of the model.
     public static func unknownInput(_ name: String, model: [String]) -> QuantKitError {
         QuantKitError("QK2102", "calibration input '\(name)' is not an input of the model \(list(model))",
@@ -84,6 +89,13 @@ public enum DataError {
     public static func badList(list: String, line: Int?, reason: String) -> QuantKitError {
         QuantKitError("QK2113", "list file '\(list)'\(line.map { " line \($0)" } ?? ""): \(reason)",
                       fix: "write one path per line (several inputs: paths separated by ';'); '#' starts a comment")
+    }
+
+    /// QK2115: an item would exceed a resource budget (`DataLimits`), checked from a header or
+    /// a declared shape before anything is allocated.
+    public static func overBudget(input: String, file: String?, _ what: String, option: String) -> QuantKitError {
+        QuantKitError("QK2115", "calibration input '\(input)'\(file.map { " file '\($0)'" } ?? ""): \(what)",
+                      fix: "if the data is right, raise the limit (\(option)); otherwise fix the file or the declared shape")
     }
 
     static func shapeText(_ s: [Int]) -> String { "[" + s.map(String.init).joined(separator: ",") + "]" }

@@ -108,6 +108,40 @@ public struct InputConfig: Codable, Sendable, Equatable {
     }
 }
 
+/// Budgets that bound what one item may cost before it is decoded or generated, so that a
+/// hostile or mistaken header (an 86 KB JPEG declaring 65500×65500 pixels, a model input
+/// declared [1,3,100000,100000]) is refused with QK2115 instead of exhausting memory.
+public struct DataLimits: Codable, Sendable, Equatable {
+    /// Pixels an image header may declare (width × height); 100 million by default.
+    public var maxImagePixels: Int
+    /// Bytes of one item as fed to the model (a random item, a resized image, raw rows);
+    /// 2 GiB by default.
+    public var maxItemBytes: Int
+
+    public init(maxImagePixels: Int = 100_000_000, maxItemBytes: Int = 2 << 30) {
+        self.maxImagePixels = maxImagePixels
+        self.maxItemBytes = maxItemBytes
+    }
+
+    enum CodingKeys: String, CodingKey { case maxImagePixels, maxItemBytes }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = DataLimits()
+        maxImagePixels = try c.decodeIfPresent(Int.self, forKey: .maxImagePixels) ?? d.maxImagePixels
+        maxItemBytes = try c.decodeIfPresent(Int.self, forKey: .maxItemBytes) ?? d.maxItemBytes
+    }
+
+    /// QK2115 unless a `dtype` tensor of `shape` fits `maxItemBytes` (and its size is an Int).
+    func checkItem(_ dtype: DType, _ shape: [Int], input: String, file: String?, what: String) throws {
+        guard let bytes = Tensor.checkedByteCount(dtype, shape), bytes <= maxItemBytes else {
+            let size = Tensor.checkedByteCount(dtype, shape).map { "\($0) bytes" } ?? "more bytes than memory can address"
+            throw DataError.overBudget(input: input, file: file, "\(what) \(DataError.shapeText(shape)) of \(dtype) needs \(size), above the limit of \(maxItemBytes)",
+                                       option: "--max-item-bytes, or `limits.maxItemBytes` in the data configuration")
+        }
+    }
+}
+
 /// The calibration data set: per-input sources plus batching.
 public struct DatasetConfig: Codable, Sendable, Equatable {
     public var inputs: [InputConfig]
@@ -127,10 +161,11 @@ public struct DatasetConfig: Codable, Sendable, Equatable {
     public var nonFinite: NonFinitePolicy
     /// Interpreter for `preprocessFile` functions.
     public var python: String
+    public var limits: DataLimits
 
     public init(inputs: [InputConfig], sharedList: String? = nil, batchSize: Int = 1, steps: Int? = nil, prefetch: Int = 2,
                 seed: UInt64 = 0, randomItems: Int? = nil, symbolicDimDefault: Int = 1, symbolicDims: [String: Int] = [:],
-                nonFinite: NonFinitePolicy = .warn, python: String = "python3") {
+                nonFinite: NonFinitePolicy = .warn, python: String = "python3", limits: DataLimits = DataLimits()) {
         self.inputs = inputs
         self.sharedList = sharedList
         self.batchSize = batchSize
@@ -142,10 +177,11 @@ public struct DatasetConfig: Codable, Sendable, Equatable {
         self.symbolicDims = symbolicDims
         self.nonFinite = nonFinite
         self.python = python
+        self.limits = limits
     }
 
     enum CodingKeys: String, CodingKey {
-        case inputs, sharedList, batchSize, steps, prefetch, seed, randomItems, symbolicDimDefault, symbolicDims, nonFinite, python
+        case inputs, sharedList, batchSize, steps, prefetch, seed, randomItems, symbolicDimDefault, symbolicDims, nonFinite, python, limits
     }
 
     public init(from decoder: Decoder) throws {
@@ -161,6 +197,7 @@ public struct DatasetConfig: Codable, Sendable, Equatable {
         symbolicDims = try c.decodeIfPresent([String: Int].self, forKey: .symbolicDims) ?? [:]
         nonFinite = try c.decodeIfPresent(NonFinitePolicy.self, forKey: .nonFinite) ?? .warn
         python = try c.decodeIfPresent(String.self, forKey: .python) ?? "python3"
+        limits = try c.decodeIfPresent(DataLimits.self, forKey: .limits) ?? DataLimits()
     }
 
     /// Checks the configuration against the model's runtime inputs (name and declared type).
@@ -185,7 +222,14 @@ public struct DatasetConfig: Codable, Sendable, Equatable {
         if Set(columns).count != columns.count || columns.contains(where: { $0 < 0 }) {
             throw DataError.invalidConfig(input: nil, "sharedList columns \(columns) repeat or are negative", fix: "give each input its own column, starting at 0")
         }
+        if limits.maxImagePixels < 1 || limits.maxItemBytes < 1 {
+            throw DataError.invalidConfig(input: nil, "limits \(limits.maxImagePixels) pixels, \(limits.maxItemBytes) bytes", fix: "use positive limits")
+        }
         for i in inputs {
+            if let size = i.image?.size, size.count == 2 {
+                // A resized image is H×W×3 floats (before any batching).
+                try limits.checkItem(.float, [1, 3] + size, input: i.name, file: nil, what: "an image resized to")
+            }
             if let shape = i.shape, shape.contains(where: { $0 == 0 || $0 < -1 }) {
                 throw DataError.invalidConfig(input: i.name, "shape \(shape) has a dimension that is not positive or -1", fix: "use positive sizes, -1 for symbolic")
             }

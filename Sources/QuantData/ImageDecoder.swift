@@ -25,25 +25,40 @@ public struct DecodedImage: Sendable {
 /// libjpeg's defaults), PNG (libpng simplified API) and BMP (`BMPDecoder`). Errors are QK2107
 /// (unsupported) and QK2108 (unreadable or corrupt), naming `input` and the file.
 public enum ImageDecoder {
-    public static func decode(path: String, input: String) throws -> DecodedImage {
-        let image = try decodeAny(path: path, input: input)
+    /// Pixels an image may have by default (`DataLimits.maxImagePixels`).
+    public static let defaultMaxPixels = DataLimits().maxImagePixels
+
+    /// Decodes the image at `path`. Its header's width × height is checked against
+    /// `maxPixels` before any pixel is decoded (QK2115): an 86 KB JPEG may declare 65500×65500.
+    public static func decode(path: String, input: String, maxPixels: Int = defaultMaxPixels) throws -> DecodedImage {
+        let image = try decodeAny(path: path, input: input, maxPixels: maxPixels)
         guard image.width > 0, image.height > 0 else {
             throw DataError.unreadable(input: input, file: path, reason: "the image is \(image.width)x\(image.height) pixels")
         }
         return image
     }
 
-    static func decodeAny(path: String, input: String) throws -> DecodedImage {
+    static func checkPixels(_ w: Int, _ h: Int, maxPixels: Int, path: String, input: String) throws {
+        let (n, o) = w.multipliedReportingOverflow(by: h)
+        if o || n > maxPixels {
+            throw DataError.overBudget(input: input, file: path, "the image header declares \(w)x\(h) pixels, above the limit of \(maxPixels)",
+                                       option: "--max-image-pixels, or `limits.maxImagePixels` in the data configuration")
+        }
+    }
+
+    static func decodeAny(path: String, input: String, maxPixels: Int) throws -> DecodedImage {
         let file: MappedFile
         do { file = try MappedFile(path: path) } catch let e as QuantKitError {
             throw DataError.unreadable(input: input, file: path, reason: e.message)
         }
         let b = file.bytes
         func starts(_ m: [UInt8]) -> Bool { b.count >= m.count && zip(b, m).allSatisfy { $0 == $1 } }
-        if starts([0xFF, 0xD8, 0xFF]) { return try withExtendedLifetime(file) { try jpeg(b, path: path, input: input) } }
-        if starts([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) { return try png(path: path, input: input) }
+        if starts([0xFF, 0xD8, 0xFF]) { return try withExtendedLifetime(file) { try jpeg(b, path: path, input: input, maxPixels: maxPixels) } }
+        if starts([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) { return try png(path: path, input: input, maxPixels: maxPixels) }
         if starts([0x42, 0x4D]) {
-            do { return try withExtendedLifetime(file) { try BMPDecoder.decode(b) } } catch let p as BMPProblem {
+            do { return try withExtendedLifetime(file) {
+                try BMPDecoder.decode(b) { w, h in try checkPixels(w, h, maxPixels: maxPixels, path: path, input: input) }
+            } } catch let p as BMPProblem {
                 if p.unsupported { throw DataError.unsupportedFile(input: input, file: path, detail: p.description) }
                 throw DataError.unreadable(input: input, file: path, reason: p.description)
             }
@@ -52,7 +67,7 @@ public enum ImageDecoder {
         throw DataError.unreadable(input: input, file: path, reason: "not a JPEG, PNG or BMP image (unknown signature)")
     }
 
-    static func jpeg(_ b: UnsafeRawBufferPointer, path: String, input: String) throws -> DecodedImage {
+    static func jpeg(_ b: UnsafeRawBufferPointer, path: String, input: String, maxPixels: Int) throws -> DecodedImage {
         guard let h = tjInitDecompress() else { throw DataError.unreadable(input: input, file: path, reason: "cannot start libjpeg-turbo") }
         defer { tjDestroy(h) }
         let src = b.baseAddress!.assumingMemoryBound(to: UInt8.self)
@@ -67,18 +82,24 @@ public enum ImageDecoder {
         let gray = cs == Int32(TJCS_GRAY.rawValue)
         let channels = gray ? 1 : 3
         let width = Int(w), height = Int(ht)
+        try checkPixels(width, height, maxPixels: maxPixels, path: path, input: input)
         var buf = [UInt8](repeating: 0, count: width * height * channels)
         let fmt = gray ? TJPF_GRAY : TJPF_RGB
         let rc = buf.withUnsafeMutableBufferPointer {
             tjDecompress2(h, src, UInt(b.count), $0.baseAddress, w, 0, ht, Int32(fmt.rawValue), 0)
         }
-        if rc != 0 && tjGetErrorCode(h) == Int32(TJERR_FATAL.rawValue) {
-            throw DataError.unreadable(input: input, file: path, reason: "corrupt JPEG data (\(String(cString: tjGetErrorStr2(h))))")
+        // Warnings are tolerated (extraneous bytes before a marker, as other decoders do), but
+        // not a file cut short: libjpeg-turbo fills the missing rows with gray.
+        if rc != 0 {
+            let message = String(cString: tjGetErrorStr2(h))
+            if tjGetErrorCode(h) == Int32(TJERR_FATAL.rawValue) || message.contains("Premature end") {
+                throw DataError.unreadable(input: input, file: path, reason: "corrupt JPEG data (\(message))")
+            }
         }
         return DecodedImage(width: width, height: height, channels: channels, pixels: buf.map(Float.init))
     }
 
-    static func png(path: String, input: String) throws -> DecodedImage {
+    static func png(path: String, input: String, maxPixels: Int) throws -> DecodedImage {
         var img = png_image()
         img.version = UInt32(PNG_IMAGE_VERSION)
         defer { png_image_free(&img) }
@@ -100,6 +121,7 @@ public enum ImageDecoder {
             | (wide ? UInt32(PNG_FORMAT_FLAG_LINEAR) : 0)
         let stored = (color ? 3 : 1) + (alpha ? 1 : 0)
         let width = Int(img.width), height = Int(img.height)
+        try checkPixels(width, height, maxPixels: maxPixels, path: path, input: input)
         let samples = width * height * stored
         let channels = color ? 3 : 1
         var out = [Float](repeating: 0, count: width * height * channels)

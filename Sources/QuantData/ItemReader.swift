@@ -20,6 +20,7 @@ struct InputPlan: @unchecked Sendable {
     let seed: UInt64
     let symbolicDims: [String: Int]
     let symbolicDimDefault: Int
+    let limits: DataLimits
 
     var isRandom: Bool { config.source == .random }
     var target: DType { signature.dtype }
@@ -39,15 +40,13 @@ struct InputPlan: @unchecked Sendable {
         var computed = false
         switch type {
         case .image:
-            let img = try ImageDecoder.decode(path: path, input: name)
-            t = try ImagePipeline.run(img, prep: prep, target: try ImagePipeline.target(for: signature, prep: prep), input: name, file: path)
+            let target = try ImagePipeline.target(for: signature, prep: prep)
+            try limits.checkItem(.float, [1, 3, target.height, target.width], input: name, file: path, what: "the image as fed to the model,")
+            let img = try ImageDecoder.decode(path: path, input: name, maxPixels: limits.maxImagePixels)
+            t = try ImagePipeline.run(img, prep: prep, target: target, input: name, file: path)
             computed = true
         case .npy:
-            do { t = try Npy.read(path: path) } catch let e as QuantKitError {
-                throw DataError.unreadable(input: name, file: path, reason: e.message)
-            } catch {
-                throw DataError.unreadable(input: name, file: path, reason: "\(error)")
-            }
+            t = try Npy.read(path: path, input: name)
         case .pb:
             do { t = try TensorProtoCodec.decode(try ModelFile.readTensor(path: path), store: nil) } catch let e as QuantKitError {
                 throw DataError.unreadable(input: name, file: path, reason: e.message)
@@ -73,6 +72,7 @@ struct InputPlan: @unchecked Sendable {
             throw DataError.invalidConfig(input: config.name, "raw file '\(path)' needs a shape", fix: "set the input's shape")
         }
         let row = Array(resolvedShape(batch: 1).dropFirst())
+        try limits.checkItem(dt, [1] + row, input: config.name, file: path, what: "one row")
         let rowBytes = dt.byteCount(elements: Tensor.elementCount(row))
         let file: MappedFile
         do { file = try MappedFile(path: path) } catch let e as QuantKitError {
@@ -111,9 +111,9 @@ struct InputPlan: @unchecked Sendable {
     }
 
     /// A random item: one row (or the fixed batch size) of the resolved shape.
-    func randomItem(_ k: Int) -> Tensor {
-        var shape = resolvedShape(batch: 1)
-        if shape.isEmpty { shape = [] }
+    func randomItem(_ k: Int) throws -> Tensor {
+        let shape = resolvedShape(batch: 1)
+        try limits.checkItem(target, shape, input: config.name, file: nil, what: "a random item of the declared shape")
         return RandomData.item(dtype: target, shape: shape, seed: seed, input: index, item: k)
     }
 

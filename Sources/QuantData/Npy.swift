@@ -31,7 +31,9 @@ public enum Npy {
         guard bytes.count >= start + len else { throw NpyProblem("header is cut short") }
         let text = String(decoding: bytes[start..<(start + len)], as: UTF8.self)
         guard let descr = stringValue(text, key: "descr") else { throw NpyProblem("header has no 'descr'") }
-        guard let (dtype, big) = parseDescr(descr) else { throw NpyProblem("unsupported dtype '\(descr)'") }
+        guard let (dtype, big) = parseDescr(descr) else {
+            throw NpyProblem("unsupported dtype '\(descr)'\(descr.contains("V") ? " (numpy writes bfloat16 and other custom types as raw void bytes; save as float32)" : "")")
+        }
         guard let fortran = boolValue(text, key: "fortran_order") else { throw NpyProblem("header has no 'fortran_order'") }
         guard let shape = tupleValue(text, key: "shape") else { throw NpyProblem("header has no valid 'shape'") }
         return Header(dtype: dtype, bigEndian: big, fortranOrder: fortran, shape: shape, dataOffset: start + len)
@@ -72,8 +74,12 @@ public enum Npy {
     /// Decodes a whole .npy file held in `bytes` into a C-order, little-endian tensor.
     public static func decode(_ bytes: UnsafeRawBufferPointer) throws -> Tensor {
         let h = try parseHeader(bytes)
-        let count = h.shape.reduce(1, *)
-        let need = h.dtype.byteCount(elements: count)
+        // The file must hold every byte its header declares, so memory stays bounded by the
+        // file's size; a shape whose size is not even an Int is refused first.
+        guard let need = Tensor.checkedByteCount(h.dtype, h.shape) else {
+            throw NpyProblem("header shape \(h.shape) is negative or too large to exist")
+        }
+        let count = Tensor.elementCount(h.shape)
         guard bytes.count - h.dataOffset >= need else {
             throw NpyProblem("data has \(bytes.count - h.dataOffset) bytes but \(h.shape) of \(h.dtype) needs \(need)")
         }
@@ -96,9 +102,17 @@ public enum Npy {
     }
 
     /// Reads the .npy file at `path`.
-    public static func read(path: String) throws -> Tensor {
-        let file = try MappedFile(path: path)
-        return try decode(file.bytes)
+    /// Reads the .npy file at `path` (fed to `input`, named in errors). Every problem is QK2108
+    /// naming the file (a bfloat16 array, which numpy stores as raw void bytes, included).
+    public static func read(path: String, input: String = "-") throws -> Tensor {
+        do {
+            let file = try MappedFile(path: path)
+            return try decode(file.bytes)
+        } catch let e as QuantKitError {
+            throw DataError.unreadable(input: input, file: path, reason: e.message)
+        } catch {
+            throw DataError.unreadable(input: input, file: path, reason: "\(error)")
+        }
     }
 
     /// The .npy encoding (version 1.0, C order, little-endian) of `t`.

@@ -31,8 +31,8 @@ final class ExternalDataWriter {
         return [kv("location", location), kv("offset", "\(offset)"), kv("length", "\(tensor.byteCount)")]
     }
 
-    func write(to path: String) throws {
-        try AtomicFile.write(to: path) { sink in
+    func write(to path: String, batch: AtomicBatch?) throws {
+        try AtomicFile.write(to: path, batch: batch) { sink in
             var at = 0
             let zeros = Data(count: 4096)
             for (tensor, offset) in entries {

@@ -82,7 +82,9 @@ public final class Model {
     }
 
     /// Saves atomically: the side file (if any) first, then the model file.
-    public func save(to path: String, options: SaveOptions = SaveOptions()) throws {
+    /// With a `batch`, the model (and its external data file) are staged in it and appear when
+    /// it commits.
+    public func save(to path: String, options: SaveOptions = SaveOptions(), batch: AtomicBatch? = nil) throws {
         let external: Bool
         switch options.externalData {
         case .never: external = false
@@ -94,7 +96,7 @@ public final class Model {
                 throw QuantKitError("QK1005", "the tensors of the model for '\(path)' take \(initializerBytes) bytes, over protobuf's 2 GiB limit",
                                     fix: "save with external data (quantkit convert --external-data always)")
             }
-            try ModelFile.write(proto(), to: path)
+            try ModelFile.write(proto(), to: path, batch: batch)
             return
         }
         let url = URL(fileURLWithPath: path)
@@ -102,9 +104,9 @@ public final class Model {
         let writer = ExternalDataWriter(location: location, threshold: options.externalThreshold)
         let p = export(writer)
         if !writer.entries.isEmpty {
-            try writer.write(to: url.deletingLastPathComponent().appendingPathComponent(location).path)
+            try writer.write(to: url.deletingLastPathComponent().appendingPathComponent(location).path, batch: batch)
         }
-        try ModelFile.write(p, to: path)
+        try ModelFile.write(p, to: path, batch: batch)
     }
 
     /// Opset version per domain (`""` is the default ONNX domain; `ai.onnx` maps to it).

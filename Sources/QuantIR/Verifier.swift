@@ -38,9 +38,14 @@ public enum Verifier {
         return out
     }
 
-    /// Throws the first error diagnostic as a `QuantKitError`.
-    public static func check(_ model: Model) throws {
-        if let e = verify(model).first(where: { $0.severity == .error }) {
+    /// What a model must satisfy before anything runs it: the schema and interface checks
+    /// (QK1207-QK1210). Order and definition problems (QK1201-QK1205) are left to the
+    /// executor and preparation, which sort an unsorted graph.
+    public static let loadCodes: Set<String> = ["QK1207", "QK1208", "QK1209", "QK1210"]
+
+    /// Throws the first error diagnostic (of `codes`, when given) as a `QuantKitError`.
+    public static func check(_ model: Model, codes: Set<String>? = nil) throws {
+        if let e = verify(model).first(where: { d in d.severity == .error && (codes?.contains(d.code) ?? true) }) {
             throw QuantKitError(e.code, e.message, fix: e.code == "QK1208"
                 ? "export the model at an opset QuantKit knows (torch.onnx.export(opset_version=...)) or convert it with onnx.version_converter"
                 : "the model is malformed; check it with onnx.checker and re-export it")

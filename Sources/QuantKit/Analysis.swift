@@ -50,10 +50,13 @@ public struct Analysis {
                               statistics: statistics?.tensors.mapValues(\.statistics))
     }
 
-    /// Writes the Markdown, HTML and JSON reports, each atomically.
+    /// Writes the Markdown, HTML and JSON reports as one set (all rendered and written before
+    /// any replaces an older one).
     public static func write(_ report: AnalysisReport, to paths: AnalysisReportPaths) throws {
-        try AtomicFile.write(Data(report.markdown().utf8), to: paths.markdown)
-        try AtomicFile.write(Data(report.html().utf8), to: paths.html)
-        try AtomicFile.write(try report.json(), to: paths.json)
+        let batch = AtomicBatch()
+        try AtomicFile.write(Data(report.markdown().utf8), to: paths.markdown, batch: batch)
+        try AtomicFile.write(Data(report.html().utf8), to: paths.html, batch: batch)
+        try AtomicFile.write(try report.json(), to: paths.json, batch: batch)
+        try batch.commit()
     }
 }

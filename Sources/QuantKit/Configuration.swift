@@ -145,13 +145,9 @@ public struct QuantizerConfiguration: Codable, Sendable {
             throw ConfigurationError.missing("calibration data for \(what) (a statistics file gives ranges only)",
                                              fix: "give the data (`--input NAME=PATH`) besides `--stats`: \(what) runs the model on it")
         }
-        let out = output ?? Quantizer.defaultOutput(for: model)
-        if URL(fileURLWithPath: model).standardizedFileURL == URL(fileURLWithPath: out).standardizedFileURL {
-            throw QuantKitError("QK7001", "output '\(out)' is the input model", fix: "choose another output path; QuantKit never overwrites its input")
-        }
-        if observer.bins < 0 || (scheme.method.needsHistogram && observer.bins < 16) {
-            throw ConfigurationError.invalidValue("bins", "\(observer.bins)", expected: "at least 16 histogram bins for method \(scheme.method) (2048 by default)")
-        }
+        try OutputSafety.check(outputs: Quantizer.outputItems(output: output ?? Quantizer.defaultOutput(for: model), statisticsOutput: statisticsOutput),
+                               inputs: [.init("the input model", model)] + (statistics.map { [.init("the statistics file", $0)] } ?? []))
+        try ConfigurationError.checkBins(observer.bins)
         if let threads, threads < 1 { throw ConfigurationError.invalidValue("threads", "\(threads)", expected: "1 or more") }
         switch scheme.method {
         case .percentile(let p) where !(p > 0.5 && p <= 1):

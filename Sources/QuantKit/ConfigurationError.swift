@@ -1,4 +1,5 @@
 import Foundation
+import QuantCalibration
 import QuantCore
 
 /// The configuration errors (codes QK7002–QK7007). Each names the key (as a dotted path such
@@ -23,6 +24,15 @@ public enum ConfigurationError {
     /// QK7004: a value of the wrong type or out of range.
     public static func invalidValue(_ key: String, _ value: String, expected: String) -> QuantKitError {
         QuantKitError("QK7004", "\(key) is \(value)", fix: "expected \(expected)")
+    }
+
+    /// QK7004 unless `bins` is within `ObserverOptions.binRange` (the one check for the CLI's
+    /// `--bins`, `bins` / Icraft `bin_num` in files, and `calibrate`).
+    public static func checkBins(_ bins: Int) throws {
+        let r = ObserverOptions.binRange
+        guard r.contains(bins) else {
+            throw invalidValue("bins", "\(bins)", expected: "\(r.lowerBound) to \(r.upperBound) histogram bins (2048 by default)")
+        }
     }
 
     /// QK7005: a key QuantKit accepts but does not implement (or a value of it).

@@ -44,13 +44,15 @@ struct XQuantFile: Decodable {
         var prefetch: Int?
         var fail_on_nonfinite: Bool?
         var python: String?
+        var max_image_pixels: Int?
+        var max_item_bytes: Int?
         var weight_rounding: String?
         var bias_correction: BiasCorrectionScope?
 
         enum CodingKeys: String, CodingKey, CaseIterable {
             case calibration_step, calibration_device, calibration_type, input_parametres
             case batch_size, bins, activations, per_channel, n_std, statistics, statistics_output, seed, prefetch, fail_on_nonfinite, python
-            case weight_rounding, bias_correction
+            case max_image_pixels, max_item_bytes, weight_rounding, bias_correction
         }
     }
 
@@ -180,6 +182,8 @@ struct XQuantFile: Decodable {
             if let p = cal?.prefetch { d.prefetch = p }
             if cal?.fail_on_nonfinite == true { d.nonFinite = .fail }
             if let py = cal?.python { d.python = py }
+            if let v = cal?.max_image_pixels { d.limits.maxImagePixels = v }
+            if let v = cal?.max_item_bytes { d.limits.maxItemBytes = v }
             c.data = d
         } else if let step = cal?.calibration_step, step < 1 {
             throw ConfigurationError.invalidValue("calibration_parameters.calibration_step", "\(step)", expected: "1 or more items")

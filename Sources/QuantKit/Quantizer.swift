@@ -51,6 +51,7 @@ public struct Quantizer: Sendable {
     /// output before its activation) get statistics too.
     public static func loadForCalibration(path: String) throws -> Model {
         let model = try Model.load(path: path)
+        try Verifier.check(model, codes: Verifier.loadCodes)  // before any data is read
         _ = Preparation.asLoaded(model)
         return model
     }
@@ -95,6 +96,12 @@ public struct Quantizer: Sendable {
                 calibrationData = try CalibrationDataset(signatures: signatures, config: d)
             }
         }
+        // Nothing written may be something read: the model, its external data, the data files.
+        try OutputSafety.check(
+            outputs: Quantizer.outputItems(output: output, statisticsOutput: config.statisticsOutput),
+            inputs: [.init("the input model", path)] + (floatModel?.externalFiles ?? []).map { .init("the model's external data", $0) }
+                + (config.statistics.map { [.init("the statistics file", $0)] } ?? [])
+                + (calibrationData?.sourceFiles ?? []).map { .init("calibration file", $0) })
         if let given {
             statistics = given
         } else if let stats = config.statistics {
@@ -118,13 +125,7 @@ public struct Quantizer: Sendable {
             if let out = config.statisticsOutput { try statistics.write(to: out) }
         }
         let folder = URL(fileURLWithPath: output).deletingLastPathComponent()
-        if !FileManager.default.fileExists(atPath: folder.path) {
-            do {
-                try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
-            } catch {
-                throw QuantKitError("QK1010", "cannot create the output folder '\(folder.path)': \(error.localizedDescription)", fix: "check that the parent folder is writable")
-            }
-        }
+        try AtomicFile.makeDirectory(folder.path)
         // GPTQ and bias correction read the layer inputs of the quantized model: one more pass
         // over the first calibration items (a fresh stream of the same data).
         var weightStatisticsBatches: (() throws -> [String: Tensor]?)? = nil
@@ -175,10 +176,10 @@ public struct Quantizer: Sendable {
     public func quantize(modelPath: String, statistics: StatisticsFile, output: String,
                          weightStatisticsBatches: (() throws -> [String: Tensor]?)? = nil,
                          progress: (StageProgress) -> Void = { _ in }) throws -> QuantizationResult {
-        if URL(fileURLWithPath: modelPath).standardizedFileURL == URL(fileURLWithPath: output).standardizedFileURL {
-            throw QuantKitError("QK7001", "output '\(output)' is the input model", fix: "choose another output path; QuantKit never overwrites its input")
-        }
         let model = try Model.load(path: modelPath)
+        try OutputSafety.check(outputs: Quantizer.outputItems(output: output, statisticsOutput: nil),
+                               inputs: [.init("the input model", modelPath)] + model.externalFiles.map { .init("the model's external data", $0) })
+        try Verifier.check(model, codes: Verifier.loadCodes)
         let prep = try Preparation.run(model)
         let stats = statistics.tensors
         var options = QDQRewriter.Options(scheme: configuration.scheme, control: configuration.control) { name, grid, method in
@@ -200,11 +201,15 @@ public struct Quantizer: Sendable {
         if let w = Quantizer.clippingWarning(r.parameters, stats) { r.warnings.insert(w, at: 0) }
         try Verifier.check(model)
         let paramsPath = Quantizer.parametersPath(for: output)
-        try model.save(to: output)
+        // The model and its parameter record are one set: both are written in full before
+        // either replaces an older one (the record first, so a model is never newer than it).
+        let batch = AtomicBatch()
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(try enc.encode(ParameterRecord(model: URL(fileURLWithPath: modelPath).lastPathComponent, scheme: configuration.scheme,
-                                                            tensors: r.parameters, warnings: r.warnings)), to: paramsPath)
+                                                            tensors: r.parameters, warnings: r.warnings)), to: paramsPath, batch: batch)
+        try model.save(to: output, batch: batch)
+        try batch.commit()
         return QuantizationResult(modelPath: output, parametersPath: paramsPath, preparation: prep, quantizedNodes: r.quantizedNodes.count,
                                   floatNodes: r.floatNodes.count, absorbedActivations: r.absorbedActivations, warnings: r.warnings)
     }
@@ -285,6 +290,13 @@ public struct Quantizer: Sendable {
             progress(StageProgress(stage: gptq ? "gptq statistics" : "bias correction", done: count, total: nil, unit: "batches"))
         }
         return (gptq ? collector.hessians : [:], collector.inputMeans)
+    }
+
+    /// What quantizing to `output` writes: the model, its parameter record and (when asked)
+    /// the statistics file.
+    public static func outputItems(output: String, statisticsOutput: String?) -> [OutputSafety.Item] {
+        [.init("the output model", output), .init("the parameter record", parametersPath(for: output))]
+            + (statisticsOutput.map { [.init("the statistics output", $0)] } ?? [])
     }
 
     /// The parameter record beside `output`: `NAME.qparams.json` for `NAME.q.onnx` or `NAME.onnx`.

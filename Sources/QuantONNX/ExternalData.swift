@@ -46,6 +46,13 @@ public final class ExternalDataStore {
 
     public init(baseDirectory: String) { self.baseDirectory = baseDirectory }
 
+    /// `path` with every symbolic link, `.` and `..` resolved; nil when it does not exist.
+    static func realPath(_ path: String) -> String? {
+        guard let p = realpath(path, nil) else { return nil }
+        defer { free(p) }
+        return String(cString: p)
+    }
+
     /// Paths of every external data file opened so far, in first-use order.
     public private(set) var openedFiles: [String] = []
 
@@ -61,6 +68,14 @@ public final class ExternalDataStore {
         if let f = files[path] {
             file = f
         } else {
+            // A location may itself be a symbolic link (or pass through one): what it resolves to
+            // must still lie inside the model's folder (a link to /etc/passwd is refused).
+            if let real = ExternalDataStore.realPath(path), let base = ExternalDataStore.realPath(baseDirectory),
+               !real.hasPrefix(base.hasSuffix("/") ? base : base + "/") {
+                throw QuantKitError(
+                    "QK1008", "tensor '\(tensor)' points outside the model folder: '\(ref.location)' is a link to '\(real)'",
+                    fix: "copy the data file into the model's folder instead of linking to it")
+            }
             do {
                 file = try MappedFile(path: path)
             } catch {

@@ -55,7 +55,7 @@ public enum ModelFile {
 
     /// Encodes `model` to `path` atomically (temporary file + rename). Throws QK1005 when the
     /// message would exceed protobuf's 2 GiB limit: save with external data instead.
-    public static func write(_ model: Onnx_ModelProto, to path: String) throws {
+    public static func write(_ model: Onnx_ModelProto, to path: String, batch: AtomicBatch? = nil) throws {
         let data: Data
         do {
             data = try model.serializedBytes()
@@ -67,7 +67,7 @@ public enum ModelFile {
             throw QuantKitError("QK1005", "the model for '\(path)' is \(data.count) bytes, over protobuf's 2 GiB limit",
                                 fix: "save with external data")
         }
-        try AtomicFile.write(data, to: path)
+        try AtomicFile.write(data, to: path, batch: batch)
     }
 
     static func validateHeader(_ model: Onnx_ModelProto, path: String) throws {

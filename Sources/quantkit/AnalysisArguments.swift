@@ -30,6 +30,20 @@ struct AnalysisArguments: ParsableArguments {
     @Option(help: "Cosine similarity below which a layer is marked.")
     var cosineWarning = 0.99
 
+    /// Refuses values no analysis can use, before any work (QK7004): a NaN threshold made the
+    /// HTML chart crash after part of the reports was written.
+    func check() throws {
+        if let n = analysisSamples, n < 0 {
+            throw ConfigurationError.invalidValue("--analysis-samples", "\(n)", expected: "0 (all) or more samples")
+        }
+        if !snrWarning.isFinite || snrWarning < 0 {
+            throw ConfigurationError.invalidValue("--snr-warning", "\(snrWarning)", expected: "a finite noise/signal ratio of 0 or more, e.g. 0.1")
+        }
+        if !cosineWarning.isFinite || cosineWarning < -1 || cosineWarning > 1 {
+            throw ConfigurationError.invalidValue("--cosine-warning", "\(cosineWarning)", expected: "a cosine similarity in [-1, 1], e.g. 0.99")
+        }
+    }
+
     /// After `quantize`: analyzes on the first --analysis-samples (16) items of the calibration
     /// data (`dataset`, from the options or the configuration file) unless --no-analysis.
     @discardableResult
@@ -51,6 +65,7 @@ struct AnalysisArguments: ParsableArguments {
     func analyze(floatModel: String, quantizedModel: String, data: DataArguments?, dataset given: DatasetConfig? = nil,
                  statistics: StatisticsFile?, defaultSamples: Int?, threads: Int, reporter: ProgressReporter,
                  reportPrefix: String? = nil, notes: [String] = []) throws -> AnalysisReport {
+        try check()
         let signatures: [InputSignature]
         let cfg: DatasetConfig
         if let given {
@@ -87,6 +102,9 @@ struct AnalysisArguments: ParsableArguments {
         }
         report.notes += notes
         let paths = reportPrefix.map(AnalysisReportPaths.init(prefix:)) ?? AnalysisReportPaths(quantizedModel: quantizedModel)
+        try OutputSafety.check(outputs: [.init("the Markdown report", paths.markdown), .init("the HTML report", paths.html), .init("the JSON report", paths.json)],
+                               inputs: [.init("the float model", floatModel), .init("the quantized model", quantizedModel)]
+                                   + dataset.sourceFiles.map { .init("analysis data file", $0) })
         try Analysis.write(report, to: paths)
         let f = AnalysisReport.format
         for o in report.outputs {

@@ -40,10 +40,13 @@ struct Calibrate: ParsableCommand {
             let (method, grid) = try CalibrationChoice.parse(method: c.method ?? "default", percentile: c.percentile ?? 0.9999, activations: c.activations ?? "u8")
             var file: StatisticsFile
             if !merge.isEmpty {
+                try OutputSafety.check(outputs: [.init("--stats-out", statsOut)], inputs: merge.map { .init("merged statistics file", $0) })
                 file = try merge.dropFirst().reduce(try StatisticsFile.read(path: merge[0])) { try StatisticsFile.merged($0, StatisticsFile.read(path: $1)) }
             } else {
                 guard let model else { throw QuantKitError("QK7022", "calibrate needs a model (or --merge FILES)", fix: "pass the .onnx model as the first argument") }
-                file = try CalibrationChoice.calibrate(model: model, data: data, bins: c.bins ?? 2048, threads: c.threads ?? ProcessInfo.processInfo.activeProcessorCount, reporter: c.reporter)
+                try ConfigurationError.checkBins(c.bins ?? 2048)
+                file = try CalibrationChoice.calibrate(model: model, data: data, bins: c.bins ?? 2048, threads: c.threads ?? ProcessInfo.processInfo.activeProcessorCount,
+                                                       reporter: c.reporter, output: statsOut)
             }
             Calibrator.selectRanges(&file, method: method, grid: grid)
             try file.write(to: statsOut)
@@ -91,10 +94,18 @@ enum CalibrationChoice {
     }
 
     /// Streams the data through the float model with statistics observers.
-    static func calibrate(model path: String, data: DataArguments, bins: Int, threads: Int, reporter: ProgressReporter) throws -> StatisticsFile {
+    /// Streams the data through the float model with statistics observers; `output` (the file
+    /// the statistics go to) must be none of the files read.
+    static func calibrate(model path: String, data: DataArguments, bins: Int, threads: Int, reporter: ProgressReporter,
+                          output: String? = nil) throws -> StatisticsFile {
         let model = try Quantizer.loadForCalibration(path: path)
         let (signatures, cfg) = try DataPreviewOptions(model: path, data: data).resolve()
         let dataset = try CalibrationDataset(signatures: signatures, config: cfg)
+        if let output {
+            try OutputSafety.check(outputs: [.init("--stats-out", output)],
+                                   inputs: [.init("the input model", path)] + model.externalFiles.map { .init("the model's external data", $0) }
+                                       + dataset.sourceFiles.map { .init("calibration file", $0) } + (data.config.map { [.init("--data-config", $0)] } ?? []))
+        }
         let stream = dataset.makeStream()
         defer { stream.cancel() }
         var total = (dataset.itemCount + cfg.batchSize - 1) / max(cfg.batchSize, 1)

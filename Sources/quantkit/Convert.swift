@@ -27,10 +27,9 @@ struct Convert: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            if URL(fileURLWithPath: input).standardizedFileURL == URL(fileURLWithPath: output).standardizedFileURL {
-                throw QuantKitError("QK7001", "output '\(output)' is the input model", fix: "choose another output path; QuantKit never overwrites its input")
-            }
             let model = try Model.load(path: input)
+            try OutputSafety.check(outputs: [.init("the output model", output), .init("the output's external data", output + ".data")],
+                                   inputs: [.init("the input model", input)] + model.externalFiles.map { .init("the input's external data", $0) })
             if foldConstants { try ConstantNodeFolding.run(model.graph) }
             if prepare {
                 let r = try Preparation.run(model)

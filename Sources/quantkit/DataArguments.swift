@@ -84,6 +84,18 @@ struct DataArguments: ParsableArguments {
     @Flag(help: "Fail on NaN/Inf instead of warning.")
     var failOnNonfinite = false
 
+    @Option(help: "Largest image (width x height pixels) a header may declare before decoding (default 100000000).")
+    var maxImagePixels: Int?
+
+    @Option(help: "Largest item in bytes as fed to the model: a random item, a resized image, a raw row (default 2147483648).")
+    var maxItemBytes: Int?
+
+    /// The resource limits given on the command line, over the configuration's.
+    func applyLimits(_ cfg: inout DatasetConfig) {
+        if let v = maxImagePixels { cfg.limits.maxImagePixels = v }
+        if let v = maxItemBytes { cfg.limits.maxItemBytes = v }
+    }
+
     /// True when an option naming data sources or their format was given (then these options
     /// replace a configuration file's data).
     var describesSources: Bool {

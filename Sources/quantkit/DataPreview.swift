@@ -43,7 +43,7 @@ struct DataPreview: ParsableCommand {
                     line += " \(sig.name) \(t.dtype)\(t.shape)"
                     if let out, !dryRun {
                         let dir = URL(fileURLWithPath: out).appendingPathComponent(String(format: "batch_%05d", b.index))
-                        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+                        try AtomicFile.makeDirectory(dir.path)
                         guard let data = Npy.encode(t) else { throw QuantKitError("QK7020", "cannot write \(t.dtype) as .npy", fix: "") }
                         try AtomicFile.write(data, to: dir.appendingPathComponent(DataPreviewOptions.fileName(sig.name)).path)
                     }

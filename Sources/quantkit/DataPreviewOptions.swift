@@ -9,12 +9,20 @@ struct DataPreviewOptions {
     let data: DataArguments
 
     /// `name=value` options as pairs; QK7020 for a malformed one.
+    /// `NAME=VALUE` options in order; a name given twice is refused (QK2101 for `--input`,
+    /// QK7020 otherwise) rather than the later value silently winning.
     static func pairs(_ values: [String], option: String) throws -> [(String, String)] {
-        try values.map { v in
+        var seen = Set<String>()
+        return try values.map { v in
             guard let eq = v.firstIndex(of: "="), eq != v.startIndex else {
                 throw QuantKitError("QK7020", "--\(option) '\(v)' is not name=value", fix: "write --\(option) INPUT_NAME=VALUE")
             }
-            return (String(v[..<eq]), String(v[v.index(after: eq)...]))
+            let name = String(v[..<eq])
+            guard seen.insert(name).inserted else {
+                if option == "input" { throw DataError.repeatedInput(name, option: "--input") }
+                throw QuantKitError("QK7020", "--\(option) names '\(name)' twice", fix: "give --\(option) once per name")
+            }
+            return (name, String(v[v.index(after: eq)...]))
         }
     }
 
@@ -78,6 +86,7 @@ struct DataPreviewOptions {
         if let b = c.batch { cfg.batchSize = b }
         if let s = c.steps { cfg.steps = s }
         if let s = c.seed { cfg.seed = s }
+        c.applyLimits(&cfg)
         return (signatures, cfg)
     }
 

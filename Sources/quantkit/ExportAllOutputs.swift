@@ -15,10 +15,9 @@ struct ExportAllOutputs: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            if URL(fileURLWithPath: model).standardizedFileURL == URL(fileURLWithPath: output).standardizedFileURL {
-                throw QuantKitError("QK7001", "output '\(output)' is the input model", fix: "choose another output path; QuantKit never overwrites its input")
-            }
             let m = try Model.load(path: model)
+            try OutputSafety.check(outputs: [.init("the output model", output)],
+                                   inputs: [.init("the input model", model)] + m.externalFiles.map { .init("the input's external data", $0) })
             let r = try AllOutputsExport.apply(to: m)
             try m.save(to: output)
             print("outputs    \(m.graph.outputs.count) (\(r.added) intermediate tensors added)")

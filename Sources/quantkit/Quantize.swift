@@ -51,6 +51,7 @@ struct Quantize: ParsableCommand {
     func run() throws {
         try reportingErrors {
             let cfg = try resolvedConfiguration()
+            try analysis.check()
             if printConfig {
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -65,6 +66,19 @@ struct Quantize: ParsableCommand {
             if autoKeepFloat > 0 && !cfg.hasDataSource {
                 throw ConfigurationError.invalidValue("--auto-keep-float", "\(autoKeepFloat)",
                                                       expected: "calibration data for the analysis that chooses the ops (give --input; --stats alone has none)")
+            }
+            if let m = cfg.model {
+                // What the command writes beside the quantizer's outputs (the reports), against
+                // the files it reads beside the model and the data (the configuration files).
+                let out = cfg.output ?? Quantizer.defaultOutput(for: m)
+                var written = Quantizer.outputItems(output: out, statisticsOutput: cfg.statisticsOutput)
+                if !analysis.noAnalysis {
+                    let p = AnalysisReportPaths(quantizedModel: out)
+                    written += [.init("the Markdown report", p.markdown), .init("the HTML report", p.html), .init("the JSON report", p.json)]
+                }
+                let read = [.init("the input model", m)] + (config.map { [OutputSafety.Item("the configuration file", $0)] } ?? [])
+                    + (data.config.map { [OutputSafety.Item("--data-config", $0)] } ?? []) + (cfg.statistics.map { [OutputSafety.Item("the statistics file", $0)] } ?? [])
+                try OutputSafety.check(outputs: written, inputs: read)
             }
             let reporter = calibration.reporter
             // --auto-keep-float quantizes again with more float nodes, whose neighbours then
@@ -153,6 +167,7 @@ struct Quantize: ParsableCommand {
             if let s = data.steps { d.steps = s }
             if let s = data.seed { d.seed = s }
             if data.failOnNonfinite { d.nonFinite = .fail }
+            data.applyLimits(&d)
             cfg.data = d
         }
     }

@@ -31,10 +31,15 @@ struct Run: ParsableCommand {
             for (name, path) in try DataPreviewOptions.pairs(inputs, option: "input") {
                 feeds[name] = path.lowercased().hasSuffix(".pb")
                     ? try TensorProtoCodec.decode(ModelFile.readTensor(path: path), store: nil)
-                    : try Npy.read(path: path)
+                    : try Npy.read(path: path, input: name)
+            }
+            if let dir = outputDir {
+                try OutputSafety.check(outputs: executor.outputNames.map { .init("output '\($0)'", dir + "/" + DataPreviewOptions.fileName($0)) },
+                                       inputs: [.init("the model", model)] + m.externalFiles.map { .init("the model's external data", $0) }
+                                           + (try DataPreviewOptions.pairs(inputs, option: "input")).map { .init("input '\($0.0)'", $0.1) })
             }
             let outputs = try executor.run(feeds)
-            if let dir = outputDir { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) }
+            if let dir = outputDir { try AtomicFile.makeDirectory(dir) }
             for name in executor.outputNames {
                 guard let t = outputs[name] else { continue }
                 print("\(name): \(t.dtype) \(t.shape)")

@@ -91,3 +91,13 @@ import Testing
         Issue.record("unexpected \(error)")
     }
 }
+
+@Test func checkedByteCountRefusesNegativeAndOverflowingShapes() {
+    #expect(Tensor.checkedByteCount(.float, [2, 3]) == 24)
+    #expect(Tensor.checkedByteCount(.int4, [3]) == 2)  // packed, rounded up to whole bytes
+    #expect(Tensor.checkedByteCount(.float, []) == 4)
+    #expect(Tensor.checkedByteCount(.float, [0, 1 << 62]) == 0)
+    #expect(Tensor.checkedByteCount(.float, [-1, 2]) == nil)
+    #expect(Tensor.checkedByteCount(.float, [1 << 62, 3]) == nil)  // elements overflow
+    #expect(Tensor.checkedByteCount(.double, [1 << 58]) == nil)  // bits overflow
+}

@@ -148,3 +148,18 @@ private let x = InputSignature(name: "x", dtype: .float, shape: [nil, 2])
     #expect(try Fixtures.all(ds).count == 1)
     #expect(ds.report.warnings.map(\.code) == ["QK2114"] && ds.report.warnings[0].message.contains("the last 1 item(s)"))
 }
+
+@Test func qk2115RandomItemOverTheBudgetOrOverflowing() throws {
+    let big = InputSignature(name: "x", dtype: .float, shape: [1, 3, 1000, 1000])
+    var cfg = DatasetConfig(inputs: [InputConfig(name: "x", source: .random)])
+    cfg.limits.maxItemBytes = 1 << 20  // 12 MB needed
+    let e = try Env().stream([big], cfg)
+    #expect(e?.code == "QK2115")
+    #expect(e?.message == "calibration input 'x': a random item of the declared shape [1,3,1000,1000] of float needs 12000000 bytes, above the limit of 1048576")
+    let huge = InputSignature(name: "x", dtype: .float, shape: [1 << 62, 3, 8, 8])
+    let o = try Env().stream([huge], DatasetConfig(inputs: [InputConfig(name: "x", source: .random)]))
+    #expect(o?.code == "QK2115" && o!.message.contains("needs more bytes than memory can address"))
+    // The limits decode from a DatasetConfig file, defaults kept for what it leaves out.
+    let decoded = try JSONDecoder().decode(DatasetConfig.self, from: Data(#"{"inputs": [], "limits": {"maxImagePixels": 7}}"#.utf8))
+    #expect(decoded.limits == DataLimits(maxImagePixels: 7, maxItemBytes: 2 << 30))
+}

@@ -178,7 +178,10 @@ let xquantSample = """
 
 @Test func outputOverTheInputIsQK7001() {
     let e = codedError { try QuantizerConfiguration(model: "a.onnx", output: "./a.onnx", statistics: "s.json").validate() }
-    #expect(e?.code == "QK7001" && e?.message == "output './a.onnx' is the input model")
+    #expect(e?.code == "QK7001" && e?.message == "the output model './a.onnx' is the input model 'a.onnx'")
+    // A side output over the input: the parameter record of o.onnx is o.qparams.json.
+    let side = codedError { try QuantizerConfiguration(model: "/tmp/o.qparams.json", output: "/tmp/o.onnx", statistics: "s.json").validate() }
+    #expect(side?.code == "QK7001" && side?.message == "the parameter record '/tmp/o.qparams.json' is the input model '/tmp/o.qparams.json'")
 }
 
 @Test func icraftTableMapsToTheConfiguration() throws {
