@@ -110,6 +110,13 @@ public final class CalibrationDataset: @unchecked Sendable {
                                    seed: config.seed, symbolicDims: config.symbolicDims, symbolicDimDefault: config.symbolicDimDefault,
                                    limits: config.limits))
         }
+        if let rows = shared, let width = rows.first?.count {
+            let used = config.inputs.filter { if case .sharedList = $0.source { true } else { false } }.count
+            if width > used {
+                throw DataError.badList(list: config.sharedList!, line: nil,
+                                        reason: "lines hold \(width) files but \(used) model input(s) read the list; give one file per input on each line")
+            }
+        }
         let counted = plans.filter { !$0.isRandom }
         if let n = counted.first?.items.count, counted.contains(where: { $0.items.count != n }) {
             throw DataError.lengthMismatch(counted.map { ($0.config.name, $0.items.count) })

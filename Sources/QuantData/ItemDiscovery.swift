@@ -47,7 +47,9 @@ public enum ItemDiscovery {
         let dir = URL(fileURLWithPath: listPath).deletingLastPathComponent().standardizedFileURL.path
         var rows: [[String]] = []
         var width: Int?
-        for (n, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+        // Lines end at any newline: "\r\n" is one Character in Swift, so splitting on "\n" alone
+        // read a CRLF file as one line.
+        for (n, rawLine) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             var line = Substring(rawLine)
             if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
             let trimmed = line.trimmingCharacters(in: .whitespacesAndNewlines)

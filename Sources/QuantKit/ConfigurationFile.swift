@@ -24,6 +24,9 @@ extension QuantizerConfiguration {
             } catch {
                 throw ConfigurationError.unreadable(path, "\(error)")
             }
+            if let (key, value) = QuantizerConfiguration.firstNonFinite(table, path: "") {
+                throw ConfigurationError.invalidValue(key, "\(value)", expected: "a finite number")
+            }
             guard let q = table["quantize"]?.table else {
                 throw ConfigurationError.missing("[quantize] table in '\(path)'", fix: "put the settings under a [quantize] table (Icraft style)")
             }
@@ -44,6 +47,11 @@ extension QuantizerConfiguration {
         } catch {
             throw ConfigurationError.unreadable(path, "not valid JSON (\((error as NSError).userInfo["NSDebugDescription"] ?? error))")
         }
+        // Foundation's parser accepts `[1, 2,]`; JSON does not, and the other tools reading the
+        // same file would refuse it.
+        if let (line, column) = trailingComma(in: json) {
+            throw ConfigurationError.unreadable(path, "not valid JSON: a comma before a closing bracket or brace at line \(line), column \(column)")
+        }
         guard tree is [String: Any] else { throw ConfigurationError.unreadable(path, "the top level is not an object") }
         try schema.check(wrap.map { [$0: tree] } ?? tree)
         do {
@@ -52,11 +60,90 @@ extension QuantizerConfiguration {
             throw e
         } catch {
             if var e = describeDecodingError(error) {
-                if let wrap { e = QuantKitError(e.code, "\(wrap).\(e.message)", fix: e.fix) }
+                // Foundation names no key for a number its type cannot hold (2.5 or -1 for a
+                // count): find the number whose replacement makes the file decode.
+                if case .dataCorrupted(let ctx)? = error as? DecodingError, ctx.codingPath.isEmpty,
+                   let (key, value) = unfitNumber(in: tree, as: T.self) {
+                    e = ConfigurationError.invalidValue(key, "\(value)", expected: "a number this key's type holds (a whole number, not negative, for counts and seeds)")
+                }
+                if let wrap, !e.message.hasPrefix(wrap + ".") { e = QuantKitError(e.code, "\(wrap).\(e.message)", fix: e.fix) }
                 throw e
             }
             throw ConfigurationError.unreadable(path, "\(error)")
         }
+    }
+
+    /// Line and column (1-based) of the first comma followed only by white space before a `]`
+    /// or `}`, outside strings.
+    static func trailingComma(in json: Data) -> (Int, Int)? {
+        var inString = false, escaped = false
+        var comma: (Int, Int)? = nil
+        var line = 1, column = 0
+        for b in json {
+            if b == UInt8(ascii: "\n") { line += 1; column = 0 } else { column += 1 }
+            if inString {
+                if escaped { escaped = false } else if b == UInt8(ascii: "\\") { escaped = true } else if b == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch b {
+            case UInt8(ascii: " "), UInt8(ascii: "\t"), UInt8(ascii: "\n"), UInt8(ascii: "\r"): continue
+            case UInt8(ascii: ","): comma = (line, column)
+            case UInt8(ascii: "]"), UInt8(ascii: "}"):
+                if let comma { return comma }
+            case UInt8(ascii: "\""):
+                inString = true
+                comma = nil
+            default: comma = nil
+            }
+            if b != UInt8(ascii: ",") { comma = nil }
+        }
+        return nil
+    }
+
+    /// The key path and value of the number that `T` cannot hold: among the numbers that are
+    /// fractional, negative or beyond 2^53, the one whose replacement by 1 lets the file decode.
+    static func unfitNumber<T: Decodable>(in tree: Any, as: T.Type) -> (String, Any)? {
+        var numbers: [(path: [Any], text: String)] = []
+        func walk(_ v: Any, _ path: [Any]) {
+            if let d = v as? [String: Any] { for (k, x) in d.sorted(by: { $0.key < $1.key }) { walk(x, path + [k]) } }
+            else if let a = v as? [Any] { for (i, x) in a.enumerated() { walk(x, path + [i]) } }
+            else if !(v is Bool), let n = v as? NSNumber {
+                let d = n.doubleValue
+                if d != d.rounded() || d < 0 || abs(d) > 0x1p53 { numbers.append((path, "\(n)")) }
+            }
+        }
+        walk(tree, [])
+        func replacing(_ v: Any, _ path: ArraySlice<Any>) -> Any {
+            guard let head = path.first else { return 1 }
+            if var d = v as? [String: Any], let k = head as? String { d[k] = replacing(d[k] as Any, path.dropFirst()); return d }
+            if var a = v as? [Any], let i = head as? Int { a[i] = replacing(a[i], path.dropFirst()); return a }
+            return v
+        }
+        for n in numbers.prefix(200) {
+            guard let data = try? JSONSerialization.data(withJSONObject: replacing(tree, n.path[...])),
+                  (try? JSONDecoder().decode(T.self, from: data)) != nil else { continue }
+            let key = n.path.reduce("") { p, k in k is Int ? "\(p)[\(k)]" : (p.isEmpty ? "\(k)" : "\(p).\(k)") }
+            return (key, n.text)
+        }
+        return nil
+    }
+
+    /// The first non-finite float (nan, inf) of a TOML table, with its key path: JSON, which the
+    /// settings go through, has no spelling for them.
+    static func firstNonFinite(_ table: TOMLTable, path: String) -> (String, Double)? {
+        func visit(_ v: TOMLValueConvertible, _ p: String) -> (String, Double)? {
+            if let d = v.double, !d.isFinite { return (p, d) }
+            if let t = v.table { return firstNonFinite(t, path: p) }
+            if let a = v.array {
+                for (i, e) in a.enumerated() { if let r = visit(e, "\(p)[\(i)]") { return r } }
+            }
+            return nil
+        }
+        for key in table.keys.sorted() {
+            guard let v = table[key] else { continue }
+            if let r = visit(v, path.isEmpty ? key : "\(path).\(key)") { return r }
+        }
+        return nil
     }
 
     // MARK: - Values shared by the file formats and the command line

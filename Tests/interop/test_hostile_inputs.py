@@ -208,3 +208,51 @@ def test_external_data_linked_outside_the_model_folder_is_qk1008(tmp_path):
         r = quantkit("inspect", path, check=False)
         refused(r, "QK1008")
         assert "is a link to" in r.stderr
+
+
+def two_input_model(path):
+    a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 4])
+    b = helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])
+    g = helper.make_graph([helper.make_node("Add", ["a", "b"], ["y"])], "g", [a, b], [y])
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return str(path)
+
+
+def test_list_files_crlf_and_extra_columns(tmp_path):
+    model = two_input_model(tmp_path / "two.onnx")
+    for i in range(3):
+        np.save(tmp_path / f"{i}.npy", np.random.rand(1, 4).astype(np.float32))
+    crlf = tmp_path / "crlf.txt"
+    crlf.write_bytes(b"0.npy;1.npy\r\n1.npy;2.npy\r\n")
+    r = quantkit("quantize", model, "--list", str(crlf), "-o", str(tmp_path / "q.onnx"), "--no-analysis")
+    assert r.stdout.startswith("calibrated 2 items in 2 batches"), r.stdout  # read as one line before: QK2109
+    three = tmp_path / "three.txt"
+    three.write_text("0.npy;1.npy;2.npy\n1.npy;2.npy;0.npy\n")
+    r = quantkit("quantize", model, "--list", str(three), "-o", str(tmp_path / "q3.onnx"), check=False)
+    refused(r, "QK2113")
+    assert "lines hold 3 files but 2 model input(s) read the list" in r.stderr
+
+
+def test_configuration_syntax_and_values_name_the_key(tmp_path):
+    model = two_input_model(tmp_path / "two.onnx")
+    inputs = '"input_parametres": [{"input_name": "a", "random": true}, {"input_name": "b", "random": true}]'
+
+    def config(name, calibration, model_extra=""):
+        p = tmp_path / name
+        p.write_text('{"model_parameters": {"onnx_model": "%s"%s}, "calibration_parameters": {%s}}' % (model, model_extra, calibration))
+        return str(p)
+    r = quantkit("quantize", "-c", config("comma.json", inputs, ","), "-o", str(tmp_path / "q.onnx"), check=False)
+    refused(r, "QK7006")
+    assert "a comma before a closing bracket or brace at line 1" in r.stderr
+    r = quantkit("quantize", "-c", config("step.json", '"calibration_step": 2.5, ' + inputs), "-o", str(tmp_path / "q.onnx"), check=False)
+    refused(r, "QK7004")
+    assert r.stderr.startswith("error: QK7004 calibration_parameters.calibration_step is 2.5;"), r.stderr
+    r = quantkit("quantize", "-c", config("seed.json", '"seed": -3, ' + inputs), "-o", str(tmp_path / "q.onnx"), check=False)
+    assert r.stderr.startswith("error: QK7004 calibration_parameters.seed is -3;"), r.stderr
+    toml = tmp_path / "c.toml"
+    toml.write_text(f'[parse]\nmodel = "{model}"\n[quantize]\nsaturation = "percentile"\npercentile = nan\n')
+    r = quantkit("quantize", "-c", str(toml), "-o", str(tmp_path / "q.onnx"), check=False)
+    refused(r, "QK7004")
+    assert r.stderr.startswith("error: QK7004 quantize.percentile is nan; expected a finite number"), r.stderr
+    assert not (tmp_path / "q.onnx").exists()
