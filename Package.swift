@@ -19,7 +19,6 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf.git", exact: "1.39.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
-        .package(url: "https://github.com/LebJe/TOMLKit.git", exact: "0.6.0"),
         // Documentation only: `swift package generate-documentation --target QuantKit` (README).
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", exact: "1.5.0"),
     ],
@@ -51,12 +50,15 @@ let package = Package(
         .target(
             name: "QuantKit",
             dependencies: ["QuantCore", "QuantONNX", "QuantIR", "QuantExecutor", "QuantCalibration", "QuantAlgorithms", "QuantRewrite", "QuantData",
-                           "QuantAnalysis", .product(name: "TOMLKit", package: "TOMLKit")],
+                           "QuantAnalysis"],
             swiftSettings: settings),
         .executableTarget(
             name: "quantkit",
             dependencies: ["QuantKit", "QuantData", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: settings),
+        // libFuzzer harness of the readers of outside input: scripts/fuzz.sh builds it with
+        // `--sanitize fuzzer`; built plainly it does nothing.
+        .executableTarget(name: "quantkit-fuzz", dependencies: ["QuantKit"], swiftSettings: settings),
         .testTarget(name: "QuantCoreTests", dependencies: ["QuantCore"], swiftSettings: settings),
         .testTarget(name: "QuantIRTests", dependencies: ["QuantIR", "QuantONNX"], swiftSettings: settings),
         .testTarget(name: "QuantCalibrationTests", dependencies: ["QuantCalibration"], swiftSettings: settings),

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing, fetches the real models and writes the
-# ONNX test suites into .cache, builds in release mode and runs every test suite.
+# ONNX test suites into .cache, builds in release mode and runs every test suite, and a short
+# seeded fuzz run of the readers of outside input (scripts/fuzz.sh --smoke).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
@@ -15,5 +16,7 @@ echo "== swift test -c release"
 swift test -c release 2>&1 | grep -vE '^\[[0-9]+/[0-9]+\]|^Test Suite|Executed 0 tests|^.* (started|passed after [0-9.]+ seconds)\.?$'
 status=${PIPESTATUS[0]}
 [ "$status" -eq 0 ] || { echo "swift test failed ($status)"; exit "$status"; }
+echo "== fuzz smoke run (libFuzzer: every seed and regression, then 3,000 inputs per target)"
+bash scripts/fuzz.sh --smoke
 echo "== interop tests (onnx / onnxruntime as referees)"
 .venv/bin/python -m pytest -q Tests/interop

@@ -78,7 +78,7 @@ public enum ConfigurationError {
     }
 }
 
-/// Maps Foundation's and TOMLKit's decoding errors to QK7004 with the key path.
+/// Maps Foundation's decoding errors to QK7004 with the key path.
 func describeDecodingError(_ error: Error) -> QuantKitError? {
     func path(_ ctx: DecodingError.Context) -> String {
         ctx.codingPath.reduce("") { p, k in

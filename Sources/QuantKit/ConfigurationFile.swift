@@ -1,6 +1,5 @@
 import Foundation
 import QuantCore
-import TOMLKit
 
 extension QuantizerConfiguration {
     /// Reads an XQuant-style JSON (`.json`) or Icraft-style TOML (`.toml`, its `[quantize]`
@@ -16,21 +15,17 @@ extension QuantizerConfiguration {
             self = try QuantizerConfiguration.decode(json: data, path: path, schema: XQuantFile.schema, as: XQuantFile.self).configuration()
         case "toml":
             guard let text = String(data: data, encoding: .utf8) else { throw ConfigurationError.unreadable(path, "the file is not UTF-8 text") }
-            let table: TOMLTable
-            do {
-                table = try TOMLTable(string: text)
-            } catch let e as TOMLParseError {
-                throw ConfigurationError.unreadable(path, "TOML syntax error at line \(e.source.begin.line), column \(e.source.begin.column): \(e.description)")
-            } catch {
-                throw ConfigurationError.unreadable(path, "\(error)")
+            let tree: [String: Any]
+            do { tree = try TOMLReader.parse(text) } catch let e as TOMLReader.SyntaxError {
+                throw ConfigurationError.unreadable(path, e.description)
             }
-            if let (key, value) = QuantizerConfiguration.firstNonFinite(table, path: "") {
+            if let (key, value) = QuantizerConfiguration.firstNonFinite(tree, path: "") {
                 throw ConfigurationError.invalidValue(key, "\(value)", expected: "a finite number")
             }
-            guard let q = table["quantize"]?.table else {
+            guard let q = tree["quantize"] as? [String: Any] else {
                 throw ConfigurationError.missing("[quantize] table in '\(path)'", fix: "put the settings under a [quantize] table (Icraft style)")
             }
-            let json = Data(q.convert(to: .json).utf8)
+            let json = try JSONSerialization.data(withJSONObject: q)
             self = try QuantizerConfiguration.decode(json: json, path: path, schema: .object(["quantize": IcraftQuantize.schema]),
                                                       wrap: "quantize", as: IcraftQuantize.self).configuration()
         default:
@@ -128,20 +123,17 @@ extension QuantizerConfiguration {
         return nil
     }
 
-    /// The first non-finite float (nan, inf) of a TOML table, with its key path: JSON, which the
+    /// The first non-finite float (nan, inf) of a TOML tree, with its key path: JSON, which the
     /// settings go through, has no spelling for them.
-    static func firstNonFinite(_ table: TOMLTable, path: String) -> (String, Double)? {
-        func visit(_ v: TOMLValueConvertible, _ p: String) -> (String, Double)? {
-            if let d = v.double, !d.isFinite { return (p, d) }
-            if let t = v.table { return firstNonFinite(t, path: p) }
-            if let a = v.array {
-                for (i, e) in a.enumerated() { if let r = visit(e, "\(p)[\(i)]") { return r } }
+    static func firstNonFinite(_ v: Any, path: String) -> (String, Double)? {
+        if let d = v as? Double, !d.isFinite { return (path, d) }
+        if let t = v as? [String: Any] {
+            for key in t.keys.sorted() {
+                if let r = firstNonFinite(t[key]!, path: path.isEmpty ? key : "\(path).\(key)") { return r }
             }
-            return nil
         }
-        for key in table.keys.sorted() {
-            guard let v = table[key] else { continue }
-            if let r = visit(v, path.isEmpty ? key : "\(path).\(key)") { return r }
+        if let a = v as? [Any] {
+            for (k, e) in a.enumerated() { if let r = firstNonFinite(e, path: "\(path)[\(k)]") { return r } }
         }
         return nil
     }
