@@ -17,13 +17,18 @@ public struct ExecutorOptions: Sendable {
     /// QLinearConv, the way ONNX Runtime's CPU provider runs QDQ models (`IntegerConv`); off,
     /// every node runs as written.
     public var integerConv: Bool
+    /// Bytes one tensor may take when its size comes from input values rather than input
+    /// sizes (ConstantOfShape, Expand, Tile, Range, OneHot, broadcasting): larger is QK3006
+    /// before anything is allocated, so a hostile model cannot exhaust memory. 8 GiB.
+    public var maxTensorBytes: Int
 
     public init(threads: Int = ProcessInfo.processInfo.activeProcessorCount, registry: KernelRegistry = .standard,
-                splitBatch: Bool = true, integerConv: Bool = false) {
+                splitBatch: Bool = true, integerConv: Bool = false, maxTensorBytes: Int = 8 << 30) {
         self.threads = max(1, threads)
         self.registry = registry
         self.splitBatch = splitBatch
         self.integerConv = integerConv
+        self.maxTensorBytes = maxTensorBytes
     }
 }
 

@@ -27,6 +27,13 @@ public enum ExecutorError {
         QuantKitError("QK3004", "node \(node.label) (\(node.opType)): \(detail)", fix: "check the model with onnx.checker; the operands do not fit the operator")
     }
 
+    /// An output whose size comes from input values would exceed the executor's budget.
+    public static func tooLarge(_ node: Node, _ shape: [Int], _ dtype: DType, limit: Int) -> QuantKitError {
+        let size = Tensor.checkedByteCount(dtype, shape).map { "\($0) bytes" } ?? "more bytes than memory can address"
+        return QuantKitError("QK3006", "node \(node.label) (\(node.opType)): an output of shape \(shape) and type \(dtype) would take \(size), above the limit of \(limit)",
+                             fix: "check the values that size this output (a shape, repeats, a range, broadcast operands); the model or its input is probably wrong")
+    }
+
     /// A kernel does not support this attribute value or element type.
     public static func unsupportedFeature(_ node: Node, _ detail: String) -> QuantKitError {
         QuantKitError("QK3005", "node \(node.label) (\(node.opType)): \(detail) is not supported", fix: "report it with the model attached, or exclude the node")

@@ -63,6 +63,14 @@ public struct KernelContext {
         return try compileSubgraph(g)
     }
 
+    /// QK3006 unless a `dtype` output of `shape` fits `options.maxTensorBytes`: for outputs
+    /// whose size comes from input values, checked before they are allocated.
+    public func checkOutput(_ dtype: DType, _ shape: [Int]) throws {
+        guard let b = Tensor.checkedByteCount(dtype, shape), b <= options.maxTensorBytes else {
+            throw ExecutorError.tooLarge(node, shape, dtype, limit: options.maxTensorBytes)
+        }
+    }
+
     /// An error about this node's operands.
     public func invalid(_ detail: String) -> QuantKitError { ExecutorError.invalid(node, detail) }
     public func unsupported(_ detail: String) -> QuantKitError { ExecutorError.unsupportedFeature(node, detail) }

@@ -26,7 +26,8 @@ public enum Shapes {
                 if o == 1 { out[off + i] = d } else { return nil }
             }
         }
-        return out
+        // Shapes whose element count is not even an Int do not broadcast.
+        return Tensor.checkedByteCount(.uint8, out) == nil ? nil : out
     }
 
     /// Strides of `shape` viewed as `target` (same rank after left-padding with 1s), 0 where

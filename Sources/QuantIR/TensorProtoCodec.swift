@@ -55,6 +55,13 @@ public enum TensorProtoCodec {
             }
             return try proto.rawData.withUnsafeBytes { try Tensor(dtype: dtype, shape: shape, copying: $0) }
         }
+        // Typed fields hold at least one value per four elements (2-bit types pack four in an
+        // int32): check that before allocating, so dims without data cannot claim memory.
+        let values = proto.floatData.count + proto.doubleData.count + proto.int32Data.count + proto.int64Data.count + proto.uint64Data.count
+        guard count <= 4 * values else {
+            throw QuantKitError("QK1103", "tensor '\(name)' (\(dtype) \(shape)) has \(values) values for \(count) elements",
+                                fix: "the tensor is truncated or its dims are wrong; re-export it")
+        }
         let t = Tensor(dtype: dtype, shape: shape)
         func mismatch(_ field: String, _ have: Int, _ want: Int) -> QuantKitError {
             QuantKitError("QK1103", "tensor '\(name)' (\(dtype) \(shape)) has \(have) values in \(field), expected \(want)",

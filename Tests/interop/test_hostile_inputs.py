@@ -256,3 +256,41 @@ def test_configuration_syntax_and_values_name_the_key(tmp_path):
     refused(r, "QK7004")
     assert r.stderr.startswith("error: QK7004 quantize.percentile is nan; expected a finite number"), r.stderr
     assert not (tmp_path / "q.onnx").exists()
+
+
+def test_model_values_that_size_huge_outputs_are_refused_qk3006(tmp_path):
+    one = tmp_path / "one.npy"
+    np.save(one, np.ones(1, np.float32))
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    shape = numpy_helper.from_array(np.array([100000, 100000, 100], np.int64), "s")
+    cos = helper.make_graph([helper.make_node("ConstantOfShape", ["s"], ["c"]), helper.make_node("Add", ["x", "c"], ["y"])], "g", [x], [y], [shape])
+    scalars = [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in [("s", 0), ("l", 1e30), ("d", 1)]]
+    rng = helper.make_graph([helper.make_node("Range", ["s", "l", "d"], ["r"]), helper.make_node("Add", ["x", "r"], ["y"])], "g", [x], [y], scalars)
+    for name, g in [("cos", cos), ("range", rng)]:
+        path = str(tmp_path / f"{name}.onnx")
+        onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
+        r, mb = run_measured("run", path, "--input", f"x={one}")
+        refused(r, "QK3006")
+        assert mb < 1024, f"{name}: {mb:.0f} MB"
+    a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [100000, 1])
+    b = helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 100000])
+    path = str(tmp_path / "bcast.onnx")
+    onnx.save(helper.make_model(helper.make_graph([helper.make_node("Add", ["a", "b"], ["y"])], "g", [a, b], [y]),
+                                opset_imports=[helper.make_opsetid("", 17)]), path)
+    np.save(tmp_path / "a.npy", np.ones((100000, 1), np.float32))
+    np.save(tmp_path / "b.npy", np.ones((1, 100000), np.float32))
+    r, mb = run_measured("run", path, "--input", f"a={tmp_path / 'a.npy'}", "--input", f"b={tmp_path / 'b.npy'}")
+    refused(r, "QK3004")
+    assert "exceeds 2^31 elements" in r.stderr and mb < 1024
+
+
+def test_tensor_file_whose_dims_claim_memory_without_data_is_qk1103(tmp_path):
+    t = TensorProto()
+    t.dims.extend([3, 3, 26, 134746144])
+    t.data_type = TensorProto.FLOAT
+    (tmp_path / "x.pb").write_bytes(t.SerializeToString())
+    model = relu_model(tmp_path / "m.onnx", [3, 3, 26, 134746144])
+    r, mb = run_measured("run", model, "--input", f"x={tmp_path / 'x.pb'}")
+    refused(r, "QK1103")
+    assert "has 0 values for" in r.stderr and mb < 1024

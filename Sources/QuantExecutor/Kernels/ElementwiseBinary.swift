@@ -82,7 +82,7 @@ enum Arith {
             result = try Integer(op: op, a: a, b: b, threads: threads)(a.dtype)
         }
         guard let r = result else { throw ctx.unsupported("element type \(a.dtype)") }
-        guard let t = r else { throw ctx.invalid("shapes \(a.shape) and \(b.shape) do not broadcast") }
+        guard let t = r else { throw ctx.invalid("shapes \(a.shape) and \(b.shape) do not broadcast (or their broadcast exceeds 2^31 elements)") }
         return t
     }
 
@@ -138,7 +138,7 @@ enum PowKernel {
             let yf = try CastKernels.convert(y, to: .float, ctx)
             guard let r = Broadcast.map(xf, yf, Float.self, Float.self, out: .float, threads: env.threads, { a, b in
                 b == 2 ? a * a : Foundation.pow(a, b)
-            }) else { throw ctx.invalid("shapes \(x.shape) and \(y.shape) do not broadcast") }
+            }) else { throw ctx.invalid("shapes \(x.shape) and \(y.shape) do not broadcast (or their broadcast exceeds 2^31 elements)") }
             return [x.dtype == .float ? r : try CastKernels.convert(r, to: x.dtype, ctx)]
         }
     }
@@ -178,7 +178,7 @@ enum Compare {
                     result = try Visitor(op: op, a: a, b: b, threads: env.threads)(a.dtype)
                 }
                 guard let r = result else { throw ctx.unsupported("comparing \(a.dtype) tensors") }
-                guard let t = r else { throw ctx.invalid("shapes \(a.shape) and \(b.shape) do not broadcast") }
+                guard let t = r else { throw ctx.invalid("shapes \(a.shape) and \(b.shape) do not broadcast (or their broadcast exceeds 2^31 elements)") }
                 return [t]
             }
         }
@@ -205,7 +205,7 @@ enum Compare {
                 }
                 guard let t = Broadcast.map(a, b, UInt8.self, UInt8.self, out: .bool, threads: env.threads, {
                     f($0 != 0, $1 != 0) ? 1 as UInt8 : 0
-                }) else { throw ctx.invalid("shapes \(a.shape) and \(b.shape) do not broadcast") }
+                }) else { throw ctx.invalid("shapes \(a.shape) and \(b.shape) do not broadcast (or their broadcast exceeds 2^31 elements)") }
                 return [t]
             }
         }
@@ -219,7 +219,7 @@ enum Compare {
                 throw ctx.unsupported("Where on \(c.dtype), \(x.dtype), \(y.dtype)")
             }
             guard let t = Broadcast.select(c, x, y, threads: env.threads) else {
-                throw ctx.invalid("shapes \(c.shape), \(x.shape), \(y.shape) do not broadcast")
+                throw ctx.invalid("shapes \(c.shape), \(x.shape), \(y.shape) do not broadcast (or their broadcast exceeds 2^31 elements)")
             }
             return [t]
         }

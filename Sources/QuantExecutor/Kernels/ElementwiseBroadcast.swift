@@ -114,8 +114,12 @@ struct BroadcastLayout {
     let outerStrides: [[Int]]
     var rows: Int { inner == 0 ? 0 : count / inner }
 
+    /// Elements a broadcast result may have (8 GiB of float32): two small operands such as
+    /// [100000, 1] and [1, 100000] must not allocate beyond memory.
+    static let maxCount = 1 << 31
+
     init?(_ shapes: [[Int]]) {
-        guard let out = Shapes.broadcast(shapes) else { return nil }
+        guard let out = Shapes.broadcast(shapes), Tensor.elementCount(out) <= BroadcastLayout.maxCount else { return nil }
         shape = out
         count = Tensor.elementCount(out)
         var dims: [Int] = []

@@ -115,7 +115,7 @@ enum MatrixKernels {
         guard k == kb else { throw ctx.invalid("inner dimensions differ: \(a.shape) × \(b.shape)") }
         let aBatch = Array(aShape.dropLast(2)), bBatch = Array(bShape.dropLast(2))
         guard let batch = Shapes.broadcast([aBatch, bBatch]) else {
-            throw ctx.invalid("batch dimensions \(aBatch) and \(bBatch) do not broadcast")
+            throw ctx.invalid("batch dimensions \(aBatch) and \(bBatch) do not broadcast (or their broadcast exceeds 2^31 elements)")
         }
         var outShape = batch
         if a.rank > 1 { outShape.append(m) }

@@ -143,7 +143,7 @@ enum QuantizationInteger {
         let n = bShape[bShape.count - 1]
         guard bShape[bShape.count - 2] == k else { throw ctx.invalid("shapes \(a.shape) and \(b.shape) do not multiply") }
         guard let batch = Shapes.broadcast([Array(aShape.dropLast(2)), Array(bShape.dropLast(2))]) else {
-            throw ctx.invalid("batch dimensions of \(a.shape) and \(b.shape) do not broadcast")
+            throw ctx.invalid("batch dimensions of \(a.shape) and \(b.shape) do not broadcast (or their broadcast exceeds 2^31 elements)")
         }
         var av = try int32Values(a, ctx), bv = try int32Values(b, ctx)
         if let aZero {

@@ -10,6 +10,7 @@ enum Generate {
         guard value.count == 1, value.dtype != .string, value.dtype.bitWidth >= 8 else { throw ctx.invalid("value must hold one element") }
         return ClosureKernel { inputs, env in
             guard let s = try ShapeKernels.ints(inputs[0], "shape", ctx), s.allSatisfy({ $0 >= 0 }) else { throw ctx.invalid("shape is required") }
+            try ctx.checkOutput(value.dtype, s)
             let one = ShapeKernels.view(value, [])
             return [Strided.gather(one, shape: s, strides: [Int](repeating: 0, count: s.count), threads: env.threads)]
         }
@@ -17,10 +18,15 @@ enum Generate {
 
     struct RangeVisitor: ScalarVisitor {
         let start: Tensor, limit: Tensor, delta: Tensor
+        let ctx: KernelContext
         func visit<T: ExecScalar>(_: T.Type) throws -> Tensor {
             let s = start.storage.pointer.load(as: T.self), l = limit.storage.pointer.load(as: T.self)
             let d = delta.storage.pointer.load(as: T.self)
-            let n = max(0, Int((( l.asDouble - s.asDouble) / d.asDouble).rounded(.up)))
+            let count = ((l.asDouble - s.asDouble) / d.asDouble).rounded(.up)
+            guard !count.isNaN else { throw ctx.invalid("start, limit and delta give no element count") }
+            guard count < 0x1p62 else { throw ExecutorError.tooLarge(ctx.node, [Int.max], start.dtype, limit: ctx.options.maxTensorBytes) }
+            let n = max(0, Int(count))
+            try ctx.checkOutput(start.dtype, [n])
             // Computed as start + i·delta (the spec's iterative sum, without accumulating error).
             let values = (0..<n).map { T.fromDouble(s.asDouble + Double($0) * d.asDouble) }
             return Tensor(shape: [n], values: values)
@@ -33,7 +39,7 @@ enum Generate {
             guard let s = inputs[0], let l = inputs[1], let d = inputs[2], s.count == 1, l.count == 1, d.count == 1,
                   s.dtype == l.dtype, s.dtype == d.dtype else { throw ctx.invalid("start, limit and delta must be scalars of one type") }
             guard d.scalarAsDouble(at: 0) != 0 else { throw ctx.invalid("delta is 0") }
-            guard let r = try RangeVisitor(start: s, limit: l, delta: d)(s.dtype) else { throw ctx.unsupported("element type \(s.dtype)") }
+            guard let r = try RangeVisitor(start: s, limit: l, delta: d, ctx: ctx)(s.dtype) else { throw ctx.unsupported("element type \(s.dtype)") }
             return [r]
         }
     }
@@ -145,6 +151,7 @@ enum Generate {
             guard let a = Shapes.axis(axis, rank: rank), depth >= 0 else { throw ctx.invalid("axis \(axis) is out of range for rank \(rank)") }
             var shape = ind.shape
             shape.insert(depth, at: a)
+            try ctx.checkOutput(vals.dtype, shape)
             let inner = ind.shape[a...].reduce(1, *)
             // Select between the two values by a per-element 0/1 code.
             var code = [UInt8](repeating: 0, count: Tensor.elementCount(shape))

@@ -27,6 +27,7 @@ enum Movement {
             guard let x = inputs[0], let s = try ShapeKernels.ints(inputs[1], "shape", ctx) else { throw ctx.invalid("two inputs are required") }
             try requireFixedWidth(x, ctx)
             guard let out = Shapes.broadcast([x.shape, s]) else { throw ctx.invalid("\(x.shape) does not broadcast to \(s)") }
+            try ctx.checkOutput(x.dtype, out)
             return [Strided.gather(x, shape: out, strides: Shapes.broadcastStrides(x.shape, to: out), threads: env.threads)]
         }
     }
@@ -37,6 +38,7 @@ enum Movement {
             guard let x = inputs[0], let reps = try ShapeKernels.ints(inputs[1], "repeats", ctx) else { throw ctx.invalid("two inputs are required") }
             try requireFixedWidth(x, ctx)
             guard reps.count == x.rank, reps.allSatisfy({ $0 >= 0 }) else { throw ctx.invalid("repeats \(reps) do not fit rank \(x.rank)") }
+            try ctx.checkOutput(x.dtype, zip(reps, x.shape).flatMap { [$0, $1] })
             let st = Shapes.strides(x.shape)
             var shape: [Int] = [], strides: [Int] = []
             for d in 0..<x.rank {
