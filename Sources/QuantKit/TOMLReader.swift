@@ -377,18 +377,10 @@ struct TOMLReader {
         if try newline() {}  // a newline right after the opening quotes is trimmed
         var out: [UInt8] = []
         while true {
-            guard !atEnd else { throw fail("a multi-line string is not closed") }
-            if c == UInt8(ascii: "\""), i + 2 < s.count, s[i + 1] == UInt8(ascii: "\""), s[i + 2] == UInt8(ascii: "\"") {
-                i += 3
-                // Up to two more quotes belong to the content.
-                var extra = 0
-                while extra < 2, !atEnd, c == UInt8(ascii: "\"") { out.append(c); i += 1; extra += 1 }
-                return try utf8(out)
-            }
-            if c == 0x0A || c == 0x0D {
-                out.append(0x0A)
-                _ = try newline()
-                continue
+            switch try multilineEdge(UInt8(ascii: "\""), &out) {
+            case .closed: return try utf8(out)
+            case .newline: continue
+            case .content: break
             }
             let b = c
             i += 1
@@ -410,6 +402,27 @@ struct TOMLReader {
                 out.append(b)
             }
         }
+    }
+
+    enum MultilineEdge { case closed, newline, content }
+
+    /// In a multi-line string delimited by three `quote`s: consumes the closing delimiter (up to
+    /// two more quotes belong to the content) or a newline (kept as "\n"); `.content` leaves
+    /// the current byte to the caller.
+    private mutating func multilineEdge(_ quote: UInt8, _ out: inout [UInt8]) throws -> MultilineEdge {
+        guard !atEnd else { throw fail("a multi-line string is not closed") }
+        if c == quote, i + 2 < s.count, s[i + 1] == quote, s[i + 2] == quote {
+            i += 3
+            var extra = 0
+            while extra < 2, !atEnd, c == quote { out.append(c); i += 1; extra += 1 }
+            return .closed
+        }
+        if c == 0x0A || c == 0x0D {
+            out.append(0x0A)
+            _ = try newline()
+            return .newline
+        }
+        return .content
     }
 
     private mutating func escape(into out: inout [UInt8]) throws {
@@ -440,17 +453,10 @@ struct TOMLReader {
             if try newline() {}
             var out: [UInt8] = []
             while true {
-                guard !atEnd else { throw fail("a multi-line string is not closed") }
-                if c == UInt8(ascii: "'"), i + 2 < s.count, s[i + 1] == UInt8(ascii: "'"), s[i + 2] == UInt8(ascii: "'") {
-                    i += 3
-                    var extra = 0
-                    while extra < 2, !atEnd, c == UInt8(ascii: "'") { out.append(c); i += 1; extra += 1 }
-                    return try utf8(out)
-                }
-                if c == 0x0A || c == 0x0D {
-                    out.append(0x0A)
-                    _ = try newline()
-                    continue
+                switch try multilineEdge(UInt8(ascii: "'"), &out) {
+                case .closed: return try utf8(out)
+                case .newline: continue
+                case .content: break
                 }
                 out.append(c)
                 i += 1
