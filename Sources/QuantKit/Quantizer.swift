@@ -199,6 +199,7 @@ public struct Quantizer: Sendable {
         let rewriter = QDQRewriter(model: model, options: options)
         var r = try rewriter.run()
         if let w = Quantizer.clippingWarning(r.parameters, stats) { r.warnings.insert(w, at: 0) }
+        if let w = Quantizer.collapsedWarning(r.parameters, stats) { r.warnings.insert(w, at: 0) }
         try Verifier.check(model)
         let paramsPath = Quantizer.parametersPath(for: output)
         // The model and its parameter record are one set: both are written in full before
@@ -234,6 +235,33 @@ public struct Quantizer: Sendable {
         }
         _ = try QDQRewriter(model: model, options: options).run()
         return asked.names
+    }
+
+    /// Fewer steps than this between an activation's calibration min and max make it collapsed.
+    static let collapsedLevels = 8.0
+
+    /// The error-level finding (QK5003, first of the warnings) naming activations that the
+    /// quantized model can tell apart in only a handful of levels: their calibration values span
+    /// fewer than `collapsedLevels` steps of their scale, because the scale is shared with a
+    /// much wider tensor (a Concat joining 0-320 pixel boxes with 0-1 sigmoid scores gives the
+    /// scores a step of 1.25: every score becomes 0 or 1.25) or clipped far.
+    static func collapsedWarning(_ parameters: [String: TensorQuantParameters], _ stats: [String: StatisticsFile.Entry]) -> String? {
+        var collapsed: [(name: String, levels: Double, lo: Double, hi: Double, range: [Double])] = []
+        for (t, p) in parameters where p.role == .activation && p.scale.count == 1 && p.scale[0] > 0 && p.threshold.count == 2 {
+            guard let st = stats[t]?.statistics, st.max > st.min else { continue }
+            let lo = Swift.max(st.min, p.threshold[0]), hi = Swift.min(st.max, p.threshold[1])
+            let levels = Swift.max(0, hi - lo) / p.scale[0]
+            if levels < collapsedLevels { collapsed.append((t, levels, st.min, st.max, p.threshold)) }
+        }
+        guard !collapsed.isEmpty else { return nil }
+        collapsed.sort { ($0.levels, $0.name) < ($1.levels, $1.name) }
+        func f(_ x: Double) -> String { String(format: "%.3g", x) }
+        let worst = collapsed.prefix(3).map { c in
+            "'\(c.name)' [\(f(c.lo)), \(f(c.hi))] spans \(f(c.levels)) steps of a scale set for [\(f(c.range[0])), \(f(c.range[1]))]"
+        }.joined(separator: "; ")
+        return "QK5003 error: \(collapsed.count) activation(s) collapse to fewer than \(Int(collapsedLevels)) quantization levels, so the quantized "
+            + "model cannot tell their values apart: \(worst). Keep the node that joins them float (--exclude-node), give the "
+            + "region 16-bit activations (--subgraph IN:OUT:bits=16), or change the range method"
     }
 
     /// One warning naming the activations whose clipping range cuts off more than 1% of the
