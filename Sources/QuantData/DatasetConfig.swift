@@ -134,8 +134,9 @@ public struct DataLimits: Codable, Sendable, Equatable {
 
     /// QK2115 unless a `dtype` tensor of `shape` fits `maxItemBytes` (and its size is an Int).
     func checkItem(_ dtype: DType, _ shape: [Int], input: String, file: String?, what: String) throws {
-        guard let bytes = Tensor.checkedByteCount(dtype, shape), bytes <= maxItemBytes else {
-            let size = Tensor.checkedByteCount(dtype, shape).map { "\($0) bytes" } ?? "more bytes than memory can address"
+        let bytes = Tensor.checkedByteCount(dtype, shape)
+        guard let b = bytes, b <= maxItemBytes else {
+            let size = bytes.map { "\($0) bytes" } ?? "more bytes than memory can address"
             throw DataError.overBudget(input: input, file: file, "\(what) \(DataError.shapeText(shape)) of \(dtype) needs \(size), above the limit of \(maxItemBytes)",
                                        option: "--max-item-bytes, or `limits.maxItemBytes` in the data configuration")
         }
@@ -226,10 +227,6 @@ public struct DatasetConfig: Codable, Sendable, Equatable {
             throw DataError.invalidConfig(input: nil, "limits \(limits.maxImagePixels) pixels, \(limits.maxItemBytes) bytes", fix: "use positive limits")
         }
         for i in inputs {
-            if let size = i.image?.size, size.count == 2 {
-                // A resized image is H×W×3 floats (before any batching).
-                try limits.checkItem(.float, [1, 3] + size, input: i.name, file: nil, what: "an image resized to")
-            }
             if let shape = i.shape, shape.contains(where: { $0 == 0 || $0 < -1 }) {
                 throw DataError.invalidConfig(input: i.name, "shape \(shape) has a dimension that is not positive or -1", fix: "use positive sizes, -1 for symbolic")
             }

@@ -41,7 +41,8 @@ struct InputPlan: @unchecked Sendable {
         switch type {
         case .image:
             let target = try ImagePipeline.target(for: signature, prep: prep)
-            try limits.checkItem(.float, [1, 3, target.height, target.width], input: name, file: path, what: "the image as fed to the model,")
+            let channels = prep.colorFormat == .gray ? 1 : 3
+            try limits.checkItem(.float, [1, channels, target.height, target.width], input: name, file: path, what: "the image as fed to the model,")
             let img = try ImageDecoder.decode(path: path, input: name, maxPixels: limits.maxImagePixels)
             t = try ImagePipeline.run(img, prep: prep, target: target, input: name, file: path)
             computed = true

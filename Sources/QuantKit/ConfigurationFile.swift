@@ -90,7 +90,6 @@ extension QuantizerConfiguration {
                 comma = nil
             default: comma = nil
             }
-            if b != UInt8(ascii: ",") { comma = nil }
         }
         return nil
     }
