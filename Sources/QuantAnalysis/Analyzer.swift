@@ -183,7 +183,7 @@ public final class QuantAnalyzer {
         for (q, f) in outputPairs {
             guard let r = floatOut[f], let t = quantOut[q] else { continue }
             var acc = outputs[q] ?? ErrorAccumulator(classScores: scoreOutputs.contains(f) && ErrorAccumulator.looksLikeClassScores(r.shape),
-                                                     probabilityMap: ErrorAccumulator.looksLikeProbabilityMap(r))
+                                                     probabilityMap: ErrorAccumulator.looksLikeProbabilityMap(r), sliced: true)
             acc.add(reference: r, test: t, items: items, threads: options.threads)
             outputs[q] = acc
         }
@@ -301,6 +301,17 @@ final class Comparer: ExecutionHook {
 extension ErrorAccumulator {
     /// Adds another accumulator's sums (the union of both data sets).
     public mutating func merge(_ o: ErrorAccumulator) {
+        if o.count > 0 {
+            if count == 0 {
+                slices = o.slices
+            } else if let theirs = o.slices, slices != nil {
+                slices!.merge(theirs)
+                if slices!.axes.isEmpty { slices = nil }
+            } else {
+                slices = nil
+            }
+        }
+        sliced = sliced || o.sliced
         count += o.count; signal += o.signal; noise += o.noise; dot += o.dot; testPower += o.testPower
         itemSNRs += o.itemSNRs
         absSum += o.absSum; maxAbs = Swift.max(maxAbs, o.maxAbs); rows += o.rows; agreeingRows += o.agreeingRows

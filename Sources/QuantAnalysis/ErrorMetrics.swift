@@ -21,7 +21,9 @@ import QuantExecutor
 /// - `medianItemSNR`, `worstItemSNR`: the SNR of each analysis item (sample; each Loop/Scan
 ///   iteration of it) on its own, median and largest (nil for fewer than 2 items). The `snr`
 ///   over all items is dominated by the loud ones; an error that only hurts quiet inputs (a
-///   speech model's silence, a dark photo) shows here.
+///   speech model's silence, a dark photo) shows here;
+/// - `slices`: for model outputs that join channels of far different magnitudes (``SliceSums``),
+///   the metrics of each magnitude group on its own; `worstSlice` is the one with the largest SNR.
 public struct TensorErrorMetrics: Codable, Sendable, Equatable {
     public var elements: Int
     public var snr: Double
@@ -34,6 +36,16 @@ public struct TensorErrorMetrics: Codable, Sendable, Equatable {
     public var maskIoU: Double?
     public var medianItemSNR: Double?
     public var worstItemSNR: Double?
+    public var slices: [OutputSlice]?
+
+    /// The slice with the largest SNR (nil when the tensor was not split).
+    public var worstSlice: OutputSlice? { slices?.max { ($0.snr, $1.cosine) < ($1.snr, $0.cosine) } }
+
+    /// Whether the tensor or its worst slice is over a warning level.
+    public func bad(snrWarning: Double, cosineWarning: Double) -> Bool {
+        let parts = [(snr, cosine)] + (worstSlice.map { [($0.snr, $0.cosine)] } ?? [])
+        return parts.contains { !($0.0 <= snrWarning) || !($0.1 >= cosineWarning) }
+    }
 }
 
 /// Streaming sums behind `TensorErrorMetrics`: memory is constant in the number of batches.
@@ -56,10 +68,14 @@ public struct ErrorAccumulator: Codable, Sendable, Equatable {
     public var probabilityMap = false
     public internal(set) var maskIntersection = 0
     public internal(set) var maskUnion = 0
+    /// Whether per-channel sums are kept for slice metrics (set for model outputs).
+    public var sliced = false
+    public internal(set) var slices: SliceSums?
 
-    public init(classScores: Bool = false, probabilityMap: Bool = false) {
+    public init(classScores: Bool = false, probabilityMap: Bool = false, sliced: Bool = false) {
         self.classScores = classScores
         self.probabilityMap = probabilityMap
+        self.sliced = sliced
     }
 
     /// Whether a float tensor looks like a probability map: rank 4 or more ([N, C, H, W]) and
@@ -105,6 +121,11 @@ public struct ErrorAccumulator: Codable, Sendable, Equatable {
                     itemSNRs.append(p.signal > 0 ? p.noise / p.signal : (p.noise > 0 ? Double.infinity : 0))
                     signal += p.signal; noise += p.noise; dot += p.dot; testPower += p.testPower; absSum += p.absSum
                     if p.maxAbs > maxAbs || p.maxAbs.isNaN { maxAbs = p.maxAbs }
+                }
+                if sliced {
+                    if count == 0 { slices = SliceSums(shape: reference.shape) }
+                    slices?.add(rp, tp, shape: reference.shape)
+                    if slices?.axes.isEmpty == true { slices = nil }
                 }
                 count += rp.count
                 if probabilityMap {
@@ -164,6 +185,6 @@ public struct ErrorAccumulator: Codable, Sendable, Equatable {
                                   relativeEuclidean: snr.squareRoot(), maxAbsError: maxAbs,
                                   top1Agreement: classScores && rows > 0 ? Double(agreeingRows) / Double(rows) : nil,
                                   maskIoU: probabilityMap && count > 0 ? (maskUnion > 0 ? Double(maskIntersection) / Double(maskUnion) : 1) : nil,
-                                  medianItemSNR: median, worstItemSNR: worst)
+                                  medianItemSNR: median, worstItemSNR: worst, slices: slices.flatMap { $0.slices.isEmpty ? nil : $0.slices })
     }
 }

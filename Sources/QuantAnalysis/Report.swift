@@ -53,6 +53,8 @@ public struct AnalysisReport: Codable, Sendable {
         public var parameters: Int
         public var inputs: [String]
         public var outputs: [String]
+        /// Which Conv/MatMul/Gemm of the quantized model ONNX Runtime runs as integer kernels.
+        public var integerKernels: RuntimeFusion.Summary?
     }
 
     /// A user metric on both models (`--eval-command`) or the built-in classifier's accuracy.
@@ -84,6 +86,9 @@ public struct AnalysisReport: Codable, Sendable {
     public var histograms: [ActivationHistogram]
     public var evaluations: [Evaluation] = []
     public var notes: [String]
+    /// Error-level findings, worst first: outputs (or output slices) over the warning levels
+    /// (QK6006), and the quantizer's QK5003/QK5004 when the analysis follows `quantize`.
+    public var findings: [String] = []
 
     /// Conv/ConvTranspose/Gemm/MatMul ops by their own (layerwise) error, worst first: what
     /// `quantize --auto-keep-float N` keeps float. Data-movement and element-wise ops are left
@@ -109,7 +114,7 @@ public struct AnalysisReport: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case version, floatModel, quantizedModel, samples, batches, snrWarning, cosineWarning, model, outputs, layers, histograms, evaluations, notes
+        case version, floatModel, quantizedModel, samples, batches, snrWarning, cosineWarning, model, outputs, layers, histograms, evaluations, notes, findings
     }
 }
 
@@ -188,11 +193,29 @@ extension AnalysisReport {
             floatNodes: floatModel.graph.nodes.count, quantizedModelNodes: quantizedModel.graph.nodes.count,
             quantizedOps: a.layout.layers.count, quantizedActivations: a.layout.activations.count, quantizedWeights: a.layout.weightTensors,
             opTypes: ops, parameters: params,
-            inputs: floatModel.graph.runtimeInputs.map { AnalysisReport.describe($0) }, outputs: floatModel.graph.outputs.map { AnalysisReport.describe($0) })
+            inputs: floatModel.graph.runtimeInputs.map { AnalysisReport.describe($0) }, outputs: floatModel.graph.outputs.map { AnalysisReport.describe($0) },
+            integerKernels: RuntimeFusion.summary(of: quantizedModel))
+        let outputs = a.outputNames.compactMap { n in m.outputs[n].map { Output(name: n, metrics: $0) } }
         self.init(floatModel: floatName, quantizedModel: quantizedName, samples: a.samples, batches: a.batches,
                   snrWarning: o.snrWarning, cosineWarning: o.cosineWarning, model: overview,
-                  outputs: a.outputNames.compactMap { n in m.outputs[n].map { Output(name: n, metrics: $0) } },
-                  layers: layers, histograms: histograms, notes: notes)
+                  outputs: outputs, layers: layers, histograms: histograms, notes: notes,
+                  findings: outputs.compactMap { AnalysisReport.outputFinding($0, snrWarning: o.snrWarning, cosineWarning: o.cosineWarning) })
+    }
+
+    /// The error-level finding (QK6006) for an output over the warning levels, as a whole or in
+    /// its worst slice (channels of another magnitude: a detector's scores beside its boxes).
+    static func outputFinding(_ o: Output, snrWarning: Double, cosineWarning: Double) -> String? {
+        let m = o.metrics, f = AnalysisReport.format
+        guard m.bad(snrWarning: snrWarning, cosineWarning: cosineWarning) else { return nil }
+        let whole = "SNR \(f(m.snr)), cosine \(f(m.cosine))"
+        var s = "QK6006 error: output '\(o.name)' is far from float: "
+        if let w = m.worstSlice, !(w.snr <= snrWarning && w.cosine >= cosineWarning) {
+            s += "\(w.label): SNR \(f(w.snr)), cosine \(f(w.cosine)) (the whole output: \(whole))"
+        } else {
+            s += whole
+        }
+        return s + " against warning levels SNR \(f(snrWarning)), cosine \(f(cosineWarning)). Read the marked layers of the report "
+            + "(the first one bad by itself is where to start), or run `quantkit quantize ... --auto-keep-float N`"
     }
 
     static func describe(_ v: ValueInfo) -> String {

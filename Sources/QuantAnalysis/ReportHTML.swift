@@ -20,21 +20,24 @@ extension AnalysisReport {
             td.l,th.l{text-align:left}th{background:#eee;cursor:pointer;user-select:none}
             tr.marked td{background:#fde8e8}svg{background:#fafafa;border:1px solid #ddd}
             .hist{display:inline-block;margin:4px;font-size:11px;vertical-align:top}
+            .finding{background:#fde8e8;border-left:4px solid #c00;padding:4px 8px;margin:4px 0}
             </style></head><body>
             <h1>Quantization analysis</h1>
+            \(findings.map { "<div class=finding><b>\(e($0))</b></div>" }.joined(separator: "\n"))
             <ul><li>float model: <code>\(e(floatModel))</code></li><li>quantized model: <code>\(e(quantizedModel))</code></li>
             <li>analysis data: \(samples) samples in \(batches) batches</li>
             <li>quantized ops: \(model.quantizedOps); marked (SNR &gt; \(f(snrWarning)) or cosine &lt; \(f(cosineWarning))): \(layers.filter(\.marked).count), of them bad by themselves (layerwise): \(markedByThemselves.count)</li>
 
             """
+        if let k = model.integerKernels { h += "<li>integer kernels in ONNX Runtime: \(e(k.line))</li>\n" }
         for ev in evaluations {
             h += "<li>\(e(ev.name)): float \(f(ev.float)), quantized \(f(ev.quantized)), quantization loss \(f(ev.quantizationLoss)) %</li>\n"
         }
         for n in notes { h += "<li>note: \(e(n))</li>\n" }
-        h += "</ul>\n<h2>Model outputs</h2>\n<table><tr><th class=l>output</th><th>SNR</th><th>median item SNR</th><th>worst item SNR</th><th>cosine</th><th>MSE</th><th>MAE</th><th>rel. dist.</th><th>max abs err</th><th>top-1 agreement</th><th>mask IoU (&gt; 0.5)</th></tr>\n"
+        h += "</ul>\n<h2>Model outputs</h2>\n<table><tr><th class=l>output</th><th>SNR</th><th>median item SNR</th><th>worst item SNR</th><th>cosine</th><th>MSE</th><th>MAE</th><th>rel. dist.</th><th>max abs err</th><th>top-1 agreement</th><th>mask IoU (&gt; 0.5)</th><th class=l>worst slice</th></tr>\n"
         for o in outputs {
             let m = o.metrics
-            h += "<tr><td class=l>\(e(o.name))</td><td>\(f(m.snr))</td><td>\(f(m.medianItemSNR))</td><td>\(f(m.worstItemSNR))</td><td>\(f(m.cosine))</td><td>\(f(m.mse))</td><td>\(f(m.mae))</td><td>\(f(m.relativeEuclidean))</td><td>\(f(m.maxAbsError))</td><td>\(f(m.top1Agreement))</td><td>\(f(m.maskIoU))</td></tr>\n"
+            h += "<tr><td class=l>\(e(o.name))</td><td>\(f(m.snr))</td><td>\(f(m.medianItemSNR))</td><td>\(f(m.worstItemSNR))</td><td>\(f(m.cosine))</td><td>\(f(m.mse))</td><td>\(f(m.mae))</td><td>\(f(m.relativeEuclidean))</td><td>\(f(m.maxAbsError))</td><td>\(f(m.top1Agreement))</td><td>\(f(m.maskIoU))</td><td class=l>\(e(m.worstSlice.map(AnalysisReport.describe) ?? "–"))</td></tr>\n"
         }
         h += "</table>\n<h2>Error over the layers</h2>\n"
         h += chart(title: "SNR (noise/signal, log scale; dashed: warning level)", log: true, threshold: snrWarning) { ($0.graphwise?.snr, $0.layerwise?.snr) }

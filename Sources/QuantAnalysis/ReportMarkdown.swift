@@ -20,9 +20,13 @@ extension AnalysisReport {
     /// order; marked rows carry a ⚠ and what to try.
     public func markdown() -> String {
         var s = "# Quantization analysis\n\n"
+        if !findings.isEmpty {
+            s += "## Findings\n\n" + findings.map { "- **\(AnalysisReport.cell($0))**\n" }.joined() + "\n"
+        }
         s += "- float model: `\(AnalysisReport.cell(floatModel))`\n- quantized model: `\(AnalysisReport.cell(quantizedModel))`\n"
         s += "- analysis data: \(samples) samples in \(batches) batches\n"
         s += "- quantized ops: \(model.quantizedOps) (\(model.quantizedActivations) activations, \(model.quantizedWeights) weights/biases quantized)\n"
+        if let k = model.integerKernels { s += "- integer kernels in ONNX Runtime: \(AnalysisReport.cell(k.line))\n" }
         let marked = layers.filter(\.marked)
         s += "- marked (SNR > \(AnalysisReport.format(snrWarning)) or cosine < \(AnalysisReport.format(cosineWarning))): \(marked.count)"
             + (marked.isEmpty ? "" : ", of them bad by themselves (layerwise): \(markedByThemselves.count)") + "\n"
@@ -33,13 +37,13 @@ extension AnalysisReport {
             s += "- \(AnalysisReport.cell(e.name)): float \(AnalysisReport.format(e.float)), quantized \(AnalysisReport.format(e.quantized)), quantization loss \(AnalysisReport.format(e.quantizationLoss)) %\n"
         }
         for n in notes { s += "- note: \(AnalysisReport.cell(n))\n" }
-        s += "\n## Model outputs\n\n| output | SNR | median item SNR | worst item SNR | cosine | MSE | MAE | rel. dist. | max abs err | top-1 agreement | mask IoU (> 0.5) |\n"
-        s += "|---|---|---|---|---|---|---|---|---|---|---|\n"
+        s += "\n## Model outputs\n\n| output | SNR | median item SNR | worst item SNR | cosine | MSE | MAE | rel. dist. | max abs err | top-1 agreement | mask IoU (> 0.5) | worst slice |\n"
+        s += "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         for o in outputs {
             let m = o.metrics
             s += "| `\(AnalysisReport.cell(o.name))` | \(AnalysisReport.format(m.snr)) | \(AnalysisReport.format(m.medianItemSNR)) | \(AnalysisReport.format(m.worstItemSNR)) | "
             s += "\(AnalysisReport.format(m.cosine)) | \(AnalysisReport.format(m.mse)) | "
-            s += "\(AnalysisReport.format(m.mae)) | \(AnalysisReport.format(m.relativeEuclidean)) | \(AnalysisReport.format(m.maxAbsError)) | \(AnalysisReport.format(m.top1Agreement)) | \(AnalysisReport.format(m.maskIoU)) |\n"
+            s += "\(AnalysisReport.format(m.mae)) | \(AnalysisReport.format(m.relativeEuclidean)) | \(AnalysisReport.format(m.maxAbsError)) | \(AnalysisReport.format(m.top1Agreement)) | \(AnalysisReport.format(m.maskIoU)) | \(AnalysisReport.cell(m.worstSlice.map(AnalysisReport.describe) ?? "–")) |\n"
         }
         s += "\n## Layers\n\nGraphwise: the whole model quantized. Layerwise: only this op quantized, its inputs from the float model. "
         s += "Median item SNR: graphwise, each analysis item on its own (large when quiet inputs suffer).\n\n"
@@ -53,4 +57,7 @@ extension AnalysisReport {
         }
         return s
     }
+
+    /// "axis 1 channels 4-83 (float values up to 0.98): SNR 1, cosine 0.06".
+    public static func describe(_ w: OutputSlice) -> String { "\(w.label): SNR \(format(w.snr)), cosine \(format(w.cosine))" }
 }

@@ -187,4 +187,13 @@ extension QuantizerConfiguration {
         default: throw ConfigurationError.invalidValue(key, "\(level)", expected: "0, 1, 2, 3 or 4")
         }
     }
+
+    /// A Concat split ratio (`--concat-split-ratio`, `concat_split_ratio`): 0 (one shared scale)
+    /// or a finite factor of 1 or more.
+    public static func checkConcatSplitRatio(_ r: Double, key: String) throws -> Double {
+        guard r.isFinite, r == 0 || r >= 1 else {
+            throw ConfigurationError.invalidValue(key, "\(r)", expected: "0 (always share one scale) or a factor of 1 or more, e.g. 16")
+        }
+        return r
+    }
 }

@@ -28,6 +28,7 @@ struct IcraftQuantize: Decodable {
     var truncate: [String]?
     var exclude_nodes: [String]?
     var exclude_op_types: [String]?
+    var concat_split_ratio: Double?
     var statistics: String?
     var statistics_output: String?
     var preset: String?
@@ -40,7 +41,7 @@ struct IcraftQuantize: Decodable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case forward_dir, forward_list, saturation, per, batch, bin_num, qdtype, mix_precision, smooth_alpha, autoqset_num, json, raw
-        case model, output, steps, percentile, threads, truncate, exclude_nodes, exclude_op_types, statistics, statistics_output
+        case model, output, steps, percentile, threads, truncate, exclude_nodes, exclude_op_types, concat_split_ratio, statistics, statistics_output
         case preset, color_format, mean_value, std_value, file_type, input_shape, seed
     }
 
@@ -84,6 +85,7 @@ struct IcraftQuantize: Decodable {
         c.control.truncateAfter = truncate ?? []
         c.control.excludeNodes = exclude_nodes ?? []
         c.control.excludeOpTypes = exclude_op_types ?? []
+        c.control.concatSplitRatio = try concat_split_ratio.map { try QuantizerConfiguration.checkConcatSplitRatio($0, key: "quantize.concat_split_ratio") }
         c.data = try dataset()
         return c
     }

@@ -94,10 +94,11 @@ struct XQuantFile: Decodable {
         // QuantKit: exclusions.
         var exclude_nodes: [String]?
         var exclude_op_types: [String]?
+        var concat_split_ratio: Double?
 
         enum CodingKeys: String, CodingKey, CaseIterable {
             case analysis_enable, precision_level, finetune_level, max_percentile, custom_setting, truncate_var_names
-            case exclude_nodes, exclude_op_types
+            case exclude_nodes, exclude_op_types, concat_split_ratio
         }
     }
 
@@ -205,6 +206,7 @@ struct XQuantFile: Decodable {
         c.control.truncateAfter = q?.truncate_var_names ?? []
         c.control.excludeNodes = q?.exclude_nodes ?? []
         c.control.excludeOpTypes = q?.exclude_op_types ?? []
+        c.control.concatSplitRatio = try q?.concat_split_ratio.map { try QuantizerConfiguration.checkConcatSplitRatio($0, key: "quantization_parameters.concat_split_ratio") }
         c.control.subgraphSettings = try (q?.custom_setting ?? []).enumerated().map { try $1.setting(index: $0, percentile: percentile) }
         return c
     }

@@ -29,6 +29,11 @@ public struct QuantizationResult: Sendable {
     /// Warnings of the data set, the rewrite and the configuration's notes; the library never
     /// prints them.
     public var warnings: [String]
+    /// Which Conv/MatMul/Gemm ONNX Runtime will run as integer kernels, and why not the others.
+    public var integerKernels = RuntimeFusion.Summary(kernels: [])
+
+    /// The error-level warnings (QK5003 collapsed activations, QK5004 mostly float in ONNX Runtime).
+    public var findings: [String] { warnings.filter { $0.hasPrefix("QK5003") || $0.hasPrefix("QK5004") } }
 }
 
 /// Turns a float ONNX model into a QDQ ONNX model plus a parameter record.
@@ -200,6 +205,8 @@ public struct Quantizer: Sendable {
         var r = try rewriter.run()
         if let w = Quantizer.clippingWarning(r.parameters, stats) { r.warnings.insert(w, at: 0) }
         if let w = Quantizer.collapsedWarning(r.parameters, stats) { r.warnings.insert(w, at: 0) }
+        let kernels = RuntimeFusion.summary(of: model)
+        if let w = Quantizer.floatKernelsWarning(kernels) { r.warnings.insert(w, at: 0) }
         try Verifier.check(model)
         let paramsPath = Quantizer.parametersPath(for: output)
         // The model and its parameter record are one set: both are written in full before
@@ -212,7 +219,8 @@ public struct Quantizer: Sendable {
         try model.save(to: output, batch: batch)
         try batch.commit()
         return QuantizationResult(modelPath: output, parametersPath: paramsPath, preparation: prep, quantizedNodes: r.quantizedNodes.count,
-                                  floatNodes: r.floatNodes.count, absorbedActivations: r.absorbedActivations, warnings: r.warnings)
+                                  floatNodes: r.floatNodes.count, absorbedActivations: r.absorbedActivations, warnings: r.warnings,
+                                  integerKernels: kernels)
     }
 
     /// The activation tensors whose statistics the rewrite of `modelPath` reads with this
@@ -260,8 +268,20 @@ public struct Quantizer: Sendable {
             "'\(c.name)' [\(f(c.lo)), \(f(c.hi))] spans \(f(c.levels)) steps of a scale set for [\(f(c.range[0])), \(f(c.range[1]))]"
         }.joined(separator: "; ")
         return "QK5003 error: \(collapsed.count) activation(s) collapse to fewer than \(Int(collapsedLevels)) quantization levels, so the quantized "
-            + "model cannot tell their values apart: \(worst). Keep the node that joins them float (--exclude-node), give the "
-            + "region 16-bit activations (--subgraph IN:OUT:bits=16), or change the range method"
+            + "model cannot tell their values apart: \(worst). Keep the node that joins them float (--exclude-node; a Concat's inputs keep "
+            + "their own scales when --concat-split-ratio is left at its default), give the region 16-bit activations (--subgraph IN:OUT:bits=16), or change the range method"
+    }
+
+    /// The error-level finding (QK5004) for a model that is quantized on paper only: fewer than
+    /// half of its Conv/MatMul/Gemm will run as integer kernels in ONNX Runtime (a file-type
+    /// classifier whose one-hot MatMul reads an unquantized tensor, a Conv whose weight is
+    /// computed at run time), so it will be about as slow as float.
+    static func floatKernelsWarning(_ k: RuntimeFusion.Summary) -> String? {
+        guard k.total > 0, k.integer * 2 < k.total else { return nil }
+        let examples = k.floatKernels.prefix(3).map { "'\($0.node)' (\($0.reason ?? "?"))" }.joined(separator: "; ")
+        return "QK5004 error: only \(k.integer) of \(k.total) Conv/MatMul/Gemm will run as integer kernels in ONNX Runtime, so the "
+            + "quantized model runs mostly float: \(examples)\(k.floatKernels.count > 3 ? "; and \(k.floatKernels.count - 3) more" : ""). "
+            + "Quantize the inputs named (remove exclusions, calibrate the branch that computes them) or keep the model float"
     }
 
     /// One warning naming the activations whose clipping range cuts off more than 1% of the

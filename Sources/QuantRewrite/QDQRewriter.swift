@@ -249,6 +249,19 @@ public struct QDQRewriter {
             floatNodes.insert(ObjectIdentifier(n))
         }
         let keptFloat = floatNodes
+        // Concats joining inputs of far different ranges keep each input's scale; one whose
+        // output is a graph output runs float (its readers are the user's post-processing).
+        var disparate: [ObjectIdentifier: Double] = [:]
+        let graphOutputs = Set(g.outputs.map(\.name))
+        for n in g.nodes where n.isStandard && n.opType == "Concat" && !floatNodes.contains(ObjectIdentifier(n)) {
+            guard let ratio = concatRangeRatio(n, g) else { continue }
+            disparate[ObjectIdentifier(n)] = ratio
+            let toOutput = main && n.outputs.contains(where: graphOutputs.contains)
+            if toOutput { floatNodes.insert(ObjectIdentifier(n)) }
+            result.warnings.append("\(n.label) joins inputs whose ranges differ \(String(format: "%.0f", ratio))x: each input keeps its own scale"
+                                   + (toOutput ? " and the Concat runs float (its output is a graph output)" : " and the Concat requantizes them")
+                                   + " (--concat-split-ratio 0: one shared scale, for hardware that cannot requantize)")
+        }
         keepFloatBeforeFloatReaders(g, main: main, floatNodes: &floatNodes)
         if !options.scheme.activation.symmetric { result.absorbedActivations += absorbActivations(g, floatNodes: floatNodes) }
 
@@ -306,7 +319,11 @@ public struct QDQRewriter {
                 guard let first = ins.first, !floatProduced.contains(first) else { break }
                 for o in n.outputs where !o.isEmpty { groups.union(first, o) }
             case .concat:
-                for t in ins { groups.union(t, n.outputs[0]) }
+                if disparate[ObjectIdentifier(n)] != nil {
+                    wanted.formUnion(ins)
+                } else {
+                    for t in ins { groups.union(t, n.outputs[0]) }
+                }
                 wanted.insert(n.outputs[0])
             }
         }
@@ -407,6 +424,7 @@ public struct QDQRewriter {
             let weightScale = w.index < n.inputs.count && g.initializer(n.inputs[w.index]) == nil ? params[originalName(n.inputs[w.index])]?.1 : nil
             try quantizeWeights(n, in: g, weightIndex: w.index, axis: w.axis, biasIndex: rule.bias, inputScale: inputScale, activationWeightScale: weightScale,
                                 domain: qdqDomain, opset: opset, names: &names, result: &result)
+            if n.opType == "MatMul", let s_in = inputScale { quantizeMatMulBias(n, in: g, index: index, inputScale: s_in, domain: qdqDomain, opset: opset, names: &names, result: &result) }
             result.quantizedNodes.append(n.name)
         }
         let (unprotected, perAxisMicrosoft) = keepFloatComputeOutOfRuntimeQuantization(g, floatRun: floatRun, opset: opset, names: &names)
@@ -419,6 +437,60 @@ public struct QDQRewriter {
         Preparation.removeUnusedInitializers(g)
         try g.sortTopologically()
         return (usesMicrosoftDomain, keptFloat)
+    }
+
+    /// A MatMul with a float output whose one reader is an Add of a constant bias of shape [N]:
+    /// ONNX Runtime's MatMulAddFusion turns the pair into a Gemm, and a Gemm with a
+    /// float bias matches no QDQ selector, so it would run float (PP-OCR's classifier head).
+    /// The bias gets an int32 DequantizeLinear with scale s_input·s_weight, as a Gemm's: the
+    /// fused Gemm becomes QGemm, and where ONNX Runtime does not fuse (an input of unknown
+    /// shape), MatMulIntegerToFloat runs and the Add reads the same values.
+    func quantizeMatMulBias(_ n: Node, in g: Graph, index: GraphIndex, inputScale s_in: Double, domain: String, opset: Int,
+                            names: inout NameAllocator, result: inout Result) {
+        guard let y = n.outputs.first, !g.outputs.contains(where: { $0.name == y }), n.inputs.count > 1,
+              let wp = result.parameters[originalName(n.inputs[1])], wp.role == .weight else { return }
+        let readers = index.consumers(of: y)
+        guard readers.count == 1, let add = readers.first, add.isStandard, add.opType == "Add", add.inputs.count == 2 else { return }
+        let bi = add.inputs[0] == y ? 1 : 0
+        guard add.inputs[1 - bi] == y, let b = g.initializer(add.inputs[bi]), b.dtype == .float else { return }
+        let channels = wp.scale.count
+        let n_out = b.count
+        guard b.rank == 1, channels == 1 || channels == n_out else { return }
+        let bv = b.floats()
+        let scales = (0..<n_out).map { s_in * wp.scale[channels == 1 ? 0 : $0] }
+        guard zip(bv, scales).allSatisfy({ $1 > 0 && abs(Double($0)) / $1 < Double(Int32.max - 1) }) else { return }
+        emitBias(add, in: g, biasIndex: bi, values: bv, scales: scales, perChannel: channels > 1, corrected: false, domain: domain, opset: opset,
+                 names: &names, result: &result)
+    }
+
+    /// The ratio of the widest to the narrowest input range of a Concat (calibration min/max,
+    /// widened to include 0; float constants by their values) when it is over the control's
+    /// `concatSplitRatio` (default 16): one shared scale would leave the narrow input fewer
+    /// than 256/ratio of its levels, and a YOLO-style head's 0-1 scores beside 0-320 pixel
+    /// boxes none. Nil when under it, when splitting is off (ratio 0) or fewer than two inputs
+    /// have a range.
+    func concatRangeRatio(_ n: Node, _ g: Graph) -> Double? {
+        let limit = options.control.concatSplitRatio ?? QuantControl.defaultConcatSplitRatio
+        guard limit > 0 else { return nil }
+        var widths: [Double] = []
+        for t in n.inputs where !t.isEmpty {
+            var lo = 0.0, hi = 0.0
+            if let c = g.initializer(t) {
+                guard c.dtype == .float else { continue }
+                let v = c.floats()
+                lo = min(0, Double(v.min() ?? 0))
+                hi = max(0, Double(v.max() ?? 0))
+            } else if let (r, _) = options.range(t, options.scheme.activation, .minMax) {
+                lo = min(0, r.lo)
+                hi = max(0, r.hi)
+            } else {
+                continue
+            }
+            if hi - lo > 0, (hi - lo).isFinite { widths.append(hi - lo) }
+        }
+        guard widths.count >= 2, let wide = widths.max(), let narrow = widths.min() else { return nil }
+        let ratio = wide / narrow
+        return ratio > limit ? ratio : nil
     }
 
     /// The float tensor a DequantizeLinear output stands for (`T_DequantizeLinear_Output` -> T).

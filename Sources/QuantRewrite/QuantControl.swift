@@ -10,12 +10,20 @@ public struct QuantControl: Codable, Sendable, Equatable {
     public var truncateAfter: [String]
     /// Settings for the part of the graph between some tensors (`custom_setting`).
     public var subgraphSettings: [SubgraphSetting]
+    /// A Concat whose inputs' ranges differ by more than this factor gives each input its own
+    /// scale instead of one shared scale (nil: `defaultConcatSplitRatio`; 0: always share, for
+    /// hardware whose concatenation cannot requantize).
+    public var concatSplitRatio: Double?
 
-    public init(excludeNodes: [String] = [], excludeOpTypes: [String] = [], truncateAfter: [String] = [], subgraphSettings: [SubgraphSetting] = []) {
+    public static let defaultConcatSplitRatio = 16.0
+
+    public init(excludeNodes: [String] = [], excludeOpTypes: [String] = [], truncateAfter: [String] = [], subgraphSettings: [SubgraphSetting] = [],
+                concatSplitRatio: Double? = nil) {
         self.excludeNodes = excludeNodes
         self.excludeOpTypes = excludeOpTypes
         self.truncateAfter = truncateAfter
         self.subgraphSettings = subgraphSettings
+        self.concatSplitRatio = concatSplitRatio
     }
 }
 

@@ -48,7 +48,7 @@ struct AnalysisArguments: ParsableArguments {
     /// data (`dataset`, from the options or the configuration file) unless --no-analysis.
     @discardableResult
     func afterQuantize(floatModel: String, quantizedModel: String, dataset: DatasetConfig?, statistics: StatisticsFile?, threads: Int,
-                       reporter: ProgressReporter, notes: [String] = []) throws -> AnalysisReport? {
+                       reporter: ProgressReporter, notes: [String] = [], findings: [String] = []) throws -> AnalysisReport? {
         guard !noAnalysis else { return nil }
         // `--stats` without `--input` (data options like --batch alone configure no source).
         guard let dataset, !dataset.inputs.isEmpty else {
@@ -56,7 +56,7 @@ struct AnalysisArguments: ParsableArguments {
             return nil
         }
         return try analyze(floatModel: floatModel, quantizedModel: quantizedModel, data: nil, dataset: dataset, statistics: statistics,
-                           defaultSamples: 16, threads: threads, reporter: reporter, notes: notes)
+                           defaultSamples: 16, threads: threads, reporter: reporter, notes: notes, findings: findings)
     }
 
     /// Analyzes `quantizedModel` against `floatModel` on `data` (or an already resolved
@@ -64,7 +64,7 @@ struct AnalysisArguments: ParsableArguments {
     @discardableResult
     func analyze(floatModel: String, quantizedModel: String, data: DataArguments?, dataset given: DatasetConfig? = nil,
                  statistics: StatisticsFile?, defaultSamples: Int?, threads: Int, reporter: ProgressReporter,
-                 reportPrefix: String? = nil, notes: [String] = []) throws -> AnalysisReport {
+                 reportPrefix: String? = nil, notes: [String] = [], findings: [String] = []) throws -> AnalysisReport {
         try check()
         let signatures: [InputSignature]
         let cfg: DatasetConfig
@@ -101,6 +101,8 @@ struct AnalysisArguments: ParsableArguments {
                                                                 quantized: try u.evaluate(model: quantizedModel)))
         }
         report.notes += notes
+        let outputFindings = report.findings
+        report.findings = findings + outputFindings
         let paths = reportPrefix.map(AnalysisReportPaths.init(prefix:)) ?? AnalysisReportPaths(quantizedModel: quantizedModel)
         try OutputSafety.check(outputs: [.init("the Markdown report", paths.markdown), .init("the HTML report", paths.html), .init("the JSON report", paths.json)],
                                inputs: [.init("the float model", floatModel), .init("the quantized model", quantizedModel)]
@@ -109,7 +111,7 @@ struct AnalysisArguments: ParsableArguments {
         let f = AnalysisReport.format
         for o in report.outputs {
             let m = o.metrics
-            print("output     \(o.name): SNR \(f(m.snr))\(m.medianItemSNR.map { " (median item \(f($0)))" } ?? ""), cosine \(f(m.cosine))\(m.top1Agreement.map { ", top-1 agreement \(f($0))" } ?? "")\(m.maskIoU.map { ", mask IoU (> 0.5) \(f($0))" } ?? "")")
+            print("output     \(o.name): SNR \(f(m.snr))\(m.medianItemSNR.map { " (median item \(f($0)))" } ?? ""), cosine \(f(m.cosine))\(m.top1Agreement.map { ", top-1 agreement \(f($0))" } ?? "")\(m.maskIoU.map { ", mask IoU (> 0.5) \(f($0))" } ?? "")\(m.worstSlice.map { "; worst slice \(AnalysisReport.describe($0))" } ?? "")")
         }
         let marked = report.layers.filter(\.marked).count
         let alone = report.markedByThemselves
@@ -118,6 +120,13 @@ struct AnalysisArguments: ParsableArguments {
             : " (\(alone.count) bad by \(alone.count == 1 ? "itself" : "themselves"): \(alone.prefix(3).map(\.node).joined(separator: ", "))\(alone.count > 3 ? ", ..." : ""))"
         print("layers     \(report.layers.count) quantized ops, \(marked) marked\(why); worst by themselves: \(report.worstLayers.prefix(3).map(\.node).joined(separator: ", "))")
         for e in report.evaluations { print("metric     \(e.name): float \(f(e.float)), quantized \(f(e.quantized)), loss \(f(e.quantizationLoss)) %") }
+        for x in outputFindings { print("finding    \(x)") }
+        if report.findings.isEmpty {
+            print("verdict    OK: every output within SNR \(f(snrWarning)) and cosine \(f(cosineWarning)) of float on the analysis data (output slices of another magnitude included)")
+        } else {
+            let codes = report.findings.compactMap { $0.split(separator: " ").first.map(String.init) }
+            print("verdict    NOT OK: \(report.findings.count) error-level finding(s) (\(codes.joined(separator: ", "))); see above and the report's Findings")
+        }
         print("report     \(paths.markdown)\nreport     \(paths.html)\nreport     \(paths.json)")
         return report
     }

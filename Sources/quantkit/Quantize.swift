@@ -89,7 +89,7 @@ struct Quantize: ParsableCommand {
             let dataset = try cfg.resolvedData(for: CalibrationDataset.signatures(of: try Model.load(path: m).graph))
             let threads = cfg.threads ?? ProcessInfo.processInfo.activeProcessorCount
             let report = try analysis.afterQuantize(floatModel: m, quantizedModel: r.modelPath, dataset: dataset, statistics: r.statistics,
-                                                    threads: threads, reporter: reporter)
+                                                    threads: threads, reporter: reporter, findings: r.findings)
             guard autoKeepFloat > 0, let report else { return }
             let worst = Array(report.computeOpsWorstByThemselves.prefix(autoKeepFloat))
             let picks = worst.map(\.node)
@@ -107,7 +107,8 @@ struct Quantize: ParsableCommand {
             let bad = worst.map { "'\($0.node)' (layerwise SNR \(AnalysisReport.format($0.layerwise!.snr)))" }
             try analysis.afterQuantize(floatModel: m, quantizedModel: r2.modelPath, dataset: dataset, statistics: r.statistics,
                                        threads: threads, reporter: reporter,
-                                       notes: ["--auto-keep-float \(autoKeepFloat): kept float, the largest errors by themselves when quantized: \(bad.joined(separator: ", "))"])
+                                       notes: ["--auto-keep-float \(autoKeepFloat): kept float, the largest errors by themselves when quantized: \(bad.joined(separator: ", "))"],
+                                       findings: r2.findings)
         }
     }
 
@@ -117,6 +118,7 @@ struct Quantize: ParsableCommand {
             print("calibrated \(r.calibrationItems) items in \(r.calibrationBatches) batches\(partial)")
         }
         print("quantized  \(r.quantizedNodes) nodes (\(r.floatNodes) stay float, \(r.absorbedActivations) activations absorbed)")
+        print("integer    \(r.integerKernels.line)")
         print("prepared   \(r.preparation.constantsFolded) constants folded, \(r.preparation.batchNormsFolded) BatchNorms folded, \(r.preparation.padsFolded) Pads folded into Convs, \(r.preparation.affinesFolded) constant Mul/Add folded into Convs, \(r.preparation.hardSwishesFused) hard-swish chains fused, \(r.preparation.identitiesRemoved) Identity/Dropout removed\(r.preparation.contribUnfused > 0 ? ", \(r.preparation.contribUnfused) ONNX Runtime FusedConv/FusedGemm/Attention split" : "")\(r.preparation.upgradedFromOpset.map { ", opset \($0) raised to \(OpsetUpgrade.target)" } ?? "")\(r.preparation.computedAsFloat32From.map { ", \($0) computed as float32 inside (inputs and outputs keep their type)" } ?? "")")
         for w in r.warnings.prefix(3) { print("warning    \(w)") }
         if r.warnings.count > 3 { print("warning    ... \(r.warnings.count - 3) more (all in the parameter record's warnings)") }
@@ -193,6 +195,9 @@ struct QuantizeSettings: ParsableArguments {
     @Option(help: "IN1,IN2:OUT1,OUT2:SETTING for the nodes between those tensors (XQuant custom_setting); SETTING is float, bits=8|16 or method=NAME (repeatable).")
     var subgraph: [String] = []
 
+    @Option(help: "A Concat whose inputs' calibration ranges differ by more than this factor gives each input its own scale (a Concat that produces a graph output then runs float); 0: one shared scale for all inputs, for hardware that cannot requantize (default 16).")
+    var concatSplitRatio: Double?
+
     @Option(help: "XQuant precision_level (0: all int8, the only level implemented).")
     var precisionLevel: Int?
 
@@ -211,6 +216,7 @@ struct QuantizeSettings: ParsableArguments {
         if let r = weightRounding { cfg.weightRounding = r }
         if let b = biasCorrection { cfg.biasCorrection = b }
         if !excludeNode.isEmpty { cfg.control.excludeNodes = excludeNode }
+        if let r = concatSplitRatio { cfg.control.concatSplitRatio = try QuantizerConfiguration.checkConcatSplitRatio(r, key: "--concat-split-ratio") }
         if !excludeOpType.isEmpty { cfg.control.excludeOpTypes = excludeOpType }
         if !truncate.isEmpty { cfg.control.truncateAfter = truncate }
         if !subgraph.isEmpty { cfg.control.subgraphSettings = try subgraph.map(QuantizeSettings.subgraphSetting) }

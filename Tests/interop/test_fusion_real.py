@@ -13,7 +13,7 @@ import pytest
 
 from conftest import CACHE, ROOT, quantkit, optimized_ops
 
-INTEGER_OPS = {"QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat", "ConvInteger", "MatMulInteger"}
+INTEGER_OPS = {"QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat", "ConvInteger", "MatMulInteger", "QLinearConvTranspose"}
 FLOAT_OPS = {"Conv", "MatMul", "Gemm", "FusedConv", "FusedMatMul", "FusedGemm"}
 FASHION = os.path.join(ROOT, "Tests", "fixtures", "fashion_cnn.onnx")
 
@@ -58,12 +58,18 @@ def test_real_model_fuses(name, path, make, tmp_path):
         pytest.skip(f"{path} missing: run scripts/fetch-models.sh and scripts/export-efficientnet.sh")
     lst, items = write_items(str(tmp_path / "calib"), make)
     out = str(tmp_path / f"{name}.q.onnx")
-    quantkit("quantize", path, "--list", lst, "--batch", "2", "-o", out)
+    r = quantkit("quantize", path, "--list", lst, "--batch", "2", "-o", out, "--no-analysis")
     q = onnx.load(out)
     onnx.checker.check_model(q, full_check=True)
     ops = optimized_ops(out, tmp_path)
     fused, unfused = sum(o in INTEGER_OPS for o in ops), sum(o in FLOAT_OPS for o in ops)
     assert fused + unfused > 0
+    # The summary's integer count is ONNX Runtime's (issue #20), and so is its total of Conv/MatMul/Gemm
+    # where ONNX Runtime fused no float ones together.
+    line = next(l for l in r.stdout.splitlines() if l.startswith("integer"))
+    k, n = int(line.split()[1]), int(line.split()[3])
+    assert k == fused, f"{name}: summary says {line!r}, ONNX Runtime runs {fused} integer kernels"
+    assert n == sum(o.op_type in ("Conv", "ConvTranspose", "MatMul", "Gemm") for o in q.graph.node)
     assert fused / (fused + unfused) >= 0.95, f"{name}: {fused} fused, {unfused} left float: {sorted(set(o for o in ops if o in FLOAT_OPS))}"
     # No float weights left behind a quantized op: every Conv/Gemm/MatMul weight initializer is integer.
     inits = {i.name: i for i in q.graph.initializer}

@@ -294,25 +294,3 @@ def test_tensor_file_whose_dims_claim_memory_without_data_is_qk1103(tmp_path):
     r, mb = run_measured("run", model, "--input", f"x={tmp_path / 'x.pb'}")
     refused(r, "QK1103")
     assert "has 0 values for" in r.stderr and mb < 1024
-
-
-def test_scores_sharing_a_scale_with_pixel_boxes_are_reported_collapsed_qk5003(tmp_path):
-    # A YOLO-style head: one Concat joins boxes in pixels (0-320) and sigmoid scores (0-1).
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8])
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8])
-    k = numpy_helper.from_array(np.array(160.0, np.float32), "k")
-    g = helper.make_graph([helper.make_node("Add", ["x", "one"], ["xp"]), helper.make_node("Mul", ["xp", "k"], ["boxes"]),
-                           helper.make_node("Sigmoid", ["x"], ["scores"]),
-                           helper.make_node("Concat", ["boxes", "scores"], ["y"], axis=1)], "head", [x], [y],
-                          [k, numpy_helper.from_array(np.array(1.0, np.float32), "one")])
-    path = str(tmp_path / "head.onnx")
-    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), path)
-    data = tmp_path / "d"
-    data.mkdir()
-    rng = np.random.default_rng(0)
-    for i in range(4):
-        np.save(data / f"{i}.npy", rng.uniform(-1, 1, (1, 4, 8)).astype(np.float32))
-    r = quantkit("quantize", path, "--input", f"x={data}", "--method", "minmax", "--no-analysis")
-    warnings = [l for l in r.stdout.splitlines() if l.startswith("warning")]
-    assert warnings and warnings[0].startswith("warning    QK5003 error: "), r.stdout
-    assert "'scores'" in warnings[0] and "'boxes'" not in warnings[0]

@@ -1,0 +1,147 @@
+"""Honest verification (issue #20): a summary that never calls a broken model healthy.
+
+- A YOLO-style head (one Concat joins 0-320 pixel boxes and 0-1 sigmoid scores into the graph
+  output) keeps its scores with defaults: the Concat's inputs keep their own scales and the
+  Concat runs float. With one shared scale (--concat-split-ratio 0, what hardware that cannot
+  requantize needs) every score collapses: QK5003 heads the warnings, and the analysis, whose
+  whole-output cosine stays ~1, names the score slice (QK6006) and says NOT OK.
+- The `integer` line counts the Conv/MatMul/Gemm ONNX Runtime runs as integer kernels, and
+  QK5004 says when most of the model will run float.
+"""
+import os
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import optimized_ops, quantkit
+
+INTEGER_OPS = {"QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat", "ConvInteger", "MatMulInteger", "QLinearConvTranspose"}
+
+
+def yolo_head(tmp_path):
+    """Conv features -> boxes = sigmoid(4 channels) * 320, scores = sigmoid(4 channels);
+    y = Concat(boxes, scores) on axis 1: [1, 8, 256], as YOLOv8's output0."""
+    rng = np.random.default_rng(0)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 256])
+    i64 = lambda v, n: numpy_helper.from_array(np.array(v, np.int64), n)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["f"], pads=[1, 1, 1, 1]),
+             helper.make_node("Reshape", ["f", "shape"], ["fr"]),
+             helper.make_node("Slice", ["fr", "s0", "e0", "ax"], ["braw"]),
+             helper.make_node("Slice", ["fr", "e0", "e1", "ax"], ["craw"]),
+             helper.make_node("Sigmoid", ["braw"], ["bs"]),
+             helper.make_node("Mul", ["bs", "k"], ["boxes"]),
+             helper.make_node("Sigmoid", ["craw"], ["scores"]),
+             helper.make_node("Concat", ["boxes", "scores"], ["y"], axis=1, name="head_concat")]
+    inits = [numpy_helper.from_array(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float32), "w"), i64([1, 8, 256], "shape"),
+             i64([0], "s0"), i64([4], "e0"), i64([8], "e1"), i64([1], "ax"), numpy_helper.from_array(np.array(320.0, np.float32), "k")]
+    path = str(tmp_path / "head.onnx")
+    onnx.save(helper.make_model(helper.make_graph(nodes, "head", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    data = tmp_path / "d"
+    data.mkdir()
+    for i in range(8):
+        np.save(data / f"{i}.npy", rng.uniform(0, 1, (1, 3, 16, 16)).astype(np.float32))
+    return path, data
+
+
+def lines(r, prefix):
+    return [l for l in r.stdout.splitlines() if l.startswith(prefix)]
+
+
+def score_error(float_path, quant_path, data):
+    x = np.load(data / "0.npy")
+    f = ort.InferenceSession(float_path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    q = ort.InferenceSession(quant_path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    return float(np.abs(q[:, 4:] - f[:, 4:]).max())
+
+
+def test_yolo_head_keeps_its_scores_with_defaults(tmp_path):
+    path, data = yolo_head(tmp_path)
+    out = str(tmp_path / "q.onnx")
+    r = quantkit("quantize", path, "--input", f"x={data}", "-o", out)
+    warnings = lines(r, "warning")
+    assert not any("QK5003" in w for w in warnings), r.stdout
+    assert any("Concat 'head_concat' joins inputs whose ranges differ" in w and "runs float" in w for w in warnings), r.stdout
+    assert lines(r, "verdict")[0].startswith("verdict    OK"), r.stdout
+    # The scores' step is 1/255 of [0, 1] (not 320/255): ONNX Runtime's scores stay within a few steps.
+    assert score_error(path, out, data) < 0.02
+    # The output's worst slice is the score channels, measured and fine.
+    assert "worst slice axis 1 channels 4-7" in lines(r, "output")[0], r.stdout
+
+
+def test_one_shared_concat_scale_collapses_the_scores_and_the_summary_says_so(tmp_path):
+    path, data = yolo_head(tmp_path)
+    out = str(tmp_path / "q.onnx")
+    r = quantkit("quantize", path, "--input", f"x={data}", "-o", out, "--concat-split-ratio", "0")
+    warnings = lines(r, "warning")
+    assert warnings and warnings[0].startswith("warning    QK5003 error: "), r.stdout
+    assert "'scores'" in warnings[0] and "'boxes'" not in warnings[0]
+    # The whole output looks healthy; its score slice does not.
+    out_line = lines(r, "output")[0]
+    cosine = float(out_line.split("cosine ")[1].split(";")[0].split(",")[0])
+    assert cosine > 0.999, out_line
+    findings = lines(r, "finding")
+    assert len(findings) == 1 and "QK6006 error: output 'y'" in findings[0] and "axis 1 channels 4-7" in findings[0], r.stdout
+    assert lines(r, "verdict")[0].startswith("verdict    NOT OK: 2 error-level finding(s) (QK5003, QK6006)"), r.stdout
+    assert score_error(path, out, data) > 0.3
+    report = open(str(tmp_path / "q.report.md")).read()
+    assert report.index("## Findings") < report.index("## Model outputs")
+    assert "QK5003 error" in report and "QK6006 error" in report
+    html = open(str(tmp_path / "q.report.html")).read()
+    assert "<div class=finding><b>QK5003 error" in html
+
+
+def test_concat_split_ratio_is_checked(tmp_path):
+    path, data = yolo_head(tmp_path)
+    r = quantkit("quantize", path, "--input", f"x={data}", "--concat-split-ratio", "0.5", check=False)
+    assert r.returncode != 0 and "QK7004" in r.stderr and "--concat-split-ratio" in r.stderr
+
+
+def three_matmuls(tmp_path):
+    """x -> MatMul -> Relu -> MatMul -> Relu -> MatMul -> y (constant weights)."""
+    rng = np.random.default_rng(1)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 16])
+    nodes, inits, prev = [], [], "x"
+    for k in range(3):
+        inits.append(numpy_helper.from_array(rng.normal(0, 0.3, (16, 16)).astype(np.float32), f"w{k}"))
+        nodes.append(helper.make_node("MatMul", [prev, f"w{k}"], [f"m{k}"], name=f"mm{k}"))
+        if k < 2:
+            nodes.append(helper.make_node("Relu", [f"m{k}"], [f"r{k}"]))
+            prev = f"r{k}"
+    nodes[-1].output[0] = "y"
+    path = str(tmp_path / "mlp.onnx")
+    onnx.save(helper.make_model(helper.make_graph(nodes, "mlp", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    data = tmp_path / "d"
+    data.mkdir()
+    for i in range(4):
+        np.save(data / f"{i}.npy", rng.normal(0, 1, (4, 16)).astype(np.float32))
+    return path, data
+
+
+def integer_line(r):
+    line = lines(r, "integer")[0]
+    words = line.split()
+    return int(words[1]), int(words[3]), line
+
+
+def test_integer_count_matches_onnx_runtime_and_mostly_float_is_qk5004(tmp_path):
+    path, data = three_matmuls(tmp_path)
+    out = str(tmp_path / "q.onnx")
+    r = quantkit("quantize", path, "--input", f"x={data}", "-o", out, "--no-analysis")
+    k, n, _ = integer_line(r)
+    assert (k, n) == (3, 3)
+    assert sum(o in INTEGER_OPS for o in optimized_ops(out, tmp_path)) == 3
+    assert not any("QK5004" in w for w in lines(r, "warning"))
+    # Two of three kept float: the summary says 1 of 3 and QK5004 heads the warnings.
+    out2 = str(tmp_path / "q2.onnx")
+    r = quantkit("quantize", path, "--input", f"x={data}", "-o", out2, "--no-analysis", "--exclude-node", "mm0", "--exclude-node", "mm1")
+    k, n, line = integer_line(r)
+    assert (k, n) == (1, 3), line
+    assert "'mm0' (kept float: no quantized input)" in line
+    os.makedirs(tmp_path / "o2", exist_ok=True)
+    assert sum(o in INTEGER_OPS for o in optimized_ops(out2, tmp_path / "o2")) == 1
+    warnings = lines(r, "warning")
+    assert warnings[0].startswith("warning    QK5004 error: only 1 of 3 Conv/MatMul/Gemm"), r.stdout
