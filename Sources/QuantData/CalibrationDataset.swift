@@ -72,6 +72,7 @@ public final class CalibrationDataset: @unchecked Sendable {
         self.signatures = signatures
         let shared: [[String]]? = try config.sharedList.map { try ItemDiscovery.list($0) }
         var plans: [InputPlan] = []
+        let sink = WarningSink()
         for (k, sig) in signatures.enumerated() {
             let c = config.inputs.first { $0.name == sig.name }!
             var s = sig
@@ -106,9 +107,11 @@ public final class CalibrationDataset: @unchecked Sendable {
                 }
             }
             let python = custom[c.name] == nil && c.preprocessFile != nil ? PythonPreprocess(python: config.python, input: c, signature: s) : nil
-            plans.append(InputPlan(index: k, config: c, signature: s, items: items, python: python, custom: custom[c.name],
-                                   seed: config.seed, symbolicDims: config.symbolicDims, symbolicDimDefault: config.symbolicDimDefault,
-                                   limits: config.limits))
+            var plan = InputPlan(index: k, config: c, signature: s, items: items, python: python, custom: custom[c.name],
+                                 seed: config.seed, symbolicDims: config.symbolicDims, symbolicDimDefault: config.symbolicDimDefault,
+                                 limits: config.limits)
+            plan.warn = { [sink] w in sink.dataset?.warnOnce(w) }
+            plans.append(plan)
         }
         if let rows = shared, let width = rows.first?.count {
             let used = config.inputs.filter { if case .sharedList = $0.source { true } else { false } }.count
@@ -123,6 +126,19 @@ public final class CalibrationDataset: @unchecked Sendable {
         }
         self.plans = plans
         itemCount = counted.first?.items.count ?? config.randomItems ?? (config.steps ?? 1) * config.batchSize
+        sink.dataset = self
+    }
+
+    /// Where item readers send warnings: the data set once it exists (held weakly).
+    final class WarningSink: @unchecked Sendable {
+        weak var dataset: CalibrationDataset?
+    }
+
+    /// Adds a warning unless one of the same code for the same input is already in the report.
+    func warnOnce(_ w: DataWarning) {
+        record { r in
+            if !r.warnings.contains(where: { $0.code == w.code && $0.input == w.input }) { r.warnings.append(w) }
+        }
     }
 
     /// Batches that streaming yields: every item in batches of `batchSize` (the last may be

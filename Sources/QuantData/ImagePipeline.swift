@@ -16,7 +16,9 @@ public enum ImagePipeline {
     }
 
     /// Reads H, W and the layout from a 4-D input shape (`nil` dims are symbolic) and the
-    /// preprocessing's `size`/`layout`. Throws QK2111 when they cannot be determined.
+    /// preprocessing's `size`/`layout`. A size of 0 (from `size`, or the one symbolic side of a
+    /// shape like [N, 3, 48, ?]) follows the image's aspect ratio: a text line 48 high keeps its
+    /// natural width. Throws QK2111 when both sides are symbolic and no size is set.
     public static func target(for sig: InputSignature, prep: ImagePreprocessing) throws -> Target {
         let shape = sig.shape ?? [nil, nil, nil, nil]
         guard shape.count == 4 else {
@@ -32,15 +34,54 @@ public enum ImagePipeline {
         }
         let h = prep.size?[0] ?? (layout == .nchw ? shape[2] : shape[1])
         let w = prep.size?[1] ?? (layout == .nchw ? shape[3] : shape[2])
-        guard let h, let w else {
+        guard h != nil || w != nil else {
             throw DataError.invalidConfig(input: sig.name, "the input's height and width are symbolic (\(sig.shapeText))",
-                                          fix: "set the image size [height, width] in the input's preprocessing")
+                                          fix: "set the image size [height, width] in the input's preprocessing (--size HxW; 0 for a side follows "
+                                              + "the aspect ratio, e.g. --size 48x0 for text lines 48 high)")
         }
-        return Target(height: h, width: w, layout: layout)
+        return Target(height: h ?? 0, width: w ?? 0, layout: layout)
+    }
+
+    /// The target with a 0 side resolved from an image's aspect ratio (at least 1 pixel).
+    public static func resolved(_ target: Target, imageHeight: Int, imageWidth: Int) -> Target {
+        var t = target
+        if t.width == 0 { t.width = max(1, Int((Double(imageWidth) * Double(t.height) / Double(max(imageHeight, 1))).rounded())) }
+        if t.height == 0 { t.height = max(1, Int((Double(imageHeight) * Double(t.width) / Double(max(imageWidth, 1))).rounded())) }
+        return t
+    }
+
+    /// A resize that stretches one side more than this against the other, or a center crop
+    /// that keeps less than its inverse of the longer side, gets QK2116.
+    public static let maxDistortion = 3.0
+
+    /// What fitting an image of this size to `target` does to it when that is far from what a
+    /// model of natural-shape crops expects (nil when it is not): a 40x600 text line squeezed
+    /// into 224x224 (stretched 15x), or center-cropped to 224 of its 3840 resized columns.
+    public static func shapeWarning(imageHeight h: Int, imageWidth w: Int, prep: ImagePreprocessing, target: Target) -> String? {
+        guard h > 0, w > 0, target.height > 0, target.width > 0 else { return nil }
+        if prep.centerCrop || prep.resizeShorterSide != nil {
+            let short = Double(prep.resizeShorterSide ?? max(target.height, target.width))
+            let (rh, rw) = h <= w ? (short, Double(w) * short / Double(h)) : (Double(h) * short / Double(w), short)
+            let kept = min(Double(target.height) / rh, Double(target.width) / rw)
+            guard kept < 1 / maxDistortion else { return nil }
+            return "is center-cropped to \(target.height)x\(target.width) of \(Int(rh))x\(Int(rw)) after resizing: \(Int((kept * 100).rounded()))% of its longer side is kept"
+        }
+        let d = distortion(imageHeight: h, imageWidth: w, target: target)
+        guard d > maxDistortion else { return nil }
+        return "is resized to \(target.height)x\(target.width), stretching one side \(String(format: "%.1f", d))x against the other"
+    }
+
+    /// How much resizing `image` straight to `target` stretches one side against the other
+    /// (1: the aspect ratio is kept; 6: a 600x50 text line squeezed into 224x224).
+    public static func distortion(imageHeight: Int, imageWidth: Int, target: Target) -> Double {
+        guard imageHeight > 0, imageWidth > 0, target.height > 0, target.width > 0 else { return 1 }
+        let r = (Double(target.width) / Double(imageWidth)) / (Double(target.height) / Double(imageHeight))
+        return max(r, 1 / r)
     }
 
     /// Converts, resizes, crops and normalizes `image` into a float32 item tensor.
-    public static func run(_ image: DecodedImage, prep: ImagePreprocessing, target: Target, input: String, file: String) throws -> Tensor {
+    public static func run(_ image: DecodedImage, prep: ImagePreprocessing, target given: Target, input: String, file: String) throws -> Tensor {
+        let target = resolved(given, imageHeight: image.height, imageWidth: image.width)
         let colored = convertColor(image, to: prep.colorFormat)
         let c = colored.channels
         let (H, W) = (target.height, target.width)

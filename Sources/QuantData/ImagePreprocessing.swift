@@ -112,8 +112,13 @@ public struct ImagePreprocessing: Codable, Sendable, Equatable {
         if std.contains(0) {
             throw DataError.invalidConfig(input: input, "std contains 0", fix: "use non-zero standard deviations")
         }
-        if let size, size.count != 2 || size.contains(where: { $0 < 1 }) {
-            throw DataError.invalidConfig(input: input, "size \(size) is not [height, width]", fix: "give two positive numbers")
+        if let size, size.count != 2 || size.contains(where: { $0 < 0 }) || size == [0, 0] {
+            throw DataError.invalidConfig(input: input, "size \(size) is not [height, width]",
+                                          fix: "give two positive numbers, or one and 0 for the side that follows the aspect ratio (e.g. [48, 0])")
+        }
+        if let size, size.contains(0), centerCrop || resizeShorterSide != nil {
+            throw DataError.invalidConfig(input: input, "size \(size) follows the aspect ratio on one side, which a center crop cannot",
+                                          fix: "give both sides of the crop, or drop centerCrop/resizeShorterSide")
         }
         if let s = resizeShorterSide, s < 1 {
             throw DataError.invalidConfig(input: input, "resizeShorterSide is \(s)", fix: "use a positive size")

@@ -21,6 +21,8 @@ struct InputPlan: @unchecked Sendable {
     let symbolicDims: [String: Int]
     let symbolicDimDefault: Int
     let limits: DataLimits
+    /// Records a data warning (the dataset's report; the first of each code per input is kept).
+    var warn: (@Sendable (DataWarning) -> Void)? = nil
 
     var isRandom: Bool { config.source == .random }
     var target: DType { signature.dtype }
@@ -40,10 +42,20 @@ struct InputPlan: @unchecked Sendable {
         var computed = false
         switch type {
         case .image:
-            let target = try ImagePipeline.target(for: signature, prep: prep)
+            let given = try ImagePipeline.target(for: signature, prep: prep)
             let channels = prep.colorFormat == .gray ? 1 : 3
-            try limits.checkItem(.float, [1, channels, target.height, target.width], input: name, file: path, what: "the image as fed to the model,")
+            let followsRatio = given.height == 0 || given.width == 0
+            if !followsRatio {
+                try limits.checkItem(.float, [1, channels, given.height, given.width], input: name, file: path, what: "the image as fed to the model,")
+            }
             let img = try ImageDecoder.decode(path: path, input: name, maxPixels: limits.maxImagePixels)
+            let target = ImagePipeline.resolved(given, imageHeight: img.height, imageWidth: img.width)
+            if followsRatio {
+                try limits.checkItem(.float, [1, channels, target.height, target.width], input: name, file: path, what: "the image as fed to the model,")
+            } else if let w = ImagePipeline.shapeWarning(imageHeight: img.height, imageWidth: img.width, prep: prep, target: target) {
+                warn?(DataWarning(code: "QK2116", input: name, message: "image '\(path)' (\(img.height)x\(img.width)) \(w); if the model reads text lines "
+                    + "or other crops of their own shape, give the size with 0 for the side that follows the aspect ratio (--size \(target.height)x0)"))
+            }
             t = try ImagePipeline.run(img, prep: prep, target: target, input: name, file: path)
             computed = true
         case .npy:

@@ -39,7 +39,7 @@ struct DataArguments: ParsableArguments {
     @Option(help: "Image resize method: area, bilinear, nearest.")
     var resize: ResizeMethod?
 
-    @Option(help: "Image size HxW (default: from the input shape).")
+    @Option(help: "Image size HxW (default: from the input shape); 0 for one side follows the image's aspect ratio (--size 48x0: text lines 48 high at their natural widths).")
     var size: String?
 
     @Option(help: "Resize the shorter side to this many pixels, then center crop.")

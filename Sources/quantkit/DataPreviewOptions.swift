@@ -106,8 +106,13 @@ struct DataPreviewOptions {
         if let v = c.resize { image.resize = v }
         if let s = c.size {
             let hw = s.lowercased().split(separator: "x").compactMap { Int($0) }
-            guard hw.count == 2 else { throw QuantKitError("QK7020", "--size '\(s)' is not HxW", fix: "e.g. --size 224x224") }
+            guard hw.count == 2 else { throw QuantKitError("QK7020", "--size '\(s)' is not HxW", fix: "e.g. --size 224x224, or --size 48x0 for a width that follows the aspect ratio") }
             image.size = hw
+            // A side that follows the aspect ratio replaces a preset's shorter-side resize and crop.
+            if hw.contains(0) && c.resizeShorter == nil && !c.centerCrop {
+                image.resizeShorterSide = nil
+                image.centerCrop = false
+            }
         }
         if let v = c.resizeShorter { image.resizeShorterSide = v; image.centerCrop = true }
         if c.centerCrop { image.centerCrop = true }

@@ -131,3 +131,52 @@ def test_preprocess_jpeg_batches_with_a_partial_last_batch_and_nhwc_uint8(tmp_pa
     assert last.dtype == np.uint8
     ref = preprocess(np.asarray(Image.open(PHOTOS[4]).convert("RGB")), 32, 32, method="area").transpose(1, 2, 0)
     assert np.abs(last[0].astype(np.float64) - ref).max() <= 1.5  # JPEG decoders may differ by 1 level, plus rounding
+
+
+def text_line(tmp_path, name, h, w):
+    """A dark-on-light stripe image of h x w pixels (a text line's shape), as PNG."""
+    rng = np.random.default_rng(h * 1000 + w)
+    rgb = np.full((h, w, 3), 230, np.uint8)
+    rgb[h // 4: 3 * h // 4, :: 3] = rng.integers(0, 60, (3 * h // 4 - h // 4, (w + 2) // 3, 3), dtype=np.uint8)
+    p = str(tmp_path / name)
+    Image.fromarray(rgb).save(p)
+    return p, rgb
+
+
+def test_size_with_a_zero_side_keeps_each_lines_aspect_ratio(tmp_path):
+    # Text lines stored as they come (different widths) for an input [N, 3, H, W] with both sides
+    # unknown: --size 48x0 gives each line height 48 and its natural width, like PaddleOCR.
+    from conftest import quantkit
+    d = tmp_path / "lines"
+    d.mkdir()
+    lines = [text_line(d, f"{i}.png", h, w) for i, (h, w) in enumerate([(24, 240), (40, 130), (32, 500)])]
+    out = tmp_path / "out"
+    quantkit("data-preview", "--input", f"x={d}", "--shape", "x=-1,3,-1,-1", "--color", "rgb", "--size", "48x0", "--out", str(out))
+    for b, (p, rgb) in enumerate(lines):
+        got = np.load(out / f"batch_{b:05d}" / "x.npy")[0]
+        w = round(rgb.shape[1] * 48 / rgb.shape[0])
+        assert got.shape == (3, 48, w)
+        assert np.abs(got - preprocess(rgb, 48, w)).max() < 1e-4
+    # A shape with one known side follows the image on the other without --size.
+    r = quantkit("data-preview", "--input", f"x={d}", "--shape", "x=-1,3,48,-1", "--color", "rgb", "--dry-run")
+    assert "batch 0: x float[1, 3, 48, 480]" in r.stdout, r.stdout
+
+
+def test_text_lines_squeezed_or_center_cropped_are_qk2116(tmp_path):
+    from conftest import quantkit
+    d = tmp_path / "lines"
+    d.mkdir()
+    text_line(d, "0.png", 30, 400)
+    text_line(d, "1.png", 30, 420)
+    r = quantkit("data-preview", "--input", f"x={d}", "--shape", "x=-1,3,224,224", "--color", "rgb", "--dry-run")
+    warnings = [l for l in r.stderr.splitlines() if "QK2116" in l]
+    assert len(warnings) == 1, r.stderr  # once per input, not per image
+    assert "(30x400) is resized to 224x224, stretching one side 13.3x" in warnings[0] and "--size 224x0" in warnings[0]
+    r = quantkit("data-preview", "--input", f"x={d}", "--shape", "x=-1,3,224,224", "--preset", "TF_LITE", "--dry-run")
+    assert "is center-cropped to 224x224 of 256x3413 after resizing: 7% of its longer side is kept" in r.stderr, r.stderr
+    # Photos of ordinary shape pass without a warning.
+    p, _ = lossless_photo(tmp_path, 10)
+    r = quantkit("data-preview", "--input", f"x={p}", "--shape", "x=-1,3,224,224", "--preset", "TF_LITE", "--dry-run")
+    assert "QK2116" not in r.stderr
+    r = quantkit("data-preview", "--input", f"x={d}", "--shape", "x=-1,3,-1,-1", "--size", "0x0", "--dry-run", check=False)
+    assert r.returncode != 0 and "QK2111" in r.stderr
