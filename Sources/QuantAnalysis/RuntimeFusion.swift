@@ -143,9 +143,10 @@ public enum RuntimeFusion {
                 // MatMulAddFusion makes a Gemm of MatMul + Add(bias [N]) first.
                 let other = readers[0].inputs[readers[0].inputs[0] == first ? 1 : 0]
                 if let p = index.producer[other], isDQ(p), dequantizedType(p, g, index) == .int32 {
-                    return Kernel(node: n.name, opType: n.opType, integerKernel: "QGemm", reason: nil)
+                    // QGemm where ONNX Runtime knows the input is a matrix (or of static shape).
+                    return Kernel(node: n.name, opType: n.opType, integerKernel: "QGemm or MatMulIntegerToFloat", reason: nil)
                 }
-                if let b = g.initializer(other), b.dtype == .float, b.rank == 1 {
+                if let b = g.initializer(other), b.dtype == .float, b.rank == 1 || (b.rank == 2 && b.shape[0] == 1) {
                     return float("ONNX Runtime fuses it with the Add of float bias '\(other)' into a Gemm, which has no integer kernel with a float bias")
                 }
             }

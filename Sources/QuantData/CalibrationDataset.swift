@@ -8,6 +8,13 @@ public struct CalibrationBatch: @unchecked Sendable {
     public var tensors: [String: Tensor]
     /// The item files per input (empty for random inputs).
     public var files: [String: [String]]
+
+    /// "x: a.png, b.png" (at most 3 files per input), for messages.
+    public static func fileList(_ b: CalibrationBatch) -> String {
+        b.files.sorted { $0.key < $1.key }.filter { !$0.value.isEmpty }.map { name, fs in
+            "\(name): " + fs.prefix(3).map { "'\($0)'" }.joined(separator: ", ") + (fs.count > 3 ? " and \(fs.count - 3) more" : "")
+        }.joined(separator: "; ")
+    }
 }
 
 /// A warning the data set collected (the library never prints; callers show the report).

@@ -54,7 +54,7 @@ struct InputPlan: @unchecked Sendable {
                 try limits.checkItem(.float, [1, channels, target.height, target.width], input: name, file: path, what: "the image as fed to the model,")
             } else if let w = ImagePipeline.shapeWarning(imageHeight: img.height, imageWidth: img.width, prep: prep, target: target) {
                 warn?(DataWarning(code: "QK2116", input: name, message: "image '\(path)' (\(img.height)x\(img.width)) \(w); if the model reads text lines "
-                    + "or other crops of their own shape, give the size with 0 for the side that follows the aspect ratio (--size \(target.height)x0)"))
+                    + "or other crops of their own shape, give the size with 0 for the side that follows the aspect ratio, at the height the model was trained for (e.g. --size 48x0 for PP-OCR)"))
             }
             t = try ImagePipeline.run(img, prep: prep, target: target, input: name, file: path)
             computed = true

@@ -35,15 +35,21 @@ public struct Calibrator {
     /// batch arrives.
     /// `only`, when given, restricts the observed tensors to those names (a quantization run
     /// needs only the tensors its rewrite quantizes; see ``Quantizer/tensorsToObserve(modelPath:)``).
+    /// `current` describes the batch `next` returned last (its files), for an error the model
+    /// raises on it.
     public func run(model: Model, modelName: String, total: Int?, only: Set<String>? = nil, next: () throws -> [String: Tensor]?,
-                    progress: (StageProgress) -> Void = { _ in }) throws -> StatisticsFile {
+                    current: () -> String = { "" }, progress: (StageProgress) -> Void = { _ in }) throws -> StatisticsFile {
         let executor = try Executor(model: model, options: ExecutorOptions(threads: threads))
         let observable = Calibrator.observableTensors(model)
         let collector = StatisticsCollector(tensors: only.map { observable.intersection($0) } ?? observable, options: observer, threads: threads)
         var samples = 0
         var count = 0
         while let feed = try next() {
-            _ = try executor.run(feed, hooks: [collector])
+            do {
+                _ = try executor.run(feed, hooks: [collector])
+            } catch let e as CodedError where e.code.hasPrefix("QK3") {
+                throw Calibrator.onBatch(e, index: count, files: current(), feed: feed)
+            }
             samples += feed.values.first?.shape.first ?? 1
             count += 1
             progress(StageProgress(stage: "calibrate", done: count, total: total, unit: "batches"))
@@ -55,6 +61,23 @@ public struct Calibrator {
         }
         return StatisticsFile(model: modelName, samples: samples,
                               tensors: collector.statistics.mapValues { StatisticsFile.Entry(statistics: $0) })
+    }
+
+    /// An executor error (QK3xxx) that names the calibration batch it happened on: a model
+    /// that fails on one batch usually fails on its data (a text line fed at the wrong height,
+    /// an image squeezed to a size the model's reshapes do not expect), not on its graph.
+    public static func onBatch(_ e: CodedError, index: Int, files: String, feed: [String: Tensor]) -> QuantKitError {
+        let shapes = feed.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value.shape)" }.joined(separator: ", ")
+        let what = files.isEmpty ? "" : ", from \(files)"
+        return QuantKitError(e.code, "\(e.message) (calibration batch \(index + 1): \(shapes)\(what))",
+                             fix: (e.fix.isEmpty ? "" : e.fix + "; ") + "if the model runs on other inputs, check this batch's data: its shape, size and preprocessing")
+    }
+
+    /// An error raised while calibrating on `dataset` with the data set's first warning added
+    /// to its fix: the warning (an image squeezed to a square, QK2116) often explains it.
+    public static func withDataWarnings(_ e: Error, _ dataset: CalibrationDataset) -> Error {
+        guard let c = e as? CodedError, let w = dataset.report.warnings.first else { return e }
+        return QuantKitError(c.code, c.message, fix: (c.fix.isEmpty ? "" : c.fix + "; ") + "the data gave a warning first: \(w.code) \(w.message)")
     }
 
     /// Selects a range for every tensor of `file` with `method` on `grid`, recording them.

@@ -209,10 +209,11 @@ extension QDQRewriter {
 
     /// Writes bias `values` as int32 with `scales` (one per element; per tensor unless
     /// `perChannel`) and zero point 0 behind a DequantizeLinear that node `n` reads.
+    /// `shape` keeps a bias of shape [1, ..., 1, N] so (per channel along its last axis).
     func emitBias(_ n: Node, in g: Graph, biasIndex bi: Int, values bv: [Float], scales biasScales: [Double], perChannel perChannelBias: Bool,
-                  corrected: Bool, domain: String, opset: Int, names: inout NameAllocator, result: inout Result) {
+                  corrected: Bool, domain: String, opset: Int, names: inout NameAllocator, result: inout Result, shape: [Int]? = nil) {
         let bName = n.inputs[bi]
-        let bq = Tensor(dtype: .int32, shape: [bv.count])
+        let bq = Tensor(dtype: .int32, shape: shape ?? [bv.count])
         bq.withUnsafeMutableBufferPointer(as: Int32.self) { out in
             for k in 0..<bv.count {
                 out[k] = Int32(min(max((Double(bv[k]) / biasScales[k]).rounded(.toNearestOrEven), -Double(Int32.max)), Double(Int32.max)))
@@ -227,12 +228,12 @@ extension QDQRewriter {
         let bdq = names.fresh(bName + Suffix.dq)
         let bDomain = perChannelBias && opset < 13 ? "com.microsoft" : domain
         let bNode = Node(name: names.fresh(bName + "_DequantizeLinear"), opType: "DequantizeLinear", domain: bDomain, inputs: [bqName, bsName, bzName], outputs: [bdq])
-        if perChannelBias { bNode.setAttribute(.int("axis", 0)) }
+        if perChannelBias { bNode.setAttribute(.int("axis", max(0, (shape?.count ?? 1) - 1))) }
         g.nodes.append(bNode)
         n.inputs[bi] = bdq
         result.parameters[bName] = TensorQuantParameters(
             role: .bias, dtype: "int32", scale: biasScales, zeroPoint: [Int](repeating: 0, count: bv.count),
-            axis: perChannelBias ? 0 : nil, threshold: [], method: corrected ? "s_input*s_weight+bias_correction" : "s_input*s_weight")
+            axis: perChannelBias ? max(0, (shape?.count ?? 1) - 1) : nil, threshold: [], method: corrected ? "s_input*s_weight+bias_correction" : "s_input*s_weight")
     }
 }
 

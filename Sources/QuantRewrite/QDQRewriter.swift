@@ -439,8 +439,8 @@ public struct QDQRewriter {
         return (usesMicrosoftDomain, keptFloat)
     }
 
-    /// A MatMul with a float output whose one reader is an Add of a constant bias of shape [N]:
-    /// ONNX Runtime's MatMulAddFusion turns the pair into a Gemm, and a Gemm with a
+    /// A MatMul with a float output whose one reader is an Add of a constant bias of shape [N]
+    /// (or [1, ..., 1, N], Magika's [1, 214]): ONNX Runtime's MatMulAddFusion turns the pair into a Gemm, and a Gemm with a
     /// float bias matches no QDQ selector, so it would run float (PP-OCR's classifier head).
     /// The bias gets an int32 DequantizeLinear with scale s_input·s_weight, as a Gemm's: the
     /// fused Gemm becomes QGemm, and where ONNX Runtime does not fuse (an input of unknown
@@ -455,12 +455,12 @@ public struct QDQRewriter {
         guard add.inputs[1 - bi] == y, let b = g.initializer(add.inputs[bi]), b.dtype == .float else { return }
         let channels = wp.scale.count
         let n_out = b.count
-        guard b.rank == 1, channels == 1 || channels == n_out else { return }
+        guard b.rank >= 1, b.shape.dropLast().allSatisfy({ $0 == 1 }), channels == 1 || channels == n_out else { return }
         let bv = b.floats()
         let scales = (0..<n_out).map { s_in * wp.scale[channels == 1 ? 0 : $0] }
         guard zip(bv, scales).allSatisfy({ $1 > 0 && abs(Double($0)) / $1 < Double(Int32.max - 1) }) else { return }
         emitBias(add, in: g, biasIndex: bi, values: bv, scales: scales, perChannel: channels > 1, corrected: false, domain: domain, opset: opset,
-                 names: &names, result: &result)
+                 names: &names, result: &result, shape: b.shape)
     }
 
     /// The ratio of the widest to the narrowest input range of a Concat (calibration min/max,

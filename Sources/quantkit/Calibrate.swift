@@ -111,8 +111,19 @@ enum CalibrationChoice {
         var total = (dataset.itemCount + cfg.batchSize - 1) / max(cfg.batchSize, 1)
         if let s = cfg.steps { total = min(total, s) }
         let calibrator = Calibrator(observer: ObserverOptions(bins: bins), threads: threads)
-        let file = try calibrator.run(model: model, modelName: URL(fileURLWithPath: path).lastPathComponent, total: total,
-                                      next: { try stream.next()?.tensors }, progress: reporter.report)
+        var lastFiles = ""
+        let file: StatisticsFile
+        do {
+            file = try calibrator.run(model: model, modelName: URL(fileURLWithPath: path).lastPathComponent, total: total,
+                                          next: {
+                                              let b = try stream.next()
+                                              lastFiles = b.map(CalibrationBatch.fileList) ?? ""
+                                              return b?.tensors
+                                          },
+                                          current: { lastFiles }, progress: reporter.report)
+        } catch {
+            throw Calibrator.withDataWarnings(error, dataset)
+        }
         for w in dataset.report.warnings { FileHandle.standardError.write(Data("warning: \(w.code) \(w.message)\n".utf8)) }
         return file
     }

@@ -171,7 +171,7 @@ def test_text_lines_squeezed_or_center_cropped_are_qk2116(tmp_path):
     r = quantkit("data-preview", "--input", f"x={d}", "--shape", "x=-1,3,224,224", "--color", "rgb", "--dry-run")
     warnings = [l for l in r.stderr.splitlines() if "QK2116" in l]
     assert len(warnings) == 1, r.stderr  # once per input, not per image
-    assert "(30x400) is resized to 224x224, stretching one side 13.3x" in warnings[0] and "--size 224x0" in warnings[0]
+    assert "(30x400) is resized to 224x224, stretching one side 13.3x" in warnings[0] and "--size 48x0" in warnings[0]
     r = quantkit("data-preview", "--input", f"x={d}", "--shape", "x=-1,3,224,224", "--preset", "TF_LITE", "--dry-run")
     assert "is center-cropped to 224x224 of 256x3413 after resizing: 7% of its longer side is kept" in r.stderr, r.stderr
     # Photos of ordinary shape pass without a warning.
@@ -180,3 +180,26 @@ def test_text_lines_squeezed_or_center_cropped_are_qk2116(tmp_path):
     assert "QK2116" not in r.stderr
     r = quantkit("data-preview", "--input", f"x={d}", "--shape", "x=-1,3,-1,-1", "--size", "0x0", "--dry-run", check=False)
     assert r.returncode != 0 and "QK2111" in r.stderr
+
+
+def test_a_model_failing_on_a_batch_names_the_batch_its_files_and_the_data_warning(tmp_path):
+    # The model reshapes its input to exactly 3x24x240 values: a 24x240 line squeezed to 224x224 fails.
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from conftest import quantkit
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, None, None])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 17280])
+    g = helper.make_graph([helper.make_node("Reshape", ["x", "s"], ["r"]), helper.make_node("Relu", ["r"], ["y"])], "g", [x], [y],
+                          [numpy_helper.from_array(np.array([1, 17280], np.int64), "s")])
+    model = str(tmp_path / "m.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), model)
+    d = tmp_path / "lines"
+    d.mkdir()
+    text_line(d, "0.png", 24, 240)
+    r = quantkit("quantize", model, "--input", f"x={d}", "--size", "224x224", "--no-analysis", "-o", str(tmp_path / "q.onnx"), check=False)
+    assert r.returncode != 0 and "QK3004" in r.stderr
+    assert f"(calibration batch 1: x [1, 3, 224, 224], from x: '{d / '0.png'}')" in r.stderr, r.stderr
+    assert "the data gave a warning first: QK2116" in r.stderr
+    assert not os.path.exists(tmp_path / "q.onnx")
+    # At its natural shape the same line calibrates.
+    quantkit("quantize", model, "--input", f"x={d}", "--size", "24x0", "--no-analysis", "-o", str(tmp_path / "q.onnx"))
