@@ -22,6 +22,8 @@ public enum Preparation {
         public var computedAsFloat32From: DType? = nil
         /// The model's opset before it was raised to ``OpsetUpgrade/target`` (nil: unchanged).
         public var upgradedFromOpset: Int? = nil
+        /// Nodes without a name, or with one another node already has, that were named.
+        public var nodesNamed = 0
     }
 
     /// Runs every pass in order: the passes on the graph as loaded (``asLoaded(_:)``), opset
@@ -29,6 +31,7 @@ public enum Preparation {
     /// folding, hard-swish fusion, constant affine folding into Convs, zero Pad folding into Conv.
     public static func run(_ model: Model) throws -> Report {
         var r = Report()
+        r.nodesNamed = nameNodes(model)
         (r.computedAsFloat32From, r.contribUnfused) = asLoaded(model)
         r.upgradedFromOpset = try OpsetUpgrade.run(model)
         r.constantsFolded = try ConstantNodeFolding.run(model.graph)
@@ -52,6 +55,33 @@ public enum Preparation {
     public static func asLoaded(_ model: Model) -> (DType?, Int) {
         let from = Float32Inside.run(model)
         return (from, ContribUnfusing.run(model.graph, opset: model.opsets[""] ?? 13))
+    }
+
+    /// Gives every node of the model (bodies included) a name no other node has: an unnamed
+    /// node (every node of CenterFace's export) or a second node of a name already taken gets
+    /// `OPTYPE_OUTPUT` after its first output (`_2`, `_3`, ... if that is taken too). Everything
+    /// that follows keys nodes by name: exclusions, weight rounding and bias correction, the
+    /// report's layers; nameless nodes shared one entry (bias correction of CenterFace crashed).
+    public static func nameNodes(_ model: Model) -> Int {
+        let all = model.graph.allNodes
+        var taken = Set<String>()
+        var seen = Set<String>()
+        for n in all where !n.name.isEmpty { taken.insert(n.name) }
+        var named = 0
+        for n in all {
+            if !n.name.isEmpty && seen.insert(n.name).inserted { continue }
+            let base = n.opType + "_" + (n.outputs.first { !$0.isEmpty } ?? "node")
+            var name = base, k = 2
+            while taken.contains(name) {
+                name = "\(base)_\(k)"
+                k += 1
+            }
+            n.name = name
+            taken.insert(name)
+            seen.insert(name)
+            named += 1
+        }
+        return named
     }
 
     /// `Identity(x) -> y` and inference `Dropout(x) -> y` (mask unused) ==> readers of y read x.

@@ -54,12 +54,25 @@ public enum RuntimeFusion {
             guard total > 0 else { return "no Conv/ConvTranspose/MatMul/Gemm in the model" }
             var s = "\(integer) of \(total) Conv/MatMul/Gemm run as integer kernels in ONNX Runtime"
             if !byKernel.isEmpty { s += " (" + byKernel.map { "\($0.0) \($0.1)" }.joined(separator: ", ") + ")" }
-            let rest = floatKernels
-            if !rest.isEmpty {
-                s += "; float: " + rest.prefix(3).map { "'\($0.node)' (\($0.reason ?? "?"))" }.joined(separator: ", ")
-                if rest.count > 3 { s += " and \(rest.count - 3) more" }
-            }
+            if !floatKernels.isEmpty { s += "; float: " + floatReasons }
             return s
+        }
+
+        /// The float nodes grouped by reason, at most 3 groups and 3 names each:
+        /// "'a', 'b' (reason); 'c' (other reason)".
+        public var floatReasons: String {
+            var order: [String] = [], nodes: [String: [String]] = [:]
+            for k in floatKernels {
+                let r = k.reason ?? "?"
+                if nodes[r] == nil { order.append(r) }
+                nodes[r, default: []].append(k.node)
+            }
+            var parts = order.prefix(3).map { r in
+                let ns = nodes[r]!
+                return ns.prefix(3).map { "'\($0)'" }.joined(separator: ", ") + (ns.count > 3 ? " and \(ns.count - 3) more" : "") + " (\(r))"
+            }
+            if order.count > 3 { parts.append("\(order.dropFirst(3).reduce(0) { $0 + nodes[$1]!.count }) more for other reasons") }
+            return parts.joined(separator: "; ")
         }
     }
 

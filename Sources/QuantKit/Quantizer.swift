@@ -289,9 +289,8 @@ public struct Quantizer: Sendable {
     /// computed at run time), so it will be about as slow as float.
     static func floatKernelsWarning(_ k: RuntimeFusion.Summary) -> String? {
         guard k.total > 0, k.integer * 2 < k.total else { return nil }
-        let examples = k.floatKernels.prefix(3).map { "'\($0.node)' (\($0.reason ?? "?"))" }.joined(separator: "; ")
         return "QK5004 error: only \(k.integer) of \(k.total) Conv/MatMul/Gemm will run as integer kernels in ONNX Runtime, so the "
-            + "quantized model runs mostly float: \(examples)\(k.floatKernels.count > 3 ? "; and \(k.floatKernels.count - 3) more" : ""). "
+            + "quantized model runs mostly float: \(k.floatReasons). "
             + "Quantize the inputs named (remove exclusions, calibrate the branch that computes them) or keep the model float"
     }
 
@@ -301,7 +300,8 @@ public struct Quantizer: Sendable {
     static func clippingWarning(_ parameters: [String: TensorQuantParameters], _ stats: [String: StatisticsFile.Entry]) -> String? {
         var clipped: [(String, Double, String)] = []
         for (t, p) in parameters where p.role == .activation && p.threshold.count == 2 {
-            guard let h = stats[t]?.statistics.histogram, h.total > 0 else { continue }
+            // A constant tensor (ConstantOfShape zeros: range [0, 0]) has nothing to clip.
+            guard let st = stats[t]?.statistics, st.max > st.min, let h = st.histogram, h.total > 0, p.threshold[1] > p.threshold[0] else { continue }
             // Values moved by less than 5% of the range (a saturation spike clipped by a hair)
             // do not count.
             let lo = p.threshold[0], hi = p.threshold[1], margin = 0.05 * (hi - lo)

@@ -124,8 +124,14 @@ struct AnalysisArguments: ParsableArguments {
         if report.findings.isEmpty {
             print("verdict    OK: every output within SNR \(f(snrWarning)) and cosine \(f(cosineWarning)) of float on the analysis data (output slices of another magnitude included)")
         } else {
-            let codes = report.findings.compactMap { $0.split(separator: " ").first.map(String.init) }
-            print("verdict    NOT OK: \(report.findings.count) error-level finding(s) (\(codes.joined(separator: ", "))); see above and the report's Findings")
+            var codes: [String] = []
+            var counts: [String: Int] = [:]
+            for c in report.findings.compactMap({ $0.split(separator: " ").first.map(String.init) }) {
+                if counts[c] == nil { codes.append(c) }
+                counts[c, default: 0] += 1
+            }
+            let list = codes.map { counts[$0]! > 1 ? "\($0) ×\(counts[$0]!)" : $0 }.joined(separator: ", ")
+            print("verdict    NOT OK: \(report.findings.count) error-level finding(s) (\(list)); see above and the report's Findings")
         }
         print("report     \(paths.markdown)\nreport     \(paths.html)\nreport     \(paths.json)")
         return report

@@ -8,6 +8,7 @@
 - The `integer` line counts the Conv/MatMul/Gemm ONNX Runtime runs as integer kernels, and
   QK5004 says when most of the model will run float.
 """
+import json
 import os
 
 import numpy as np
@@ -140,8 +141,60 @@ def test_integer_count_matches_onnx_runtime_and_mostly_float_is_qk5004(tmp_path)
     r = quantkit("quantize", path, "--input", f"x={data}", "-o", out2, "--no-analysis", "--exclude-node", "mm0", "--exclude-node", "mm1")
     k, n, line = integer_line(r)
     assert (k, n) == (1, 3), line
-    assert "'mm0' (kept float: no quantized input)" in line
+    assert "float: 'mm0', 'mm1' (kept float: no quantized input)" in line
     os.makedirs(tmp_path / "o2", exist_ok=True)
     assert sum(o in INTEGER_OPS for o in optimized_ops(out2, tmp_path / "o2")) == 1
     warnings = lines(r, "warning")
     assert warnings[0].startswith("warning    QK5004 error: only 1 of 3 Conv/MatMul/Gemm"), r.stdout
+
+
+def test_unnamed_nodes_are_named_after_their_outputs_and_bias_correction_runs(tmp_path):
+    # Two depthwise Convs without names (CenterFace's export names no node): depthwise bias
+    # correction keyed them by name and crashed; preparation names them Conv_<output>.
+    rng = np.random.default_rng(3)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8, 8, 8])
+    nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["a"], group=4, pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["a"], ["ar"]),
+             helper.make_node("Conv", ["ar", "w2", "b2"], ["c"], pads=[0, 0, 0, 0]),
+             helper.make_node("Conv", ["c", "w3", "b3"], ["y"], group=8, pads=[1, 1, 1, 1])]
+    inits = [numpy_helper.from_array(rng.normal(0, 0.5, s).astype(np.float32), n) for n, s in
+             [("w1", (4, 1, 3, 3)), ("b1", (4,)), ("w2", (8, 4, 1, 1)), ("b2", (8,)), ("w3", (8, 1, 3, 3)), ("b3", (8,))]]
+    path = str(tmp_path / "unnamed.onnx")
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    data = tmp_path / "d"
+    data.mkdir()
+    for i in range(4):
+        np.save(data / f"{i}.npy", rng.normal(0, 1, (1, 4, 8, 8)).astype(np.float32))
+    out = str(tmp_path / "q.onnx")
+    r = quantkit("quantize", path, "--input", f"x={data}", "-o", out, "--no-analysis")
+    assert "4 unnamed or same-named nodes named (OPTYPE_OUTPUT)" in r.stdout
+    q = onnx.load(out)
+    convs = sorted(n.name for n in q.graph.node if n.op_type == "Conv")
+    assert convs == ["Conv_a", "Conv_c", "Conv_y"]
+    # The names work as any other: an exclusion keeps that Conv float.
+    r = quantkit("quantize", path, "--input", f"x={data}", "-o", out, "--no-analysis", "--exclude-node", "Conv_c")
+    k, n, line = integer_line(r)
+    assert (k, n) == (2, 3) and "'Conv_c'" in line, line
+
+
+def test_a_constant_zero_tensor_is_not_reported_clipped(tmp_path):
+    # YOLOv8 exports add ConstantOfShape zeros into their anchor grids: range [0, 0] has nothing
+    # to clip, and the clipping warning said 100%.
+    # A symbolic batch keeps the zeros computed at run time (not folded into a constant).
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 16])
+    nodes = [helper.make_node("Shape", ["x"], ["s"]),
+             helper.make_node("ConstantOfShape", ["s"], ["z"], value=numpy_helper.from_array(np.array([0.0], np.float32))),
+             helper.make_node("Add", ["x", "z"], ["a"]), helper.make_node("MatMul", ["a", "w"], ["y"])]
+    w = numpy_helper.from_array(np.random.default_rng(0).normal(0, 1, (16, 16)).astype(np.float32), "w")
+    path = str(tmp_path / "z.onnx")
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y], [w]), opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    data = tmp_path / "d"
+    data.mkdir()
+    for i in range(4):
+        np.save(data / f"{i}.npy", np.random.default_rng(i).normal(0, 1, (1, 16)).astype(np.float32))
+    for method in ("mse", "default"):
+        r = quantkit("quantize", path, "--input", f"x={data}", "-o", str(tmp_path / "q.onnx"), "--no-analysis", "--method", method)
+        assert "clip more than 1%" not in r.stdout, r.stdout
+        assert json.load(open(tmp_path / "q.qparams.json"))["tensors"]["z"]["threshold"] == [0, 0]
