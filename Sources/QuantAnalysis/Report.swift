@@ -28,6 +28,11 @@ public struct AnalysisReport: Codable, Sendable {
     public struct Output: Codable, Sendable {
         public var name: String
         public var metrics: TensorErrorMetrics
+
+        public init(name: String, metrics: TensorErrorMetrics) {
+            self.name = name
+            self.metrics = metrics
+        }
     }
 
     /// A quantized activation's histogram (from calibration statistics) and chosen range.
@@ -204,19 +209,30 @@ extension AnalysisReport {
 
     /// The error-level finding (QK6006) for an output over the warning levels, as a whole or in
     /// its worst slice (channels of another magnitude: a detector's scores beside its boxes).
-    static func outputFinding(_ o: Output, snrWarning: Double, cosineWarning: Double) -> String? {
+    public static func outputFinding(_ o: Output, snrWarning: Double, cosineWarning: Double) -> String? {
         let m = o.metrics, f = AnalysisReport.format
-        guard m.bad(snrWarning: snrWarning, cosineWarning: cosineWarning) else { return nil }
-        let whole = "SNR \(f(m.snr)), cosine \(f(m.cosine))"
-        var s = "QK6006 error: output '\(o.name)' is far from float: "
-        if let w = m.worstSlice, !(w.snr <= snrWarning && w.cosine >= cosineWarning) {
-            s += "\(w.label): SNR \(f(w.snr)), cosine \(f(w.cosine)) (the whole output: \(whole))"
-        } else {
-            s += whole
+        var misses: [String] = []
+        if m.bad(snrWarning: snrWarning, cosineWarning: cosineWarning) {
+            let whole = "SNR \(f(m.snr)), cosine \(f(m.cosine))"
+            if let w = m.worstSlice, !(w.snr <= snrWarning && w.cosine >= cosineWarning) {
+                misses.append("\(w.label): SNR \(f(w.snr)), cosine \(f(w.cosine)) (the whole output: \(whole))")
+            } else {
+                misses.append(whole)
+            }
+            misses[0] += " against warning levels SNR \(f(snrWarning)), cosine \(f(cosineWarning))"
         }
-        return s + " against warning levels SNR \(f(snrWarning)), cosine \(f(cosineWarning)). Read the marked layers of the report "
-            + "(the first one bad by itself is where to start), or run `quantkit quantize ... --auto-keep-float N`"
+        // Class scores whose arg-max changes on more than 1 in 100 rows: the classifier's answer
+        // moves even when the scores' SNR looks small (EfficientNet-Lite0: SNR 0.014, top-1 0.875).
+        if let a = m.top1Agreement, a < AnalysisReport.minTop1Agreement {
+            misses.append("top-1 agreement \(f(a)) (under \(f(AnalysisReport.minTop1Agreement)))")
+        }
+        guard !misses.isEmpty else { return nil }
+        return "QK6006 error: output '\(o.name)' is far from float: " + misses.joined(separator: "; ")
+            + ". Read the marked layers of the report (the first one bad by itself is where to start), or run `quantkit quantize ... --auto-keep-float N`"
     }
+
+    /// Top-1 agreement with float below this is a finding (one point of a classifier's accuracy).
+    public static let minTop1Agreement = 0.99
 
     static func describe(_ v: ValueInfo) -> String {
         let t = v.tensorType

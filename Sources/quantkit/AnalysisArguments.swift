@@ -122,7 +122,7 @@ struct AnalysisArguments: ParsableArguments {
         for e in report.evaluations { print("metric     \(e.name): float \(f(e.float)), quantized \(f(e.quantized)), loss \(f(e.quantizationLoss)) %") }
         for x in outputFindings { print("finding    \(x)") }
         if report.findings.isEmpty {
-            print("verdict    OK: every output within SNR \(f(snrWarning)) and cosine \(f(cosineWarning)) of float on the analysis data (output slices of another magnitude included)")
+            print("verdict    OK: every output within SNR \(f(snrWarning)) and cosine \(f(cosineWarning)) of float on the analysis data (output slices of another magnitude included; class scores keep top-1 agreement \(f(AnalysisReport.minTop1Agreement)) or more)")
         } else {
             var codes: [String] = []
             var counts: [String: Int] = [:]

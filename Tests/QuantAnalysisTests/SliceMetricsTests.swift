@@ -85,6 +85,25 @@ import QuantAnalysis
         #expect(acc.metrics.worstSlice?.channels == "1" && acc.metrics.worstSlice?.snr == 1)
     }
 
+    @Test func findingsNameTheWorstSliceAndAChangedTopClass() throws {
+        let (r, t) = Self.head { _, _ in 0 }
+        var acc = ErrorAccumulator(sliced: true)
+        acc.add(reference: r, test: t)
+        let sliceFinding = try #require(AnalysisReport.outputFinding(.init(name: "y", metrics: acc.metrics), snrWarning: 0.1, cosineWarning: 0.99))
+        #expect(sliceFinding.hasPrefix("QK6006 error: output 'y' is far from float: axis 1 channels 4-7"))
+        // Scores with a small SNR whose top class moves on 1 row of 4: top-1 agreement 0.75.
+        var cls = ErrorAccumulator(classScores: true)
+        cls.add(reference: Tensor(shape: [4, 3], floats: [5, 1, 0, 0, 5, 1, 1, 0, 5, 2, 2.05, 0]),
+                test: Tensor(shape: [4, 3], floats: [5, 1, 0, 0, 5, 1, 1, 0, 5, 2.05, 2, 0]))
+        let m = cls.metrics
+        #expect(m.snr < 0.001 && m.top1Agreement == 0.75)
+        let f = try #require(AnalysisReport.outputFinding(.init(name: "logits", metrics: m), snrWarning: 0.1, cosineWarning: 0.99))
+        #expect(f.contains("top-1 agreement 0.75 (under 0.99)") && !f.contains("SNR"))
+        var same = ErrorAccumulator(classScores: true)
+        same.add(reference: Tensor(shape: [2, 3], floats: [5, 1, 0, 0, 5, 1]), test: Tensor(shape: [2, 3], floats: [5, 1.01, 0, 0, 5, 1]))
+        #expect(AnalysisReport.outputFinding(.init(name: "logits", metrics: same.metrics), snrWarning: 0.1, cosineWarning: 0.99) == nil)
+    }
+
     @Test func channelListsAreCompact() {
         #expect(SliceSums(shape: [1, 1])?.axes.map(\.axis) == nil)  // one channel: nothing to split
         #expect(SliceSums(shape: [1, 84, 8400])?.axes.map(\.axis) == [1])
