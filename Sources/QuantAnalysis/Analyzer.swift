@@ -239,6 +239,8 @@ public final class QuantAnalyzer {
                 value = x
                 continue
             }
+            // A softmax written out as Exp(x) / ReduceSum(Exp(x)) (Magika's jax2tf export).
+            if n.opType == "Div", let e = n.inputs.first.flatMap({ producer[$0] }), e.isStandard, e.opType == "Exp" { return true }
             return scoreProducers.contains(n.opType)
         }
         return false

@@ -198,3 +198,21 @@ def test_a_constant_zero_tensor_is_not_reported_clipped(tmp_path):
         r = quantkit("quantize", path, "--input", f"x={data}", "-o", str(tmp_path / "q.onnx"), "--no-analysis", "--method", method)
         assert "clip more than 1%" not in r.stdout, r.stdout
         assert json.load(open(tmp_path / "q.qparams.json"))["tensors"]["z"]["threshold"] == [0, 0]
+
+
+def test_a_softmax_written_out_as_exp_over_its_sum_gets_top1_agreement(tmp_path):
+    # Magika's export computes softmax as Exp(x) / ReduceSum(Exp(x)): its output is class scores.
+    rng = np.random.default_rng(5)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])
+    y = helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["N", 10])
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["logits"]), helper.make_node("Exp", ["logits"], ["e"]),
+             helper.make_node("ReduceSum", ["e", "ax"], ["s"], keepdims=1), helper.make_node("Div", ["e", "s"], ["probs"])]
+    inits = [numpy_helper.from_array(rng.normal(0, 0.5, (16, 10)).astype(np.float32), "w"), numpy_helper.from_array(np.array([1], np.int64), "ax")]
+    path = str(tmp_path / "sm.onnx")
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    data = tmp_path / "d"
+    data.mkdir()
+    for i in range(8):
+        np.save(data / f"{i}.npy", rng.normal(0, 1, (4, 16)).astype(np.float32))
+    r = quantkit("quantize", path, "--input", f"x={data}", "-o", str(tmp_path / "q.onnx"))
+    assert "top-1 agreement" in lines(r, "output")[0], r.stdout
