@@ -27,7 +27,8 @@ OUT = os.path.join(zoo.ROOT, "out", "zoo_methods")
 def run(cmd):
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
-        raise RuntimeError((r.stderr or r.stdout).strip().splitlines()[-1][:200])
+        lines = (r.stderr or r.stdout).strip().splitlines()
+        raise RuntimeError((lines[-1][:200] if lines else "") or f"exit status {r.returncode}")
     return r.stdout
 
 
@@ -41,21 +42,38 @@ def main():
     ap.add_argument("--json")
     a = ap.parse_args()
     qk = "/tmp/quantkit-zoo-methods"
-    shutil.copy(a.quantkit, qk)
+    shutil.copy(a.quantkit, qk + ".tmp")
+    os.replace(qk + ".tmp", qk)
+    zoo.load_vocabularies()  # the OCR models' decoders (ppocrv4_rec, ddddocr_ocr) read them
+    os.environ.setdefault("OPENBLAS_CORETYPE", subprocess.run(
+        ["bash", os.path.join(zoo.ROOT, "scripts", "openblas-coretype.sh")], capture_output=True, text=True).stdout.strip())
     os.makedirs(OUT, exist_ok=True)
     rows = []
+
+    def save():
+        if a.json:
+            with open(a.json, "w") as fh:
+                json.dump(rows, fh, indent=1)
     for m in [m for m in zoo.ZOO if m.name in a.models]:
-        folder = zoo.prepare(m)
-        ev = zoo.load_items(os.path.join(folder, "eval"))
-        f = zoo.evaluate(m, m.path, ev)
+        row = {"model": m.name, "metric": m.metric, "methods": {}}
+        try:
+            folder = zoo.prepare(m)
+            ev = zoo.load_items(os.path.join(folder, "eval"))
+            f = zoo.evaluate(m, m.path, ev)
+        except Exception as e:  # noqa: BLE001 - one failing model is a row, not a crash
+            row["error"] = f"float evaluation failed: {type(e).__name__}: {e}"[:200]
+            rows.append(row)
+            save()
+            print(f"{m.name}: {row['error']}", file=sys.stderr, flush=True)
+            continue
         data = [x for n in m.inputs for x in ("--input", f"{n}={os.path.join(folder, 'calib', n)}")]
         stats = os.path.join(OUT, f"{m.name}.stats.json")
-        row = {"model": m.name, "metric": m.metric, "methods": {}}
         try:
             run([qk, "calibrate", m.path, *data, "--stats-out", stats])
         except RuntimeError as e:
-            row["error"] = str(e)
+            row["error"] = f"calibrate failed: {e}"
             rows.append(row)
+            save()
             print(f"{m.name}: calibrate failed: {e}", file=sys.stderr, flush=True)
             continue
         for meth in a.methods:
@@ -65,12 +83,12 @@ def main():
                 row["methods"][meth] = zoo.compare(m, f, zoo.evaluate(m, out, ev))[0]
             except Exception as e:  # noqa: BLE001 - one failing method is a cell, not a crash
                 row["methods"][meth] = None
-                print(f"{m.name} {meth}: {e}", file=sys.stderr, flush=True)
+                row.setdefault("failures", {})[meth] = f"{type(e).__name__}: {e}"
+                print(f"{m.name} {meth}: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
         rows.append(row)
+        save()
         print(m.name, {k: (round(v, 4) if v is not None else None) for k, v in row["methods"].items()}, flush=True)
-    if a.json:
-        with open(a.json, "w") as fh:
-            json.dump(rows, fh, indent=1)
+    save()
     head = ["model", "metric"] + a.methods + ["best", "default − best"]
     lines = []
     for r in rows:
