@@ -252,20 +252,26 @@ def ocr_preprocess(img, height=48, width=320):
     return out
 
 
+def random_line(rng, words):
+    """(text, rendered image) of one random line: 1-3 words, a word and a number, or digits, in
+    a random DejaVu font and size."""
+    kind = rng.random()
+    if kind < 0.6:
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 3)))
+    elif kind < 0.8:
+        text = rng.choice(words) + " " + str(rng.randint(0, 99999))
+    else:
+        text = "".join(rng.choice("0123456789") for _ in range(rng.randint(4, 12)))
+    font = _font(rng.choice(FONTS), rng.choice([18, 20, 24, 28, 32]))
+    return text, render_line(text, font, rng)
+
+
 def _ocr_samples(count, seed):
     rng = random.Random(seed)
     words = _words()
     xs, labels = [], []
     while len(xs) < count:
-        kind = rng.random()
-        if kind < 0.6:
-            text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 3)))
-        elif kind < 0.8:
-            text = rng.choice(words) + " " + str(rng.randint(0, 99999))
-        else:
-            text = "".join(rng.choice("0123456789") for _ in range(rng.randint(4, 12)))
-        font = _font(rng.choice(FONTS), rng.choice([18, 20, 24, 28, 32]))
-        img = render_line(text, font, rng)
+        text, img = random_line(rng, words)
         if img.size[0] / img.size[1] > 1.3 * 320 / 48:   # squeezed by more than 30%: skip
             continue
         xs.append(ocr_preprocess(img))

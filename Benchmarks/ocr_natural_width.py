@@ -36,15 +36,7 @@ def natural_lines(count, seed):
     words = bd._words()
     xs, labels = [], []
     while len(xs) < count:
-        kind = rng.random()
-        if kind < 0.6:
-            text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 3)))
-        elif kind < 0.8:
-            text = rng.choice(words) + " " + str(rng.randint(0, 99999))
-        else:
-            text = "".join(rng.choice("0123456789") for _ in range(rng.randint(4, 12)))
-        font = bd._font(rng.choice(bd.FONTS), rng.choice([18, 20, 24, 28, 32]))
-        img = bd.render_line(text, font, rng)
+        text, img = bd.random_line(rng, words)
         w, h = img.size
         width = int(np.ceil(48 * w / h))
         xs.append(bd.ocr_preprocess(img, width=width))

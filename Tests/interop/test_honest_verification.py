@@ -16,7 +16,7 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from conftest import optimized_ops, quantkit
+from conftest import npy_folder, optimized_ops, quantkit
 
 INTEGER_OPS = {"QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat", "ConvInteger", "MatMulInteger", "QLinearConvTranspose"}
 
@@ -40,10 +40,7 @@ def yolo_head(tmp_path):
              i64([0], "s0"), i64([4], "e0"), i64([8], "e1"), i64([1], "ax"), numpy_helper.from_array(np.array(320.0, np.float32), "k")]
     path = str(tmp_path / "head.onnx")
     onnx.save(helper.make_model(helper.make_graph(nodes, "head", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
-    data = tmp_path / "d"
-    data.mkdir()
-    for i in range(8):
-        np.save(data / f"{i}.npy", rng.uniform(0, 1, (1, 3, 16, 16)).astype(np.float32))
+    data = npy_folder(tmp_path / "d", [rng.uniform(0, 1, (1, 3, 16, 16)).astype(np.float32) for i in range(8)])
     return path, data
 
 
@@ -52,7 +49,7 @@ def lines(r, prefix):
 
 
 def score_error(float_path, quant_path, data):
-    x = np.load(data / "0.npy")
+    x = np.load(data / "000.npy")
     f = ort.InferenceSession(float_path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     q = ort.InferenceSession(quant_path, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     return float(np.abs(q[:, 4:] - f[:, 4:]).max())
@@ -115,10 +112,7 @@ def three_matmuls(tmp_path):
     nodes[-1].output[0] = "y"
     path = str(tmp_path / "mlp.onnx")
     onnx.save(helper.make_model(helper.make_graph(nodes, "mlp", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
-    data = tmp_path / "d"
-    data.mkdir()
-    for i in range(4):
-        np.save(data / f"{i}.npy", rng.normal(0, 1, (4, 16)).astype(np.float32))
+    data = npy_folder(tmp_path / "d", [rng.normal(0, 1, (4, 16)).astype(np.float32) for i in range(4)])
     return path, data
 
 
@@ -162,10 +156,7 @@ def test_unnamed_nodes_are_named_after_their_outputs_and_bias_correction_runs(tm
              [("w1", (4, 1, 3, 3)), ("b1", (4,)), ("w2", (8, 4, 1, 1)), ("b2", (8,)), ("w3", (8, 1, 3, 3)), ("b3", (8,))]]
     path = str(tmp_path / "unnamed.onnx")
     onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
-    data = tmp_path / "d"
-    data.mkdir()
-    for i in range(4):
-        np.save(data / f"{i}.npy", rng.normal(0, 1, (1, 4, 8, 8)).astype(np.float32))
+    data = npy_folder(tmp_path / "d", [rng.normal(0, 1, (1, 4, 8, 8)).astype(np.float32) for i in range(4)])
     out = str(tmp_path / "q.onnx")
     r = quantkit("quantize", path, "--input", f"x={data}", "-o", out, "--no-analysis")
     assert "4 unnamed or same-named nodes named (OPTYPE_OUTPUT)" in r.stdout
@@ -190,10 +181,7 @@ def test_a_constant_zero_tensor_is_not_reported_clipped(tmp_path):
     w = numpy_helper.from_array(np.random.default_rng(0).normal(0, 1, (16, 16)).astype(np.float32), "w")
     path = str(tmp_path / "z.onnx")
     onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y], [w]), opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
-    data = tmp_path / "d"
-    data.mkdir()
-    for i in range(4):
-        np.save(data / f"{i}.npy", np.random.default_rng(i).normal(0, 1, (1, 16)).astype(np.float32))
+    data = npy_folder(tmp_path / "d", [np.random.default_rng(i).normal(0, 1, (1, 16)).astype(np.float32) for i in range(4)])
     for method in ("mse", "default"):
         r = quantkit("quantize", path, "--input", f"x={data}", "-o", str(tmp_path / "q.onnx"), "--no-analysis", "--method", method)
         assert "clip more than 1%" not in r.stdout, r.stdout
@@ -210,9 +198,6 @@ def test_a_softmax_written_out_as_exp_over_its_sum_gets_top1_agreement(tmp_path)
     inits = [numpy_helper.from_array(rng.normal(0, 0.5, (16, 10)).astype(np.float32), "w"), numpy_helper.from_array(np.array([1], np.int64), "ax")]
     path = str(tmp_path / "sm.onnx")
     onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
-    data = tmp_path / "d"
-    data.mkdir()
-    for i in range(8):
-        np.save(data / f"{i}.npy", rng.normal(0, 1, (4, 16)).astype(np.float32))
+    data = npy_folder(tmp_path / "d", [rng.normal(0, 1, (4, 16)).astype(np.float32) for i in range(8)])
     r = quantkit("quantize", path, "--input", f"x={data}", "-o", str(tmp_path / "q.onnx"))
     assert "top-1 agreement" in lines(r, "output")[0], r.stdout
