@@ -14,8 +14,8 @@ public enum RangeMethod: Codable, Sendable, Equatable, Hashable, CustomStringCon
     case klV2
     /// Clip minimizing expected clipping + rounding squared error over the histogram (`ems`).
     case mse
-    /// QuantKit's recommendation: per tensor, the candidate among minmax, percentile 0.9999,
-    /// kl and mse whose quantize-dequantize error on the tensor's histogram is lowest.
+    /// QuantKit's recommendation: per tensor, the candidate among minmax, percentile 0.9999
+    /// and mse whose quantize-dequantize error on the tensor's histogram is lowest.
     case auto
 
     /// The method names accepted in configs and on the command line.

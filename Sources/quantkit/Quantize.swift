@@ -13,7 +13,7 @@ struct Quantize: ParsableCommand {
             Activation ranges come from calibration data (--input, or the file's input_parametres) or \
             from a statistics file (--stats: written by `quantkit calibrate`, or a CSV of tensor,min,max).
             Methods: \(RangeMethod.names.joined(separator: ", ")) (default: default = per tensor the \
-            lowest-error of mse, kl, percentile 0.9999 and minmax).
+            lowest-error of mse, percentile 0.9999 and minmax).
             """)
 
     @Argument(help: "The float .onnx model (or -i MODEL, or the configuration's onnx_model/model).")
