@@ -450,7 +450,8 @@ public struct QDQRewriter {
         guard let y = n.outputs.first, !g.outputs.contains(where: { $0.name == y }), n.inputs.count > 1,
               let wp = result.parameters[originalName(n.inputs[1])], wp.role == .weight else { return }
         let readers = index.consumers(of: y)
-        guard readers.count == 1, let add = readers.first, add.isStandard, add.opType == "Add", add.inputs.count == 2 else { return }
+        guard readers.count == 1, let add = readers.first, add.isStandard, add.opType == "Add", add.inputs.count == 2,
+              !options.control.excludeNodes.contains(add.name), !options.control.excludeOpTypes.contains("Add") else { return }
         let bi = add.inputs[0] == y ? 1 : 0
         guard add.inputs[1 - bi] == y, let b = g.initializer(add.inputs[bi]), b.dtype == .float else { return }
         let channels = wp.scale.count

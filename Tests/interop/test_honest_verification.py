@@ -201,3 +201,26 @@ def test_a_softmax_written_out_as_exp_over_its_sum_gets_top1_agreement(tmp_path)
     data = npy_folder(tmp_path / "d", [rng.normal(0, 1, (4, 16)).astype(np.float32) for i in range(8)])
     r = quantkit("quantize", path, "--input", f"x={data}", "-o", str(tmp_path / "q.onnx"))
     assert "top-1 agreement" in lines(r, "output")[0], r.stdout
+
+
+def test_a_matmul_bias_add_becomes_qgemm_unless_the_add_is_kept_float(tmp_path):
+    # ONNX Runtime fuses a float-output MatMul and the Add of its bias into a Gemm: with a float
+    # bias that Gemm runs float; QuantKit gives the bias an int32 DequantizeLinear, so it is QGemm.
+    rng = np.random.default_rng(7)
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 16])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 8])
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["m"], name="mm"), helper.make_node("Add", ["m", "b"], ["a"], name="bias_add"),
+             helper.make_node("Softmax", ["a"], ["y"])]
+    inits = [numpy_helper.from_array(rng.normal(0, 0.5, (16, 8)).astype(np.float32), "w"),
+             numpy_helper.from_array(rng.normal(0, 1, (8,)).astype(np.float32), "b")]
+    path = str(tmp_path / "head.onnx")
+    onnx.save(helper.make_model(helper.make_graph(nodes, "g", [x], [y], inits), opset_imports=[helper.make_opsetid("", 17)], ir_version=8), path)
+    data = npy_folder(tmp_path / "d", [rng.normal(0, 1, (4, 16)).astype(np.float32) for i in range(4)])
+    for k, (extra, expected) in enumerate([([], 1), (["--exclude-node", "bias_add"], 0)]):
+        out = str(tmp_path / f"q{k}.onnx")
+        r = quantkit("quantize", path, "--input", f"x={data}", "-o", out, "--no-analysis", *extra)
+        got, n, line = integer_line(r)
+        os.makedirs(tmp_path / f"o{k}", exist_ok=True)
+        ops = optimized_ops(out, tmp_path / f"o{k}")
+        assert (got, n) == (expected, 1) and sum(o in INTEGER_OPS for o in ops) == expected, (line, ops)
+    assert "fuses it with the Add of float bias 'b' into a Gemm" in line
