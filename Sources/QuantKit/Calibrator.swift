@@ -63,10 +63,30 @@ public struct Calibrator {
                               tensors: collector.statistics.mapValues { StatisticsFile.Entry(statistics: $0) })
     }
 
+    /// Calibrates on every batch of `stream` (of `dataset`): an executor error names the batch
+    /// and its files, and any error carries the data set's first warning. `before` runs before
+    /// each batch (a cancellation check).
+    public func run(model: Model, modelName: String, total: Int?, only: Set<String>? = nil, dataset: CalibrationDataset, stream: BatchStream,
+                    before: () throws -> Void = {}, progress: (StageProgress) -> Void = { _ in }) throws -> StatisticsFile {
+        var lastFiles = ""
+        do {
+            return try run(model: model, modelName: modelName, total: total, only: only,
+                           next: {
+                               try before()
+                               let b = try stream.next()
+                               lastFiles = b.map(CalibrationBatch.fileList) ?? ""
+                               return b?.tensors
+                           },
+                           current: { lastFiles }, progress: progress)
+        } catch {
+            throw Calibrator.withDataWarnings(error, dataset)
+        }
+    }
+
     /// An executor error (QK3xxx) that names the calibration batch it happened on: a model
     /// that fails on one batch usually fails on its data (a text line fed at the wrong height,
     /// an image squeezed to a size the model's reshapes do not expect), not on its graph.
-    public static func onBatch(_ e: CodedError, index: Int, files: String, feed: [String: Tensor]) -> QuantKitError {
+    static func onBatch(_ e: CodedError, index: Int, files: String, feed: [String: Tensor]) -> QuantKitError {
         let shapes = feed.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value.shape)" }.joined(separator: ", ")
         let what = files.isEmpty ? "" : ", from \(files)"
         return QuantKitError(e.code, "\(e.message) (calibration batch \(index + 1): \(shapes)\(what))",
@@ -75,7 +95,7 @@ public struct Calibrator {
 
     /// An error raised while calibrating on `dataset` with the data set's first warning added
     /// to its fix: the warning (an image squeezed to a square, QK2116) often explains it.
-    public static func withDataWarnings(_ e: Error, _ dataset: CalibrationDataset) -> Error {
+    static func withDataWarnings(_ e: Error, _ dataset: CalibrationDataset) -> Error {
         guard let c = e as? CodedError, let w = dataset.report.warnings.first else { return e }
         return QuantKitError(c.code, c.message, fix: (c.fix.isEmpty ? "" : c.fix + "; ") + "the data gave a warning first: \(w.code) \(w.message)")
     }

@@ -120,19 +120,8 @@ public struct Quantizer: Sendable {
             if let s = dataset.config.steps { total = min(total, s) }
             let calibrator = Calibrator(observer: config.observer, threads: config.threads ?? ProcessInfo.processInfo.activeProcessorCount)
             let only = completeStatistics || config.statisticsOutput != nil ? nil : try Quantizer(configuration: config).tensorsToObserve(modelPath: path)
-            var lastFiles = ""
-            do {
-                statistics = try calibrator.run(model: floatModel!, modelName: URL(fileURLWithPath: path).lastPathComponent, total: total, only: only,
-                                                next: {
-                                                    try cancelled()
-                                                    let b = try stream.next()
-                                                    lastFiles = b.map(CalibrationBatch.fileList) ?? ""
-                                                    return b?.tensors
-                                                },
-                                                current: { lastFiles }, progress: progress)
-            } catch {
-                throw Calibrator.withDataWarnings(error, dataset)
-            }
+            statistics = try calibrator.run(model: floatModel!, modelName: URL(fileURLWithPath: path).lastPathComponent, total: total, only: only,
+                                            dataset: dataset, stream: stream, before: cancelled, progress: progress)
             onlyQuantized = only != nil
             let report = dataset.report
             batches = report.batches

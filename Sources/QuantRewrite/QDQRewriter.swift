@@ -424,7 +424,9 @@ public struct QDQRewriter {
             let weightScale = w.index < n.inputs.count && g.initializer(n.inputs[w.index]) == nil ? params[originalName(n.inputs[w.index])]?.1 : nil
             try quantizeWeights(n, in: g, weightIndex: w.index, axis: w.axis, biasIndex: rule.bias, inputScale: inputScale, activationWeightScale: weightScale,
                                 domain: qdqDomain, opset: opset, names: &names, result: &result)
-            if n.opType == "MatMul", let s_in = inputScale { quantizeMatMulBias(n, in: g, index: index, inputScale: s_in, domain: qdqDomain, opset: opset, names: &names, result: &result) }
+            if n.opType == "MatMul", let s_in = inputScale {
+                quantizeMatMulBias(n, in: g, index: index, inputScale: s_in, keptFloat: keptFloat, domain: qdqDomain, opset: opset, names: &names, result: &result)
+            }
             result.quantizedNodes.append(n.name)
         }
         let (unprotected, perAxisMicrosoft) = keepFloatComputeOutOfRuntimeQuantization(g, floatRun: floatRun, opset: opset, names: &names)
@@ -445,13 +447,15 @@ public struct QDQRewriter {
     /// The bias gets an int32 DequantizeLinear with scale s_input·s_weight, as a Gemm's: the
     /// fused Gemm becomes QGemm, and where ONNX Runtime does not fuse (an input of unknown
     /// shape), MatMulIntegerToFloat runs and the Add reads the same values.
-    func quantizeMatMulBias(_ n: Node, in g: Graph, index: GraphIndex, inputScale s_in: Double, domain: String, opset: Int,
-                            names: inout NameAllocator, result: inout Result) {
+    /// An Add the user's settings keep float (`keptFloat`: excluded, truncated, a float region)
+    /// keeps its float bias.
+    func quantizeMatMulBias(_ n: Node, in g: Graph, index: GraphIndex, inputScale s_in: Double, keptFloat: Set<ObjectIdentifier>, domain: String,
+                            opset: Int, names: inout NameAllocator, result: inout Result) {
         guard let y = n.outputs.first, !g.outputs.contains(where: { $0.name == y }), n.inputs.count > 1,
               let wp = result.parameters[originalName(n.inputs[1])], wp.role == .weight else { return }
         let readers = index.consumers(of: y)
         guard readers.count == 1, let add = readers.first, add.isStandard, add.opType == "Add", add.inputs.count == 2,
-              !options.control.excludeNodes.contains(add.name), !options.control.excludeOpTypes.contains("Add") else { return }
+              !keptFloat.contains(ObjectIdentifier(add)) else { return }
         let bi = add.inputs[0] == y ? 1 : 0
         guard add.inputs[1 - bi] == y, let b = g.initializer(add.inputs[bi]), b.dtype == .float else { return }
         let channels = wp.scale.count

@@ -111,19 +111,8 @@ enum CalibrationChoice {
         var total = (dataset.itemCount + cfg.batchSize - 1) / max(cfg.batchSize, 1)
         if let s = cfg.steps { total = min(total, s) }
         let calibrator = Calibrator(observer: ObserverOptions(bins: bins), threads: threads)
-        var lastFiles = ""
-        let file: StatisticsFile
-        do {
-            file = try calibrator.run(model: model, modelName: URL(fileURLWithPath: path).lastPathComponent, total: total,
-                                          next: {
-                                              let b = try stream.next()
-                                              lastFiles = b.map(CalibrationBatch.fileList) ?? ""
-                                              return b?.tensors
-                                          },
-                                          current: { lastFiles }, progress: reporter.report)
-        } catch {
-            throw Calibrator.withDataWarnings(error, dataset)
-        }
+        let file = try calibrator.run(model: model, modelName: URL(fileURLWithPath: path).lastPathComponent, total: total,
+                                      dataset: dataset, stream: stream, progress: reporter.report)
         for w in dataset.report.warnings { FileHandle.standardError.write(Data("warning: \(w.code) \(w.message)\n".utf8)) }
         return file
     }
