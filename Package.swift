@@ -68,6 +68,7 @@ let package = Package(
             swiftSettings: settings),
         .testTarget(name: "CLITests", dependencies: ["QuantKit"], swiftSettings: settings),
         .testTarget(name: "QuantAnalysisTests", dependencies: ["QuantAnalysis", "QuantIR", "QuantCore"], swiftSettings: settings),
+        .testTarget(name: "QuantRewriteTests", dependencies: ["QuantRewrite", "QuantAlgorithms", "QuantCalibration", "QuantIR", "QuantCore"], swiftSettings: settings),
         .testTarget(name: "QuantKitTests", dependencies: ["QuantKit", "QuantCore", "QuantIR", "QuantExecutor"], swiftSettings: settings),
         .testTarget(name: "QuantDataTests", dependencies: ["QuantData", "QuantIR", "QuantCore"], swiftSettings: settings),
     ]

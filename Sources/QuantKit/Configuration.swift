@@ -70,6 +70,9 @@ public struct QuantizerConfiguration: Codable, Sendable {
     public var statistics: String?
     /// Also write the collected calibration statistics here.
     public var statisticsOutput: String?
+    /// A precision plan file (`NAME.plan.csv` as every run writes, or its JSON form) read into
+    /// ``QuantControl/plan`` when the run starts (`--plan`, Icraft `mix_precision = "x.csv"`).
+    public var plan: String?
     /// Worker threads of the executor and statistics; nil uses every core.
     public var threads: Int?
     /// Notes about settings that were accepted but have no effect in QuantKit (for example
@@ -104,7 +107,7 @@ public struct QuantizerConfiguration: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case scheme, control, observer, model, output, data, statistics, statisticsOutput, threads, notes, weightRounding, biasCorrection
+        case scheme, control, observer, model, output, data, statistics, statisticsOutput, plan, threads, notes, weightRounding, biasCorrection
     }
 
     public init(from decoder: Decoder) throws {
@@ -118,6 +121,7 @@ public struct QuantizerConfiguration: Codable, Sendable {
         data = try c.decodeIfPresent(DatasetConfig.self, forKey: .data)
         statistics = try c.decodeIfPresent(String.self, forKey: .statistics)
         statisticsOutput = try c.decodeIfPresent(String.self, forKey: .statisticsOutput)
+        plan = try c.decodeIfPresent(String.self, forKey: .plan)
         threads = try c.decodeIfPresent(Int.self, forKey: .threads)
         notes = try c.decodeIfPresent([String].self, forKey: .notes) ?? []
         weightRounding = try c.decodeIfPresent(WeightRounding.self, forKey: .weightRounding) ?? .nearest
@@ -146,7 +150,8 @@ public struct QuantizerConfiguration: Codable, Sendable {
                                              fix: "give the data (`--input NAME=PATH`) besides `--stats`: \(what) runs the model on it")
         }
         try OutputSafety.check(outputs: Quantizer.outputItems(output: output ?? Quantizer.defaultOutput(for: model), statisticsOutput: statisticsOutput),
-                               inputs: [.init("the input model", model)] + (statistics.map { [.init("the statistics file", $0)] } ?? []))
+                               inputs: [.init("the input model", model)] + (statistics.map { [.init("the statistics file", $0)] } ?? [])
+                                   + (plan.map { [.init("the precision plan (--plan)", $0)] } ?? []))
         try ConfigurationError.checkBins(observer.bins)
         if let threads, threads < 1 { throw ConfigurationError.invalidValue("threads", "\(threads)", expected: "1 or more") }
         switch scheme.method {

@@ -3,7 +3,7 @@ import QuantCore
 
 /// The `[quantize]` table of an Icraft-style TOML file, plus QuantKit's extra keys beside its
 /// keys. Icraft's `json`/`raw` network files are replaced by `model` (the ONNX path). Keys
-/// Icraft has and QuantKit does not implement (`mix_precision`, `smooth_alpha`,
+/// Icraft has and QuantKit does not implement (`smooth_alpha`,
 /// `autoqset_num`, `per = "group=N"`) throw QK7005 naming the key. Other tables of the file
 /// (`[parse]`, `[optimize]`, ...) belong to other stages and are ignored.
 struct IcraftQuantize: Decodable {
@@ -53,8 +53,12 @@ struct IcraftQuantize: Decodable {
             throw ConfigurationError.notImplemented("quantize.\(json != nil ? "json" : "raw")", "'\(j)'",
                 detail: "QuantKit reads the ONNX model itself: set model = \"path/to/model.onnx\" instead of Icraft's json/raw network files")
         }
+        // mix_precision = "plan.csv": a precision plan (the CSV every run writes has Icraft's columns).
         if let m = mix_precision {
-            throw ConfigurationError.notImplemented("quantize.mix_precision", "'\(m)'", detail: "remove it; per-region precision is set with XQuant-style custom_setting in a JSON configuration")
+            if m.lowercased() == "auto" {
+                throw ConfigurationError.notImplemented("quantize.mix_precision", "'\(m)'", detail: "give a plan file (mix_precision = \"NAME.plan.csv\", as every run writes beside its model)")
+            }
+            c.plan = m
         }
         if let a = smooth_alpha {
             throw ConfigurationError.notImplemented("quantize.smooth_alpha", "\(a)", detail: "SmoothQuant is not implemented yet; remove the key")

@@ -8,6 +8,10 @@ public struct QuantizationResult: Sendable {
     public var modelPath: String
     /// The parameter record (`NAME.qparams.json`) written beside it.
     public var parametersPath: String
+    /// The precision plan the run used (`NAME.plan.csv` beside the model): feed it back with
+    /// `--plan` (edited or not) to quantize again from the same statistics.
+    public var planPath: String = ""
+    public var plan = PrecisionPlan()
     /// What graph preparation folded and removed.
     public var preparation: Preparation.Report
     /// Nodes that run on quantized inputs.
@@ -84,6 +88,7 @@ public struct Quantizer: Sendable {
         var config = configuration
         if let model { config.model = model }
         try config.validate(statisticsGiven: given != nil)
+        if let p = config.plan { config.control.plan = try PrecisionPlan(contentsOf: p) }
         let path = config.model!
         let output = config.output ?? Quantizer.defaultOutput(for: path)
         var warnings = config.notes
@@ -209,6 +214,7 @@ public struct Quantizer: Sendable {
         if let w = Quantizer.floatKernelsWarning(kernels) { r.warnings.insert(w, at: 0) }
         try Verifier.check(model)
         let paramsPath = Quantizer.parametersPath(for: output)
+        let planPath = Quantizer.planPath(for: output)
         // The model and its parameter record are one set: both are written in full before
         // either replaces an older one (the record first, so a model is never newer than it).
         let batch = AtomicBatch()
@@ -216,11 +222,12 @@ public struct Quantizer: Sendable {
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(try enc.encode(ParameterRecord(model: URL(fileURLWithPath: modelPath).lastPathComponent, scheme: configuration.scheme,
                                                             tensors: r.parameters, warnings: r.warnings)), to: paramsPath, batch: batch)
+        try AtomicFile.write(Data(r.plan.csv().utf8), to: planPath, batch: batch)
         try model.save(to: output, batch: batch)
         try batch.commit()
-        return QuantizationResult(modelPath: output, parametersPath: paramsPath, preparation: prep, quantizedNodes: r.quantizedNodes.count,
-                                  floatNodes: r.floatNodes.count, absorbedActivations: r.absorbedActivations, warnings: r.warnings,
-                                  integerKernels: kernels)
+        return QuantizationResult(modelPath: output, parametersPath: paramsPath, planPath: planPath, plan: r.plan, preparation: prep,
+                                  quantizedNodes: r.quantizedNodes.count, floatNodes: r.floatNodes.count, absorbedActivations: r.absorbedActivations,
+                                  warnings: r.warnings, integerKernels: kernels)
     }
 
     /// The activation tensors whose statistics the rewrite of `modelPath` reads with this
@@ -343,7 +350,7 @@ public struct Quantizer: Sendable {
     /// What quantizing to `output` writes: the model, its parameter record and (when asked)
     /// the statistics file.
     public static func outputItems(output: String, statisticsOutput: String?) -> [OutputSafety.Item] {
-        [.init("the output model", output), .init("the parameter record", parametersPath(for: output))]
+        [.init("the output model", output), .init("the parameter record", parametersPath(for: output)), .init("the precision plan", planPath(for: output))]
             + (statisticsOutput.map { [.init("the statistics output", $0)] } ?? [])
     }
 
@@ -353,6 +360,14 @@ public struct Quantizer: Sendable {
         var stem = url.deletingPathExtension().lastPathComponent
         if stem.hasSuffix(".q") { stem.removeLast(2) }
         return url.deletingLastPathComponent().appendingPathComponent(stem + ".qparams.json").path
+    }
+
+    /// The precision plan beside `output`: `NAME.plan.csv` for `NAME.q.onnx` or `NAME.onnx`.
+    public static func planPath(for output: String) -> String {
+        let url = URL(fileURLWithPath: output)
+        var stem = url.deletingPathExtension().lastPathComponent
+        if stem.hasSuffix(".q") { stem.removeLast(2) }
+        return url.deletingLastPathComponent().appendingPathComponent(stem + ".plan.csv").path
     }
 }
 

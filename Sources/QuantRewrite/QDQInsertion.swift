@@ -14,8 +14,10 @@ extension QDQRewriter {
     /// LayerNormalization output that the next MatMuls read quantized), and a graph output T
     /// stays the float value. Readers of a quantized producer always read the DequantizeLinear
     /// output: ONNX Runtime fuses a node into an integer kernel only when its output goes to Q alone.
+    /// Returns the DequantizeLinear output readers now read (nil when it keeps the name `t`: a graph output).
+    @discardableResult
     func insertQDQ(_ t: String, in g: Graph, grid: QuantGrid, scale: Double, zp: Int, domain: String, names: inout NameAllocator,
-                   index: GraphIndex, floatReaders: ((Node) -> Bool)? = nil) {
+                   index: GraphIndex, floatReaders: ((Node) -> Bool)? = nil) -> String? {
         let scaleName = names.fresh(t + "_scale")
         let zpName = names.fresh(t + "_zero_point")
         g.setInitializer(scaleName, Tensor(shape: [], floats: [Float(scale)]))
@@ -26,7 +28,7 @@ extension QDQRewriter {
             let dq = names.fresh(t + Suffix.dq)
             g.replaceUses(of: t, with: dq, readers: index.consumers(of: t), includingOutputs: true)
             g.nodes.append(Node(name: names.fresh(t + "_DequantizeLinear"), opType: "DequantizeLinear", domain: domain, inputs: [qName, scaleName, zpName], outputs: [dq]))
-            return
+            return dq
         }
         // `index` was built before any Q/DQ went in; the readers of `t` it lists are still all of
         // them, since inserting only renames readers of other values to fresh names.
@@ -48,13 +50,15 @@ extension QDQRewriter {
         }
         g.nodes.append(Node(name: names.fresh(t + "_QuantizeLinear"), opType: "QuantizeLinear", domain: domain, inputs: [source, scaleName, zpName], outputs: [qOut]))
         g.nodes.append(Node(name: names.fresh(t + "_DequantizeLinear"), opType: "DequantizeLinear", domain: domain, inputs: [qOut, scaleName, zpName], outputs: [dq]))
+        return dq == t ? nil : dq
     }
 
     /// Removes Relu and Clip(min 0) nodes that follow an op whose output is quantized on an
     /// asymmetric grid: `Conv -> Relu -> y  ==>  Conv -> y` with y's range [0, max] clamping
     /// as Relu did. Only when the activation's output has a range (so it will be quantized).
-    func absorbActivations(_ g: Graph, floatNodes: Set<ObjectIdentifier>) -> Int {
-        var absorbed = 0
+    /// Returns each absorbed node with the node that absorbed it.
+    func absorbActivations(_ g: Graph, floatNodes: Set<ObjectIdentifier>) -> [(absorbed: Node, into: Node)] {
+        var absorbed: [(absorbed: Node, into: Node)] = []
         var index = GraphIndex(g)
         for n in g.nodes where n.isStandard && (n.opType == "Relu" || n.opType == "Clip") && !floatNodes.contains(ObjectIdentifier(n)) {
             guard let x = n.inputs.first, let y = n.outputs.first, let p = index.producer[x],
@@ -71,7 +75,7 @@ extension QDQRewriter {
             guard r.lo >= 0 else { continue }
             g.remove(n)
             p.outputs[0] = y
-            absorbed += 1
+            absorbed.append((n, p))
             index = GraphIndex(g)
         }
         return absorbed
@@ -106,7 +110,7 @@ extension QDQRewriter {
     /// Runtime would do itself (its optimizer's Div/Round/Cast need opset 11 and break an opset-10
     /// model; light_bvlc_alexnet's Gemms, whose weights come from ConstantOfShape, found it).
     func quantizeWeights(_ n: Node, in g: Graph, weightIndex wi: Int, axis requested: Int, biasIndex: Int?, inputScale: Double?,
-                         activationWeightScale: Double? = nil,
+                         activationWeightScale: Double? = nil, perChannel: Bool,
                          domain: String, opset: Int, names: inout NameAllocator, result: inout Result) throws {
         let wName = n.inputs[wi]
         if g.initializer(wName) == nil, let s_w = activationWeightScale, let s_in = inputScale, let bi = biasIndex, bi < n.inputs.count,
@@ -121,7 +125,7 @@ extension QDQRewriter {
         guard let w = g.initializer(wName), w.dtype == .float, w.count > 0 else { return }
         let grid = options.scheme.weight
         var axis: Int? = requested >= 0 ? requested : (requested == -2 && w.rank == 2 ? 1 : nil)
-        if !options.scheme.perChannelWeights || (axis.map { $0 >= w.rank } ?? false) { axis = nil }
+        if !perChannel || (axis.map { $0 >= w.rank } ?? false) { axis = nil }
         let channels = axis.map { w.shape[$0] } ?? 1
         let inner = axis.map { w.shape[($0 + 1)...].reduce(1, *) } ?? w.count
         let values = w.floats()
@@ -198,6 +202,7 @@ extension QDQRewriter {
         if let axis { dqNode.setAttribute(.int("axis", axis)) }
         g.nodes.append(dqNode)
         n.inputs[wi] = dq
+        result.dequantized[dq] = wName
         result.parameters[wName] = TensorQuantParameters(
             role: .weight, dtype: grid.dtype.name, scale: scales, zeroPoint: zps, axis: axis,
             threshold: (0..<channels).map { max(abs(lo[$0]), abs(hi[$0])) }, method: compensated == nil ? "minmax" : "minmax+gptq")

@@ -46,6 +46,17 @@ public struct QDQRewriter {
         /// Per node: channels whose weight scale was widened to keep a large bias exact while
         /// their weights are negligible (summarised in one warning).
         var negligibleChannels: [(node: String, count: Int)] = []
+        /// The plan this run used: per op of the prepared model (main graph, then bodies depth
+        /// first) its precision, weight granularity and range method, and why float ops are float.
+        public var plan = PrecisionPlan()
+        /// Per DequantizeLinear output inserted for an activation or constant: the tensor it
+        /// stands for (a fresh name may differ from `T_DequantizeLinear_Output` when that is taken).
+        var dequantized: [String: String] = [:]
+        /// Position of every node of the prepared model (the plan's op_id).
+        var opIds: [ObjectIdentifier: Int] = [:]
+        /// Per node: the precision, method and float reason it got.
+        var applied: [ObjectIdentifier: (PrecisionPlan.Precision, RangeMethod?, String?)] = [:]
+        var granularity: [ObjectIdentifier: PrecisionPlan.Granularity] = [:]
     }
 
     let model: Model
@@ -99,6 +110,9 @@ public struct QDQRewriter {
         try Regions.checkCut(options.control.truncateAfter, in: g, what: "truncate")
         try Regions.checkSeparates(options.control.truncateAfter, in: g)
         var names = NameAllocator(g)
+        let planned = g.allNodes
+        for (k, n) in planned.enumerated() { result.opIds[ObjectIdentifier(n)] = k }
+        if let plan = options.control.plan { try Self.check(plan, against: planned) }
         // Collected before the main graph changes: rewriting a graph never adds or removes the
         // nodes that own bodies, and a body's nested bodies are listed after it.
         let bodies = Self.bodies(of: g)
@@ -121,6 +135,7 @@ public struct QDQRewriter {
         for (label, body, enclosing, owner) in bodies {
             if keptFloat.contains(ObjectIdentifier(owner)) || enclosing.contains(where: { floatGraphs.contains(ObjectIdentifier($0)) }) {
                 floatGraphs.insert(ObjectIdentifier(body))
+                for n in body.nodes { result.applied[ObjectIdentifier(n)] = (.fp32, nil, "in the body of a node kept float") }
                 continue
             }
             let own = body.nodes.filter { $0.opType != "Constant" }
@@ -129,6 +144,7 @@ public struct QDQRewriter {
             }
             guard reached else {
                 unreached.append((label, own.count))
+                for n in body.nodes { result.applied[ObjectIdentifier(n)] = (.fp32, nil, "in a body calibration never ran") }
                 continue
             }
             Self.localizeOuterConstants(body, enclosing: enclosing, names: &names)
@@ -166,6 +182,19 @@ public struct QDQRewriter {
         if !strayTypes.isEmpty {
             result.warnings.append("exclude_op_types: \(strayTypes.map { "'\($0)'" }.joined(separator: ", ")) match no node of the prepared model")
         }
+        result.plan = PrecisionPlan(ops: planned.enumerated().map { k, n in
+            let (dtype, method, reason) = result.applied[ObjectIdentifier(n)] ?? (.fp32, nil, "no quantized form")
+            return PrecisionPlan.Op(opId: k, node: n.name, type: n.opType, dtype: dtype, per: result.granularity[ObjectIdentifier(n)], saturation: method,
+                                    reason: reason)
+        })
+        if let plan = options.control.plan {
+            let asked = Set(plan.ops.filter { !$0.dtype.isFloat }.map(\.node))
+            let stayed = result.plan.ops.filter { $0.dtype.isFloat && asked.contains($0.node) }
+            if !stayed.isEmpty {
+                result.warnings.append("plan: \(stayed.count) op(s) asked to be quantized stay float (e.g. \(stayed.prefix(3).map { "'\($0.node)' (\($0.reason ?? "float"))" }.joined(separator: ", "))); "
+                                       + "the written plan says why for each")
+            }
+        }
         if !result.negligibleChannels.isEmpty {
             let total = result.negligibleChannels.reduce(0) { $0 + $1.count }
             let examples = result.negligibleChannels.prefix(3).map { "'\($0.node)' \($0.count)" }.joined(separator: ", ")
@@ -174,6 +203,18 @@ public struct QDQRewriter {
                                    + "the int32 bias stays exact, and their outputs lose nothing that matters")
         }
         return result
+    }
+
+    /// Refuses a plan naming ops the prepared model does not have (QK5006): a plan written for
+    /// another model, or a name from the model before preparation folded the node away.
+    static func check(_ plan: PrecisionPlan, against nodes: [Node]) throws {
+        let present = Set(nodes.map(\.name))
+        let missing = plan.ops.filter { $0.node.isEmpty ? $0.opId >= nodes.count : !present.contains($0.node) }
+        guard let first = missing.first else { return }
+        let what = first.node.isEmpty ? "op_id \(first.opId) (the model has \(nodes.count) ops)" : "node '\(first.node)'"
+        throw QuantKitError("QK5006", "the precision plan names \(what)\(missing.count > 1 ? " and \(missing.count - 1) more op(s)" : "") not in the prepared model",
+                            fix: "write the plan from this model (every quantize writes NAME.plan.csv beside its output) and edit that; "
+                                + "node names are the prepared model's, as in the analysis report")
     }
 
     /// Every subgraph below `g` with a label (`node.attribute`, nested labels joined by '/'), its
@@ -239,16 +280,59 @@ public struct QDQRewriter {
                  result: inout Result) throws -> (Bool, Set<ObjectIdentifier>) {
         // Per-node settings: float, or activation grid/method overrides.
         var floatNodes = main ? Regions.downstream(of: options.control.truncateAfter, in: g) : []
+        // Why a node runs float, for the plan written (the other reasons are found below).
+        var why: [ObjectIdentifier: String] = [:]
+        for id in floatNodes { why[id] = "after a truncate tensor" }
         var overrides: [ObjectIdentifier: SubgraphSetting] = [:]
         for s in settings {
             for id in Regions.between(s.inputNames, s.outputNames, in: g) {
-                if s.keepFloat { floatNodes.insert(id) } else { overrides[id] = s }
+                if s.keepFloat {
+                    floatNodes.insert(id)
+                    why[id] = why[id] ?? "custom_setting float"
+                } else {
+                    overrides[id] = s
+                }
             }
         }
         for n in g.nodes where options.control.excludeNodes.contains(n.name) || options.control.excludeOpTypes.contains(n.opType) {
             floatNodes.insert(ObjectIdentifier(n))
+            why[ObjectIdentifier(n)] = why[ObjectIdentifier(n)] ?? "excluded"
         }
-        let keptFloat = floatNodes
+        // The plan's ops: float ones join the float nodes (a node owning bodies keeps them float
+        // too, as an exclusion does), integer ones whose bits or method differ from the scheme's
+        // override them as a custom_setting does; fp16/bf16 ones get their rounding below.
+        var rounded: [(Node, PrecisionPlan.Precision)] = []
+        var planFloat: [ObjectIdentifier: String] = [:]
+        var weightsPerChannel: [ObjectIdentifier: Bool] = [:]
+        if let plan = options.control.plan {
+            for n in g.nodes {
+                let id = ObjectIdentifier(n)
+                guard let k = result.opIds[id], let op = plan.op(node: n.name, opId: k) else { continue }
+                if let per = op.per { weightsPerChannel[id] = per == .channel }
+                if op.dtype.isFloat {
+                    // A row's reason is kept, so that a written plan read back is written the same.
+                    if !floatNodes.contains(id) { planFloat[id] = op.reason ?? "plan" }
+                    if op.dtype != .fp32 { rounded.append((n, op.dtype)) }
+                } else if floatNodes.contains(id) {
+                    continue
+                } else {
+                    let bits = op.dtype.bits!
+                    let current = overrides[id]
+                    let currentBits = current?.bits ?? options.scheme.activation.bits
+                    let method = op.saturation ?? current?.method ?? options.scheme.method
+                    if bits != currentBits || method != (current?.method ?? options.scheme.method) {
+                        overrides[id] = SubgraphSetting(inputNames: [], outputNames: [], bits: bits, method: method)
+                    }
+                }
+            }
+        }
+        var keptFloat = floatNodes
+        for n in g.nodes {
+            guard let reason = planFloat[ObjectIdentifier(n)] else { continue }
+            floatNodes.insert(ObjectIdentifier(n))
+            why[ObjectIdentifier(n)] = reason
+            if !n.subgraphs.isEmpty { keptFloat.insert(ObjectIdentifier(n)) }
+        }
         // Concats joining inputs of far different ranges keep each input's scale; one whose
         // output is a graph output runs float (its readers are the user's post-processing).
         var disparate: [ObjectIdentifier: Double] = [:]
@@ -257,13 +341,20 @@ public struct QDQRewriter {
             guard let ratio = concatRangeRatio(n, g) else { continue }
             disparate[ObjectIdentifier(n)] = ratio
             let toOutput = main && n.outputs.contains(where: graphOutputs.contains)
-            if toOutput { floatNodes.insert(ObjectIdentifier(n)) }
+            if toOutput {
+                floatNodes.insert(ObjectIdentifier(n))
+                why[ObjectIdentifier(n)] = "graph-output Concat of inputs with far-apart ranges"
+            }
             result.warnings.append("\(n.label) joins inputs whose ranges differ \(String(format: "%.0f", ratio))x: each input keeps its own scale"
                                    + (toOutput ? " and the Concat runs float (its output is a graph output)" : " and the Concat requantizes them")
                                    + " (--concat-split-ratio 0: one shared scale, for hardware that cannot requantize)")
         }
         keepFloatBeforeFloatReaders(g, main: main, floatNodes: &floatNodes)
-        if !options.scheme.activation.symmetric { result.absorbedActivations += absorbActivations(g, floatNodes: floatNodes) }
+        var absorbed: [(Node, Node)] = []
+        if !options.scheme.activation.symmetric {
+            absorbed = absorbActivations(g, floatNodes: floatNodes)
+            result.absorbedActivations += absorbed.count
+        }
 
         // Mark.
         var groups = UnionFind()
@@ -278,6 +369,9 @@ public struct QDQRewriter {
         var floatRun = Set<ObjectIdentifier>()
         for n in g.nodes {
             guard !floatNodes.contains(ObjectIdentifier(n)), let rule = OpRules.rule(for: n, isConstant: g.isInitializer) else {
+                let reason = why[ObjectIdentifier(n)]
+                    ?? (OpRules.rule(for: n, isConstant: g.isInitializer) == nil ? "no quantized form" : "its readers run float")
+                result.applied[ObjectIdentifier(n)] = (rounded.first { $0.0 === n }?.1 ?? .fp32, nil, reason)
                 result.floatNodes.append(n.name)
                 floatProduced.formUnion(n.outputs)
                 floatRun.insert(ObjectIdentifier(n))
@@ -286,6 +380,7 @@ public struct QDQRewriter {
             // Relu/Clip right after a float node stay float too: quantizing their input would
             // put the wide pre-activation range on a grid only to clip it again.
             if n.opType == "Relu" || n.opType == "Clip", let x = n.inputs.first, floatProduced.contains(x) {
+                result.applied[ObjectIdentifier(n)] = (.fp32, nil, "reads a float op's output")
                 result.floatNodes.append(n.name)
                 floatProduced.formUnion(n.outputs)
                 floatRun.insert(ObjectIdentifier(n))
@@ -299,6 +394,7 @@ public struct QDQRewriter {
                 if let m = o.method { method = m }
                 for t in ins + n.outputs where !t.isEmpty && overrideOf[t] == nil { overrideOf[t] = (grid, method) }
             }
+            result.applied[ObjectIdentifier(n)] = (grid.bits > 8 ? .int16 : .int8, method, nil)
             for t in ins + n.outputs where !t.isEmpty && gridOf[t] == nil { gridOf[t] = (grid, method) }
             switch rule.kind {
             case .compute:
@@ -327,6 +423,7 @@ public struct QDQRewriter {
                 wanted.insert(n.outputs[0])
             }
         }
+        for (a, p) in absorbed { result.applied[ObjectIdentifier(a)] = result.applied[ObjectIdentifier(p)] ?? (options.scheme.activation.bits > 8 ? .int16 : .int8, options.scheme.method, nil) }
         // x·HardSigmoid(x) is hard-swish (torch exports nn.Hardswish so below opset 14, and
         // preparation writes the chain x·Clip(x+3, 0, 6)/6 so): its gate stays float, as ONNX
         // Runtime runs a HardSwish op between the DequantizeLinear of x and the QuantizeLinear of
@@ -406,7 +503,9 @@ public struct QDQRewriter {
             let floatReaders: ((Node) -> Bool)? = floatSource ? { floatRun.contains(ObjectIdentifier($0)) } : nil
             let domain = grid.bits > 8 && opset < 21 ? "com.microsoft" : qdqDomain
             usesMicrosoftDomain = usesMicrosoftDomain || !domain.isEmpty
-            insertQDQ(t, in: g, grid: grid, scale: scale, zp: zp, domain: domain, names: &names, index: index, floatReaders: floatReaders)
+            if let dq = insertQDQ(t, in: g, grid: grid, scale: scale, zp: zp, domain: domain, names: &names, index: index, floatReaders: floatReaders) {
+                result.dequantized[dq] = t
+            }
             result.parameters[t] = TensorQuantParameters(role: .activation, dtype: grid.dtype.name, scale: [scale], zeroPoint: [zp],
                                                           axis: nil, threshold: [range.lo, range.hi], method: method)
         }
@@ -419,16 +518,22 @@ public struct QDQRewriter {
             }
             // Weights need the activation input's scale for the bias; the dequantized input is
             // what the node reads now.
-            let inputScale = params[originalName(n.inputs[0])]?.1
+            let inputScale = params[originalName(n.inputs[0], result)]?.1
             // A weight computed at run time is quantized as an activation (one scale).
-            let weightScale = w.index < n.inputs.count && g.initializer(n.inputs[w.index]) == nil ? params[originalName(n.inputs[w.index])]?.1 : nil
+            let weightScale = w.index < n.inputs.count && g.initializer(n.inputs[w.index]) == nil ? params[originalName(n.inputs[w.index], result)]?.1 : nil
+            let weightName = w.index < n.inputs.count ? n.inputs[w.index] : ""
             try quantizeWeights(n, in: g, weightIndex: w.index, axis: w.axis, biasIndex: rule.bias, inputScale: inputScale, activationWeightScale: weightScale,
+                                perChannel: weightsPerChannel[ObjectIdentifier(n)] ?? options.scheme.perChannelWeights,
                                 domain: qdqDomain, opset: opset, names: &names, result: &result)
+            if weightScale == nil, let p = result.parameters[weightName], p.role == .weight {
+                result.granularity[ObjectIdentifier(n)] = p.axis == nil ? .tensor : .channel
+            }
             if n.opType == "MatMul", let s_in = inputScale {
                 quantizeMatMulBias(n, in: g, index: index, inputScale: s_in, keptFloat: keptFloat, domain: qdqDomain, opset: opset, names: &names, result: &result)
             }
             result.quantizedNodes.append(n.name)
         }
+        for (n, precision) in rounded { roundFloat(n, to: precision, in: g, names: &names) }
         let (unprotected, perAxisMicrosoft) = keepFloatComputeOutOfRuntimeQuantization(g, floatRun: floatRun, opset: opset, names: &names)
         usesMicrosoftDomain = usesMicrosoftDomain || perAxisMicrosoft
         if !unprotected.isEmpty {
@@ -452,7 +557,7 @@ public struct QDQRewriter {
     func quantizeMatMulBias(_ n: Node, in g: Graph, index: GraphIndex, inputScale s_in: Double, keptFloat: Set<ObjectIdentifier>, domain: String,
                             opset: Int, names: inout NameAllocator, result: inout Result) {
         guard let y = n.outputs.first, !g.outputs.contains(where: { $0.name == y }), n.inputs.count > 1,
-              let wp = result.parameters[originalName(n.inputs[1])], wp.role == .weight else { return }
+              let wp = result.parameters[originalName(n.inputs[1], result)], wp.role == .weight else { return }
         let readers = index.consumers(of: y)
         guard readers.count == 1, let add = readers.first, add.isStandard, add.opType == "Add", add.inputs.count == 2,
               !keptFloat.contains(ObjectIdentifier(add)) else { return }
@@ -498,9 +603,44 @@ public struct QDQRewriter {
         return ratio > limit ? ratio : nil
     }
 
-    /// The float tensor a DequantizeLinear output stands for (`T_DequantizeLinear_Output` -> T).
-    func originalName(_ t: String) -> String {
-        t.hasSuffix(Suffix.dq) ? String(t.dropLast(Suffix.dq.count)) : t
+    /// The tensor a DequantizeLinear output this rewrite inserted stands for (else `t` itself).
+    func originalName(_ t: String, _ result: Result) -> String {
+        result.dequantized[t] ?? t
+    }
+
+    /// fp16/bf16 for a node that runs float: each float input (a DequantizeLinear output, a
+    /// float constant, a tensor calibration observed) and output goes through
+    /// `Cast(to: FORMAT) -> Cast(to: FLOAT)`, so the node computes on values of that format and
+    /// produces values of it, as a runtime computing in it would (up to its accumulation).
+    /// `x -> n -> y  ==>  x -> Cast -> Cast -> n -> y_FORMAT -> Cast -> Cast -> y`
+    func roundFloat(_ n: Node, to precision: PrecisionPlan.Precision, in g: Graph, names: inout NameAllocator) {
+        let format = precision == .bf16 ? DType.bfloat16 : DType.float16
+        let tag = precision.rawValue
+        let index = GraphIndex(g)
+        func isFloat(_ t: String) -> Bool {
+            if let c = g.initializer(t) { return c.dtype == .float }
+            if index.producer[t]?.opType == "DequantizeLinear" { return true }
+            if let e = g.valueInfo(for: t)?.tensorType?.elementType { return e == .float }
+            return options.range(t, options.scheme.activation, .minMax) != nil
+        }
+        func pair(from x: String, to y: String, base: String) -> [Node] {
+            let mid = names.fresh(base + "_" + tag)
+            let down = Node(name: names.fresh(base + "_to_" + tag), opType: "Cast", inputs: [x], outputs: [mid])
+            down.setAttribute(.int("to", Int(format.rawValue)))
+            let up = Node(name: names.fresh(base + "_from_" + tag), opType: "Cast", inputs: [mid], outputs: [y])
+            up.setAttribute(.int("to", Int(DType.float.rawValue)))
+            return [down, up]
+        }
+        for (k, t) in n.inputs.enumerated() where !t.isEmpty && isFloat(t) {
+            let y = names.fresh(t + "_as_" + tag)
+            g.nodes += pair(from: t, to: y, base: t)
+            n.inputs[k] = y
+        }
+        for (k, t) in n.outputs.enumerated() where !t.isEmpty && isFloat(t) {
+            let raw = names.fresh(t + "_float")
+            n.outputs[k] = raw
+            g.nodes += pair(from: raw, to: t, base: t)
+        }
     }
 
     enum Suffix {

@@ -14,11 +14,15 @@ public struct QuantControl: Codable, Sendable, Equatable {
     /// scale instead of one shared scale (nil: `defaultConcatSplitRatio`; 0: always share, for
     /// hardware whose concatenation cannot requantize).
     public var concatSplitRatio: Double?
+    /// Per op precision, weight granularity and range method (`--plan`), over the scheme and
+    /// the other settings here; ops it does not list follow them.
+    public var plan: PrecisionPlan?
 
     public static let defaultConcatSplitRatio = 16.0
 
     public init(excludeNodes: [String] = [], excludeOpTypes: [String] = [], truncateAfter: [String] = [], subgraphSettings: [SubgraphSetting] = [],
-                concatSplitRatio: Double? = nil) {
+                concatSplitRatio: Double? = nil, plan: PrecisionPlan? = nil) {
+        self.plan = plan
         self.excludeNodes = excludeNodes
         self.excludeOpTypes = excludeOpTypes
         self.truncateAfter = truncateAfter

@@ -124,6 +124,7 @@ struct Quantize: ParsableCommand {
         if r.warnings.count > 3 { print("warning    ... \(r.warnings.count - 3) more (all in the parameter record's warnings)") }
         print("model      \(r.modelPath)")
         print("parameters \(r.parametersPath)")
+        print("plan       \(r.planPath)")
     }
 
     /// The file's configuration (or the defaults) with every given option applied on top: the
@@ -198,6 +199,9 @@ struct QuantizeSettings: ParsableArguments {
     @Option(help: "A Concat whose inputs' calibration ranges differ by more than this factor gives each input its own scale (a Concat that produces a graph output then runs float); 0: one shared scale for all inputs, for hardware that cannot requantize (default 16).")
     var concatSplitRatio: Double?
 
+    @Option(help: "A precision plan (CSV as every run writes beside the model, NAME.plan.csv, or JSON): per op its dtype (int8, int16, fp16, bf16, fp32), weight granularity (per: channel, tensor) and range method (saturation). Re-runs from --stats without calibrating again.")
+    var plan: String?
+
     @Option(help: "XQuant precision_level (0: all int8, the only level implemented).")
     var precisionLevel: Int?
 
@@ -214,6 +218,7 @@ struct QuantizeSettings: ParsableArguments {
         if perTensorWeights { cfg.scheme.perChannelWeights = false }
         if let p = perChannelWeights { cfg.scheme.perChannelWeights = p }
         if let r = weightRounding { cfg.weightRounding = r }
+        if let p = plan { cfg.plan = p }
         if let b = biasCorrection { cfg.biasCorrection = b }
         if !excludeNode.isEmpty { cfg.control.excludeNodes = excludeNode }
         if let r = concatSplitRatio { cfg.control.concatSplitRatio = try QuantizerConfiguration.checkConcatSplitRatio(r, key: "--concat-split-ratio") }

@@ -209,11 +209,13 @@ let xquantSample = """
     let kld = try icraft("[quantize]\nmodel = \"m.onnx\"\nforward_dir = \"d\"\n")
     #expect(kld.scheme.method == .kl(stride: 128) && kld.data?.inputs.first?.source == .folder("d"))
     #expect(try icraft("[quantize]\nsaturation = \"null\"\n").scheme.method == .minMax)
+    // mix_precision names a precision plan, as --plan does.
+    #expect(try icraft("[quantize]\nmix_precision = \"m.plan.csv\"\n").plan == "m.plan.csv")
 }
 
 @Test func icraftKeysNotImplementedAreNamed() {
     for (line, key) in [("smooth_alpha = 0.5", "quantize.smooth_alpha"), ("autoqset_num = 4", "quantize.autoqset_num"),
-                        ("mix_precision = \"mp.txt\"", "quantize.mix_precision"), ("per = \"group=4\"", "quantize.per"), ("json = \"net.json\"", "quantize.json")] {
+                        ("mix_precision = \"auto\"", "quantize.mix_precision"), ("per = \"group=4\"", "quantize.per"), ("json = \"net.json\"", "quantize.json")] {
         let e = codedError { _ = try icraft("[quantize]\n\(line)\n") }
         #expect(e?.code == "QK7005", "\(line)")
         #expect(e?.message.hasPrefix("\(key) = ") == true && e?.message.hasSuffix("is not implemented in QuantKit") == true, "\(line)")
