@@ -52,9 +52,10 @@ let package = Package(
             dependencies: ["QuantCore", "QuantONNX", "QuantIR", "QuantExecutor", "QuantCalibration", "QuantAlgorithms", "QuantRewrite", "QuantData",
                            "QuantAnalysis"],
             swiftSettings: settings),
+        .target(name: "QuantTuning", dependencies: ["QuantKit"], swiftSettings: settings),
         .executableTarget(
             name: "quantkit",
-            dependencies: ["QuantKit", "QuantData", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            dependencies: ["QuantKit", "QuantTuning", "QuantData", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: settings),
         // libFuzzer harness of the readers of outside input: scripts/fuzz.sh builds it with
         // `--sanitize fuzzer`; built plainly it does nothing.
@@ -69,6 +70,7 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: ["QuantKit"], swiftSettings: settings),
         .testTarget(name: "QuantAnalysisTests", dependencies: ["QuantAnalysis", "QuantIR", "QuantCore"], swiftSettings: settings),
         .testTarget(name: "QuantRewriteTests", dependencies: ["QuantRewrite", "QuantAlgorithms", "QuantCalibration", "QuantIR", "QuantCore"], swiftSettings: settings),
+        .testTarget(name: "QuantTuningTests", dependencies: ["QuantTuning", "QuantKit"], swiftSettings: settings),
         .testTarget(name: "QuantKitTests", dependencies: ["QuantKit", "QuantCore", "QuantIR", "QuantExecutor"], swiftSettings: settings),
         .testTarget(name: "QuantDataTests", dependencies: ["QuantData", "QuantIR", "QuantCore"], swiftSettings: settings),
     ]

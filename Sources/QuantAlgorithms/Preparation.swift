@@ -5,6 +5,8 @@ import QuantIR
 /// Graph preparation before quantization; each pass keeps the float semantics.
 public enum Preparation {
     public struct Report: Sendable, Equatable {
+        public init() {}
+
         public var constantsFolded = 0
         public var identitiesRemoved = 0
         public var batchNormsFolded = 0

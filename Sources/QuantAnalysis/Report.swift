@@ -78,6 +78,53 @@ public struct AnalysisReport: Codable, Sendable {
         }
     }
 
+    /// What a tuning loop (`quantize --target`) tried: one round per quantized candidate.
+    public struct Tuning: Codable, Sendable {
+        public struct Round: Codable, Sendable {
+            /// 0: the plain recipe (or the plan given).
+            public var round: Int
+            /// What changed against the plan the loop started from, e.g. "int16: 4 ops (a, b, ...)".
+            public var change: String
+            /// The ops raised (node names).
+            public var raised: [String]
+            /// The target metric measured on this round's model.
+            public var value: Double
+            public var met: Bool
+            public var integerKernels: Int
+            public var kernels: Int
+            /// Milliseconds from the latency command, when given.
+            public var latencyMs: Double?
+            public var seconds: Double
+
+            public init(round: Int, change: String, raised: [String], value: Double, met: Bool, integerKernels: Int, kernels: Int,
+                        latencyMs: Double? = nil, seconds: Double) {
+                self.round = round
+                self.change = change
+                self.raised = raised
+                self.value = value
+                self.met = met
+                self.integerKernels = integerKernels
+                self.kernels = kernels
+                self.latencyMs = latencyMs
+                self.seconds = seconds
+            }
+        }
+
+        /// e.g. "cosine >= 0.99 (every output and output slice)".
+        public var target: String
+        public var met: Bool
+        /// The round whose plan the written model uses.
+        public var chosen: Int
+        public var rounds: [Round]
+
+        public init(target: String, met: Bool, chosen: Int, rounds: [Round]) {
+            self.target = target
+            self.met = met
+            self.chosen = chosen
+            self.rounds = rounds
+        }
+    }
+
     public var version = 1
     public var floatModel: String
     public var quantizedModel: String
@@ -94,6 +141,8 @@ public struct AnalysisReport: Codable, Sendable {
     /// Error-level findings, worst first: outputs (or output slices) over the warning levels
     /// (QK6006), and the quantizer's QK5003/QK5004 when the analysis follows `quantize`.
     public var findings: [String] = []
+    /// The tuning loop's rounds, when one ran.
+    public var tuning: Tuning?
 
     /// Conv/ConvTranspose/Gemm/MatMul ops by their own (layerwise) error, worst first: what
     /// `quantize --auto-keep-float N` keeps float. Data-movement and element-wise ops are left
@@ -119,7 +168,7 @@ public struct AnalysisReport: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case version, floatModel, quantizedModel, samples, batches, snrWarning, cosineWarning, model, outputs, layers, histograms, evaluations, notes, findings
+        case version, floatModel, quantizedModel, samples, batches, snrWarning, cosineWarning, model, outputs, layers, histograms, evaluations, notes, findings, tuning
     }
 }
 

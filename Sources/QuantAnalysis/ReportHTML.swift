@@ -34,7 +34,17 @@ extension AnalysisReport {
             h += "<li>\(e(ev.name)): float \(f(ev.float)), quantized \(f(ev.quantized)), quantization loss \(f(ev.quantizationLoss)) %</li>\n"
         }
         for n in notes { h += "<li>note: \(e(n))</li>\n" }
-        h += "</ul>\n<h2>Model outputs</h2>\n<table><tr><th class=l>output</th><th>SNR</th><th>median item SNR</th><th>worst item SNR</th><th>cosine</th><th>MSE</th><th>MAE</th><th>rel. dist.</th><th>max abs err</th><th>top-1 agreement</th><th>mask IoU (&gt; 0.5)</th><th class=l>worst slice</th></tr>\n"
+        h += "</ul>\n"
+        if let t = tuning {
+            h += "<h2>Tuning</h2>\n<p>Target: \(e(t.target)), \(t.met ? "met" : "not met"); the model uses round \(t.chosen).</p>\n"
+            h += "<table><tr><th>round</th><th class=l>change</th><th>value</th><th>met</th><th>integer kernels</th><th>latency (ms)</th><th>seconds</th></tr>\n"
+            for r in t.rounds {
+                h += "<tr\(r.round == t.chosen ? " style='font-weight:bold'" : "")><td>\(r.round)</td><td class=l>\(e(r.change))</td><td>\(f(r.value))</td><td>\(r.met ? "yes" : "no")</td>"
+                h += "<td>\(r.integerKernels) of \(r.kernels)</td><td>\(f(r.latencyMs))</td><td>\(String(format: "%.1f", r.seconds))</td></tr>\n"
+            }
+            h += "</table>\n"
+        }
+        h += "<h2>Model outputs</h2>\n<table><tr><th class=l>output</th><th>SNR</th><th>median item SNR</th><th>worst item SNR</th><th>cosine</th><th>MSE</th><th>MAE</th><th>rel. dist.</th><th>max abs err</th><th>top-1 agreement</th><th>mask IoU (&gt; 0.5)</th><th class=l>worst slice</th></tr>\n"
         for o in outputs {
             let m = o.metrics
             h += "<tr><td class=l>\(e(o.name))</td><td>\(f(m.snr))</td><td>\(f(m.medianItemSNR))</td><td>\(f(m.worstItemSNR))</td><td>\(f(m.cosine))</td><td>\(f(m.mse))</td><td>\(f(m.mae))</td><td>\(f(m.relativeEuclidean))</td><td>\(f(m.maxAbsError))</td><td>\(f(m.top1Agreement))</td><td>\(f(m.maskIoU))</td><td class=l>\(e(m.worstSlice.map(AnalysisReport.describe) ?? "–"))</td></tr>\n"

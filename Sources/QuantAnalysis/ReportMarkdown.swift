@@ -37,6 +37,14 @@ extension AnalysisReport {
             s += "- \(AnalysisReport.cell(e.name)): float \(AnalysisReport.format(e.float)), quantized \(AnalysisReport.format(e.quantized)), quantization loss \(AnalysisReport.format(e.quantizationLoss)) %\n"
         }
         for n in notes { s += "- note: \(AnalysisReport.cell(n))\n" }
+        if let t = tuning {
+            s += "\n## Tuning\n\nTarget: \(AnalysisReport.cell(t.target)), \(t.met ? "met" : "not met"); the model uses round \(t.chosen).\n\n"
+            s += "| round | change | value | met | integer kernels | latency (ms) | seconds |\n|---|---|---|---|---|---|---|\n"
+            for r in t.rounds {
+                s += "| \(r.round)\(r.round == t.chosen ? " ✓" : "") | \(AnalysisReport.cell(r.change)) | \(AnalysisReport.format(r.value)) | \(r.met ? "yes" : "no") | "
+                s += "\(r.integerKernels) of \(r.kernels) | \(AnalysisReport.format(r.latencyMs)) | \(String(format: "%.1f", r.seconds)) |\n"
+            }
+        }
         s += "\n## Model outputs\n\n| output | SNR | median item SNR | worst item SNR | cosine | MSE | MAE | rel. dist. | max abs err | top-1 agreement | mask IoU (> 0.5) | worst slice |\n"
         s += "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         for o in outputs {

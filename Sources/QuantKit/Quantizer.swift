@@ -36,6 +36,21 @@ public struct QuantizationResult: Sendable {
     /// Which Conv/MatMul/Gemm ONNX Runtime will run as integer kernels, and why not the others.
     public var integerKernels = RuntimeFusion.Summary(kernels: [])
 
+    public init(modelPath: String, parametersPath: String, planPath: String = "", plan: PrecisionPlan = PrecisionPlan(),
+                preparation: Preparation.Report = Preparation.Report(), quantizedNodes: Int = 0, floatNodes: Int = 0, absorbedActivations: Int = 0,
+                warnings: [String] = [], integerKernels: RuntimeFusion.Summary = RuntimeFusion.Summary(kernels: [])) {
+        self.modelPath = modelPath
+        self.parametersPath = parametersPath
+        self.planPath = planPath
+        self.plan = plan
+        self.preparation = preparation
+        self.quantizedNodes = quantizedNodes
+        self.floatNodes = floatNodes
+        self.absorbedActivations = absorbedActivations
+        self.warnings = warnings
+        self.integerKernels = integerKernels
+    }
+
     /// The error-level warnings (QK5003 collapsed activations, QK5004 mostly float in ONNX Runtime).
     public var findings: [String] { warnings.filter { $0.hasPrefix("QK5003") || $0.hasPrefix("QK5004") } }
 }

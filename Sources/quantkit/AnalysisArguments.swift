@@ -65,6 +65,19 @@ struct AnalysisArguments: ParsableArguments {
     func analyze(floatModel: String, quantizedModel: String, data: DataArguments?, dataset given: DatasetConfig? = nil,
                  statistics: StatisticsFile?, defaultSamples: Int?, threads: Int, reporter: ProgressReporter,
                  reportPrefix: String? = nil, notes: [String] = [], findings: [String] = []) throws -> AnalysisReport {
+        var report = try measure(floatModel: floatModel, quantizedModel: quantizedModel, data: data, dataset: given, statistics: statistics,
+                                 defaultSamples: defaultSamples, threads: threads, reporter: reporter, reportPrefix: reportPrefix)
+        report.notes += notes
+        report.findings = findings + report.findings
+        try publish(report, floatModel: floatModel, quantizedModel: quantizedModel, reportPrefix: reportPrefix, outputFindings: report.findings.count - findings.count)
+        return report
+    }
+
+    /// Runs the analysis (with the layerwise pass unless --no-layerwise or `layerwise` false,
+    /// and the evaluations asked for) without writing or printing anything.
+    func measure(floatModel: String, quantizedModel: String, data: DataArguments?, dataset given: DatasetConfig? = nil,
+                 statistics: StatisticsFile?, defaultSamples: Int?, threads: Int, reporter: ProgressReporter, layerwise: Bool = true,
+                 evaluations: Bool = true, reportPrefix: String? = nil) throws -> AnalysisReport {
         try check()
         let signatures: [InputSignature]
         let cfg: DatasetConfig
@@ -75,6 +88,11 @@ struct AnalysisArguments: ParsableArguments {
             (signatures, cfg) = try DataPreviewOptions(model: floatModel, data: data!).resolve()
         }
         let dataset = try CalibrationDataset(signatures: signatures, config: cfg)
+        // The reports that will be written must not replace the data read.
+        let paths = reportPrefix.map(AnalysisReportPaths.init(prefix:)) ?? AnalysisReportPaths(quantizedModel: quantizedModel)
+        try OutputSafety.check(outputs: [.init("the Markdown report", paths.markdown), .init("the HTML report", paths.html), .init("the JSON report", paths.json)],
+                               inputs: [.init("the float model", floatModel), .init("the quantized model", quantizedModel)]
+                                   + dataset.sourceFiles.map { .init("analysis data file", $0) })
         let stream = dataset.makeStream()
         defer { stream.cancel() }
         let limit = (analysisSamples ?? defaultSamples).flatMap { $0 > 0 ? $0 : nil }
@@ -82,9 +100,9 @@ struct AnalysisArguments: ParsableArguments {
         if let limit { items = min(items, limit) }
         var total = (items + cfg.batchSize - 1) / max(cfg.batchSize, 1)
         if let s = cfg.steps { total = min(total, s) }
-        var classifier = try labels.map(ClassificationEvaluator.init(labelsFile:))
+        var classifier = evaluations ? try labels.map(ClassificationEvaluator.init(labelsFile:)) : nil
         let imageInput = signatures.first?.name
-        let analysis = Analysis(options: AnalysisOptions(threads: threads, layerwise: !noLayerwise, snrWarning: snrWarning, cosineWarning: cosineWarning))
+        let analysis = Analysis(options: AnalysisOptions(threads: threads, layerwise: layerwise && !noLayerwise, snrWarning: snrWarning, cosineWarning: cosineWarning))
         var report = try analysis.run(
             floatModel: floatModel, quantizedModel: quantizedModel, statistics: statistics, maxSamples: limit, total: total,
             next: { try stream.next() },
@@ -95,18 +113,21 @@ struct AnalysisArguments: ParsableArguments {
             },
             progress: reporter.report)
         report.evaluations += classifier?.evaluations ?? []
-        if let evalCommand {
+        if evaluations, let evalCommand {
             let u = UserEvaluation(command: evalCommand, metricsFile: evalMetricsFile)
             report.evaluations.append(AnalysisReport.Evaluation(name: "user metric (\(evalCommand))", float: try u.evaluate(model: floatModel),
                                                                 quantized: try u.evaluate(model: quantizedModel)))
         }
-        report.notes += notes
-        let outputFindings = report.findings
-        report.findings = findings + outputFindings
+        return report
+    }
+
+    /// Writes the three reports of `report` and prints its summary and their paths; the last
+    /// `outputFindings` findings are the analysis's own (printed), the others the quantizer's.
+    func publish(_ report: AnalysisReport, floatModel: String, quantizedModel: String, reportPrefix: String? = nil, outputFindings count: Int) throws {
+        let outputFindings = report.findings.suffix(count)
         let paths = reportPrefix.map(AnalysisReportPaths.init(prefix:)) ?? AnalysisReportPaths(quantizedModel: quantizedModel)
         try OutputSafety.check(outputs: [.init("the Markdown report", paths.markdown), .init("the HTML report", paths.html), .init("the JSON report", paths.json)],
-                               inputs: [.init("the float model", floatModel), .init("the quantized model", quantizedModel)]
-                                   + dataset.sourceFiles.map { .init("analysis data file", $0) })
+                               inputs: [.init("the float model", floatModel), .init("the quantized model", quantizedModel)])
         try Analysis.write(report, to: paths)
         let f = AnalysisReport.format
         for o in report.outputs {
@@ -134,6 +155,5 @@ struct AnalysisArguments: ParsableArguments {
             print("verdict    NOT OK: \(report.findings.count) error-level finding(s) (\(list)); see above and the report's Findings")
         }
         print("report     \(paths.markdown)\nreport     \(paths.html)\nreport     \(paths.json)")
-        return report
     }
 }

@@ -40,6 +40,16 @@ final class ProgressReporter {
         }
     }
 
+    /// With `--log-json`, one JSON line per tuning round (the report's Tuning row, `"stage": "tune"`).
+    func tuningRound(_ round: AnalysisReport.Tuning.Round) {
+        guard mode == .json else { return }
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys]
+        guard let data = try? enc.encode(round), var line = String(data: data, encoding: .utf8) else { return }
+        line.insert(contentsOf: "\"stage\":\"tune\",", at: line.index(after: line.startIndex))
+        write(line + "\n")
+    }
+
     private func eta(_ p: StageProgress, _ rate: Double) -> String {
         guard let t = p.total, rate > 0, p.done < t else { return "" }
         let s = Int(Double(t - p.done) / rate)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import QuantKit
+import QuantTuning
 
 struct Quantize: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -45,8 +46,10 @@ struct Quantize: ParsableCommand {
     @Flag(help: "Print the resolved configuration as JSON and stop.")
     var printConfig = false
 
-    @Option(help: "After the analysis, keep float the N Conv/Gemm/MatMul ops with the largest error by themselves (layerwise SNR), then quantize and analyze again with the same calibration statistics (default 0: off).")
+    @Option(help: "After the analysis, keep float the N Conv/Gemm/MatMul ops with the largest error by themselves (layerwise SNR), then quantize and analyze again with the same calibration statistics (default 0: off; no tuning loop then).")
     var autoKeepFloat = 0
+
+    @OptionGroup var tuning: TuningArguments
 
     func run() throws {
         try reportingErrors {
@@ -67,6 +70,7 @@ struct Quantize: ParsableCommand {
                 throw ConfigurationError.invalidValue("--auto-keep-float", "\(autoKeepFloat)",
                                                       expected: "calibration data for the analysis that chooses the ops (give --input; --stats alone has none)")
             }
+            let tune = try tuning.options(analysis: analysis, hasData: cfg.hasDataSource, autoKeepFloat: autoKeepFloat)
             if let m = cfg.model {
                 // What the command writes beside the quantizer's outputs (the reports), against
                 // the files it reads beside the model and the data (the configuration files).
@@ -78,28 +82,33 @@ struct Quantize: ParsableCommand {
                 }
                 let read = [.init("the input model", m)] + (config.map { [OutputSafety.Item("the configuration file", $0)] } ?? [])
                     + (data.config.map { [OutputSafety.Item("--data-config", $0)] } ?? []) + (cfg.statistics.map { [OutputSafety.Item("the statistics file", $0)] } ?? [])
+                    + (cfg.plan.map { [OutputSafety.Item("the precision plan (--plan)", $0)] } ?? [])
                 try OutputSafety.check(outputs: written, inputs: read)
             }
             let reporter = calibration.reporter
-            // --auto-keep-float quantizes again with more float nodes, whose neighbours then
-            // need ranges of their own: the first run observes every tensor.
-            let r = try Quantizer(configuration: cfg).run(completeStatistics: autoKeepFloat > 0, progress: reporter.report)
+            // Another plan (--auto-keep-float, the tuning loop) quantizes again with ops raised,
+            // whose neighbours then need ranges of their own: the first run observes every tensor.
+            let r = try Quantizer(configuration: cfg).run(completeStatistics: autoKeepFloat > 0 || tune != nil, progress: reporter.report)
             Quantize.printSummary(r)
             guard let m = cfg.model else { return }
             let dataset = try cfg.resolvedData(for: CalibrationDataset.signatures(of: try Model.load(path: m).graph))
             let threads = cfg.threads ?? ProcessInfo.processInfo.activeProcessorCount
+            if let tune, let dataset, !dataset.inputs.isEmpty {
+                try tuneAndPublish(cfg, first: r, options: tune, floatModel: m, dataset: dataset, threads: threads, reporter: reporter)
+                return
+            }
             let report = try analysis.afterQuantize(floatModel: m, quantizedModel: r.modelPath, dataset: dataset, statistics: r.statistics,
                                                     threads: threads, reporter: reporter, findings: r.findings)
             guard autoKeepFloat > 0, let report else { return }
-            let worst = Array(report.computeOpsWorstByThemselves.prefix(autoKeepFloat))
-            let picks = worst.map(\.node)
-            guard !picks.isEmpty else {
+            let (plan, worst) = Tuner.keepWorstFloat(autoKeepFloat, report: report, plan: r.plan)
+            guard !worst.isEmpty else {
                 print("auto-keep-float: no quantized Conv/Gemm/MatMul was measured; the model stays as written")
                 return
             }
-            print("auto-keep-float: keeping \(picks.map { "'\($0)'" }.joined(separator: ", ")) float, quantizing again")
+            print("auto-keep-float: keeping \(worst.map { "'\($0.node)'" }.joined(separator: ", ")) float, quantizing again")
             var again = cfg
-            again.control.excludeNodes += picks
+            again.plan = nil
+            again.control.plan = plan
             // The same ranges: the first run's statistics (GPTQ and bias correction still read
             // the data).
             let r2 = try Quantizer(configuration: again).run(statistics: r.statistics, progress: reporter.report)
@@ -110,6 +119,82 @@ struct Quantize: ParsableCommand {
                                        notes: ["--auto-keep-float \(autoKeepFloat): kept float, the largest errors by themselves when quantized: \(bad.joined(separator: ", "))"],
                                        findings: r2.findings)
         }
+    }
+
+    /// Verifies the first run against the target and, when it misses, runs the tuning loop
+    /// (trials in a scratch folder beside the output), writes the chosen plan's model over the
+    /// first one and publishes its analysis with the rounds tried.
+    func tuneAndPublish(_ cfg: QuantizerConfiguration, first r: QuantizationResult, options: TuningOptions, floatModel m: String, dataset: DatasetConfig,
+                        threads: Int, reporter: ProgressReporter) throws {
+        let f = AnalysisReport.format
+        let baseReport = try analysis.measure(floatModel: m, quantizedModel: r.modelPath, data: nil, dataset: dataset, statistics: r.statistics,
+                                              defaultSamples: 16, threads: threads, reporter: reporter)
+        let userValue = options.target.metric == .metric ? try UserEvaluation(command: options.evalCommand!, metricsFile: options.evalMetricsFile).evaluate(model: r.modelPath) : nil
+        let firstValue = options.target.measure(baseReport, user: userValue)
+        if options.target.met(firstValue) {
+            var report = baseReport
+            report.notes.append("verified: \(options.target) met (\(f(firstValue))); nothing was raised")
+            report.findings = r.findings + report.findings
+            print("target     \(options.target): \(f(firstValue)), met")
+            reporter.tuningRound(AnalysisReport.Tuning.Round(round: 0, change: "plain recipe", raised: [], value: firstValue, met: true,
+                                                             integerKernels: r.integerKernels.integer, kernels: r.integerKernels.total, seconds: 0))
+            try analysis.publish(report, floatModel: m, quantizedModel: r.modelPath, outputFindings: report.findings.count - r.findings.count)
+            if tuning.strict && !options.target.met(firstValue) { throw TuningArguments.missed(options.target, firstValue) }
+            return
+        }
+        print("target     \(options.target): \(f(firstValue)), missed; tuning (at most \(options.rounds) rounds, from the same statistics)")
+        let output = r.modelPath
+        let scratch = URL(fileURLWithPath: output).deletingLastPathComponent()
+            .appendingPathComponent(".\(URL(fileURLWithPath: output).lastPathComponent).tune-\(ProcessInfo.processInfo.processIdentifier)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let silent = ProgressReporter(quiet: true, json: false)
+        let outcome = try Tuner(options: options).run(
+            baseline: r, baselineReport: baseReport,
+            quantize: { plan, round in
+                var c = cfg
+                c.plan = nil
+                c.control.plan = plan
+                c.output = scratch.appendingPathComponent("round\(round).q.onnx").path
+                return try Quantizer(configuration: c).run(statistics: r.statistics, progress: silent.report)
+            },
+            measure: { t in
+                try analysis.measure(floatModel: m, quantizedModel: t.modelPath, data: nil, dataset: dataset, statistics: r.statistics,
+                                     defaultSamples: 16, threads: threads, reporter: silent, layerwise: false, evaluations: false,
+                                     reportPrefix: scratch.appendingPathComponent("round.report").path)
+            },
+            progress: { round in
+                if round.round > 0 {
+                    print("tune       round \(round.round): \(round.change): \(f(round.value))\(round.met ? ", met" : ""); integer \(round.integerKernels) of \(round.kernels)\(round.latencyMs.map { "; \(f($0)) ms" } ?? "") (\(String(format: "%.1f", round.seconds)) s)")
+                }
+                reporter.tuningRound(round)
+            })
+        let t = outcome.tuning
+        var final = r
+        if t.chosen != 0 {
+            var c = cfg
+            c.plan = nil
+            c.control.plan = outcome.plan
+            final = try Quantizer(configuration: c).run(statistics: r.statistics, progress: reporter.report)
+            let chosen = t.rounds[t.chosen]
+            print("repaired   \(chosen.change) raised (worst by their own error first) to reach \(options.target): \(f(firstValue)) -> \(f(chosen.value))\(chosen.met ? "" : " (target not met; the best round)")")
+            Quantize.printSummary(final)
+        } else {
+            print("repaired   nothing: no round did better than the plain recipe")
+        }
+        var report = t.chosen == 0 ? baseReport
+            : try analysis.measure(floatModel: m, quantizedModel: final.modelPath, data: nil, dataset: dataset, statistics: r.statistics,
+                                   defaultSamples: 16, threads: threads, reporter: reporter)
+        report.tuning = t
+        if !t.met {
+            let best = t.rounds[t.chosen].value
+            report.notes.append("tuning did not reach \(options.target): best \(f(best)) (round \(t.chosen)) in \(t.rounds.count - 1) rounds; "
+                                + "raise --tune-rounds, use --priority accuracy, or read the layers of this report")
+            print("target     not met: best \(f(best)) (round \(t.chosen)) after \(t.rounds.count - 1) rounds")
+        }
+        report.findings = final.findings + report.findings
+        try analysis.publish(report, floatModel: m, quantizedModel: final.modelPath, outputFindings: report.findings.count - final.findings.count)
+        if tuning.strict && !t.met { throw TuningArguments.missed(options.target, t.rounds[t.chosen].value) }
     }
 
     static func printSummary(_ r: QuantizationResult) {

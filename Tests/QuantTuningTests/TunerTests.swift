@@ -1,0 +1,103 @@
+import Foundation
+import QuantKit
+import QuantTuning
+import Testing
+
+/// A report whose layers have the given own (layerwise) SNRs and whose one output has `cosine`.
+private func report(cosine: Double, layers: [(String, Double)] = [], sliceCosine: Double? = nil) throws -> AnalysisReport {
+    func metrics(snr: Double, cosine: Double) -> String {
+        """
+        {"elements": 10, "snr": \(snr), "cosine": \(cosine), "mse": \(1 - cosine), "mae": \(1 - cosine), "relativeEuclidean": \(snr.squareRoot()), "maxAbsError": 1\
+        \(sliceCosine.map { ", \"slices\": [{\"axis\": 1, \"channels\": \"4-5\", \"count\": 2, \"range\": 1, \"snr\": 0.5, \"cosine\": \($0)}]" } ?? "")}
+        """
+    }
+    let ls = layers.enumerated().map { k, l in
+        """
+        {"index": \(k + 1), "node": "\(l.0)", "opType": "Conv", "tensor": "\(l.0)_out", "inputs": [], "layerwise": \(metrics(snr: l.1, cosine: 1 - l.1)), "marked": false, "advice": []}
+        """
+    }
+    let json = """
+        {"version": 1, "floatModel": "f.onnx", "quantizedModel": "q.onnx", "samples": 4, "batches": 1, "snrWarning": 0.1, "cosineWarning": 0.99,
+         "model": {"floatNodes": 5, "quantizedModelNodes": 9, "quantizedOps": 5, "quantizedActivations": 5, "quantizedWeights": 5, "opTypes": {},
+                   "parameters": 0, "inputs": [], "outputs": []},
+         "outputs": [{"name": "y", "metrics": \(metrics(snr: 1 - cosine, cosine: cosine))}],
+         "layers": [\(ls.joined(separator: ","))], "histograms": [], "evaluations": [], "findings": [], "notes": []}
+        """
+    return try JSONDecoder().decode(AnalysisReport.self, from: Data(json.utf8))
+}
+
+private let nodes = ["a", "b", "c", "d", "e", "f", "g", "h"]
+private let plan = PrecisionPlan(ops: nodes.enumerated().map { .init(opId: $0, node: $1, type: "Conv", dtype: .int8, per: .channel) })
+/// Own errors: h worst, then g, ... a best.
+private let ranked: [(String, Double)] = nodes.enumerated().map { ($1, 0.01 * Double($0 + 1)) }
+
+@Test func targetsParseWithTheirDirection() throws {
+    #expect(try TuningTarget(parsing: "cosine=0.995") == TuningTarget(metric: .cosine, value: 0.995, higherIsBetter: true))
+    #expect(try TuningTarget(parsing: "snr=0.01").higherIsBetter == false)
+    #expect(try TuningTarget(parsing: "metric<=3.5") == TuningTarget(metric: .metric, value: 3.5, higherIsBetter: false))
+    #expect(try TuningTarget(parsing: "metric>=0.7").higherIsBetter)
+    for bad in ["cosine", "cosine=2", "snr>=0.1", "speed=1", "mse=-1", "cosine=x"] {
+        #expect(throws: QuantKitError.self, "\(bad)") { try TuningTarget(parsing: bad) }
+    }
+}
+
+@Test func targetMeasuresTheWorstSlice() throws {
+    let t = TuningTarget.standard
+    // The whole output looks fine; its score slice does not.
+    let r = try report(cosine: 0.9997, sliceCosine: 0.97)
+    #expect(t.measure(r) == 0.97 && !t.met(t.measure(r)))
+    #expect(t.met(t.measure(try report(cosine: 0.995))))
+    #expect(TuningTarget(metric: .snr, value: 0.1).measure(try report(cosine: 0.99, sliceCosine: 0.9)) == 0.5)
+}
+
+@Test func candidatesAreWorstFirstAndOnlyQuantizedOps() throws {
+    var p = plan
+    p.ops[7].dtype = .fp32  // h is float already
+    let c = Tuner.candidates(report: try report(cosine: 0.9, layers: ranked), plan: p, strategy: .variance)
+    #expect(c == ["g", "f", "e", "d", "c", "b", "a"])
+    #expect(Tuner.candidates(report: try report(cosine: 0.9, layers: ranked), plan: plan, strategy: .cosine).first == "h")
+}
+
+/// Runs the loop on a fake model whose output cosine is 0.95 plus 0.01 per raised op among the
+/// worst five (int16 counts half of float).
+private func tune(_ options: TuningOptions) throws -> (Tuner.Outcome, [String]) {
+    var tried: [String] = []
+    let base = QuantizationResult(modelPath: "q.onnx", parametersPath: "q.qparams.json", plan: plan)
+    var last = PrecisionPlan()
+    let outcome = try Tuner(options: options).run(
+        baseline: base, baselineReport: try report(cosine: 0.95, layers: ranked),
+        quantize: { p, round in
+            last = p
+            let raised = p.ops.filter { $0.dtype != .int8 }
+            tried.append(raised.map { "\($0.node):\($0.dtype.rawValue)" }.joined(separator: ","))
+            return QuantizationResult(modelPath: "round\(round).q.onnx", parametersPath: "", plan: p)
+        },
+        measure: { _ in
+            let gain = last.ops.filter { ["h", "g", "f", "e", "d"].contains($0.node) }.reduce(0.0) { $0 + ($1.dtype == .fp32 ? 0.01 : $1.dtype == .int16 ? 0.005 : 0) }
+            return try report(cosine: 0.95 + gain)
+        })
+    return (outcome, tried)
+}
+
+@Test func loopRaisesTheFewestOpsToReachTheTarget() throws {
+    // 0.98 needs three ops in float (0.95 + 3 x 0.01), or six int16 ops (only five help: never).
+    let (o, tried) = try tune(TuningOptions(target: TuningTarget(metric: .cosine, value: 0.98), priority: .tradeoff, rounds: 12))
+    #expect(o.tuning.met)
+    #expect(o.raised == ["h", "g", "f"])
+    #expect(o.plan.ops.filter { $0.dtype == .fp32 }.map(\.node).sorted() == ["f", "g", "h"])
+    // int16: 1, 2, 4, 8 ops miss; float: 1, 2 miss, 4 hits, 3 (bisection) hits.
+    #expect(tried.count == 8)
+    #expect(o.tuning.rounds[o.tuning.chosen].change.hasPrefix("fp32: 3 ops"))
+}
+
+@Test func accuracyPriorityGoesStraightToFloat() throws {
+    let (o, tried) = try tune(TuningOptions(target: TuningTarget(metric: .cosine, value: 0.98), priority: .accuracy, rounds: 12))
+    #expect(o.raised == ["h", "g", "f"] && tried.count == 4)
+}
+
+@Test func theBestRoundIsKeptWhenRoundsRunOut() throws {
+    let (o, tried) = try tune(TuningOptions(target: TuningTarget(metric: .cosine, value: 0.999), priority: .accuracy, rounds: 2))
+    #expect(!o.tuning.met && tried.count == 2)
+    #expect(o.tuning.chosen == 2 && o.raised == ["h", "g"])
+    #expect(o.tuning.rounds.count == 3 && o.tuning.rounds[0].change == "plain recipe")
+}
