@@ -73,6 +73,10 @@ public struct QuantizerConfiguration: Codable, Sendable {
     /// A precision plan file (`NAME.plan.csv` as every run writes, or its JSON form) read into
     /// ``QuantControl/plan`` when the run starts (`--plan`, Icraft `mix_precision = "x.csv"`).
     public var plan: String?
+    /// The verify-and-repair loop after quantizing (`--target`, Icraft `mix_precision = "auto"`
+    /// and `[AutoTune]`, XQuant `precision_level`); nil: the defaults (``TuningOptions/init``:
+    /// output cosine 0.99, tradeoff). It runs where the command has analysis data.
+    public var tuning: TuningOptions?
     /// Worker threads of the executor and statistics; nil uses every core.
     public var threads: Int?
     /// Notes about settings that were accepted but have no effect in QuantKit (for example
@@ -107,7 +111,7 @@ public struct QuantizerConfiguration: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case scheme, control, observer, model, output, data, statistics, statisticsOutput, plan, threads, notes, weightRounding, biasCorrection
+        case scheme, control, observer, model, output, data, statistics, statisticsOutput, plan, tuning, threads, notes, weightRounding, biasCorrection
     }
 
     public init(from decoder: Decoder) throws {
@@ -122,6 +126,7 @@ public struct QuantizerConfiguration: Codable, Sendable {
         statistics = try c.decodeIfPresent(String.self, forKey: .statistics)
         statisticsOutput = try c.decodeIfPresent(String.self, forKey: .statisticsOutput)
         plan = try c.decodeIfPresent(String.self, forKey: .plan)
+        tuning = try c.decodeIfPresent(TuningOptions.self, forKey: .tuning)
         threads = try c.decodeIfPresent(Int.self, forKey: .threads)
         notes = try c.decodeIfPresent([String].self, forKey: .notes) ?? []
         weightRounding = try c.decodeIfPresent(WeightRounding.self, forKey: .weightRounding) ?? .nearest
@@ -153,6 +158,7 @@ public struct QuantizerConfiguration: Codable, Sendable {
                                inputs: [.init("the input model", model)] + (statistics.map { [.init("the statistics file", $0)] } ?? [])
                                    + (plan.map { [.init("the precision plan (--plan)", $0)] } ?? []))
         try ConfigurationError.checkBins(observer.bins)
+        try tuning?.validate()
         if let threads, threads < 1 { throw ConfigurationError.invalidValue("threads", "\(threads)", expected: "1 or more") }
         switch scheme.method {
         case .percentile(let p) where !(p > 0.5 && p <= 1):

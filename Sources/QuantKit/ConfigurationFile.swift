@@ -26,8 +26,9 @@ extension QuantizerConfiguration {
                 throw ConfigurationError.missing("[quantize] table in '\(path)'", fix: "put the settings under a [quantize] table (Icraft style)")
             }
             let json = try JSONSerialization.data(withJSONObject: q)
+            let autoTune = try (tree["AutoTune"] as? [String: Any]).map { try IcraftAutoTune.decode($0, path: path) }
             self = try QuantizerConfiguration.decode(json: json, path: path, schema: .object(["quantize": IcraftQuantize.schema]),
-                                                      wrap: "quantize", as: IcraftQuantize.self).configuration()
+                                                      wrap: "quantize", as: IcraftQuantize.self).configuration(autoTune: autoTune)
         default:
             throw ConfigurationError.unreadable(path, "the extension is neither .json nor .toml")
         }
@@ -176,14 +177,18 @@ extension QuantizerConfiguration {
         return v
     }
 
-    /// XQuant's precision_level: 0 (all int8) is QuantKit's scheme; 1–2 (partial int8),
-    /// 3 (dynamic) and 4 (FP16) for the whole model throw QK7005.
-    public static func checkPrecisionLevel(_ level: Int, key: String) throws {
+    /// XQuant's precision_level for the whole model, as tuning settings: 0 all int8, the plain
+    /// recipe (no repair); 1 partial int8 for performance: the loop to output cosine 0.99,
+    /// int16 activations first, the fastest plan; 2 partial int8 for accuracy: the loop to
+    /// output cosine 0.995, ops raised straight to float. 3 (dynamic quantization) and 4 (an FP16
+    /// model) throw QK7005.
+    public static func precisionLevel(_ level: Int, key: String) throws -> TuningOptions {
         switch level {
-        case 0: return
-        case 1, 2: throw ConfigurationError.notImplemented(key, "\(level)", detail: "partial int8 for the whole model is not implemented; use 0 and keep parts float with custom_setting (precision_level 4 or keep_float) or exclude_op_types")
-        case 3: throw ConfigurationError.notImplemented(key, "3", detail: "dynamic quantization is not implemented; use 0")
-        case 4: throw ConfigurationError.notImplemented(key, "4", detail: "FP16 conversion is not implemented; use 0")
+        case 0: return TuningOptions(target: nil)
+        case 1: return TuningOptions(target: .standard, priority: .performance)
+        case 2: return TuningOptions(target: TuningTarget(metric: .cosine, value: 0.995), priority: .accuracy)
+        case 3: throw ConfigurationError.notImplemented(key, "3", detail: "dynamic quantization is not implemented; use 0, 1 or 2")
+        case 4: throw ConfigurationError.notImplemented(key, "4", detail: "QuantKit writes no FP16 model (a plan's fp16 ops are simulated with Cast pairs); use 0, 1 or 2")
         default: throw ConfigurationError.invalidValue(key, "\(level)", expected: "0, 1, 2, 3 or 4")
         }
     }

@@ -15,6 +15,7 @@ struct IcraftQuantize: Decodable {
     var bin_num: Int?
     var qdtype: String?
     var mix_precision: String?
+    var quant_autotune_config: String?
     var smooth_alpha: Double?
     var autoqset_num: Int?
     var json: String?
@@ -40,26 +41,41 @@ struct IcraftQuantize: Decodable {
     var seed: UInt64?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case forward_dir, forward_list, saturation, per, batch, bin_num, qdtype, mix_precision, smooth_alpha, autoqset_num, json, raw
+        case forward_dir, forward_list, saturation, per, batch, bin_num, qdtype, mix_precision, quant_autotune_config, smooth_alpha, autoqset_num, json, raw
         case model, output, steps, percentile, threads, truncate, exclude_nodes, exclude_op_types, concat_split_ratio, statistics, statistics_output
         case preset, color_format, mean_value, std_value, file_type, input_shape, seed
     }
 
     static let schema = KeySchema.keys(CodingKeys.self)
 
-    func configuration() throws -> QuantizerConfiguration {
+    /// `autoTune`: the `[AutoTune]` table of the same file, if any.
+    func configuration(autoTune: IcraftAutoTune? = nil) throws -> QuantizerConfiguration {
         var c = QuantizerConfiguration()
         if let j = json ?? raw {
             throw ConfigurationError.notImplemented("quantize.\(json != nil ? "json" : "raw")", "'\(j)'",
                 detail: "QuantKit reads the ONNX model itself: set model = \"path/to/model.onnx\" instead of Icraft's json/raw network files")
         }
-        // mix_precision = "plan.csv": a precision plan (the CSV every run writes has Icraft's columns).
+        // mix_precision = "plan.csv": a precision plan (the CSV every run writes has Icraft's
+        // columns); "auto" (or a strategy name): the tuning loop to the [AutoTune] target.
+        var tuning: TuningOptions? = nil
         if let m = mix_precision {
-            if m.lowercased() == "auto" {
-                throw ConfigurationError.notImplemented("quantize.mix_precision", "'\(m)'", detail: "give a plan file (mix_precision = \"NAME.plan.csv\", as every run writes beside its model)")
+            switch m.lowercased() {
+            case "auto", "variance", "lstm": tuning = TuningOptions(strategy: .variance)
+            case "cosimilarity", "cosine": tuning = TuningOptions(strategy: .cosine)
+            default: c.plan = m
             }
-            c.plan = m
         }
+        var table = autoTune
+        if let path = quant_autotune_config {
+            guard table == nil else {
+                throw ConfigurationError.invalidValue("quantize.quant_autotune_config", "'\(path)'", expected: "either an [AutoTune] table in this file or quant_autotune_config, not both")
+            }
+            table = try IcraftAutoTune.read(path)
+        }
+        if let t = table {
+            tuning = try t.options(base: tuning ?? TuningOptions())
+        }
+        c.tuning = tuning
         if let a = smooth_alpha {
             throw ConfigurationError.notImplemented("quantize.smooth_alpha", "\(a)", detail: "SmoothQuant is not implemented yet; remove the key")
         }
@@ -158,5 +174,82 @@ struct IcraftQuantize: Decodable {
         }
         if columns.isEmpty { throw DataError.noItems(input: "forward_list", searched: path, detail: "the list holds no file") }
         return columns
+    }
+}
+
+/// Icraft's `[AutoTune]` table (in the configuration itself, or in the file
+/// `quant_autotune_config` names): the tuning loop's target and budget. One target value at a
+/// time; `evalscript_cmd` is the evaluation command (`{model}` for the model path, else the path
+/// is appended), whose last printed number `metrics_targetvalue` applies to (higher is better
+/// unless `metrics_higher_is_better = false`, a QuantKit key).
+struct IcraftAutoTune: Decodable {
+    var priority: String?
+    var round_num: Int?
+    var threshold_level: Int?
+    var cos_targetvalue: Double?
+    var dis_targetvalue: Double?
+    var mae_targetvalue: Double?
+    var mse_targetvalue: Double?
+    var metrics_targetvalue: Double?
+    var evalscript_cmd: String?
+    // QuantKit.
+    var metrics_higher_is_better: Bool?
+    var latency_cmd: String?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case priority, round_num, threshold_level, cos_targetvalue, dis_targetvalue, mae_targetvalue, mse_targetvalue, metrics_targetvalue, evalscript_cmd
+        case metrics_higher_is_better, latency_cmd
+    }
+
+    static let schema = KeySchema.keys(CodingKeys.self)
+
+    /// Reads the `[AutoTune]` table of a TOML file.
+    static func read(_ path: String) throws -> IcraftAutoTune {
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw ConfigurationError.unreadable(path, "the AutoTune file (quant_autotune_config) does not exist or is not UTF-8 text")
+        }
+        let tree: [String: Any]
+        do { tree = try TOMLReader.parse(text) } catch let e as TOMLReader.SyntaxError {
+            throw ConfigurationError.unreadable(path, e.description)
+        }
+        guard let t = tree["AutoTune"] as? [String: Any] else {
+            throw ConfigurationError.missing("[AutoTune] table in '\(path)'", fix: "put the tuning keys (cos_targetvalue, round_num, ...) under an [AutoTune] table")
+        }
+        return try decode(t, path: path)
+    }
+
+    static func decode(_ table: [String: Any], path: String) throws -> IcraftAutoTune {
+        let json = try JSONSerialization.data(withJSONObject: table)
+        return try QuantizerConfiguration.decode(json: json, path: path, schema: .object(["AutoTune": schema]), wrap: "AutoTune", as: IcraftAutoTune.self)
+    }
+
+    func options(base: TuningOptions) throws -> TuningOptions {
+        var o = base
+        if let t = threshold_level {
+            throw ConfigurationError.notImplemented("AutoTune.threshold_level", "\(t)", detail: "give the target itself (cos_targetvalue, dis_targetvalue, mae_targetvalue, mse_targetvalue or metrics_targetvalue)")
+        }
+        let targets: [(TuningTarget.Metric, Double?)] = [(.cosine, cos_targetvalue), (.distance, dis_targetvalue), (.mae, mae_targetvalue),
+                                                          (.mse, mse_targetvalue), (.metric, metrics_targetvalue)]
+        let given = targets.compactMap { m, v in v.map { (m, $0) } }
+        if given.count > 1 {
+            throw ConfigurationError.invalidValue("AutoTune", given.map { "\($0.0.rawValue)=\($0.1)" }.joined(separator: ", "), expected: "one target value")
+        }
+        if let (m, v) = given.first {
+            o.target = TuningTarget(metric: m, value: v, higherIsBetter: m == .metric ? (metrics_higher_is_better ?? true) : nil)
+        }
+        if let p = priority {
+            guard let v = TuningPriority(rawValue: p.lowercased()) else {
+                throw ConfigurationError.invalidValue("AutoTune.priority", "'\(p)'", expected: "accuracy, tradeoff or performance")
+            }
+            o.priority = v
+        }
+        if let r = round_num {
+            guard r >= 0 else { throw ConfigurationError.invalidValue("AutoTune.round_num", "\(r)", expected: "0 or more rounds") }
+            o.rounds = r
+        }
+        if let cmd = evalscript_cmd { o.evalCommand = cmd.contains("{model}") ? cmd : cmd + " {model}" }
+        if let l = latency_cmd { o.latencyCommand = l.contains("{model}") ? l : l + " {model}" }
+        try o.validate()
+        return o
     }
 }

@@ -193,7 +193,7 @@ struct XQuantFile: Decodable {
         if let p = q?.max_percentile, !(p >= 0.99 && p <= 1) {
             throw ConfigurationError.invalidValue("quantization_parameters.max_percentile", "\(p)", expected: "a fraction in [0.99, 1] (XQuant's limits)")
         }
-        try QuantizerConfiguration.checkPrecisionLevel(q?.precision_level ?? 0, key: "quantization_parameters.precision_level")
+        if let l = q?.precision_level { c.tuning = try QuantizerConfiguration.precisionLevel(l, key: "quantization_parameters.precision_level") }
         switch q?.finetune_level ?? 1 {
         case 0, 1: break  // 1: XQuant may adjust static parameters; QuantKit's per-tensor method choice is its equivalent.
         case let l:
@@ -264,7 +264,7 @@ extension XQuantFile.CustomSetting {
         case 1, 2: s.bits = 16  // higher precision inside: 16-bit activations
         case 4: s.keepFloat = true  // XQuant's FP16; QuantKit keeps the region float32
         case let l?:
-            try QuantizerConfiguration.checkPrecisionLevel(l, key: "\(key).precision_level")
+            _ = try QuantizerConfiguration.precisionLevel(l, key: "\(key).precision_level")
         }
         if let b = bits { s.bits = b }
         if let k = keep_float { s.keepFloat = k }

@@ -55,7 +55,7 @@ public struct Tuner {
                     quantize: (PrecisionPlan, Int) throws -> QuantizationResult,
                     measure: (QuantizationResult) throws -> AnalysisReport,
                     progress: (AnalysisReport.Tuning.Round) -> Void = { _ in }) throws -> Outcome {
-        let target = options.target
+        let target = options.target ?? .standard
         let baseValue = target.measure(baselineReport, user: try userMetric(baseline.modelPath))
         var rounds = [AnalysisReport.Tuning.Round(round: 0, change: "plain recipe" + (baseline.plan.ops.contains { $0.reason == "plan" } ? " (the plan given)" : ""),
                                                   raised: [], value: baseValue, met: target.met(baseValue),
@@ -120,7 +120,8 @@ public struct Tuner {
     func choose(_ rounds: [AnalysisReport.Tuning.Round]) -> Int {
         let met = rounds.filter(\.met)
         guard !met.isEmpty else {
-            return rounds.indices.reduce(0) { options.target.better(rounds[$1].value, than: rounds[$0].value) ? $1 : $0 }
+            let target = options.target ?? .standard
+            return rounds.indices.reduce(0) { target.better(rounds[$1].value, than: rounds[$0].value) ? $1 : $0 }
         }
         let best = met.min { a, b in
             if options.priority == .performance {
@@ -134,7 +135,7 @@ public struct Tuner {
     }
 
     func userMetric(_ model: String) throws -> Double? {
-        guard options.target.metric == .metric, let cmd = options.evalCommand else { return nil }
+        guard options.target?.metric == .metric, let cmd = options.evalCommand else { return nil }
         return try UserEvaluation(command: cmd, metricsFile: options.evalMetricsFile).evaluate(model: model)
     }
 

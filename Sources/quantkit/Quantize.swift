@@ -70,7 +70,7 @@ struct Quantize: ParsableCommand {
                 throw ConfigurationError.invalidValue("--auto-keep-float", "\(autoKeepFloat)",
                                                       expected: "calibration data for the analysis that chooses the ops (give --input; --stats alone has none)")
             }
-            let tune = try tuning.options(analysis: analysis, hasData: cfg.hasDataSource, autoKeepFloat: autoKeepFloat)
+            let tune = try tuning.options(cfg, analysis: analysis, autoKeepFloat: autoKeepFloat)
             if let m = cfg.model {
                 // What the command writes beside the quantizer's outputs (the reports), against
                 // the files it reads beside the model and the data (the configuration files).
@@ -127,22 +127,23 @@ struct Quantize: ParsableCommand {
     func tuneAndPublish(_ cfg: QuantizerConfiguration, first r: QuantizationResult, options: TuningOptions, floatModel m: String, dataset: DatasetConfig,
                         threads: Int, reporter: ProgressReporter) throws {
         let f = AnalysisReport.format
+        let target = options.target!
         let baseReport = try analysis.measure(floatModel: m, quantizedModel: r.modelPath, data: nil, dataset: dataset, statistics: r.statistics,
                                               defaultSamples: 16, threads: threads, reporter: reporter)
-        let userValue = options.target.metric == .metric ? try UserEvaluation(command: options.evalCommand!, metricsFile: options.evalMetricsFile).evaluate(model: r.modelPath) : nil
-        let firstValue = options.target.measure(baseReport, user: userValue)
-        if options.target.met(firstValue) {
+        let userValue = target.metric == .metric ? try UserEvaluation(command: options.evalCommand!, metricsFile: options.evalMetricsFile).evaluate(model: r.modelPath) : nil
+        let firstValue = target.measure(baseReport, user: userValue)
+        if target.met(firstValue) {
             var report = baseReport
-            report.notes.append("verified: \(options.target) met (\(f(firstValue))); nothing was raised")
+            report.notes.append("verified: \(target) met (\(f(firstValue))); nothing was raised")
             report.findings = r.findings + report.findings
-            print("target     \(options.target): \(f(firstValue)), met")
+            print("target     \(target): \(f(firstValue)), met")
             reporter.tuningRound(AnalysisReport.Tuning.Round(round: 0, change: "plain recipe", raised: [], value: firstValue, met: true,
                                                              integerKernels: r.integerKernels.integer, kernels: r.integerKernels.total, seconds: 0))
             try analysis.publish(report, floatModel: m, quantizedModel: r.modelPath, outputFindings: report.findings.count - r.findings.count)
-            if tuning.strict && !options.target.met(firstValue) { throw TuningArguments.missed(options.target, firstValue) }
+            if tuning.strict && !target.met(firstValue) { throw TuningArguments.missed(target, firstValue) }
             return
         }
-        print("target     \(options.target): \(f(firstValue)), missed; tuning (at most \(options.rounds) rounds, from the same statistics)")
+        print("target     \(target): \(f(firstValue)), missed; tuning (at most \(options.rounds) rounds, from the same statistics)")
         let output = r.modelPath
         let scratch = URL(fileURLWithPath: output).deletingLastPathComponent()
             .appendingPathComponent(".\(URL(fileURLWithPath: output).lastPathComponent).tune-\(ProcessInfo.processInfo.processIdentifier)")
@@ -177,7 +178,7 @@ struct Quantize: ParsableCommand {
             c.control.plan = outcome.plan
             final = try Quantizer(configuration: c).run(statistics: r.statistics, progress: reporter.report)
             let chosen = t.rounds[t.chosen]
-            print("repaired   \(chosen.change) raised (worst by their own error first) to reach \(options.target): \(f(firstValue)) -> \(f(chosen.value))\(chosen.met ? "" : " (target not met; the best round)")")
+            print("repaired   \(chosen.change) raised (worst by their own error first) to reach \(target): \(f(firstValue)) -> \(f(chosen.value))\(chosen.met ? "" : " (target not met; the best round)")")
             Quantize.printSummary(final)
         } else {
             print("repaired   nothing: no round did better than the plain recipe")
@@ -188,13 +189,13 @@ struct Quantize: ParsableCommand {
         report.tuning = t
         if !t.met {
             let best = t.rounds[t.chosen].value
-            report.notes.append("tuning did not reach \(options.target): best \(f(best)) (round \(t.chosen)) in \(t.rounds.count - 1) rounds; "
+            report.notes.append("tuning did not reach \(target): best \(f(best)) (round \(t.chosen)) in \(t.rounds.count - 1) rounds; "
                                 + "raise --tune-rounds, use --priority accuracy, or read the layers of this report")
             print("target     not met: best \(f(best)) (round \(t.chosen)) after \(t.rounds.count - 1) rounds")
         }
         report.findings = final.findings + report.findings
         try analysis.publish(report, floatModel: m, quantizedModel: final.modelPath, outputFindings: report.findings.count - final.findings.count)
-        if tuning.strict && !t.met { throw TuningArguments.missed(options.target, t.rounds[t.chosen].value) }
+        if tuning.strict && !t.met { throw TuningArguments.missed(target, t.rounds[t.chosen].value) }
     }
 
     static func printSummary(_ r: QuantizationResult) {
@@ -239,6 +240,7 @@ struct Quantize: ParsableCommand {
         if let b = c.bins { cfg.observer.bins = b }
         if let t = c.threads { cfg.threads = t }
         try settings.apply(to: &cfg)
+        try tuning.apply(to: &cfg, analysis: analysis)
         return cfg
     }
 
@@ -287,7 +289,7 @@ struct QuantizeSettings: ParsableArguments {
     @Option(help: "A precision plan (CSV as every run writes beside the model, NAME.plan.csv, or JSON): per op its dtype (int8, int16, fp16, bf16, fp32), weight granularity (per: channel, tensor) and range method (saturation). Re-runs from --stats without calibrating again.")
     var plan: String?
 
-    @Option(help: "XQuant precision_level (0: all int8, the only level implemented).")
+    @Option(help: "XQuant precision_level: 0 all int8 (the plain recipe, no repair), 1 the tuning loop to output cosine 0.99 with --priority performance, 2 to cosine 0.995 with --priority accuracy (3 dynamic and 4 FP16 are not implemented); --target and the tuning options override it.")
     var precisionLevel: Int?
 
     @Option(help: "XQuant finetune_level (0 or 1; 2 and 3 are not implemented).")
@@ -310,9 +312,7 @@ struct QuantizeSettings: ParsableArguments {
         if !excludeOpType.isEmpty { cfg.control.excludeOpTypes = excludeOpType }
         if !truncate.isEmpty { cfg.control.truncateAfter = truncate }
         if !subgraph.isEmpty { cfg.control.subgraphSettings = try subgraph.map(QuantizeSettings.subgraphSetting) }
-        if let l = precisionLevel {
-            try QuantizerConfiguration.checkPrecisionLevel(l, key: "--precision-level")
-        }
+        if let l = precisionLevel { cfg.tuning = try QuantizerConfiguration.precisionLevel(l, key: "--precision-level") }
         if let l = finetuneLevel, l > 1 {
             throw ConfigurationError.notImplemented("--finetune-level", "\(l)", detail: "block-wise fine-tuning (levels 2 and 3) is not implemented; use 0 or 1")
         }

@@ -23,27 +23,33 @@ struct TuningArguments: ParsableArguments {
     @Option(help: "A command printing a model's latency in milliseconds as the last number of its output, with {model} for the path (e.g. '.venv/bin/python scripts/ort-latency.py {model}'); timed on every round.")
     var latencyCommand: String?
 
-    /// The loop's options, or nil when it does not run: `--target none`, no analysis, no data
-    /// (a statistics file alone), or --auto-keep-float. An explicit target that cannot run is QK7004.
-    func options(analysis: AnalysisArguments, hasData: Bool, autoKeepFloat: Int) throws -> TuningOptions? {
+    /// The command line over the configuration file's settings (`cfg.tuning`).
+    func apply(to cfg: inout QuantizerConfiguration, analysis: AnalysisArguments) throws {
         if let r = tuneRounds, r < 0 { throw ConfigurationError.invalidValue("--tune-rounds", "\(r)", expected: "0 or more rounds") }
-        if target?.lowercased() == "none" { return nil }
-        let explicit = target != nil
-        func refuse(_ why: String) throws -> TuningOptions? {
-            if explicit { throw ConfigurationError.invalidValue("--target", "'\(target!)'", expected: why) }
-            return nil
-        }
-        if analysis.noAnalysis { return try refuse("the analysis to verify against (drop --no-analysis, or --target none)") }
-        if !hasData { return try refuse("calibration data to verify on (give --input; --stats alone has none)") }
-        if autoKeepFloat > 0 { return try refuse("no --auto-keep-float (the loop chooses the ops itself)") }
-        var o = TuningOptions()
-        if let t = target { o.target = try TuningTarget(parsing: t) }
+        var o = cfg.tuning ?? TuningOptions()
+        if let t = target { o.target = t.lowercased() == "none" ? nil : try TuningTarget(parsing: t) }
         if let p = priority { o.priority = p }
         if let s = tuneStrategy { o.strategy = s }
         if let r = tuneRounds { o.rounds = r }
-        o.evalCommand = analysis.evalCommand
-        o.evalMetricsFile = analysis.evalMetricsFile
-        o.latencyCommand = latencyCommand
+        if let e = analysis.evalCommand { o.evalCommand = e }
+        if let e = analysis.evalMetricsFile { o.evalMetricsFile = e }
+        if let l = latencyCommand { o.latencyCommand = l }
+        cfg.tuning = o
+    }
+
+    /// The loop's options, or nil when it does not run: no target (`--target none`), no
+    /// analysis, no data (a statistics file alone), or --auto-keep-float. A target the user set
+    /// (here or in the file) that cannot run is QK7004.
+    func options(_ cfg: QuantizerConfiguration, analysis: AnalysisArguments, autoKeepFloat: Int) throws -> TuningOptions? {
+        guard let o = cfg.tuning, let t = o.target else { return nil }
+        let explicit = target != nil || (cfg.tuning != nil && cfg.tuning != TuningOptions(evalCommand: o.evalCommand, evalMetricsFile: o.evalMetricsFile, latencyCommand: o.latencyCommand))
+        func refuse(_ why: String) throws -> TuningOptions? {
+            if explicit { throw ConfigurationError.invalidValue("--target", "'\(t)'", expected: why) }
+            return nil
+        }
+        if analysis.noAnalysis { return try refuse("the analysis to verify against (drop --no-analysis, or --target none)") }
+        if !cfg.hasDataSource { return try refuse("calibration data to verify on (give --input; --stats alone has none)") }
+        if autoKeepFloat > 0 { return try refuse("no --auto-keep-float (the loop chooses the ops itself)") }
         try o.validate()
         return o
     }

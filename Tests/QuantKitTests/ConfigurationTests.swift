@@ -215,7 +215,7 @@ let xquantSample = """
 
 @Test func icraftKeysNotImplementedAreNamed() {
     for (line, key) in [("smooth_alpha = 0.5", "quantize.smooth_alpha"), ("autoqset_num = 4", "quantize.autoqset_num"),
-                        ("mix_precision = \"auto\"", "quantize.mix_precision"), ("per = \"group=4\"", "quantize.per"), ("json = \"net.json\"", "quantize.json")] {
+                        ("per = \"group=4\"", "quantize.per"), ("json = \"net.json\"", "quantize.json")] {
         let e = codedError { _ = try icraft("[quantize]\n\(line)\n") }
         #expect(e?.code == "QK7005", "\(line)")
         #expect(e?.message.hasPrefix("\(key) = ") == true && e?.message.hasSuffix("is not implemented in QuantKit") == true, "\(line)")
@@ -232,4 +232,31 @@ let xquantSample = """
     let c = try xquant(xquantSample)
     let back = try JSONDecoder().decode(QuantizerConfiguration.self, from: try JSONEncoder().encode(c))
     #expect(back.model == c.model && back.output == c.output && back.data == c.data && back.scheme == c.scheme && back.control == c.control)
+}
+
+@Test func icraftAutoTuneAndMixPrecisionDriveTheTuningLoop() throws {
+    // mix_precision = "auto" with an [AutoTune] table in the same file.
+    let c = try icraft("[quantize]\nmix_precision = \"auto\"\n[AutoTune]\npriority = \"accuracy\"\nround_num = 5\ncos_targetvalue = 0.995\n")
+    #expect(c.tuning == TuningOptions(target: TuningTarget(metric: .cosine, value: 0.995), priority: .accuracy, strategy: .variance, rounds: 5))
+    #expect(try icraft("[quantize]\nmix_precision = \"cosimilarity\"\n").tuning?.strategy == .cosine)
+    // The same table in a file quant_autotune_config names; a script's metric as the target.
+    let tune = try temporaryFile("[AutoTune]\nmetrics_targetvalue = 0.7\nevalscript_cmd = \"python eval.py\"\n", ext: "toml")
+    let m = try icraft("[quantize]\nquant_autotune_config = \"\(tune)\"\n")
+    #expect(m.tuning?.target == TuningTarget(metric: .metric, value: 0.7, higherIsBetter: true) && m.tuning?.evalCommand == "python eval.py {model}")
+    // Two targets at once, an unknown priority, threshold_level, a metric target without a script.
+    for (text, code) in [("[quantize]\n[AutoTune]\ncos_targetvalue = 0.99\nmse_targetvalue = 0.1\n", "QK7004"),
+                         ("[quantize]\n[AutoTune]\npriority = \"speed\"\n", "QK7004"),
+                         ("[quantize]\n[AutoTune]\nthreshold_level = 2\n", "QK7005"),
+                         ("[quantize]\n[AutoTune]\nmetrics_targetvalue = 0.7\n", "QK7004"),
+                         ("[quantize]\n[AutoTune]\ncos_target = 0.99\n", "QK7003")] {
+        #expect(codedError { _ = try icraft(text) }?.code == code, "\(text)")
+    }
+}
+
+@Test func xquantPrecisionLevelsMapToTuning() throws {
+    func level(_ l: Int) throws -> TuningOptions? { try xquant(#"{"quantization_parameters": {"precision_level": \#(l)}}"#).tuning }
+    #expect(try level(0)?.target == nil)
+    #expect(try level(1) == TuningOptions(target: .standard, priority: .performance))
+    #expect(try level(2) == TuningOptions(target: TuningTarget(metric: .cosine, value: 0.995), priority: .accuracy))
+    #expect(try xquant(#"{"quantization_parameters": {}}"#).tuning == nil)
 }

@@ -1,5 +1,5 @@
 import Foundation
-import QuantKit
+import QuantAnalysis
 
 /// What a tuning loop must reach, measured on every model output (and every output slice of
 /// another magnitude, ``OutputSlice``): its worst value counts.
@@ -121,8 +121,12 @@ public enum TuningStrategy: String, Codable, Sendable, CaseIterable {
     case cosine
 }
 
+/// The tuning loop's settings (`quantize --target ...`, Icraft `mix_precision = "auto"` and
+/// `[AutoTune]`, XQuant `precision_level` 1-2).
 public struct TuningOptions: Codable, Sendable, Equatable {
-    public var target: TuningTarget
+    /// nil: no verification against a target and no repair (`--target none`, XQuant
+    /// `precision_level` 0): the plain recipe.
+    public var target: TuningTarget?
     public var priority: TuningPriority
     public var strategy: TuningStrategy
     /// Quantize-and-verify rounds after the first (the plain recipe).
@@ -135,7 +139,7 @@ public struct TuningOptions: Codable, Sendable, Equatable {
 
     public static let defaultRounds = 8
 
-    public init(target: TuningTarget = .standard, priority: TuningPriority = .tradeoff, strategy: TuningStrategy = .variance,
+    public init(target: TuningTarget? = .standard, priority: TuningPriority = .tradeoff, strategy: TuningStrategy = .variance,
                 rounds: Int = TuningOptions.defaultRounds, evalCommand: String? = nil, evalMetricsFile: String? = nil, latencyCommand: String? = nil) {
         self.target = target
         self.priority = priority
@@ -149,7 +153,7 @@ public struct TuningOptions: Codable, Sendable, Equatable {
     /// Throws QK7004 for values no loop can use.
     public func validate() throws {
         if rounds < 0 { throw ConfigurationError.invalidValue("--tune-rounds", "\(rounds)", expected: "0 or more rounds") }
-        if target.metric == .metric && evalCommand == nil {
+        if let target, target.metric == .metric && evalCommand == nil {
             throw ConfigurationError.invalidValue("--target", "'\(target)'", expected: "an --eval-command that prints the metric (the metric target is the user's number)")
         }
     }
