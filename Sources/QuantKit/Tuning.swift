@@ -104,12 +104,13 @@ public struct TuningTarget: Codable, Sendable, Equatable, CustomStringConvertibl
 
 /// What the loop prefers among plans that reach the target (Icraft's `priority`).
 public enum TuningPriority: String, Codable, Sendable, CaseIterable {
-    /// Raise ops straight to float: the fewest rounds to the target.
+    /// Ops raised to int16 activations, then float; among the plans that reach the target, the best value.
     case accuracy
-    /// int16 activations first, float where that is not enough; the plan with the fewest raised ops.
+    /// Ops raised to int16 activations, then float; the plan with the fewest raised ops that reaches the target.
     case tradeoff
-    /// As tradeoff, and among the plans that reach the target the fastest (the latency
-    /// command's milliseconds, else the most integer kernels in ONNX Runtime).
+    /// Float first (in ONNX Runtime a float op costs only its own integer kernel), then int16;
+    /// among the plans that reach the target the fastest (the latency command's milliseconds,
+    /// else the most integer kernels in ONNX Runtime).
     case performance
 }
 

@@ -183,7 +183,7 @@ public struct QDQRewriter {
             result.warnings.append("exclude_op_types: \(strayTypes.map { "'\($0)'" }.joined(separator: ", ")) match no node of the prepared model")
         }
         result.plan = PrecisionPlan(ops: planned.enumerated().map { k, n in
-            let (dtype, method, reason) = result.applied[ObjectIdentifier(n)] ?? (.fp32, nil, "no quantized form")
+            let (dtype, method, reason) = result.applied[ObjectIdentifier(n)] ?? (.fp32, nil, Self.noQuantizedForm)
             return PrecisionPlan.Op(opId: k, node: n.name, type: n.opType, dtype: dtype, per: result.granularity[ObjectIdentifier(n)], saturation: method,
                                     reason: reason)
         })
@@ -204,6 +204,9 @@ public struct QDQRewriter {
         }
         return result
     }
+
+    /// The plan's reason for an op without a quantized form (no rule).
+    static let noQuantizedForm = "no quantized form"
 
     /// Refuses a plan naming ops the prepared model does not have (QK5006): a plan written for
     /// another model, or a name from the model before preparation folded the node away.
@@ -331,7 +334,9 @@ public struct QDQRewriter {
             guard let reason = planFloat[ObjectIdentifier(n)] else { continue }
             floatNodes.insert(ObjectIdentifier(n))
             why[ObjectIdentifier(n)] = reason
-            if !n.subgraphs.isEmpty { keptFloat.insert(ObjectIdentifier(n)) }
+            // A node owning bodies that the plan keeps float keeps them float, unless the row
+            // only records that the node itself has no quantized form (an If or Loop).
+            if !n.subgraphs.isEmpty && reason != Self.noQuantizedForm { keptFloat.insert(ObjectIdentifier(n)) }
         }
         // Concats joining inputs of far different ranges keep each input's scale; one whose
         // output is a graph output runs float (its readers are the user's post-processing).
@@ -370,7 +375,7 @@ public struct QDQRewriter {
         for n in g.nodes {
             guard !floatNodes.contains(ObjectIdentifier(n)), let rule = OpRules.rule(for: n, isConstant: g.isInitializer) else {
                 let reason = why[ObjectIdentifier(n)]
-                    ?? (OpRules.rule(for: n, isConstant: g.isInitializer) == nil ? "no quantized form" : "its readers run float")
+                    ?? (OpRules.rule(for: n, isConstant: g.isInitializer) == nil ? Self.noQuantizedForm : "its readers run float")
                 result.applied[ObjectIdentifier(n)] = (rounded.first { $0.0 === n }?.1 ?? .fp32, nil, reason)
                 result.floatNodes.append(n.name)
                 floatProduced.formUnion(n.outputs)

@@ -6,15 +6,25 @@ import QuantKit
 ///
 /// The loop starts from the plan of a plain run and its analysis (the layerwise pass ranks the
 /// ops: each op's own error when it alone is quantized). Round k raises the k worst ops to the
-/// next precision of the ladder (int16 activations, then float; straight to float with
-/// `accuracy` priority), k = 1, 2, 4, ... until the target is met, then bisects between the last
-/// miss and the first hit for the smallest k. Every round is a full quantize and a graphwise
+/// next precision of the ladder, k = 1, 2, 4, ... until the target is met, then bisects between
+/// the last miss and the first hit for the smallest k; the few worst are first raised one at a
+/// time, and their measured effect on the target re-ranks them.
+///
+/// The ladder is int16, then float (`tradeoff`, `accuracy`): most of the error lives in
+/// tensors, and an int16 op puts its input and output tensors (and those sharing their scale)
+/// on 16 bits, while a float op still reads 8-bit inputs where a quantized neighbour produces
+/// them (an op whose input loses small channels to one scale is not helped by running float).
+/// `performance` tries float first: in ONNX Runtime's CPU provider a float op costs its own
+/// integer kernel only, an int16 op also its neighbours' (no 16-bit integer kernels). Every round is a full quantize and a graphwise
 /// analysis of the result; the rounds are recorded for the report (Icraft's AutoTune, AMD
 /// Quark's AutoMixprecision and Intel Neural Compressor's tolerable-loss tuning work alike).
 public struct Tuner {
     public var options: TuningOptions
 
     public init(options: TuningOptions) { self.options = options }
+
+    /// Ops probed one at a time before the search (at most half the rounds).
+    public static let probes = 4
 
     public struct Outcome {
         public var tuning: AnalysisReport.Tuning
@@ -64,35 +74,52 @@ public struct Tuner {
         progress(rounds[0])
         var plans = [baseline.plan]
         var reports = [baselineReport]
-        let ranked = Self.candidates(report: baselineReport, plan: baseline.plan, strategy: options.strategy)
+        var ranked = Self.candidates(report: baselineReport, plan: baseline.plan, strategy: options.strategy)
         if !rounds[0].met && !ranked.isEmpty {
-            let ladder: [PrecisionPlan.Precision] = options.priority == .accuracy ? [.fp32] : [.int16, .fp32]
+            let ladder: [PrecisionPlan.Precision] = options.priority == .performance ? [.fp32, .int16] : [.int16, .fp32]
             var budget = options.rounds
-            /// One round: the k worst ops raised to `p`. Returns whether it met the target.
-            func trial(_ k: Int, _ p: PrecisionPlan.Precision) throws -> Bool {
+            /// One round: `ops` raised to `p`. Returns the value measured.
+            func trial(_ ops: [String], _ p: PrecisionPlan.Precision, probe: Bool = false) throws -> Double {
                 budget -= 1
                 let t0 = Date()
-                let ops = Array(ranked.prefix(k))
                 let plan = baseline.plan.raising(ops, to: p)
                 let r = try quantize(plan, rounds.count)
                 let report = try measure(r)
                 let v = target.measure(report, user: try userMetric(r.modelPath))
                 let shown = ops.prefix(4).map { "'\($0)'" }.joined(separator: ", ") + (ops.count > 4 ? ", ..." : "")
-                let round = AnalysisReport.Tuning.Round(round: rounds.count, change: "\(p.rawValue): \(k) op\(k == 1 ? "" : "s") (\(shown))", raised: ops, value: v,
-                                                        met: target.met(v), integerKernels: r.integerKernels.integer, kernels: r.integerKernels.total,
-                                                        latencyMs: try latency(r.modelPath), seconds: Date().timeIntervalSince(t0))
+                let k = ops.count
+                let round = AnalysisReport.Tuning.Round(round: rounds.count, change: "\(p.rawValue): \(k) op\(k == 1 ? "" : "s") (\(shown))\(probe ? ", alone" : "")",
+                                                        raised: ops, value: v, met: target.met(v), integerKernels: r.integerKernels.integer,
+                                                        kernels: r.integerKernels.total, latencyMs: try latency(r.modelPath), seconds: Date().timeIntervalSince(t0))
                 rounds.append(round)
                 plans.append(plan)
                 reports.append(report)
                 progress(round)
-                return round.met
+                return v
             }
             ladderLoop: for p in ladder {
-                var miss = 0
+                // Probe: the few worst-ranked ops raised one at a time. The error an op makes
+                // alone is not the error it causes at the outputs (an op whose input loses small
+                // channels to a shared scale looks fine by itself); their measured effect
+                // re-ranks them, ahead of the ops not probed. One that reaches the target alone
+                // ends the search.
+                let probes = Array(ranked.prefix(min(Self.probes, ranked.count, budget / 2)))
+                var effect: [String: Double] = [:]
+                for op in probes {
+                    let v = try trial([op], p, probe: true)
+                    if target.met(v) { break ladderLoop }
+                    effect[op] = v
+                }
+                let probed = probes.enumerated().sorted { a, b in
+                    target.better(effect[a.element]!, than: effect[b.element]!) || (effect[a.element]! == effect[b.element]! && a.offset < b.offset)
+                }.map(\.element)
+                ranked = probed + ranked.filter { effect[$0] == nil }
+                // Then the k first of that ranking, k = 2, 4, ... (1 is the best probe).
+                var miss = probes.isEmpty ? 0 : 1
                 var hit: Int? = nil
-                var k = 1
-                while budget > 0 {
-                    if try trial(k, p) {
+                var k = probes.isEmpty ? 1 : 2
+                while budget > 0 && k <= ranked.count {
+                    if target.met(try trial(Array(ranked.prefix(k)), p)) {
                         hit = k
                         break
                     }
@@ -104,7 +131,7 @@ public struct Tuner {
                 // Bisect between the last miss and the first hit.
                 while h - miss > 1 && budget > 0 {
                     let mid = (miss + h) / 2
-                    if try trial(mid, p) { h = mid } else { miss = mid }
+                    if target.met(try trial(Array(ranked.prefix(mid)), p)) { h = mid } else { miss = mid }
                 }
                 break ladderLoop
             }
@@ -115,12 +142,12 @@ public struct Tuner {
     }
 
     /// The round whose plan is kept: among those that met the target, the fewest raised ops
-    /// (fastest by latency, then most integer kernels, with `performance`); when none met,
-    /// the best value.
+    /// (`tradeoff`), the best value (`accuracy`), or the fastest by latency, then the most
+    /// integer kernels (`performance`); when none met, the best value.
     func choose(_ rounds: [AnalysisReport.Tuning.Round]) -> Int {
         let met = rounds.filter(\.met)
+        let target = options.target ?? .standard
         guard !met.isEmpty else {
-            let target = options.target ?? .standard
             return rounds.indices.reduce(0) { target.better(rounds[$1].value, than: rounds[$0].value) ? $1 : $0 }
         }
         let best = met.min { a, b in
@@ -128,6 +155,7 @@ public struct Tuner {
                 if let la = a.latencyMs, let lb = b.latencyMs, la != lb { return la < lb }
                 if a.integerKernels != b.integerKernels { return a.integerKernels > b.integerKernels }
             }
+            if options.priority == .accuracy, a.value != b.value { return target.better(a.value, than: b.value) }
             if a.raised.count != b.raised.count { return a.raised.count < b.raised.count }
             return a.round < b.round
         }!

@@ -178,7 +178,10 @@ struct Quantize: ParsableCommand {
             c.control.plan = outcome.plan
             final = try Quantizer(configuration: c).run(statistics: r.statistics, progress: reporter.report)
             let chosen = t.rounds[t.chosen]
-            print("repaired   \(chosen.change) raised (worst by their own error first) to reach \(target): \(f(firstValue)) -> \(f(chosen.value))\(chosen.met ? "" : " (target not met; the best round)")")
+            let precisions = Set(chosen.raised.compactMap { n in outcome.plan.ops.first { $0.node == n }?.dtype.rawValue }).sorted().joined(separator: "/")
+            let names = chosen.raised.prefix(6).map { "'\($0)'" }.joined(separator: ", ") + (chosen.raised.count > 6 ? " and \(chosen.raised.count - 6) more" : "")
+            print("repaired   \(chosen.raised.count) op\(chosen.raised.count == 1 ? "" : "s") raised to \(precisions): \(names) (the largest errors, measured on the outputs): "
+                  + "\(target.metric.rawValue) \(f(firstValue)) -> \(f(chosen.value))\(chosen.met ? "" : ", target not met (the best round)"); the plan is \(final.planPath)")
             Quantize.printSummary(final)
         } else {
             print("repaired   nothing: no round did better than the plain recipe")

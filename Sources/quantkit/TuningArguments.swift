@@ -5,10 +5,10 @@ import QuantTuning
 
 /// The tuning loop's options of `quantize` (docs/CONFIG.md, "Tuning").
 struct TuningArguments: ParsableArguments {
-    @Option(help: "What the quantized model must reach, on every output and output slice: cosine=V, snr=V, mse=V, mae=V, distance=V (relative Euclidean), or metric>=V / metric<=V (the number --eval-command prints). When missed, the precision of the fewest ops is raised (int16 activations, then float) and the model quantized again from the same statistics. Default cosine=0.99; none: the plain recipe, verified only.")
+    @Option(help: "What the quantized model must reach, on every output and output slice: cosine=V, snr=V, mse=V, mae=V, distance=V (relative Euclidean), or metric>=V / metric<=V (the number --eval-command prints). When missed, the fewest ops (worst by their own error first) are raised to int16 activations, then float, and the model quantized again from the same statistics. Default cosine=0.99; none: the plain recipe, verified only.")
     var target: String?
 
-    @Option(help: "accuracy (raise ops straight to float), tradeoff (default: int16 first, the fewest ops) or performance (as tradeoff, then the fastest plan: --latency-command, else most integer kernels).")
+    @Option(help: "tradeoff (default: ops to int16 activations, then float; the fewest that meet the target), accuracy (the same; the best value among the plans that meet it) or performance (float first, which costs ONNX Runtime only the op's own integer kernel; the fastest plan: --latency-command, else most integer kernels).")
     var priority: TuningPriority?
 
     @Option(help: "How ops are ranked for raising: variance (default: largest own noise/signal when quantized alone) or cosine (lowest own cosine).")

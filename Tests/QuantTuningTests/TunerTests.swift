@@ -59,8 +59,8 @@ private let ranked: [(String, Double)] = nodes.enumerated().map { ($1, 0.01 * Do
 }
 
 /// Runs the loop on a fake model whose output cosine is 0.95 plus 0.01 per raised op among the
-/// worst five (int16 counts half of float).
-private func tune(_ options: TuningOptions) throws -> (Tuner.Outcome, [String]) {
+/// worst five (int16 counts half of float), or plus `alone` for op f.
+private func tune(_ options: TuningOptions, alone: Double = 0) throws -> (Tuner.Outcome, [String]) {
     var tried: [String] = []
     let base = QuantizationResult(modelPath: "q.onnx", parametersPath: "q.qparams.json", plan: plan)
     var last = PrecisionPlan()
@@ -73,7 +73,8 @@ private func tune(_ options: TuningOptions) throws -> (Tuner.Outcome, [String]) 
             return QuantizationResult(modelPath: "round\(round).q.onnx", parametersPath: "", plan: p)
         },
         measure: { _ in
-            let gain = last.ops.filter { ["h", "g", "f", "e", "d"].contains($0.node) }.reduce(0.0) { $0 + ($1.dtype == .fp32 ? 0.01 : $1.dtype == .int16 ? 0.005 : 0) }
+            let gain = alone > 0 ? (last.ops.contains { $0.node == "f" && $0.dtype == .fp32 } ? alone : 0)
+                : last.ops.filter { ["h", "g", "f", "e", "d"].contains($0.node) }.reduce(0.0) { $0 + ($1.dtype == .fp32 ? 0.01 : $1.dtype == .int16 ? 0.005 : 0) }
             return try report(cosine: 0.95 + gain)
         })
     return (outcome, tried)
@@ -85,14 +86,26 @@ private func tune(_ options: TuningOptions) throws -> (Tuner.Outcome, [String]) 
     #expect(o.tuning.met)
     #expect(o.raised == ["h", "g", "f"])
     #expect(o.plan.ops.filter { $0.dtype == .fp32 }.map(\.node).sorted() == ["f", "g", "h"])
-    // int16: 1, 2, 4, 8 ops miss; float: 1, 2 miss, 4 hits, 3 (bisection) hits.
-    #expect(tried.count == 8)
+    // int16: 4 probes alone, then 2, 4, 8 ops miss; float: 2 probes (half the rounds left), then
+    // 2 miss, 4 hits, 3 (bisection) hits.
+    #expect(tried.count == 12)
     #expect(o.tuning.rounds[o.tuning.chosen].change.hasPrefix("fp32: 3 ops"))
 }
 
-@Test func accuracyPriorityGoesStraightToFloat() throws {
-    let (o, tried) = try tune(TuningOptions(target: TuningTarget(metric: .cosine, value: 0.98), priority: .accuracy, rounds: 12))
-    #expect(o.raised == ["h", "g", "f"] && tried.count == 4)
+@Test func performanceGoesToFloatFirst() throws {
+    // 4 probes alone, then 2 miss, 4 hits, 3 hits: the fewest ops (no latency given, the most
+    // integer kernels: equal here); accuracy keeps the best value instead.
+    let (o, tried) = try tune(TuningOptions(target: TuningTarget(metric: .cosine, value: 0.98), priority: .performance, rounds: 12))
+    #expect(o.raised == ["h", "g", "f"] && tried.count == 7)
+    #expect(tried.prefix(4) == ["h:fp32", "g:fp32", "f:fp32", "e:fp32"])
+    let (a, _) = try tune(TuningOptions(target: TuningTarget(metric: .cosine, value: 0.98), priority: .accuracy, rounds: 16))
+    #expect(a.raised == ["h", "g", "f", "e"])
+}
+
+@Test func anOpThatReachesTheTargetAloneEndsTheSearch() throws {
+    // Only f matters (third by its own error): the probes find it.
+    let (o, tried) = try tune(TuningOptions(target: TuningTarget(metric: .cosine, value: 0.98), priority: .performance, rounds: 8), alone: 0.04)
+    #expect(o.tuning.met && o.raised == ["f"] && tried == ["h:fp32", "g:fp32", "f:fp32"])
 }
 
 @Test func theBestRoundIsKeptWhenRoundsRunOut() throws {

@@ -72,7 +72,8 @@ def test_yolo_head_keeps_its_scores_with_defaults(tmp_path):
 def test_one_shared_concat_scale_collapses_the_scores_and_the_summary_says_so(tmp_path):
     path, data = yolo_head(tmp_path)
     out = str(tmp_path / "q.onnx")
-    r = quantkit("quantize", path, "--input", f"x={data}", "-o", out, "--concat-split-ratio", "0")
+    # The plain recipe (no repair), so that what the summary says about it can be checked.
+    r = quantkit("quantize", path, "--input", f"x={data}", "-o", out, "--concat-split-ratio", "0", "--target", "none")
     warnings = lines(r, "warning")
     assert warnings and warnings[0].startswith("warning    QK5003 error: "), r.stdout
     assert "'scores'" in warnings[0] and "'boxes'" not in warnings[0]
@@ -224,3 +225,18 @@ def test_a_matmul_bias_add_becomes_qgemm_unless_the_add_is_kept_float(tmp_path):
         ops = optimized_ops(out, tmp_path / f"o{k}")
         assert (got, n) == (expected, 1) and sum(o in INTEGER_OPS for o in ops) == expected, (line, ops)
     assert "fuses it with the Add of float bias 'b' into a Gemm" in line
+
+
+def test_the_default_loop_repairs_collapsed_scores(tmp_path):
+    """The same one-scale head with the default verify-and-repair: the loop finds the op whose
+    8-bit output collapses the scores and raises it, and ONNX Runtime's scores come back."""
+    path, data = yolo_head(tmp_path)
+    out = str(tmp_path / "q.onnx")
+    r = quantkit("quantize", path, "--input", f"x={data}", "-o", out, "--concat-split-ratio", "0")
+    assert "missed; tuning" in r.stdout, r.stdout
+    repaired = lines(r, "repaired")
+    assert repaired and repaired[0].startswith("repaired   1 op raised to int16:"), r.stdout
+    assert score_error(path, out, data) < 0.05
+    # The scores are fine now; the one Conv, whose output shares the 16-bit scale, runs float in
+    # ONNX Runtime, and the verdict says so (QK5004) rather than OK.
+    assert "QK6006" not in lines(r, "verdict")[0] and "QK5004" in lines(r, "verdict")[0], r.stdout
