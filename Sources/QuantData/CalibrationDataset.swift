@@ -53,6 +53,10 @@ public final class CalibrationDataset: @unchecked Sendable {
         for i in config.inputs { if case .list(let l) = i.source { files.append(l) } }
         return files
     }
+    /// The item files of each input (by input name; empty for random data), in item order.
+    public var itemFiles: [String: [String]] {
+        Dictionary(uniqueKeysWithValues: plans.map { ($0.config.name, $0.items) })
+    }
     private let lock = NSLock()
     private var _report = DataReport()
 

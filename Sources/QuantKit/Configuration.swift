@@ -77,6 +77,9 @@ public struct QuantizerConfiguration: Codable, Sendable {
     /// and `[AutoTune]`, XQuant `precision_level`); nil: the defaults (``TuningOptions/init``:
     /// output cosine 0.99, tradeoff). It runs where the command has analysis data.
     public var tuning: TuningOptions?
+    /// Calibrate on this many items chosen from the data (``CalibrationSubset``; Icraft
+    /// `autoqset_num`, `--auto-subset`); the chosen lists are written beside the data as `…_auto.txt`.
+    public var autoSubset: Int?
     /// Worker threads of the executor and statistics; nil uses every core.
     public var threads: Int?
     /// Notes about settings that were accepted but have no effect in QuantKit (for example
@@ -111,7 +114,7 @@ public struct QuantizerConfiguration: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case scheme, control, observer, model, output, data, statistics, statisticsOutput, plan, tuning, threads, notes, weightRounding, biasCorrection
+        case scheme, control, observer, model, output, data, statistics, statisticsOutput, plan, tuning, autoSubset, threads, notes, weightRounding, biasCorrection
     }
 
     public init(from decoder: Decoder) throws {
@@ -127,6 +130,7 @@ public struct QuantizerConfiguration: Codable, Sendable {
         statisticsOutput = try c.decodeIfPresent(String.self, forKey: .statisticsOutput)
         plan = try c.decodeIfPresent(String.self, forKey: .plan)
         tuning = try c.decodeIfPresent(TuningOptions.self, forKey: .tuning)
+        autoSubset = try c.decodeIfPresent(Int.self, forKey: .autoSubset)
         threads = try c.decodeIfPresent(Int.self, forKey: .threads)
         notes = try c.decodeIfPresent([String].self, forKey: .notes) ?? []
         weightRounding = try c.decodeIfPresent(WeightRounding.self, forKey: .weightRounding) ?? .nearest
@@ -159,6 +163,7 @@ public struct QuantizerConfiguration: Codable, Sendable {
                                    + (plan.map { [.init("the precision plan (--plan)", $0)] } ?? []))
         try ConfigurationError.checkBins(observer.bins)
         try tuning?.validate()
+        if let n = autoSubset, n < 1 { throw ConfigurationError.invalidValue("auto_subset", "\(n)", expected: "a number of items of 1 or more, e.g. 32") }
         if let threads, threads < 1 { throw ConfigurationError.invalidValue("threads", "\(threads)", expected: "1 or more") }
         switch scheme.method {
         case .percentile(let p) where !(p > 0.5 && p <= 1):

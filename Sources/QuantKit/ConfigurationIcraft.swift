@@ -3,8 +3,7 @@ import QuantCore
 
 /// The `[quantize]` table of an Icraft-style TOML file, plus QuantKit's extra keys beside its
 /// keys. Icraft's `json`/`raw` network files are replaced by `model` (the ONNX path). Keys
-/// Icraft has and QuantKit does not implement (`smooth_alpha`,
-/// `autoqset_num`, `per = "group=N"`) throw QK7005 naming the key. Other tables of the file
+/// Icraft has and QuantKit does not implement (`smooth_alpha`, `per = "group=N"`) throw QK7005 naming the key. Other tables of the file
 /// (`[parse]`, `[optimize]`, ...) belong to other stages and are ignored.
 struct IcraftQuantize: Decodable {
     var forward_dir: String?
@@ -80,7 +79,8 @@ struct IcraftQuantize: Decodable {
             throw ConfigurationError.notImplemented("quantize.smooth_alpha", "\(a)", detail: "SmoothQuant is not implemented yet; remove the key")
         }
         if let n = autoqset_num {
-            throw ConfigurationError.notImplemented("quantize.autoqset_num", "\(n)", detail: "automatic quantization-setting search is not implemented; remove the key")
+            guard n >= 1 else { throw ConfigurationError.invalidValue("quantize.autoqset_num", "\(n)", expected: "a number of items of 1 or more") }
+            c.autoSubset = n
         }
         c.model = model
         c.output = output

@@ -33,6 +33,8 @@ public struct QuantizationResult: Sendable {
     /// Warnings of the data set, the rewrite and the configuration's notes; the library never
     /// prints them.
     public var warnings: [String]
+    /// The calibration items `autoSubset` chose, and the lists it wrote.
+    public var subset: CalibrationSubset.Selection?
     /// Which Conv/MatMul/Gemm ONNX Runtime will run as integer kernels, and why not the others.
     public var integerKernels = RuntimeFusion.Summary(kernels: [])
 
@@ -114,10 +116,18 @@ public struct Quantizer: Sendable {
         let needsData = (given == nil && config.statistics == nil) || config.weightRounding == .gptq || config.biasCorrection != .off
         let floatModel = needsData ? try Quantizer.loadForCalibration(path: path) : nil
         var calibrationData: CalibrationDataset? = nil
+        var subset: CalibrationSubset.Selection? = nil
         if let m = floatModel {
             let signatures = CalibrationDataset.signatures(of: m.graph)
             // Without statistics a source-less data configuration fails here (QK2101).
-            if config.hasDataSource || (given == nil && config.statistics == nil), let d = try config.resolvedData(for: signatures) {
+            if config.hasDataSource || (given == nil && config.statistics == nil), var d = try config.resolvedData(for: signatures) {
+                // --auto-subset: calibrate on N representative items, listed beside the data.
+                if let n = config.autoSubset, given == nil, config.statistics == nil {
+                    var chosen = try CalibrationSubset.choose(modelPath: path, data: d, count: n, threads: config.threads ?? ProcessInfo.processInfo.activeProcessorCount,
+                                                              progress: progress)
+                    if chosen.indices.count < chosen.total { d = try CalibrationSubset.write(&chosen, data: d) }
+                    subset = chosen
+                }
                 calibrationData = try CalibrationDataset(signatures: signatures, config: d)
             }
         }
@@ -184,6 +194,7 @@ public struct Quantizer: Sendable {
             r.observedOnlyQuantized = onlyQuantized
         }
         r.statistics = statistics
+        r.subset = subset
         r.warnings = warnings + r.warnings
         return r
     }

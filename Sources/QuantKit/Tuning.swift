@@ -137,11 +137,20 @@ public struct TuningOptions: Codable, Sendable, Equatable {
     public var evalMetricsFile: String?
     /// A command printing a model's latency in milliseconds (`{model}`), e.g. scripts/ort-latency.py.
     public var latencyCommand: String?
+    /// The share of the plain recipe's integer kernels (ONNX Runtime's Conv/MatMul/Gemm) a plan
+    /// must keep to be chosen; nil: 0.8, or 0 with `accuracy` priority. A repair that meets the
+    /// target by running the model mostly float is not what a user quantizing asked for.
+    public var minIntegerShare: Double?
+
+    /// ``minIntegerShare`` with its default.
+    public var integerShare: Double { minIntegerShare ?? (priority == .accuracy ? 0 : 0.8) }
 
     public static let defaultRounds = 8
 
     public init(target: TuningTarget? = .standard, priority: TuningPriority = .tradeoff, strategy: TuningStrategy = .variance,
-                rounds: Int = TuningOptions.defaultRounds, evalCommand: String? = nil, evalMetricsFile: String? = nil, latencyCommand: String? = nil) {
+                rounds: Int = TuningOptions.defaultRounds, evalCommand: String? = nil, evalMetricsFile: String? = nil, latencyCommand: String? = nil,
+                minIntegerShare: Double? = nil) {
+        self.minIntegerShare = minIntegerShare
         self.target = target
         self.priority = priority
         self.strategy = strategy
@@ -154,6 +163,9 @@ public struct TuningOptions: Codable, Sendable, Equatable {
     /// Throws QK7004 for values no loop can use.
     public func validate() throws {
         if rounds < 0 { throw ConfigurationError.invalidValue("--tune-rounds", "\(rounds)", expected: "0 or more rounds") }
+        if let s = minIntegerShare, !(s >= 0 && s <= 1) {
+            throw ConfigurationError.invalidValue("--min-integer-share", "\(s)", expected: "a share in [0, 1], e.g. 0.8 (0: no limit)")
+        }
         if let target, target.metric == .metric && evalCommand == nil {
             throw ConfigurationError.invalidValue("--target", "'\(target)'", expected: "an --eval-command that prints the metric (the metric target is the user's number)")
         }

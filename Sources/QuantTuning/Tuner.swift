@@ -75,6 +75,7 @@ public struct Tuner {
         var plans = [baseline.plan]
         var reports = [baselineReport]
         var ranked = Self.candidates(report: baselineReport, plan: baseline.plan, strategy: options.strategy)
+        let floor = minimumIntegerKernels(baseline)
         if !rounds[0].met && !ranked.isEmpty {
             let ladder: [PrecisionPlan.Precision] = options.priority == .performance ? [.fp32, .int16] : [.int16, .fp32]
             var budget = options.rounds
@@ -124,6 +125,8 @@ public struct Tuner {
                         break
                     }
                     miss = k
+                    // More ops would keep fewer integer kernels still: the next precision.
+                    if rounds.last!.integerKernels < floor { break }
                     if k == ranked.count { break }
                     k = min(k * 2, ranked.count)
                 }
@@ -144,11 +147,14 @@ public struct Tuner {
     /// The round whose plan is kept: among those that met the target, the fewest raised ops
     /// (`tradeoff`), the best value (`accuracy`), or the fastest by latency, then the most
     /// integer kernels (`performance`); when none met, the best value.
-    func choose(_ rounds: [AnalysisReport.Tuning.Round]) -> Int {
+    func choose(_ all: [AnalysisReport.Tuning.Round]) -> Int {
+        // Only plans that keep enough integer kernels (the first round always counts).
+        let floor = all.first.map { r in Int((options.integerShare * Double(r.integerKernels)).rounded(.up)) } ?? 0
+        let rounds = all.filter { $0.round == 0 || $0.integerKernels >= floor }
         let met = rounds.filter(\.met)
         let target = options.target ?? .standard
         guard !met.isEmpty else {
-            return rounds.indices.reduce(0) { target.better(rounds[$1].value, than: rounds[$0].value) ? $1 : $0 }
+            return rounds.reduce(rounds[0]) { target.better($1.value, than: $0.value) ? $1 : $0 }.round
         }
         let best = met.min { a, b in
             if options.priority == .performance {
@@ -160,6 +166,11 @@ public struct Tuner {
             return a.round < b.round
         }!
         return best.round
+    }
+
+    /// Integer kernels a chosen plan must keep: ``TuningOptions/integerShare`` of the plain run's.
+    func minimumIntegerKernels(_ baseline: QuantizationResult) -> Int {
+        Int((options.integerShare * Double(baseline.integerKernels.integer)).rounded(.up))
     }
 
     func userMetric(_ model: String) throws -> Double? {

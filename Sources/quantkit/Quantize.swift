@@ -184,7 +184,7 @@ struct Quantize: ParsableCommand {
                   + "\(target.metric.rawValue) \(f(firstValue)) -> \(f(chosen.value))\(chosen.met ? "" : ", target not met (the best round)"); the plan is \(final.planPath)")
             Quantize.printSummary(final)
         } else {
-            print("repaired   nothing: no round did better than the plain recipe")
+            print("repaired   nothing: no round within the limits did better than the plain recipe")
         }
         var report = t.chosen == 0 ? baseReport
             : try analysis.measure(floatModel: m, quantizedModel: final.modelPath, data: nil, dataset: dataset, statistics: r.statistics,
@@ -192,9 +192,15 @@ struct Quantize: ParsableCommand {
         report.tuning = t
         if !t.met {
             let best = t.rounds[t.chosen].value
-            report.notes.append("tuning did not reach \(target): best \(f(best)) (round \(t.chosen)) in \(t.rounds.count - 1) rounds; "
-                                + "raise --tune-rounds, use --priority accuracy, or read the layers of this report")
-            print("target     not met: best \(f(best)) (round \(t.chosen)) after \(t.rounds.count - 1) rounds")
+            // A round that met the target but kept too few integer kernels: say what it would cost.
+            let floor = Int((options.integerShare * Double(r.integerKernels.integer)).rounded(.up))
+            let costly = t.rounds.filter { $0.met && $0.integerKernels < floor }.max { $0.integerKernels < $1.integerKernels }
+            let why = costly.map { c in
+                "; round \(c.round) met it with \(c.integerKernels) of \(c.kernels) integer kernels, under the \(floor) that --min-integer-share \(f(options.integerShare)) keeps "
+                    + "(--min-integer-share 0 allows it)"
+            } ?? "; raise --tune-rounds, use --priority accuracy, or read the layers of this report"
+            report.notes.append("tuning did not reach \(target): best \(f(best)) (round \(t.chosen)) in \(t.rounds.count - 1) rounds" + why)
+            print("target     not met: best \(f(best)) (round \(t.chosen)) after \(t.rounds.count - 1) rounds" + why)
         }
         report.findings = final.findings + report.findings
         try analysis.publish(report, floatModel: m, quantizedModel: final.modelPath, outputFindings: report.findings.count - final.findings.count)
@@ -202,6 +208,11 @@ struct Quantize: ParsableCommand {
     }
 
     static func printSummary(_ r: QuantizationResult) {
+        if let s = r.subset {
+            let lists = s.lists.sorted { $0.key < $1.key }.map(\.value).joined(separator: ", ")
+            print(s.indices.count < s.total ? "subset     calibrating on \(s.indices.count) of \(s.total) items chosen to cover the data's spread: \(lists)"
+                                             : "subset     the data holds \(s.total) items, not more than --auto-subset: all are used")
+        }
         if r.calibrationBatches > 0 {
             let partial = r.observedOnlyQuantized ? " (statistics of the \(r.observedTensors) tensors this configuration quantizes)" : ""
             print("calibrated \(r.calibrationItems) items in \(r.calibrationBatches) batches\(partial)")
@@ -292,6 +303,9 @@ struct QuantizeSettings: ParsableArguments {
     @Option(help: "A precision plan (CSV as every run writes beside the model, NAME.plan.csv, or JSON): per op its dtype (int8, int16, fp16, bf16, fp32), weight granularity (per: channel, tensor) and range method (saturation). Re-runs from --stats without calibrating again.")
     var plan: String?
 
+    @Option(help: "Calibrate on N items chosen from the data to cover its spread (k-center on per-item activation statistics of a few layers; Icraft autoqset_num); the chosen lists are written beside the data as NAME_auto.txt.")
+    var autoSubset: Int?
+
     @Option(help: "XQuant precision_level: 0 all int8 (the plain recipe, no repair), 1 the tuning loop to output cosine 0.99 with --priority performance, 2 to cosine 0.995 with --priority accuracy (3 dynamic and 4 FP16 are not implemented); --target and the tuning options override it.")
     var precisionLevel: Int?
 
@@ -309,6 +323,7 @@ struct QuantizeSettings: ParsableArguments {
         if let p = perChannelWeights { cfg.scheme.perChannelWeights = p }
         if let r = weightRounding { cfg.weightRounding = r }
         if let p = plan { cfg.plan = p }
+        if let n = autoSubset { cfg.autoSubset = n }
         if let b = biasCorrection { cfg.biasCorrection = b }
         if !excludeNode.isEmpty { cfg.control.excludeNodes = excludeNode }
         if let r = concatSplitRatio { cfg.control.concatSplitRatio = try QuantizerConfiguration.checkConcatSplitRatio(r, key: "--concat-split-ratio") }

@@ -17,6 +17,9 @@ struct TuningArguments: ParsableArguments {
     @Option(help: "Quantize-and-verify rounds the loop may spend after the first (default 8).")
     var tuneRounds: Int?
 
+    @Option(help: "The share of the plain recipe's integer kernels (Conv/MatMul/Gemm in ONNX Runtime) a repaired plan must keep (default 0.8; 0 with --priority accuracy; 0: no limit).")
+    var minIntegerShare: Double?
+
     @Flag(help: "Exit with an error (QK6007) when the target is not reached (the best model found is still written).")
     var strict = false
 
@@ -34,6 +37,7 @@ struct TuningArguments: ParsableArguments {
         if let e = analysis.evalCommand { o.evalCommand = e }
         if let e = analysis.evalMetricsFile { o.evalMetricsFile = e }
         if let l = latencyCommand { o.latencyCommand = l }
+        if let m = minIntegerShare { o.minIntegerShare = m }
         cfg.tuning = o
     }
 

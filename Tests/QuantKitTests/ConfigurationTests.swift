@@ -214,8 +214,7 @@ let xquantSample = """
 }
 
 @Test func icraftKeysNotImplementedAreNamed() {
-    for (line, key) in [("smooth_alpha = 0.5", "quantize.smooth_alpha"), ("autoqset_num = 4", "quantize.autoqset_num"),
-                        ("per = \"group=4\"", "quantize.per"), ("json = \"net.json\"", "quantize.json")] {
+    for (line, key) in [("smooth_alpha = 0.5", "quantize.smooth_alpha"), ("per = \"group=4\"", "quantize.per"), ("json = \"net.json\"", "quantize.json")] {
         let e = codedError { _ = try icraft("[quantize]\n\(line)\n") }
         #expect(e?.code == "QK7005", "\(line)")
         #expect(e?.message.hasPrefix("\(key) = ") == true && e?.message.hasSuffix("is not implemented in QuantKit") == true, "\(line)")
@@ -239,6 +238,7 @@ let xquantSample = """
     let c = try icraft("[quantize]\nmix_precision = \"auto\"\n[AutoTune]\npriority = \"accuracy\"\nround_num = 5\ncos_targetvalue = 0.995\n")
     #expect(c.tuning == TuningOptions(target: TuningTarget(metric: .cosine, value: 0.995), priority: .accuracy, strategy: .variance, rounds: 5))
     #expect(try icraft("[quantize]\nmix_precision = \"cosimilarity\"\n").tuning?.strategy == .cosine)
+    #expect(try icraft("[quantize]\nautoqset_num = 16\n").autoSubset == 16)
     // The same table in a file quant_autotune_config names; a script's metric as the target.
     let tune = try temporaryFile("[AutoTune]\nmetrics_targetvalue = 0.7\nevalscript_cmd = \"python eval.py\"\n", ext: "toml")
     let m = try icraft("[quantize]\nquant_autotune_config = \"\(tune)\"\n")

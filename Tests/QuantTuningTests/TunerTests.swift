@@ -60,9 +60,15 @@ private let ranked: [(String, Double)] = nodes.enumerated().map { ($1, 0.01 * Do
 
 /// Runs the loop on a fake model whose output cosine is 0.95 plus 0.01 per raised op among the
 /// worst five (int16 counts half of float), or plus `alone` for op f.
-private func tune(_ options: TuningOptions, alone: Double = 0) throws -> (Tuner.Outcome, [String]) {
+/// With `kernels`, the model has that many Conv kernels, all integer in the plain run; each op
+/// raised to float costs one, to int16 two.
+private func tune(_ options: TuningOptions, alone: Double = 0, kernels: Int = 0) throws -> (Tuner.Outcome, [String]) {
     var tried: [String] = []
-    let base = QuantizationResult(modelPath: "q.onnx", parametersPath: "q.qparams.json", plan: plan)
+    func summary(_ integer: Int) throws -> RuntimeFusion.Summary {
+        let ks = (0..<kernels).map { #"{"node": "k\#($0)", "opType": "Conv"\#($0 < integer ? #", "integerKernel": "QLinearConv""# : "")}"# }
+        return try JSONDecoder().decode(RuntimeFusion.Summary.self, from: Data(#"{"kernels": [\#(ks.joined(separator: ","))]}"#.utf8))
+    }
+    let base = QuantizationResult(modelPath: "q.onnx", parametersPath: "q.qparams.json", plan: plan, integerKernels: try summary(kernels))
     var last = PrecisionPlan()
     let outcome = try Tuner(options: options).run(
         baseline: base, baselineReport: try report(cosine: 0.95, layers: ranked),
@@ -70,7 +76,8 @@ private func tune(_ options: TuningOptions, alone: Double = 0) throws -> (Tuner.
             last = p
             let raised = p.ops.filter { $0.dtype != .int8 }
             tried.append(raised.map { "\($0.node):\($0.dtype.rawValue)" }.joined(separator: ","))
-            return QuantizationResult(modelPath: "round\(round).q.onnx", parametersPath: "", plan: p)
+            let lost = p.ops.reduce(0) { $0 + ($1.dtype == .fp32 ? 1 : $1.dtype == .int16 ? 2 : 0) }
+            return QuantizationResult(modelPath: "round\(round).q.onnx", parametersPath: "", plan: p, integerKernels: try summary(max(0, kernels - lost)))
         },
         measure: { _ in
             let gain = alone > 0 ? (last.ops.contains { $0.node == "f" && $0.dtype == .fp32 } ? alone : 0)
@@ -113,4 +120,15 @@ private func tune(_ options: TuningOptions, alone: Double = 0) throws -> (Tuner.
     #expect(!o.tuning.met && tried.count == 2)
     #expect(o.tuning.chosen == 2 && o.raised == ["h", "g"])
     #expect(o.tuning.rounds.count == 3 && o.tuning.rounds[0].change == "plain recipe")
+}
+
+@Test func aPlanThatLeavesTooFewIntegerKernelsIsNotChosen() throws {
+    // 10 integer kernels, 8 must stay: int16 stops at 2 ops (6 left), float meets the target only
+    // with 3 or 4 ops (7, 6 left): the best plan within the limit is kept, the target reported missed.
+    let (o, _) = try tune(TuningOptions(target: TuningTarget(metric: .cosine, value: 0.98), priority: .tradeoff, rounds: 12), kernels: 10)
+    #expect(!o.tuning.met && o.raised == ["h", "g"] && o.tuning.rounds[o.tuning.chosen].change.hasPrefix("fp32: 2 ops"))
+    #expect(o.tuning.rounds.contains { $0.met && $0.integerKernels < 8 })
+    // Without the limit (accuracy priority's default) the best met plan wins.
+    let (a, _) = try tune(TuningOptions(target: TuningTarget(metric: .cosine, value: 0.98), priority: .accuracy, rounds: 16), kernels: 10)
+    #expect(a.tuning.met && a.raised.count == 4)
 }

@@ -66,8 +66,13 @@ def test_loop_repairs_a_fragile_model_with_the_fewest_ops(tmp_path):
     plain_cos = ort_cosine(model, tmp_path / "plain.q.onnx", held_out)
     assert plain_cos < 0.99, plain_cos
 
-    # Default: verify against output cosine 0.99 and repair.
-    r = quantkit("quantize", str(model), "--input", f"x={folder}", "-o", str(tmp_path / "tuned.q.onnx"))
+    # Default: verify against output cosine 0.99; the repair would leave fewer than 80% of the two
+    # integer kernels, so the plain plan stays and the summary says what the repair would cost.
+    r = quantkit("quantize", str(model), "--input", f"x={folder}", "-o", str(tmp_path / "kept.q.onnx"))
+    assert "missed; tuning" in r.stdout and "repaired   nothing" in r.stdout, r.stdout
+    assert "integer kernels, under the 2 that --min-integer-share 0.8 keeps (--min-integer-share 0 allows it)" in r.stdout, r.stdout
+    # Allowed to lose kernels, the loop repairs it.
+    r = quantkit("quantize", str(model), "--input", f"x={folder}", "-o", str(tmp_path / "tuned.q.onnx"), "--min-integer-share", "0")
     assert "missed; tuning" in r.stdout and "repaired" in r.stdout, r.stdout
     tuned_cos = ort_cosine(model, tmp_path / "tuned.q.onnx", held_out)
     assert tuned_cos >= 0.99, (plain_cos, tuned_cos)
