@@ -30,10 +30,62 @@ public struct OpRule: Sendable, Equatable {
     }
 }
 
+/// What the rewrite knows about an op family beyond its rule: how it meets float neighbours,
+/// activations and ONNX Runtime's own graph optimizations.
+public struct OpTraits: Sendable, Equatable {
+    /// A Relu, or Clip(0, max), right after it is absorbed into its quantized output (the range
+    /// [0, max] clamps as the activation did).
+    public var absorbsActivation = false
+    /// It is such an activation (Relu, Clip).
+    public var absorbable = false
+    /// Keeps its rule when every reader runs float: an integer kernel with a float output exists,
+    /// or it is absorbed.
+    public var quantizedBeforeFloatReaders = false
+    /// With every reader float (or as a graph output) its output stays float and it still fuses:
+    /// `DQ -> MatMul` is MatMulIntegerToFloat, `DQ -> Gemm` a QGemm with a float output.
+    public var floatOutputFuses = false
+    /// ONNX Runtime (1.20+, `WeightBiasQuantization`) quantizes its float weight itself when it
+    /// sits between a DequantizeLinear and a QuantizeLinear.
+    public var runtimeQuantizesWeight = false
+    /// Reads a weight (input 1) and a bias (input 2) that are quantized as weights.
+    public var hasWeight = false
+
+    /// Conv and ConvTranspose.
+    static let convolution = OpTraits(absorbsActivation: true, quantizedBeforeFloatReaders: true, runtimeQuantizesWeight: true, hasWeight: true)
+    static let gemm = OpTraits(absorbsActivation: true, quantizedBeforeFloatReaders: true, floatOutputFuses: true, runtimeQuantizesWeight: true, hasWeight: true)
+    static let matMul = OpTraits(absorbsActivation: true, quantizedBeforeFloatReaders: true, floatOutputFuses: true, hasWeight: true)
+    static let add = OpTraits(absorbsActivation: true)
+    static let activation = OpTraits(absorbable: true, quantizedBeforeFloatReaders: true)
+    static let none = OpTraits()
+
+    init(absorbsActivation: Bool = false, absorbable: Bool = false, quantizedBeforeFloatReaders: Bool = false, floatOutputFuses: Bool = false,
+         runtimeQuantizesWeight: Bool = false, hasWeight: Bool = false) {
+        self.absorbsActivation = absorbsActivation
+        self.absorbable = absorbable
+        self.quantizedBeforeFloatReaders = quantizedBeforeFloatReaders
+        self.floatOutputFuses = floatOutputFuses
+        self.runtimeQuantizesWeight = runtimeQuantizesWeight
+        self.hasWeight = hasWeight
+    }
+}
+
 /// The per-op rule registry: one small function per op family.
 public enum OpRules {
     /// The rule for `node`, or nil when the op stays float. `isConstant` tells which values are
     /// initializers.
+    /// The traits of `node`'s op family (none for ops of other domains).
+    public static func traits(of node: Node) -> OpTraits {
+        guard node.isStandard else { return .none }
+        switch node.opType {
+        case "Conv", "ConvTranspose": return .convolution
+        case "Gemm": return .gemm
+        case "MatMul": return .matMul
+        case "Add": return .add
+        case "Relu", "Clip": return .activation
+        default: return .none
+        }
+    }
+
     public static func rule(for node: Node, isConstant: (String) -> Bool) -> OpRule? {
         guard node.isStandard else { return nil }
         func has(_ i: Int) -> Bool { i < node.inputs.count && !node.inputs[i].isEmpty }

@@ -60,9 +60,9 @@ extension QDQRewriter {
     func absorbActivations(_ g: Graph, floatNodes: Set<ObjectIdentifier>) -> [(absorbed: Node, into: Node)] {
         var absorbed: [(absorbed: Node, into: Node)] = []
         var index = GraphIndex(g)
-        for n in g.nodes where n.isStandard && (n.opType == "Relu" || n.opType == "Clip") && !floatNodes.contains(ObjectIdentifier(n)) {
+        for n in g.nodes where OpRules.traits(of: n).absorbable && !floatNodes.contains(ObjectIdentifier(n)) {
             guard let x = n.inputs.first, let y = n.outputs.first, let p = index.producer[x],
-                  !floatNodes.contains(ObjectIdentifier(p)), ["Conv", "ConvTranspose", "Gemm", "MatMul", "Add"].contains(p.opType),
+                  !floatNodes.contains(ObjectIdentifier(p)), OpRules.traits(of: p).absorbsActivation,
                   index.consumers(of: x).count == 1, !g.outputs.contains(where: { $0.name == x }),
                   let (r, _) = options.range(y, options.scheme.activation, options.scheme.method)
             else { continue }
@@ -269,12 +269,12 @@ extension QDQRewriter {
                 let readers = index.consumers(of: current.outputs[0])
                 guard readers.count == 1 else { return false }
                 if readers[0].opType == "QuantizeLinear" { return true }
-                guard readers[0].opType == "Relu" || readers[0].opType == "Clip" else { return false }
+                guard OpRules.traits(of: readers[0]).absorbable else { return false }
                 current = readers[0]
             }
         }
         for n in g.nodes where floatRun.contains(ObjectIdentifier(n)) && n.isStandard
-            && ["Conv", "ConvTranspose", "Gemm"].contains(n.opType) && n.inputs.count >= 2 {
+            && OpRules.traits(of: n).runtimeQuantizesWeight && n.inputs.count >= 2 {
             guard let dq = index.producer[n.inputs[0]], dq.opType == "DequantizeLinear", dq.inputs.count >= 2,
                   let scale = g.initializer(dq.inputs[1]), scale.count == 1, leadsToQuantize(n) else { continue }
             let zp = dq.inputs.count > 2 && !dq.inputs[2].isEmpty ? g.initializer(dq.inputs[2]) : nil

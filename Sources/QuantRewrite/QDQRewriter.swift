@@ -80,13 +80,12 @@ public struct QDQRewriter {
     func keepFloatBeforeFloatReaders(_ g: Graph, main: Bool = true, floatNodes: inout Set<ObjectIdentifier>) {
         let index = GraphIndex(g)
         let outputs = Set(g.outputs.map(\.name))
-        let exempt: Set<String> = ["Conv", "ConvTranspose", "Gemm", "MatMul", "Relu", "Clip"]
         for n in g.nodes.reversed() where !floatNodes.contains(ObjectIdentifier(n)) {
             guard let rule = OpRules.rule(for: n, isConstant: g.isInitializer) else {
                 floatNodes.insert(ObjectIdentifier(n))
                 continue
             }
-            guard main ? rule.kind != .concat : true, !exempt.contains(n.opType) else { continue }
+            guard main ? rule.kind != .concat : true, !OpRules.traits(of: n).quantizedBeforeFloatReaders else { continue }
             let outs = n.outputs.filter { !$0.isEmpty }
             let feedsOutput = outs.contains(where: outputs.contains)
             guard !outs.isEmpty, !(main && feedsOutput) else { continue }
@@ -245,9 +244,8 @@ public struct QDQRewriter {
     /// would only grow the file).
     static func localizeOuterConstants(_ body: Graph, enclosing: [Graph], names: inout NameAllocator) {
         let own = Set(body.initializers.map(\.name)).union(body.inputs.map(\.name))
-        let weighted: Set<String> = ["Conv", "ConvTranspose", "Gemm", "MatMul"]
         var local: [String: String] = [:]
-        for n in body.nodes where n.isStandard && weighted.contains(n.opType) {
+        for n in body.nodes where OpRules.traits(of: n).hasWeight {
             for (k, t) in n.inputs.enumerated() where k >= 1 && !t.isEmpty && !own.contains(t) {
                 if let l = local[t] {
                     n.inputs[k] = l
@@ -384,7 +382,7 @@ public struct QDQRewriter {
             }
             // Relu/Clip right after a float node stay float too: quantizing their input would
             // put the wide pre-activation range on a grid only to clip it again.
-            if n.opType == "Relu" || n.opType == "Clip", let x = n.inputs.first, floatProduced.contains(x) {
+            if OpRules.traits(of: n).absorbable, let x = n.inputs.first, floatProduced.contains(x) {
                 result.applied[ObjectIdentifier(n)] = (.fp32, nil, "reads a float op's output")
                 result.floatNodes.append(n.name)
                 floatProduced.formUnion(n.outputs)
@@ -410,8 +408,7 @@ public struct QDQRewriter {
                 // there would only add rounding and clipping error (a transformer's FFN
                 // down-projection before its float bias Add, residual Add and LayerNormalization;
                 // a classifier's logits, whose top-2 margin 256 steps would blur).
-                let floatOutputFuses = n.opType == "MatMul" || n.opType == "Gemm"
-                if let o = n.outputs.first, !(floatOutputFuses && readsFloatOnly(o, g, index, floatNodes)) { wanted.insert(o) }
+                if let o = n.outputs.first, !(OpRules.traits(of: n).floatOutputFuses && readsFloatOnly(o, g, index, floatNodes)) { wanted.insert(o) }
             case .shareInput:
                 // Sharing saves a requantization only when the input is quantized anyway; after
                 // a node kept float (e.g. an excluded Conv before its Relu6) the input would be
