@@ -20,14 +20,15 @@ Columns: the task metric of each quantized model against the float model on the 
 (zoo.py's definitions: top-1 agreement, mean cosine, ...); random as mean +- sample std (min..max)
 over seeds; wall seconds of the auto run against the mean of the random runs (and the all run).
 A model with more than one input, or one that fails, falls back to the next of --fallback.
-The QuantKit binary defaults to /tmp/quantkit-subset (a copy, so a rebuild of .build does not
-change it mid-run).
+The QuantKit binary defaults to a copy of .build/release/quantkit in /tmp/quantkit-subset (so a
+rebuild of .build does not change it mid-run).
 """
 import argparse
 import glob
 import json
 import os
 import random
+import shutil
 import re
 import subprocess
 import sys
@@ -159,9 +160,13 @@ def main():
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--json")
-    ap.add_argument("--quantkit", default="/tmp/quantkit-subset")
+    ap.add_argument("--quantkit", help="QuantKit binary (default: a copy of .build/release/quantkit in /tmp/quantkit-subset)")
     a = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
+    if not a.quantkit:
+        a.quantkit = "/tmp/quantkit-subset"
+        shutil.copy2(os.path.join(zoo.ROOT, ".build", "release", "quantkit"), a.quantkit + ".tmp")
+        os.replace(a.quantkit + ".tmp", a.quantkit)
     zoo.load_vocabularies()
     env = dict(os.environ)
     env.setdefault("OPENBLAS_CORETYPE", subprocess.run(["bash", os.path.join(zoo.ROOT, "scripts", "openblas-coretype.sh")],
