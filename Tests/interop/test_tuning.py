@@ -111,3 +111,29 @@ def test_strict_fails_when_the_target_stays_out_of_reach(tmp_path):
     # Without --strict the same run exits 0 and says the target was not met.
     r = quantkit("quantize", str(model), "--input", f"x={folder}", "-o", str(out), "--target", "cosine=0.99999", "--tune-rounds", "0")
     assert "target     not met" in r.stdout, r.stdout
+
+
+def test_icraft_keys_and_the_flags_resolve_to_the_same_tuning(tmp_path):
+    model, folder, _ = setup(tmp_path)
+
+    def tuning(*args):
+        return json.loads(quantkit("quantize", *args, "--print-config").stdout)["tuning"]
+    flags = tuning(str(model), "--input", f"x={folder}", "--target", "cosine=0.995", "--priority", "accuracy", "--tune-rounds", "5",
+                   "--tune-strategy", "cosine")
+    cfg = tmp_path / "icraft.toml"
+    cfg.write_text(f'[quantize]\nmodel = "{model}"\nforward_dir = "{folder}"\nmix_precision = "cosimilarity"\n'
+                   '[AutoTune]\npriority = "accuracy"\nround_num = 5\ncos_targetvalue = 0.995\n')
+    assert tuning("-c", str(cfg)) == flags
+    # A plan named by mix_precision is the --plan of the flags.
+    plan = tmp_path / "p.plan.csv"
+    plan.write_text("node,dtype\nconv_b,int16\n")
+    cfg.write_text(f'[quantize]\nmodel = "{model}"\nforward_dir = "{folder}"\nmix_precision = "{plan}"\n')
+    resolved = json.loads(quantkit("quantize", "-c", str(cfg), "--print-config").stdout)
+    assert resolved["plan"] == str(plan)
+    # XQuant precision_level 2: the loop to cosine 0.995 with accuracy priority.
+    xq = tmp_path / "x.json"
+    xq.write_text(json.dumps({"model_parameters": {"onnx_model": str(model)},
+                              "calibration_parameters": {"input_parametres": [{"input_name": "x", "data_list_path": str(folder)}]},
+                              "quantization_parameters": {"precision_level": 2}}))
+    t = json.loads(quantkit("quantize", "-c", str(xq), "--print-config").stdout)["tuning"]
+    assert t["target"] == {"higherIsBetter": True, "metric": "cosine", "value": 0.995} and t["priority"] == "accuracy"
