@@ -15,6 +15,9 @@ import sys
 import numpy as np
 import onnxruntime as ort
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_data import ctc_decode  # noqa: E402
+
 
 def session(path):
     so = ort.SessionOptions()
@@ -34,19 +37,6 @@ def agreement(model, folder):
     x = np.load(os.path.join(folder, "x.npy"))
     ref = np.load(os.path.join(folder, "ref.npy"))
     return float(np.mean(top1(session(model), x) == ref))
-
-
-def ctc_decode(probs, chars):
-    """Greedy CTC as bench_data.ctc_decode: argmax per step, merge repeats, drop blanks (index 0)."""
-    out = []
-    for seq in probs.argmax(-1):
-        s, prev = [], -1
-        for k in seq:
-            if k != prev and k != 0:
-                s.append(chars[k])
-            prev = k
-        out.append("".join(s).strip())
-    return out
 
 
 def exact(model, folder):
