@@ -275,10 +275,21 @@ public struct QDQRewriter {
         return gates
     }
 
-    /// Returns whether a com.microsoft Q/DQ was written, and the nodes the user's settings keep
-    /// float (their bodies stay float too).
+    /// Plans and applies one graph. Returns whether a com.microsoft Q/DQ was written, and the
+    /// nodes the user's settings keep float (their bodies stay float too).
     func rewrite(_ g: Graph, main: Bool, settings: [SubgraphSetting], names: inout NameAllocator,
                  result: inout Result) throws -> (Bool, Set<ObjectIdentifier>) {
+        let decided = plan(g, main: main, settings: settings, result: &result)
+        let microsoft = try apply(decided, to: g, main: main, names: &names, result: &result)
+        return (microsoft, decided.keptFloat)
+    }
+
+    /// Decides everything for one graph (`main`: the model's graph, where truncation applies;
+    /// else an If/Loop/Scan body, with the custom_settings whose tensors are in it): which nodes
+    /// run float and why, which tensors are quantized, their grid, range, scale and zero point
+    /// (one set per sharing group), each quantized node's rule. The graph changes only where a
+    /// Relu/Clip is absorbed into the quantized output before it (a float-equivalent rewrite).
+    func plan(_ g: Graph, main: Bool, settings: [SubgraphSetting], result: inout Result) -> GraphQuantPlan {
         // Per-node settings: float, or activation grid/method overrides.
         var floatNodes = main ? Regions.downstream(of: options.control.truncateAfter, in: g) : []
         // Why a node runs float, for the plan written (the other reasons are found below).
@@ -462,7 +473,7 @@ public struct QDQRewriter {
         var rangeOf: [String: (ClipRange, String)] = [:]
         for (a, r) in zip(asks, found) { if let r { rangeOf[a.0] = r } }
 
-        var params: [String: (QuantGrid, Double, Int, ClipRange, String)] = [:]
+        var params: [String: GraphQuantPlan.Tensor] = [:]
         for (_, ts) in members.sorted(by: { $0.key < $1.key }) {
             var lo = 0.0, hi = 0.0
             var any = false
@@ -489,10 +500,21 @@ public struct QDQRewriter {
             guard any else { continue }
             let range = ClipRange(lo: lo, hi: hi)
             let (scale, zp) = grid.parameters(for: range)
-            for t in quantizable { params[t] = (grid, scale, zp, range, methods.sorted().joined(separator: "+")) }
+            for t in quantizable { params[t] = GraphQuantPlan.Tensor(grid: grid, scale: scale, zeroPoint: zp, range: range,
+                                                                     method: methods.sorted().joined(separator: "+"), group: groups.find(t)) }
         }
+        return GraphQuantPlan(tensors: params, rules: rules, floatRun: floatRun, floatProduced: floatProduced, keptFloat: keptFloat,
+                              rounded: rounded, weightsPerChannel: weightsPerChannel)
+    }
 
-        // Insert. Values a body reads from enclosing graphs are float sources, like graph inputs.
+    /// Carries out `plan` on `g`: Q/DQ pairs for its tensors, quantized weights and biases for
+    /// its rules (recording what each DequantizeLinear stands for), fp16/bf16 rounding, and the
+    /// protection of float Convs from ONNX Runtime's own weight quantization. Returns whether a
+    /// com.microsoft Q/DQ was written.
+    func apply(_ plan: GraphQuantPlan, to g: Graph, main: Bool, names: inout NameAllocator, result: inout Result) throws -> Bool {
+        let index = GraphIndex(g)
+        let params = plan.tensors, floatProduced = plan.floatProduced, floatRun = plan.floatRun
+        // Values a body reads from enclosing graphs are float sources, like graph inputs.
         let outerReads = main ? [] : Set(g.outerScopeReads)
         var qdqDomain = ""  // of every Q/DQ when the whole model is 16-bit below opset 21
         let opset = model.opsets[""] ?? 13
@@ -500,7 +522,8 @@ public struct QDQRewriter {
         // 16-bit Q/DQ below opset 21 is ONNX Runtime's com.microsoft contrib op (also for a
         // custom_setting's 16-bit region in an 8-bit model).
         var usesMicrosoftDomain = !qdqDomain.isEmpty
-        for (t, (grid, scale, zp, range, method)) in params.sorted(by: { $0.key < $1.key }) {
+        for (t, p) in params.sorted(by: { $0.key < $1.key }) {
+            let (grid, scale, zp, range, method) = (p.grid, p.scale, p.zeroPoint, p.range, p.method)
             let floatSource = floatProduced.contains(t) || g.inputs.contains { $0.name == t } || outerReads.contains(t)
             let floatReaders: ((Node) -> Bool)? = floatSource ? { floatRun.contains(ObjectIdentifier($0)) } : nil
             let domain = grid.bits > 8 && opset < 21 ? "com.microsoft" : qdqDomain
@@ -511,7 +534,7 @@ public struct QDQRewriter {
             result.parameters[t] = TensorQuantParameters(role: .activation, dtype: grid.dtype.name, scale: [scale], zeroPoint: [zp],
                                                           axis: nil, threshold: [range.lo, range.hi], method: method)
         }
-        for (n, rule) in rules {
+        for (n, rule) in plan.rules {
             // A weight computed at run time (no `weight`, input 1 quantized as an activation)
             // still has its constant bias quantized.
             guard let w = rule.weight ?? rule.bias.map({ _ in (index: 1, axis: -1) }) else {
@@ -520,22 +543,22 @@ public struct QDQRewriter {
             }
             // Weights need the activation input's scale for the bias; the dequantized input is
             // what the node reads now.
-            let inputScale = params[originalName(n.inputs[0], result)]?.1
+            let inputScale = params[originalName(n.inputs[0], result)]?.scale
             // A weight computed at run time is quantized as an activation (one scale).
-            let weightScale = w.index < n.inputs.count && g.initializer(n.inputs[w.index]) == nil ? params[originalName(n.inputs[w.index], result)]?.1 : nil
+            let weightScale = w.index < n.inputs.count && g.initializer(n.inputs[w.index]) == nil ? params[originalName(n.inputs[w.index], result)]?.scale : nil
             let weightName = w.index < n.inputs.count ? n.inputs[w.index] : ""
             try quantizeWeights(n, in: g, weightIndex: w.index, axis: w.axis, biasIndex: rule.bias, inputScale: inputScale, activationWeightScale: weightScale,
-                                perChannel: weightsPerChannel[ObjectIdentifier(n)] ?? options.scheme.perChannelWeights,
+                                perChannel: plan.weightsPerChannel[ObjectIdentifier(n)] ?? options.scheme.perChannelWeights,
                                 domain: qdqDomain, opset: opset, names: &names, result: &result)
             if weightScale == nil, let p = result.parameters[weightName], p.role == .weight {
                 result.granularity[ObjectIdentifier(n)] = p.axis == nil ? .tensor : .channel
             }
             if n.opType == "MatMul", let s_in = inputScale {
-                quantizeMatMulBias(n, in: g, index: index, inputScale: s_in, keptFloat: keptFloat, domain: qdqDomain, opset: opset, names: &names, result: &result)
+                quantizeMatMulBias(n, in: g, index: index, inputScale: s_in, keptFloat: plan.keptFloat, domain: qdqDomain, opset: opset, names: &names, result: &result)
             }
             result.quantizedNodes.append(n.name)
         }
-        for (n, precision) in rounded { roundFloat(n, to: precision, in: g, names: &names) }
+        for (n, precision) in plan.rounded { roundFloat(n, to: precision, in: g, names: &names) }
         let (unprotected, perAxisMicrosoft) = keepFloatComputeOutOfRuntimeQuantization(g, floatRun: floatRun, opset: opset, names: &names)
         usesMicrosoftDomain = usesMicrosoftDomain || perAxisMicrosoft
         if !unprotected.isEmpty {
@@ -545,7 +568,7 @@ public struct QDQRewriter {
         }
         Preparation.removeUnusedInitializers(g)
         try g.sortTopologically()
-        return (usesMicrosoftDomain, keptFloat)
+        return usesMicrosoftDomain
     }
 
     /// A MatMul with a float output whose one reader is an Add of a constant bias of shape [N]

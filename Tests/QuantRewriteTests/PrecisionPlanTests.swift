@@ -3,7 +3,7 @@ import QuantAlgorithms
 import QuantCalibration
 import QuantCore
 import QuantIR
-import QuantRewrite
+@testable import QuantRewrite
 import Testing
 
 /// x -> Conv c1 (3x3, bias) -> Relu r1 -> Conv c2 (1x1, bias) -> y, built in code; `extra` adds
@@ -148,4 +148,34 @@ private func node(_ m: Model, producing t: String) -> Node? { m.graph.nodes.firs
     #expect(r.parameters["b1"]?.role == .bias && r.parameters["b1"]?.dtype == "int32")
     let c1 = try #require(m.graph.nodes.first { $0.name == "c1" })
     #expect(c1.inputs[0] != "x_DequantizeLinear_Output")
+}
+
+@Test func planDecidesWithoutInsertingAnything() throws {
+    let m = model()
+    let rewriter = QDQRewriter(model: m, options: QDQRewriter.Options(scheme: QuantScheme(), control: QuantControl()) { name, _, _ in
+        ranges[name].map { ($0, "minmax") }
+    })
+    var result = QDQRewriter.Result()
+    for (k, n) in m.graph.nodes.enumerated() { result.opIds[ObjectIdentifier(n)] = k }
+    let p = rewriter.plan(m.graph, main: true, settings: [], result: &result)
+    // The Relu is absorbed (c1 now produces r1_out, whose range starts at 0); nothing else changed.
+    #expect(m.graph.nodes.map(\.opType) == ["Conv", "Conv"])
+    #expect(p.rules.map(\.0.name) == ["c1", "c2"] && p.floatRun.isEmpty)
+    #expect(Set(p.tensors.keys) == ["x", "r1_out", "y"])
+    let r = try #require(p.tensors["r1_out"])
+    #expect(r.range == ClipRange(lo: 0, hi: 4) && r.zeroPoint == 0 && r.grid == .uint8Asymmetric && abs(r.scale - 4.0 / 255) < 1e-12)
+    #expect(p.tensors["x"]?.zeroPoint == 128 || p.tensors["x"]?.zeroPoint == 127)
+
+    // A plan keeping c2 float: it runs float, its input stays quantized for c1's integer kernel.
+    var plan = try rewrite(model()).plan
+    plan.ops[2].dtype = .fp32
+    let m2 = model()
+    let rewriter2 = QDQRewriter(model: m2, options: QDQRewriter.Options(scheme: QuantScheme(), control: QuantControl(plan: plan)) { name, _, _ in
+        ranges[name].map { ($0, "minmax") }
+    })
+    var result2 = QDQRewriter.Result()
+    for (k, n) in m2.graph.nodes.enumerated() { result2.opIds[ObjectIdentifier(n)] = k }
+    let p2 = rewriter2.plan(m2.graph, main: true, settings: [], result: &result2)
+    #expect(p2.rules.map(\.0.name) == ["c1"] && p2.floatRun.count == 1 && p2.keptFloat.isEmpty)
+    #expect(p2.tensors["r1_out"] != nil && p2.tensors["y"] == nil)
 }
