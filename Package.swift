@@ -52,7 +52,7 @@ let package = Package(
             dependencies: ["QuantCore", "QuantONNX", "QuantIR", "QuantExecutor", "QuantCalibration", "QuantAlgorithms", "QuantRewrite", "QuantData",
                            "QuantAnalysis"],
             swiftSettings: settings),
-        .target(name: "QuantTuning", dependencies: ["QuantKit"], swiftSettings: settings),
+        .target(name: "QuantTuning", dependencies: ["QuantKit"], exclude: ["README.md"], swiftSettings: settings),
         .executableTarget(
             name: "quantkit",
             dependencies: ["QuantKit", "QuantTuning", "QuantData", .product(name: "ArgumentParser", package: "swift-argument-parser")],

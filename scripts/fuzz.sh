@@ -20,12 +20,12 @@ while [ $# -gt 0 ]; do
     --smoke) mode=smoke; limit=(-runs=3000 -seed=1) ;;
     --time) limit=(-max_total_time="$2"); shift ;;
     --runs) limit=(-runs="$2"); shift ;;
-    onnx|npy|pb|image|json|toml|list) targets+=("$1") ;;
+    onnx|npy|pb|image|json|toml|list|plan) targets+=("$1") ;;
     *) echo "usage: scripts/fuzz.sh [TARGET ...] [--time S | --runs N] | --smoke" >&2; exit 64 ;;
   esac
   shift
 done
-[ ${#targets[@]} -gt 0 ] || targets=(onnx npy pb image json toml list)
+[ ${#targets[@]} -gt 0 ] || targets=(onnx npy pb image json toml list plan)
 
 echo "== swift build -c release --sanitize fuzzer --product quantkit-fuzz (.build-fuzz)"
 buildlog=$(mktemp)

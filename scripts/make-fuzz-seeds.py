@@ -102,6 +102,18 @@ def list_seeds():
         f.write(b"a.npy;b.npy\r\nc.npy ; d.npy # x\n")
 
 
+def plan_seeds():
+    d = folder("plan")
+    with open(os.path.join(d, "written.plan.csv"), "w") as f:
+        f.write("op_id,node,type,dtype,per,saturation,value_range_in_bits,reason\n0,/Shape,Shape,fp32,,,,no quantized form\n"
+                "1,/conv/Conv,Conv,int8,channel,default,,\n2,/conv2/Conv,Conv,int16,tensor,percentile(0.999),16,\n"
+                "3,/relu/Relu,Relu,fp16,,,,plan\n4,/fc/Gemm,Gemm,bf16,,,,plan\n")
+    with open(os.path.join(d, "icraft.csv"), "wb") as f:  # an Excel export: byte order mark, CRLF, Icraft's names
+        f.write(b"\xef\xbb\xbfop_id,type,dtype,per,saturation,value_range_in_bits\r\n0,Conv,int16,tensor,kld,16\r\n2,Conv,float32,,,\r\n")
+    with open(os.path.join(d, "quoted.csv"), "w") as f:
+        f.write('node,dtype,reason\n"a,""b""",fp16,"why,\nnot"\nc1,int8,\n')
+
+
 if __name__ == "__main__":
     onnx_seeds()
     npy_seeds()
@@ -109,5 +121,6 @@ if __name__ == "__main__":
     image_seeds()
     config_seeds()
     list_seeds()
+    plan_seeds()
     total = sum(len(fs) for _, _, fs in os.walk(OUT))
     print(f"wrote {total} seeds to {OUT}")

@@ -47,7 +47,8 @@ public struct PrecisionPlan: Codable, Sendable, Equatable {
     public enum Granularity: String, Codable, Sendable { case tensor, channel }
 
     public struct Op: Codable, Sendable, Equatable {
-        /// Position among the prepared model's nodes (main graph, then If/Loop/Scan bodies depth first).
+        /// Position among the prepared model's nodes (main graph, then If/Loop/Scan bodies depth
+        /// first); -1 when a row gives only the node's name.
         public var opId: Int
         public var node: String
         public var type: String
@@ -106,7 +107,7 @@ public struct PrecisionPlan: Codable, Sendable, Equatable {
     public func csv() -> String {
         var out = Self.columns.joined(separator: ",") + "\n"
         for o in ops {
-            let fields = ["\(o.opId)", o.node, o.type, o.dtype.rawValue, o.per?.rawValue ?? "", o.saturation.map(Self.methodName) ?? "",
+            let fields = [o.opId >= 0 ? "\(o.opId)" : "", o.node, o.type, o.dtype.rawValue, o.per?.rawValue ?? "", o.saturation.map(Self.methodName) ?? "",
                           o.valueRangeInBits.map(String.init) ?? "", o.reason ?? ""]
             out += fields.map(Self.quoted).joined(separator: ",") + "\n"
         }
@@ -116,7 +117,8 @@ public struct PrecisionPlan: Codable, Sendable, Equatable {
     /// Reads a plan from CSV text (`path` names it in errors). Columns are found by their header
     /// names; `node` or `op_id` and `dtype` are required, the others optional.
     public init(csv text: String, path: String) throws {
-        var rows = Self.records(text).filter { !($0.count == 1 && $0[0].trimmingCharacters(in: .whitespaces).isEmpty) }
+        // A spreadsheet's UTF-8 byte order mark before the header is not part of the first column's name.
+        var rows = Self.records(text.unicodeScalars.first == "\u{FEFF}" ? String(String.UnicodeScalarView(text.unicodeScalars.dropFirst())) : text).filter { !($0.count == 1 && $0[0].trimmingCharacters(in: .whitespaces).isEmpty) }
         guard !rows.isEmpty else { throw Self.error(path, line: 1, "is empty: it needs a header row (\(Self.columns.joined(separator: ",")))") }
         let header = rows.removeFirst().map { $0.trimmingCharacters(in: .whitespaces).lowercased() }
         func column(_ name: String) -> Int? { header.firstIndex(of: name) }
@@ -228,36 +230,56 @@ public struct PrecisionPlan: Codable, Sendable, Equatable {
         }
     }
 
+    /// `s` as one CSV field: in double quotes, with quotes doubled, when it holds a comma, quote
+    /// or line break. Scalar by scalar: a quote followed by a combining mark is still a quote.
     static func quoted(_ s: String) -> String {
-        s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" }) ? "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\"" : s
+        guard s.unicodeScalars.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return s }
+        var out = String.UnicodeScalarView()
+        out.append("\"")
+        for c in s.unicodeScalars {
+            if c == "\"" { out.append(c) }
+            out.append(c)
+        }
+        out.append("\"")
+        return String(out)
     }
 
-    /// CSV records: fields split on commas, double-quoted fields may hold commas, quotes ("") and newlines.
+    /// CSV records: fields split on commas, rows on LF, CRLF or CR; double-quoted fields may hold
+    /// commas, quotes ("") and line breaks. Read by Unicode scalars, not characters: a combining
+    /// mark after a comma (one grapheme with it) must not hide the comma.
     static func records(_ text: String) -> [[String]] {
-        var rows: [[String]] = [], row: [String] = [], field = "", quoted = false
-        var chars = Array(text.replacingOccurrences(of: "\r\n", with: "\n"))[...]
-        while let c = chars.popFirst() {
+        var rows: [[String]] = [], row: [String] = []
+        var field = String.UnicodeScalarView()
+        var quoted = false
+        var scalars = Array(text.unicodeScalars)[...]
+        func endField() {
+            row.append(String(field))
+            field = String.UnicodeScalarView()
+        }
+        while let c = scalars.popFirst() {
             if quoted {
                 if c == "\"" {
-                    if chars.first == "\"" { field.append("\""); chars.removeFirst() } else { quoted = false }
+                    if scalars.first == "\"" { field.append(c); scalars.removeFirst() } else { quoted = false }
                 } else {
                     field.append(c)
                 }
             } else if c == "\"" {
                 quoted = true
             } else if c == "," {
-                row.append(field)
-                field = ""
-            } else if c == "\n" {
-                row.append(field)
+                endField()
+            } else if c == "\n" || c == "\r" {
+                if c == "\r", scalars.first == "\n" { scalars.removeFirst() }
+                endField()
                 rows.append(row)
                 row = []
-                field = ""
             } else {
                 field.append(c)
             }
         }
-        if !field.isEmpty || !row.isEmpty { row.append(field); rows.append(row) }
+        if !field.isEmpty || !row.isEmpty {
+            endField()
+            rows.append(row)
+        }
         return rows
     }
 

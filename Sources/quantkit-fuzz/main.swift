@@ -11,13 +11,14 @@
 //   json    QuantizerConfiguration(contentsOf:) of an XQuant-style .json
 //   toml    QuantizerConfiguration(contentsOf:) of an Icraft-style .toml
 //   list    ItemDiscovery.parse of a list file
+//   plan    PrecisionPlan(contentsOf:) of a plan CSV; a plan read must read back the same from its own CSV
 // Each input is written to a file (the readers take paths, as users give them) and read back;
 // a thrown error is a correct answer, a trap or an allocation past libFuzzer's limits is a bug.
 import Foundation
 import QuantKit
 
 enum FuzzTarget: String, CaseIterable {
-    case onnx, npy, pb, image, json, toml, list
+    case onnx, npy, pb, image, json, toml, list, plan
 
     static let chosen: FuzzTarget = {
         let name = ProcessInfo.processInfo.environment["QK_FUZZ_TARGET"] ?? ""
@@ -44,6 +45,7 @@ enum FuzzTarget: String, CaseIterable {
         case .json: "c.json"
         case .toml: "c.toml"
         case .list: "l.txt"
+        case .plan: "p.plan.csv"
         }
     }
 
@@ -68,6 +70,11 @@ enum FuzzTarget: String, CaseIterable {
             _ = try? c.validate(statisticsGiven: true)
         case .list:
             _ = try? ItemDiscovery.parse(String(decoding: data, as: UTF8.self), listPath: path, checkExists: false)
+        case .plan:
+            guard let p = try? PrecisionPlan(contentsOf: path) else { return }
+            // What QuantKit writes of a plan it read is a plan it reads back unchanged.
+            let again = try? PrecisionPlan(csv: p.csv(), path: path)
+            precondition(again == p, "a plan's CSV does not read back as the same plan")
         }
     }
 }

@@ -111,6 +111,10 @@ private func node(_ m: Model, producing t: String) -> Node? { m.graph.nodes.firs
     #expect(p.ops[0].saturation == .kl(stride: 128) && p.ops[1].dtype == .fp32)
     let named = PrecisionPlan(ops: [.init(opId: 0, node: "a,\"b\"", type: "Conv", dtype: .int8, per: .channel, saturation: .percentile(0.999))])
     #expect(try PrecisionPlan(csv: named.csv(), path: "p.csv") == named)
+    // A spreadsheet's byte order mark; a plan by node names only reads back from its own CSV.
+    let bom = try PrecisionPlan(csv: "\u{FEFF}node,dtype\r\nc1,int16\r\n", path: "excel.csv")
+    #expect(bom.ops.count == 1 && bom.ops[0].node == "c1" && bom.ops[0].opId == -1)
+    #expect(try PrecisionPlan(csv: bom.csv(), path: "again.csv") == bom)
 }
 
 @Test func badPlansAreRefusedWithTheirLine() throws {
