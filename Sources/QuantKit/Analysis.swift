@@ -15,10 +15,7 @@ public struct AnalysisReportPaths: Sendable {
     }
 
     public init(quantizedModel: String) {
-        let url = URL(fileURLWithPath: quantizedModel)
-        var stem = url.deletingPathExtension().lastPathComponent
-        if stem.hasSuffix(".q") { stem.removeLast(2) }
-        self.init(prefix: url.deletingLastPathComponent().appendingPathComponent(stem + ".report").path)
+        self.init(prefix: Quantizer.sidePath(for: quantizedModel, suffix: ".report"))
     }
 }
 

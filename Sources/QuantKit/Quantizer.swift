@@ -381,19 +381,17 @@ public struct Quantizer: Sendable {
     }
 
     /// The parameter record beside `output`: `NAME.qparams.json` for `NAME.q.onnx` or `NAME.onnx`.
-    public static func parametersPath(for output: String) -> String {
-        let url = URL(fileURLWithPath: output)
-        var stem = url.deletingPathExtension().lastPathComponent
-        if stem.hasSuffix(".q") { stem.removeLast(2) }
-        return url.deletingLastPathComponent().appendingPathComponent(stem + ".qparams.json").path
-    }
+    public static func parametersPath(for output: String) -> String { sidePath(for: output, suffix: ".qparams.json") }
 
     /// The precision plan beside `output`: `NAME.plan.csv` for `NAME.q.onnx` or `NAME.onnx`.
-    public static func planPath(for output: String) -> String {
+    public static func planPath(for output: String) -> String { sidePath(for: output, suffix: ".plan.csv") }
+
+    /// A file beside the quantized model `output`: `NAME` + `suffix` for `NAME.q.onnx` or `NAME.onnx`.
+    public static func sidePath(for output: String, suffix: String) -> String {
         let url = URL(fileURLWithPath: output)
         var stem = url.deletingPathExtension().lastPathComponent
         if stem.hasSuffix(".q") { stem.removeLast(2) }
-        return url.deletingLastPathComponent().appendingPathComponent(stem + ".plan.csv").path
+        return url.deletingLastPathComponent().appendingPathComponent(stem + suffix).path
     }
 }
 

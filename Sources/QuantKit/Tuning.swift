@@ -145,6 +145,9 @@ public struct TuningOptions: Codable, Sendable, Equatable {
     /// ``minIntegerShare`` with its default.
     public var integerShare: Double { minIntegerShare ?? (priority == .accuracy ? 0 : 0.8) }
 
+    /// The integer kernels a chosen plan must keep when the plain recipe has `plain` of them.
+    public func minimumIntegerKernels(plain: Int) -> Int { Int((integerShare * Double(plain)).rounded(.up)) }
+
     public static let defaultRounds = 8
 
     public init(target: TuningTarget? = .standard, priority: TuningPriority = .tradeoff, strategy: TuningStrategy = .variance,

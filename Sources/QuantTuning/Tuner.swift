@@ -75,7 +75,7 @@ public struct Tuner {
         var plans = [baseline.plan]
         var reports = [baselineReport]
         var ranked = Self.candidates(report: baselineReport, plan: baseline.plan, strategy: options.strategy)
-        let floor = minimumIntegerKernels(baseline)
+        let floor = options.minimumIntegerKernels(plain: baseline.integerKernels.integer)
         if !rounds[0].met && !ranked.isEmpty {
             let ladder: [PrecisionPlan.Precision] = options.priority == .performance ? [.fp32, .int16] : [.int16, .fp32]
             var budget = options.rounds
@@ -149,7 +149,7 @@ public struct Tuner {
     /// integer kernels (`performance`); when none met, the best value.
     func choose(_ all: [AnalysisReport.Tuning.Round]) -> Int {
         // Only plans that keep enough integer kernels (the first round always counts).
-        let floor = all.first.map { r in Int((options.integerShare * Double(r.integerKernels)).rounded(.up)) } ?? 0
+        let floor = all.first.map { options.minimumIntegerKernels(plain: $0.integerKernels) } ?? 0
         let rounds = all.filter { $0.round == 0 || $0.integerKernels >= floor }
         let met = rounds.filter(\.met)
         let target = options.target ?? .standard
@@ -166,11 +166,6 @@ public struct Tuner {
             return a.round < b.round
         }!
         return best.round
-    }
-
-    /// Integer kernels a chosen plan must keep: ``TuningOptions/integerShare`` of the plain run's.
-    func minimumIntegerKernels(_ baseline: QuantizationResult) -> Int {
-        Int((options.integerShare * Double(baseline.integerKernels.integer)).rounded(.up))
     }
 
     func userMetric(_ model: String) throws -> Double? {

@@ -193,7 +193,7 @@ struct Quantize: ParsableCommand {
         if !t.met {
             let best = t.rounds[t.chosen].value
             // A round that met the target but kept too few integer kernels: say what it would cost.
-            let floor = Int((options.integerShare * Double(r.integerKernels.integer)).rounded(.up))
+            let floor = options.minimumIntegerKernels(plain: r.integerKernels.integer)
             let costly = t.rounds.filter { $0.met && $0.integerKernels < floor }.max { $0.integerKernels < $1.integerKernels }
             let why = costly.map { c in
                 "; round \(c.round) met it with \(c.integerKernels) of \(c.kernels) integer kernels, under the \(floor) that --min-integer-share \(f(options.integerShare)) keeps "
