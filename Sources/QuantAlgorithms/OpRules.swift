@@ -1,3 +1,4 @@
+import QuantCore
 import QuantIR
 
 /// What quantization does around one operator, decided from its type and operands.
@@ -86,7 +87,8 @@ public enum OpRules {
         }
     }
 
-    public static func rule(for node: Node, isConstant: (String) -> Bool) -> OpRule? {
+    /// `constant` gives an initializer's value (rules that depend on a constant operand's sign).
+    public static func rule(for node: Node, isConstant: (String) -> Bool, constant: (String) -> Tensor? = { _ in nil }) -> OpRule? {
         guard node.isStandard else { return nil }
         func has(_ i: Int) -> Bool { i < node.inputs.count && !node.inputs[i].isEmpty }
         switch node.opType {
@@ -120,6 +122,12 @@ public enum OpRules {
         case "Resize", "Upsample":
             return (node.attribute("mode")?.string ?? "nearest") == "nearest"
                 ? OpRule(kind: .shareInput, activationInputs: [0], weight: nil, bias: nil) : .compute([0])
+        case "Min", "Max":
+            // Min(x, c) with every c ≥ 0 (Max with c ≤ 0) stays inside x's range, which always
+            // contains 0: it shares x's scale (cross-layer equalization's per-channel Relu6 bound).
+            guard node.inputs.count == 2, has(1), isConstant(node.inputs[1]), let c = constant(node.inputs[1]), c.dtype == .float,
+                  c.floats().allSatisfy({ node.opType == "Min" ? $0 >= 0 : $0 <= 0 }) else { return nil }
+            return OpRule(kind: .shareInput, activationInputs: [0], weight: nil, bias: nil)
         case "Concat":
             return OpRule(kind: .concat, activationInputs: Array(node.inputs.indices), weight: nil, bias: nil)
         default:

@@ -26,12 +26,27 @@ public struct StatisticsFile: Codable, Sendable {
     /// Calibration samples seen.
     public var samples: Int
     public var tensors: [String: Entry]
+    /// The float-equivalent transforms of the model the tensors were observed in (nil: none).
+    public var transforms: FloatTransforms?
 
-    public init(model: String, samples: Int, tensors: [String: Entry]) {
+    public init(model: String, samples: Int, tensors: [String: Entry], transforms: FloatTransforms? = nil) {
         version = StatisticsFile.currentVersion
         self.model = model
         self.samples = samples
         self.tensors = tensors
+        self.transforms = transforms.flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// Throws QK4006 unless the statistics were observed under the transforms asked for:
+    /// equalization on or off as `equalize`, SmoothQuant factors present or not as `smooth` (the
+    /// run then uses the file's factors). A file written without equalization does not describe
+    /// an equalized model's tensors. A CSV of ranges (no model name) is taken as it is.
+    public func check(equalize: Bool, smooth: Bool, path: String) throws {
+        let mine = transforms ?? FloatTransforms()
+        guard !model.isEmpty, mine.equalize != equalize || mine.smoothing.isEmpty == smooth else { return }
+        let wanted = FloatTransforms(equalize: equalize, smoothing: smooth ? ["": []] : [:])
+        throw QuantKitError("QK4006", "the statistics file '\(path)' was calibrated with float transforms '\(mine.summary)' but this run applies '\(wanted.summary.replacingOccurrences(of: " on 1 node(s)", with: ""))'",
+                            fix: "calibrate again with the same --equalize/--smoothquant settings (`quantkit calibrate ... --stats-out`), or drop those options")
     }
 
     public func write(to path: String) throws {
@@ -84,6 +99,10 @@ public struct StatisticsFile: Codable, Sendable {
     public static func merged(_ a: StatisticsFile, _ b: StatisticsFile) throws -> StatisticsFile {
         if !a.model.isEmpty, !b.model.isEmpty, a.model != b.model {
             throw QuantKitError("QK4004", "statistics of different models cannot merge ('\(a.model)' and '\(b.model)')", fix: "merge files calibrated on the same model")
+        }
+        if (a.transforms ?? FloatTransforms()) != (b.transforms ?? FloatTransforms()) {
+            throw QuantKitError("QK4004", "statistics of differently transformed models cannot merge ('\((a.transforms ?? FloatTransforms()).summary)' and '\((b.transforms ?? FloatTransforms()).summary)')",
+                                fix: "calibrate every shard with the same --equalize/--smoothquant settings")
         }
         var out = a
         out.samples += b.samples

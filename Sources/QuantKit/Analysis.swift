@@ -34,6 +34,12 @@ public struct Analysis {
                     progress: (StageProgress) -> Void = { _ in }) throws -> AnalysisReport {
         let f = try Model.load(path: floatModel)
         let q = try Model.load(path: quantizedModel)
+        // A model quantized after float-equivalent transforms (equalization, SmoothQuant) is
+        // compared with the float model transformed the same way: the tensors inside differ.
+        if let record = ParameterRecord.beside(quantizedModel: quantizedModel), let t = record.transforms, !t.isEmpty,
+           record.model == URL(fileURLWithPath: floatModel).lastPathComponent {
+            try t.prepare(f)
+        }
         let analyzer = try QuantAnalyzer(floatModel: f, quantizedModel: q, options: options, collectHistograms: statistics == nil)
         while maxSamples.map({ analyzer.samples < $0 }) ?? true, let batch = try next() {
             try analyzer.add(batch.tensors)

@@ -92,6 +92,12 @@ public struct QuantizerConfiguration: Codable, Sendable {
     /// calibration data, like GPTQ; with only a statistics file the default `depthwise` is
     /// skipped with a warning, `all` is an error).
     public var biasCorrection: BiasCorrectionScope = .depthwise
+    /// Cross-layer equalization of Conv chains before calibration (``CrossLayerEqualization``;
+    /// `--equalize`, XQuant `equalization`, Icraft `equalization`).
+    public var equalize = false
+    /// SmoothQuant before calibration (``SmoothQuant``): α for every site, or `auto` (α per site on
+    /// its output error); nil: off. `--smoothquant`, Icraft `smooth_alpha`.
+    public var smoothQuant: SmoothQuant.Alpha?
     /// Calibration items the GPTQ and bias correction pass reads (the first ones).
     public static let weightRoundingSamples = 128
     /// Calibration items the bias-correction pass reads without GPTQ: it needs only the mean
@@ -114,7 +120,7 @@ public struct QuantizerConfiguration: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case scheme, control, observer, model, output, data, statistics, statisticsOutput, plan, tuning, autoSubset, threads, notes, weightRounding, biasCorrection
+        case scheme, control, observer, model, output, data, statistics, statisticsOutput, plan, tuning, autoSubset, threads, notes, weightRounding, biasCorrection, equalize, smoothQuant
     }
 
     public init(from decoder: Decoder) throws {
@@ -135,6 +141,8 @@ public struct QuantizerConfiguration: Codable, Sendable {
         notes = try c.decodeIfPresent([String].self, forKey: .notes) ?? []
         weightRounding = try c.decodeIfPresent(WeightRounding.self, forKey: .weightRounding) ?? .nearest
         biasCorrection = try c.decodeIfPresent(BiasCorrectionScope.self, forKey: .biasCorrection) ?? .depthwise
+        equalize = try c.decodeIfPresent(Bool.self, forKey: .equalize) ?? false
+        smoothQuant = try c.decodeIfPresent(SmoothQuant.Alpha.self, forKey: .smoothQuant)
     }
 
     /// Whether the data options name at least one source (data options such as a batch size
@@ -152,6 +160,9 @@ public struct QuantizerConfiguration: Codable, Sendable {
         }
         if data == nil && statistics == nil && !statisticsGiven {
             throw ConfigurationError.missing("calibration data", fix: "configure input data (XQuant `input_parametres`, Icraft `forward_dir`/`forward_list`, `--input NAME=PATH`) or a statistics file (`--stats`)")
+        }
+        if smoothQuant != nil && !hasDataSource && statistics == nil && !statisticsGiven {
+            throw ConfigurationError.missing("calibration data for --smoothquant", fix: "give the data (`--input NAME=PATH`): SmoothQuant's factors come from it")
         }
         if !hasDataSource && (weightRounding == .gptq || biasCorrection == .all) {
             let what = weightRounding == .gptq ? "--weight-rounding gptq" : "--bias-correction all"

@@ -38,11 +38,12 @@ struct IcraftQuantize: Decodable {
     var file_type: String?
     var input_shape: [Int]?
     var seed: UInt64?
+    var equalization: Bool?
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case forward_dir, forward_list, saturation, per, batch, bin_num, qdtype, mix_precision, quant_autotune_config, smooth_alpha, autoqset_num, json, raw
         case model, output, steps, percentile, threads, truncate, exclude_nodes, exclude_op_types, concat_split_ratio, statistics, statistics_output
-        case preset, color_format, mean_value, std_value, file_type, input_shape, seed
+        case preset, color_format, mean_value, std_value, file_type, input_shape, seed, equalization
     }
 
     static let schema = KeySchema.keys(CodingKeys.self)
@@ -75,9 +76,13 @@ struct IcraftQuantize: Decodable {
             tuning = try t.options(base: tuning ?? TuningOptions())
         }
         c.tuning = tuning
+        // smooth_alpha: SmoothQuant's α for LayerNorm -> MatMul (and every other MatMul/Gemm input);
+        // QuantKit also accepts a negative value for `auto` (α per layer).
         if let a = smooth_alpha {
-            throw ConfigurationError.notImplemented("quantize.smooth_alpha", "\(a)", detail: "SmoothQuant is not implemented yet; remove the key")
+            guard a <= 1 else { throw ConfigurationError.invalidValue("quantize.smooth_alpha", "\(a)", expected: "α in [0, 1], or -1 for α chosen per layer") }
+            c.smoothQuant = a < 0 ? .auto : .fixed(a)
         }
+        c.equalize = equalization ?? false
         if let n = autoqset_num {
             guard n >= 1 else { throw ConfigurationError.invalidValue("quantize.autoqset_num", "\(n)", expected: "a number of items of 1 or more") }
             c.autoSubset = n

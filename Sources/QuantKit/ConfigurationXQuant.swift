@@ -95,10 +95,13 @@ struct XQuantFile: Decodable {
         var exclude_nodes: [String]?
         var exclude_op_types: [String]?
         var concat_split_ratio: Double?
+        // QuantKit: accuracy-recovery transforms.
+        var equalization: Bool?
+        var smoothquant: SmoothQuant.Alpha?
 
         enum CodingKeys: String, CodingKey, CaseIterable {
             case analysis_enable, precision_level, finetune_level, max_percentile, custom_setting, truncate_var_names
-            case exclude_nodes, exclude_op_types, concat_split_ratio
+            case exclude_nodes, exclude_op_types, concat_split_ratio, equalization, smoothquant
         }
     }
 
@@ -203,6 +206,8 @@ struct XQuantFile: Decodable {
         if q?.analysis_enable == true {
             c.notes.append("quantization_parameters.analysis_enable: the analysis report is written by `quantkit analyze` when that stage is available")
         }
+        c.equalize = q?.equalization ?? false
+        c.smoothQuant = q?.smoothquant
         c.control.truncateAfter = q?.truncate_var_names ?? []
         c.control.excludeNodes = q?.exclude_nodes ?? []
         c.control.excludeOpTypes = q?.exclude_op_types ?? []

@@ -37,6 +37,8 @@ public struct QuantizationResult: Sendable {
     public var subset: CalibrationSubset.Selection?
     /// Which Conv/MatMul/Gemm ONNX Runtime will run as integer kernels, and why not the others.
     public var integerKernels = RuntimeFusion.Summary(kernels: [])
+    /// What the float-equivalent transforms (equalization, SmoothQuant) did.
+    public var transforms = FloatTransforms.Report()
 
     public init(modelPath: String, parametersPath: String, planPath: String = "", plan: PrecisionPlan = PrecisionPlan(),
                 preparation: Preparation.Report = Preparation.Report(), quantizedNodes: Int = 0, floatNodes: Int = 0, absorbedActivations: Int = 0,
@@ -75,10 +77,17 @@ public struct Quantizer: Sendable {
     /// The float model as calibration runs it: loaded, then preparation's first passes
     /// (``Preparation/asLoaded(_:)``; same float outputs), so the tensors they create (a Conv's
     /// output before its activation) get statistics too.
-    public static func loadForCalibration(path: String) throws -> Model {
+    /// With `transforms` (equalization, SmoothQuant), the model is prepared in full and
+    /// transformed, as the rewrite will quantize it: the transforms change tensors inside.
+    /// `prepared`: prepare it in full even without transforms (SmoothQuant's pass will add some).
+    public static func loadForCalibration(path: String, transforms: FloatTransforms = FloatTransforms(), prepared: Bool = false) throws -> Model {
         let model = try Model.load(path: path)
         try Verifier.check(model, codes: Verifier.loadCodes)  // before any data is read
-        _ = Preparation.asLoaded(model)
+        if transforms.isEmpty && !prepared {
+            _ = Preparation.asLoaded(model)
+        } else {
+            try transforms.prepare(model)
+        }
         return model
     }
 
@@ -102,101 +111,186 @@ public struct Quantizer: Sendable {
     /// does, so that other settings can reuse them.
     public func run(model: String? = nil, statistics given: StatisticsFile? = nil, completeStatistics: Bool = false,
                     progress: (StageProgress) -> Void = { _ in }, cancelled: () throws -> Void = {}) throws -> QuantizationResult {
+        // The stages keep the callbacks only while this call runs.
+        try withoutActuallyEscaping(progress) { progress in
+            try withoutActuallyEscaping(cancelled) { cancelled in
+                try runStages(model: model, statistics: given, completeStatistics: completeStatistics, progress: progress, cancelled: cancelled)
+            }
+        }
+    }
+
+    private func runStages(model: String?, statistics given: StatisticsFile?, completeStatistics: Bool,
+                           progress: @escaping (StageProgress) -> Void, cancelled: @escaping () throws -> Void) throws -> QuantizationResult {
         var config = configuration
         if let model { config.model = model }
         try config.validate(statisticsGiven: given != nil)
         if let p = config.plan { config.control.plan = try PrecisionPlan(contentsOf: p) }
         let path = config.model!
         let output = config.output ?? Quantizer.defaultOutput(for: path)
-        var warnings = config.notes
-        var batches = 0, items = 0, onlyQuantized = false
-        let statistics: StatisticsFile
-        // The data feeds calibration when there are no statistics, and GPTQ and bias correction,
-        // which run the model on it, in any case.
-        let needsData = (given == nil && config.statistics == nil) || config.weightRounding == .gptq || config.biasCorrection != .off
-        let floatModel = needsData ? try Quantizer.loadForCalibration(path: path) : nil
-        var calibrationData: CalibrationDataset? = nil
-        var subset: CalibrationSubset.Selection? = nil
-        if let m = floatModel {
-            let signatures = CalibrationDataset.signatures(of: m.graph)
-            // Without statistics a source-less data configuration fails here (QK2101).
-            if config.hasDataSource || (given == nil && config.statistics == nil), var d = try config.resolvedData(for: signatures) {
-                // --auto-subset: calibrate on N representative items, listed beside the data.
-                if let n = config.autoSubset, given == nil, config.statistics == nil {
-                    var chosen = try CalibrationSubset.choose(modelPath: path, data: d, count: n, threads: config.threads ?? ProcessInfo.processInfo.activeProcessorCount,
-                                                              progress: progress)
-                    if chosen.indices.count < chosen.total { d = try CalibrationSubset.write(&chosen, data: d) }
-                    subset = chosen
-                }
-                calibrationData = try CalibrationDataset(signatures: signatures, config: d)
-            }
-        }
+        var stages = Stages(config: config, path: path, cancelled: cancelled, progress: progress)
+        // 1. The data, and the float model the passes run (prepared and equalized when asked).
+        try stages.openData(statisticsGiven: given != nil)
         // Nothing written may be something read: the model, its external data, the data files.
         try OutputSafety.check(
             outputs: Quantizer.outputItems(output: output, statisticsOutput: config.statisticsOutput),
-            inputs: [.init("the input model", path)] + (floatModel?.externalFiles ?? []).map { .init("the model's external data", $0) }
+            inputs: [.init("the input model", path)] + (stages.floatModel?.externalFiles ?? []).map { .init("the model's external data", $0) }
                 + (config.statistics.map { [.init("the statistics file", $0)] } ?? [])
-                + (calibrationData?.sourceFiles ?? []).map { .init("calibration file", $0) })
+                + (stages.data?.sourceFiles ?? []).map { .init("calibration file", $0) })
+        // 2. Activation statistics: given, read, or calibrated (after SmoothQuant's own pass).
+        let statistics: StatisticsFile
         if let given {
+            try given.check(equalize: config.equalize, smooth: config.smoothQuant != nil, path: "(given in memory)")
             statistics = given
-        } else if let stats = config.statistics {
-            statistics = try StatisticsFile.read(path: stats)
+        } else if let file = config.statistics {
+            statistics = try StatisticsFile.read(path: file)
+            try statistics.check(equalize: config.equalize, smooth: config.smoothQuant != nil, path: file)
         } else {
+            if let alpha = config.smoothQuant { try stages.smooth(alpha: alpha) }
+            statistics = try stages.calibrate(complete: completeStatistics || config.statisticsOutput != nil)
+            if let out = config.statisticsOutput { try statistics.write(to: out) }
+        }
+        try AtomicFile.makeDirectory(URL(fileURLWithPath: output).deletingLastPathComponent().path)
+        // 3. The rewrite, with the pass over the quantized model that GPTQ and bias correction read.
+        let weightPass = try stages.weightStatisticsPass()
+        defer { weightPass?.stream.cancel() }
+        var r = try Quantizer(configuration: config).quantize(modelPath: path, statistics: statistics, output: output,
+                                                              weightStatisticsBatches: weightPass?.next, smoothingChoice: stages.smoothing, progress: progress)
+        r.calibrationBatches = stages.batches
+        r.calibrationItems = stages.items
+        if stages.batches > 0 {
+            r.observedTensors = statistics.tensors.count
+            r.observedOnlyQuantized = stages.onlyQuantized
+        }
+        r.statistics = statistics
+        r.subset = stages.subset
+        r.warnings = stages.warnings + r.warnings
+        return r
+    }
+
+    /// The stages of ``run(model:statistics:completeStatistics:progress:cancelled:)`` that read
+    /// the data, in the order their dependencies allow: SmoothQuant's channel maxima are taken
+    /// in the prepared float model (one pass), activation statistics in the model transformed by
+    /// them (one pass), GPTQ's and bias correction's layer inputs in the quantized model (one
+    /// pass over the first items). Each pass collects everything its model is needed for.
+    struct Stages {
+        let config: QuantizerConfiguration
+        let path: String
+        let cancelled: () throws -> Void
+        let progress: (StageProgress) -> Void
+        var floatModel: Model?
+        var data: CalibrationDataset?
+        var subset: CalibrationSubset.Selection?
+        var transforms: FloatTransforms
+        var smoothing: SmoothQuant.Report?
+        var warnings: [String]
+        var batches = 0, items = 0, onlyQuantized = false
+
+        init(config: QuantizerConfiguration, path: String, cancelled: @escaping () throws -> Void, progress: @escaping (StageProgress) -> Void) {
+            self.config = config
+            self.path = path
+            self.cancelled = cancelled
+            self.progress = progress
+            transforms = FloatTransforms(equalize: config.equalize)
+            warnings = config.notes
+        }
+
+        var threads: Int { config.threads ?? ProcessInfo.processInfo.activeProcessorCount }
+
+        /// Loads the float model and opens the data when a pass will read it: calibration
+        /// (no statistics given), SmoothQuant, GPTQ, bias correction.
+        mutating func openData(statisticsGiven: Bool) throws {
+            let calibrates = !statisticsGiven && config.statistics == nil
+            guard calibrates || config.weightRounding == .gptq || config.biasCorrection != .off else { return }
+            let m = try Quantizer.loadForCalibration(path: path, transforms: transforms, prepared: calibrates && config.smoothQuant != nil)
+            floatModel = m
+            let signatures = CalibrationDataset.signatures(of: m.graph)
+            // Without statistics a source-less data configuration fails here (QK2101).
+            guard config.hasDataSource || calibrates, var d = try config.resolvedData(for: signatures) else { return }
+            // --auto-subset: calibrate on N representative items, listed beside the data.
+            if let n = config.autoSubset, calibrates {
+                var chosen = try CalibrationSubset.choose(modelPath: path, data: d, count: n, threads: threads, progress: progress)
+                if chosen.indices.count < chosen.total { d = try CalibrationSubset.write(&chosen, data: d) }
+                subset = chosen
+            }
+            data = try CalibrationDataset(signatures: signatures, config: d)
+        }
+
+        /// One pass of `model` over the data (at most `limit` items) with `hooks` attached.
+        func pass(_ model: Model, hooks: [ExecutionHook], stage: String, limit: Int? = nil) throws {
+            let stream = data!.makeStream()
+            defer { stream.cancel() }
+            let executor = try Executor(model: model, options: ExecutorOptions(threads: threads))
+            var seen = 0, count = 0
+            while limit.map({ seen < $0 }) ?? true, let b = try stream.next() {
+                try cancelled()
+                _ = try executor.run(b.tensors, hooks: hooks)
+                seen += b.tensors.values.first?.shape.first ?? 1
+                count += 1
+                progress(StageProgress(stage: stage, done: count, total: data!.batchCount, unit: "batches"))
+            }
+        }
+
+        /// SmoothQuant: per-channel maxima and sampled rows of every site's input (one pass of
+        /// the prepared float model), the factors chosen, and the float model transformed.
+        mutating func smooth(alpha: SmoothQuant.Alpha) throws {
+            let m = floatModel!
+            let sites = SmoothQuant.sites(m.graph)
+            guard !sites.isEmpty else {
+                warnings.append("SmoothQuant found no MatMul/Gemm with a constant weight to smooth")
+                return
+            }
+            let collector = SmoothQuant.Collector(sites: sites)
+            try pass(m, hooks: [collector], stage: "smoothquant statistics")
+            let scheme = config.scheme
+            let (factors, report) = SmoothQuant.choose(m.graph, sites: sites, collector: collector, alpha: alpha, activation: scheme.activation,
+                                                       weight: scheme.weight, perChannel: scheme.perChannelWeights)
+            transforms.smoothing = factors
+            try FloatTransforms(smoothing: factors).apply(to: m)
+            smoothing = report
+        }
+
+        /// Calibration: activation statistics of the (transformed) float model, of the tensors
+        /// this configuration quantizes unless `complete`.
+        mutating func calibrate(complete: Bool) throws -> StatisticsFile {
             // validate() made sure there is data when there are no statistics.
-            let dataset = calibrationData!
+            let dataset = data!
             let stream = dataset.makeStream()
             defer { stream.cancel() }
             var total = dataset.batchCount
             if let s = dataset.config.steps { total = min(total, s) }
-            let calibrator = Calibrator(observer: config.observer, threads: config.threads ?? ProcessInfo.processInfo.activeProcessorCount)
-            let only = completeStatistics || config.statisticsOutput != nil ? nil : try Quantizer(configuration: config).tensorsToObserve(modelPath: path)
-            statistics = try calibrator.run(model: floatModel!, modelName: URL(fileURLWithPath: path).lastPathComponent, total: total, only: only,
-                                            dataset: dataset, stream: stream, before: cancelled, progress: progress)
+            let calibrator = Calibrator(observer: config.observer, threads: threads)
+            let only = complete ? nil : try Quantizer(configuration: config).tensorsToObserve(modelPath: path, transforms: transforms)
+            var observed = try calibrator.run(model: floatModel!, modelName: URL(fileURLWithPath: path).lastPathComponent, total: total, only: only,
+                                              dataset: dataset, stream: stream, before: cancelled, progress: progress)
+            observed.transforms = transforms.isEmpty ? nil : transforms
             onlyQuantized = only != nil
             let report = dataset.report
             batches = report.batches
             items = report.items
             warnings += report.warnings.map { "\($0.code) \($0.message)" }
-            if let out = config.statisticsOutput { try statistics.write(to: out) }
+            return observed
         }
-        let folder = URL(fileURLWithPath: output).deletingLastPathComponent()
-        try AtomicFile.makeDirectory(folder.path)
-        // GPTQ and bias correction read the layer inputs of the quantized model: one more pass
-        // over the first calibration items (a fresh stream of the same data).
-        var weightStatisticsBatches: (() throws -> [String: Tensor]?)? = nil
-        var weightStatisticsStream: BatchStream? = nil
-        // The default depthwise bias correction: only for a model with grouped Convs, and
-        // skipped (with a warning) when a statistics file comes without data.
-        let corrects = floatModel.map { m in m.graph.allNodes.contains { config.biasCorrection.covers($0) } } ?? false
-        if corrects && config.biasCorrection == .depthwise && calibrationData == nil {
-            warnings.append("bias correction of the grouped (depthwise) Convs skipped: a statistics file alone gives no data to run the model on "
-                            + "(give the calibration data with --input too, or --bias-correction off to silence this)")
-        }
-        if config.weightRounding == .gptq || corrects, let dataset = calibrationData {
+
+        /// The batches GPTQ and bias correction read (the first calibration items, a fresh
+        /// stream), or nil when neither runs. The default depthwise bias correction applies only
+        /// to a model with grouped Convs, and is skipped with a warning without data.
+        mutating func weightStatisticsPass() throws -> (stream: BatchStream, next: () throws -> [String: Tensor]?)? {
+            let corrects = floatModel.map { m in m.graph.allNodes.contains { config.biasCorrection.covers($0) } } ?? false
+            if corrects && config.biasCorrection == .depthwise && data == nil {
+                warnings.append("bias correction of the grouped (depthwise) Convs skipped: a statistics file alone gives no data to run the model on "
+                                + "(give the calibration data with --input too, or --bias-correction off to silence this)")
+            }
+            guard config.weightRounding == .gptq || corrects, let dataset = data else { return nil }
             try cancelled()
             let stream = dataset.makeStream()
-            weightStatisticsStream = stream
             var seen = 0
-            weightStatisticsBatches = {
-                let limit = config.weightRounding == .gptq ? QuantizerConfiguration.weightRoundingSamples : QuantizerConfiguration.biasCorrectionSamples
+            let limit = config.weightRounding == .gptq ? QuantizerConfiguration.weightRoundingSamples : QuantizerConfiguration.biasCorrectionSamples
+            return (stream, {
                 guard seen < limit, let b = try stream.next()?.tensors else { return nil }
                 seen += b.values.first?.shape.first ?? 1
                 return b
-            }
+            })
         }
-        defer { weightStatisticsStream?.cancel() }
-        var r = try Quantizer(configuration: config).quantize(modelPath: path, statistics: statistics, output: output,
-                                                              weightStatisticsBatches: weightStatisticsBatches, progress: progress)
-        r.calibrationBatches = batches
-        r.calibrationItems = items
-        if batches > 0 {
-            r.observedTensors = statistics.tensors.count
-            r.observedOnlyQuantized = onlyQuantized
-        }
-        r.statistics = statistics
-        r.subset = subset
-        r.warnings = warnings + r.warnings
-        return r
     }
 
     /// `NAME.q.onnx` beside `NAME.onnx`.
@@ -210,22 +304,33 @@ public struct Quantizer: Sendable {
     /// `output` (QDQ ONNX) and `output` with `.qparams.json` instead of `.onnx`, each atomically.
     /// `weightStatisticsBatches` feeds the pass GPTQ and bias correction read (nil: neither runs).
     public func quantize(modelPath: String, statistics: StatisticsFile, output: String,
-                         weightStatisticsBatches: (() throws -> [String: Tensor]?)? = nil,
+                         weightStatisticsBatches: (() throws -> [String: Tensor]?)? = nil, smoothingChoice: SmoothQuant.Report? = nil,
                          progress: (StageProgress) -> Void = { _ in }) throws -> QuantizationResult {
         let model = try Model.load(path: modelPath)
         try OutputSafety.check(outputs: Quantizer.outputItems(output: output, statisticsOutput: nil),
                                inputs: [.init("the input model", modelPath)] + model.externalFiles.map { .init("the model's external data", $0) })
         try Verifier.check(model, codes: Verifier.loadCodes)
-        let prep = try Preparation.run(model)
+        // The statistics were observed in the transformed model: quantize that one.
+        let transforms = statistics.transforms ?? FloatTransforms()
+        var (prep, transformed) = try transforms.prepare(model)
+        if var chosen = smoothingChoice {
+            // The choice (α, errors) from the pass that chose, with where each division went.
+            var folded: [String: String] = [:]
+            for site in transformed.smoothing?.sites ?? [] { folded[site.tensor] = site.folded }
+            for i in chosen.sites.indices { chosen.sites[i].folded = folded[chosen.sites[i].tensor] ?? "" }
+            transformed.smoothing = chosen
+        }
         let stats = statistics.tensors
-        var options = QDQRewriter.Options(scheme: configuration.scheme, control: configuration.control) { name, grid, method in
+        var control = configuration.control
+        control.excludeNodes += transformed.floatNodes
+        var options = QDQRewriter.Options(scheme: configuration.scheme, control: control) { name, grid, method in
             guard let e = stats[name] else { return nil }
             if e.statistics.absHistogram == nil, let r = e.range { return (r, e.method ?? "imported") }
             let sel = RangeSelection.select(e.statistics, method: method, grid: grid)
             return (sel.range, sel.method.description)
         }
         if let next = weightStatisticsBatches {
-            let (hessians, means) = try weightInputStatistics(modelPath: modelPath, options: options, batches: next, progress: progress)
+            let (hessians, means) = try weightInputStatistics(modelPath: modelPath, transforms: transforms, options: options, batches: next, progress: progress)
             if configuration.weightRounding == .gptq { options.weightHessians = hessians }
             if configuration.biasCorrection != .off {
                 let covered = Set(model.graph.allNodes.filter { configuration.biasCorrection.covers($0) }.map(\.name))
@@ -247,28 +352,34 @@ public struct Quantizer: Sendable {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(try enc.encode(ParameterRecord(model: URL(fileURLWithPath: modelPath).lastPathComponent, scheme: configuration.scheme,
-                                                            tensors: r.parameters, warnings: r.warnings)), to: paramsPath, batch: batch)
+                                                            tensors: r.parameters, warnings: r.warnings,
+                                                            transforms: transforms.isEmpty ? nil : transforms,
+                                                            applied: transforms.isEmpty ? nil : transformed)), to: paramsPath, batch: batch)
         try AtomicFile.write(Data(r.plan.csv().utf8), to: planPath, batch: batch)
         try model.save(to: output, batch: batch)
         try batch.commit()
-        return QuantizationResult(modelPath: output, parametersPath: paramsPath, planPath: planPath, plan: r.plan, preparation: prep,
-                                  quantizedNodes: r.quantizedNodes.count, floatNodes: r.floatNodes.count, absorbedActivations: r.absorbedActivations,
-                                  warnings: r.warnings, integerKernels: kernels)
+        var result = QuantizationResult(modelPath: output, parametersPath: paramsPath, planPath: planPath, plan: r.plan, preparation: prep,
+                                        quantizedNodes: r.quantizedNodes.count, floatNodes: r.floatNodes.count, absorbedActivations: r.absorbedActivations,
+                                        warnings: r.warnings, integerKernels: kernels)
+        result.transforms = transformed
+        return result
     }
 
     /// The activation tensors whose statistics the rewrite of `modelPath` reads with this
     /// configuration: a dry rewrite of the prepared model records every range it asks for.
     /// Their names are those of the float model (preparation keeps the names of what it
     /// folds into), so calibration can observe just these.
-    public func tensorsToObserve(modelPath: String) throws -> Set<String> {
+    public func tensorsToObserve(modelPath: String, transforms: FloatTransforms? = nil) throws -> Set<String> {
         let model = try Model.load(path: modelPath)
-        _ = try Preparation.run(model)
+        let floatNodes = try (transforms ?? FloatTransforms(equalize: configuration.equalize)).prepare(model).1.floatNodes
         final class Asked: @unchecked Sendable {
             let lock = NSLock()
             var names = Set<String>()
         }
         let asked = Asked()
-        let options = QDQRewriter.Options(scheme: configuration.scheme, control: configuration.control) { name, _, _ in
+        var control = configuration.control
+        control.excludeNodes += floatNodes
+        let options = QDQRewriter.Options(scheme: configuration.scheme, control: control) { name, _, _ in
             asked.lock.lock()
             asked.names.insert(name)
             asked.lock.unlock()
@@ -342,10 +453,10 @@ public struct Quantizer: Sendable {
     /// in QuantKit's executor. GPTQ's H = E[x xᵀ] per weight (weights fitted to the float
     /// model's inputs instead are worse wherever activation quantization moves the inputs far
     /// from float, PP-OCRv4 rec in docs/BENCHMARKS.md) and bias correction's per-channel E[x].
-    func weightInputStatistics(modelPath: String, options: QDQRewriter.Options, batches next: () throws -> [String: Tensor]?,
+    func weightInputStatistics(modelPath: String, transforms: FloatTransforms, options: QDQRewriter.Options, batches next: () throws -> [String: Tensor]?,
                                progress: (StageProgress) -> Void) throws -> ([String: WeightHessian], [String: [[Double]]]) {
         let simulated = try Model.load(path: modelPath)
-        _ = try Preparation.run(simulated)
+        try transforms.prepare(simulated)
         _ = try QDQRewriter(model: simulated, options: options).run()
         let g = simulated.graph
         var producer: [String: Node] = [:]
@@ -401,4 +512,15 @@ public struct ParameterRecord: Codable, Sendable {
     public var scheme: QuantScheme
     public var tensors: [String: TensorQuantParameters]
     public var warnings: [String]
+    /// The float-equivalent transforms applied before quantizing (nil: none): the analysis
+    /// compares the quantized model's tensors with the float model transformed the same way.
+    public var transforms: FloatTransforms?
+    /// What they did: equalized pairs and factors, SmoothQuant's α and error per site.
+    public var applied: FloatTransforms.Report?
+
+    /// The record beside the quantized model `path` (`NAME.qparams.json`), if there is one.
+    public static func beside(quantizedModel path: String) -> ParameterRecord? {
+        guard let data = FileManager.default.contents(atPath: Quantizer.parametersPath(for: path)) else { return nil }
+        return try? JSONDecoder().decode(ParameterRecord.self, from: data)
+    }
 }

@@ -81,7 +81,7 @@ public struct QDQRewriter {
         let index = GraphIndex(g)
         let outputs = Set(g.outputs.map(\.name))
         for n in g.nodes.reversed() where !floatNodes.contains(ObjectIdentifier(n)) {
-            guard let rule = OpRules.rule(for: n, isConstant: g.isInitializer) else {
+            guard let rule = OpRules.rule(for: n, isConstant: g.isInitializer, constant: g.initializer) else {
                 floatNodes.insert(ObjectIdentifier(n))
                 continue
             }
@@ -382,9 +382,9 @@ public struct QDQRewriter {
         var floatProduced = Set<String>()
         var floatRun = Set<ObjectIdentifier>()
         for n in g.nodes {
-            guard !floatNodes.contains(ObjectIdentifier(n)), let rule = OpRules.rule(for: n, isConstant: g.isInitializer) else {
+            guard !floatNodes.contains(ObjectIdentifier(n)), let rule = OpRules.rule(for: n, isConstant: g.isInitializer, constant: g.initializer) else {
                 let reason = why[ObjectIdentifier(n)]
-                    ?? (OpRules.rule(for: n, isConstant: g.isInitializer) == nil ? Self.noQuantizedForm : "its readers run float")
+                    ?? (OpRules.rule(for: n, isConstant: g.isInitializer, constant: g.initializer) == nil ? Self.noQuantizedForm : "its readers run float")
                 result.applied[ObjectIdentifier(n)] = (rounded.first { $0.0 === n }?.1 ?? .fp32, nil, reason)
                 result.floatNodes.append(n.name)
                 floatProduced.formUnion(n.outputs)

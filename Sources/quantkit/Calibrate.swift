@@ -46,7 +46,7 @@ struct Calibrate: ParsableCommand {
                 guard let model else { throw QuantKitError("QK7022", "calibrate needs a model (or --merge FILES)", fix: "pass the .onnx model as the first argument") }
                 try ConfigurationError.checkBins(c.bins ?? 2048)
                 file = try CalibrationChoice.calibrate(model: model, data: data, bins: c.bins ?? 2048, threads: c.threads ?? ProcessInfo.processInfo.activeProcessorCount,
-                                                       reporter: c.reporter, output: statsOut)
+                                                       reporter: c.reporter, output: statsOut, transforms: FloatTransforms(equalize: c.equalize ?? false))
             }
             Calibrator.selectRanges(&file, method: method, grid: grid)
             try file.write(to: statsOut)
@@ -69,6 +69,18 @@ struct CalibrationArguments: ParsableArguments {
 
     @Option(help: "Histogram bins (default 2048; Icraft bin_num, e.g. 4096).")
     var bins: Int?
+
+    @Flag(inversion: .prefixedNo, help: "Cross-layer equalization (Nagel et al. 2019) of Conv -> Relu/Relu6/nothing -> Conv chains before calibrating: per-channel weight ranges of each pair matched, float outputs unchanged; for per-tensor weights above all (XQuant/Icraft `equalization`). Statistics files record it: calibrate and quantize with the same setting.")
+    var equalize: Bool?
+
+    @Option(help: "SmoothQuant (Xiao et al. 2023) before calibrating: ALPHA in [0, 1] for every MatMul/Gemm input (0.5 is the paper's default), or auto (α per input chosen on its layer's output error, no smoothing where that is best); the factors fold into LayerNorm/Mul/MatMul producers or an explicit float Mul. Icraft smooth_alpha. Statistics files record the factors.")
+    var smoothquant: String?
+
+    func smoothQuantAlpha() throws -> SmoothQuant.Alpha? {
+        guard let t = smoothquant else { return nil }
+        guard let a = SmoothQuant.Alpha(t) else { throw ConfigurationError.invalidValue("--smoothquant", "'\(t)'", expected: "auto or a number in [0, 1], e.g. 0.5") }
+        return a
+    }
 
     @Option(help: "Threads (default: every core).")
     var threads: Int?
@@ -97,8 +109,8 @@ enum CalibrationChoice {
     /// Streams the data through the float model with statistics observers; `output` (the file
     /// the statistics go to) must be none of the files read.
     static func calibrate(model path: String, data: DataArguments, bins: Int, threads: Int, reporter: ProgressReporter,
-                          output: String? = nil) throws -> StatisticsFile {
-        let model = try Quantizer.loadForCalibration(path: path)
+                          output: String? = nil, transforms: FloatTransforms = FloatTransforms()) throws -> StatisticsFile {
+        let model = try Quantizer.loadForCalibration(path: path, transforms: transforms)
         let (signatures, cfg) = try DataPreviewOptions(model: path, data: data).resolve()
         let dataset = try CalibrationDataset(signatures: signatures, config: cfg)
         if let output {
@@ -111,8 +123,9 @@ enum CalibrationChoice {
         var total = (dataset.itemCount + cfg.batchSize - 1) / max(cfg.batchSize, 1)
         if let s = cfg.steps { total = min(total, s) }
         let calibrator = Calibrator(observer: ObserverOptions(bins: bins), threads: threads)
-        let file = try calibrator.run(model: model, modelName: URL(fileURLWithPath: path).lastPathComponent, total: total,
+        var file = try calibrator.run(model: model, modelName: URL(fileURLWithPath: path).lastPathComponent, total: total,
                                       dataset: dataset, stream: stream, progress: reporter.report)
+        file.transforms = transforms.isEmpty ? nil : transforms
         for w in dataset.report.warnings { FileHandle.standardError.write(Data("warning: \(w.code) \(w.message)\n".utf8)) }
         return file
     }

@@ -222,6 +222,17 @@ struct Quantize: ParsableCommand {
         print("prepared   \(r.preparation.constantsFolded) constants folded, \(r.preparation.batchNormsFolded) BatchNorms folded, \(r.preparation.padsFolded) Pads folded into Convs, \(r.preparation.affinesFolded) constant Mul/Add folded into Convs, \(r.preparation.hardSwishesFused) hard-swish chains fused, \(r.preparation.identitiesRemoved) Identity/Dropout removed\(r.preparation.nodesNamed > 0 ? ", \(r.preparation.nodesNamed) unnamed or same-named nodes named (OPTYPE_OUTPUT)" : "")\(r.preparation.contribUnfused > 0 ? ", \(r.preparation.contribUnfused) ONNX Runtime FusedConv/FusedGemm/Attention split" : "")\(r.preparation.upgradedFromOpset.map { ", opset \($0) raised to \(OpsetUpgrade.target)" } ?? "")\(r.preparation.computedAsFloat32From.map { ", \($0) computed as float32 inside (inputs and outputs keep their type)" } ?? "")")
         for w in r.warnings.prefix(3) { print("warning    \(w)") }
         if r.warnings.count > 3 { print("warning    ... \(r.warnings.count - 3) more (all in the parameter record's warnings)") }
+        if let e = r.transforms.equalization {
+            let spread = { (v: [Double]) in v.isEmpty ? 1 : v.sorted()[v.count / 2] }
+            print("equalized  \(e.pairs.count) Conv pairs in \(e.rounds) rounds (median weight-range spread of the first Conv \(String(format: "%.3g", spread(e.pairs.map(\.spreadBefore)))) -> \(String(format: "%.3g", spread(e.pairs.map(\.spreadAfter)))))\(e.clipsSplit > 0 ? "; \(e.clipsSplit) Relu6/Clip bounds made per channel (Relu + Min)" : "")")
+        }
+        if let sq = r.transforms.smoothing {
+            let smoothed = sq.sites.filter { $0.alpha != nil }
+            var how: [String: Int] = [:]
+            for site in smoothed { how[site.folded.isEmpty ? "not applied" : site.folded, default: 0] += 1 }
+            let alphas = smoothed.compactMap(\.alpha)
+            print("smoothed   \(smoothed.count) of \(sq.sites.count) MatMul/Gemm inputs (SmoothQuant\(alphas.isEmpty ? "" : ", α \(String(format: "%g", alphas.min()!))–\(String(format: "%g", alphas.max()!))"); \(how.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))")
+        }
         print("model      \(r.modelPath)")
         print("parameters \(r.parametersPath)")
         print("plan       \(r.planPath)")
@@ -253,6 +264,8 @@ struct Quantize: ParsableCommand {
         }
         if let b = c.bins { cfg.observer.bins = b }
         if let t = c.threads { cfg.threads = t }
+        if let e = c.equalize { cfg.equalize = e }
+        if let a = try c.smoothQuantAlpha() { cfg.smoothQuant = a }
         try settings.apply(to: &cfg)
         try tuning.apply(to: &cfg, analysis: analysis)
         return cfg

@@ -211,10 +211,15 @@ let xquantSample = """
     #expect(try icraft("[quantize]\nsaturation = \"null\"\n").scheme.method == .minMax)
     // mix_precision names a precision plan, as --plan does.
     #expect(try icraft("[quantize]\nmix_precision = \"m.plan.csv\"\n").plan == "m.plan.csv")
+    // smooth_alpha is SmoothQuant's α (negative: chosen per layer); equalization turns CLE on.
+    #expect(try icraft("[quantize]\nsmooth_alpha = 0.5\nequalization = true\n").smoothQuant == .fixed(0.5))
+    #expect(try icraft("[quantize]\nequalization = true\n").equalize && !(try icraft("[quantize]\n").equalize))
+    #expect(try icraft("[quantize]\nsmooth_alpha = -1\n").smoothQuant == .auto && (try icraft("[quantize]\n").smoothQuant) == nil)
+    #expect(codedError { _ = try icraft("[quantize]\nsmooth_alpha = 1.5\n") }?.code == "QK7004")
 }
 
 @Test func icraftKeysNotImplementedAreNamed() {
-    for (line, key) in [("smooth_alpha = 0.5", "quantize.smooth_alpha"), ("per = \"group=4\"", "quantize.per"), ("json = \"net.json\"", "quantize.json")] {
+    for (line, key) in [("per = \"group=4\"", "quantize.per"), ("json = \"net.json\"", "quantize.json")] {
         let e = codedError { _ = try icraft("[quantize]\n\(line)\n") }
         #expect(e?.code == "QK7005", "\(line)")
         #expect(e?.message.hasPrefix("\(key) = ") == true && e?.message.hasSuffix("is not implemented in QuantKit") == true, "\(line)")

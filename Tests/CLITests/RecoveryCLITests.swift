@@ -1,0 +1,45 @@
+import Foundation
+import QuantKit
+import Testing
+
+/// Cross-layer equalization and SmoothQuant through the CLI, on EfficientNet-Lite0.
+@Suite(.enabled(if: Fixture.available, "needs .cache/models and .cache/data (scripts/fetch-models.sh)"))
+struct RecoveryCLITests {
+    /// --equalize quantizes the equalized model, and the analysis compares it with the float
+    /// model equalized the same way (its first tensors are the equalized ones: compared with the
+    /// original float model they would be off by the per-channel factors).
+    @Test func equalizedModelIsAnalyzedAgainstTheEqualizedFloatModel() throws {
+        let dir = try CLI.temporaryDirectory()
+        let list = try Fixture.list(2, in: dir)
+        let out = dir.appendingPathComponent("eq.q.onnx").path
+        let r = try CLI.run(["quantize", Fixture.model, "--input", "input=\(list)", "--equalize", "--no-per-channel-weights", "-o", out, "--target", "none", "--quiet"])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("equalized  ") && r.stdout.contains("Relu6/Clip bounds made per channel"), "\(r.stdout)")
+        let record = try JSONDecoder().decode(ParameterRecord.self, from: Data(contentsOf: URL(fileURLWithPath: dir.appendingPathComponent("eq.qparams.json").path)))
+        #expect(record.transforms?.equalize == true && (record.applied?.equalization?.pairs.count ?? 0) > 20)
+        let report = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir.appendingPathComponent("eq.report.json").path))) as! [String: Any]
+        let first = (report["layers"] as! [[String: Any]])[0]
+        #expect((first["tensor"] as! String).hasSuffix("_relu"))
+        #expect(((first["graphwise"] as! [String: Any])["cosine"] as! Double) > 0.999)
+    }
+
+    /// A statistics file records the transforms it was calibrated under; quantizing with other
+    /// transforms is QK4006, with the same ones it works.
+    @Test func statisticsMustMatchTheTransforms() throws {
+        let dir = try CLI.temporaryDirectory()
+        let list = try Fixture.list(1, in: dir)
+        let plain = dir.appendingPathComponent("plain.json").path, equalized = dir.appendingPathComponent("eq.json").path
+        #expect(try CLI.run(["calibrate", Fixture.model, "--input", "input=\(list)", "--stats-out", plain, "--quiet"]).status == 0)
+        #expect(try CLI.run(["calibrate", Fixture.model, "--input", "input=\(list)", "--stats-out", equalized, "--equalize", "--quiet"]).status == 0)
+        let out = dir.appendingPathComponent("o.onnx").path
+        expectError(try CLI.run(["quantize", Fixture.model, "--stats", plain, "--equalize", "-o", out, "--bias-correction", "off"]), "QK4006",
+                    "was calibrated with float transforms 'none' but this run applies 'cross-layer equalization'")
+        expectError(try CLI.run(["quantize", Fixture.model, "--stats", equalized, "-o", out, "--bias-correction", "off"]), "QK4006",
+                    "was calibrated with float transforms 'cross-layer equalization' but this run applies 'none'")
+        let ok = try CLI.run(["quantize", Fixture.model, "--stats", equalized, "--equalize", "-o", out, "--bias-correction", "off", "--quiet"])
+        #expect(ok.status == 0, "\(ok.stderr)")
+        expectError(try CLI.run(["calibrate", "--merge", plain, equalized, "--stats-out", dir.appendingPathComponent("m.json").path]), "QK4004",
+                    "statistics of differently transformed models cannot merge")
+        expectError(try CLI.run(["quantize", Fixture.model, "--input", "input=\(list)", "--smoothquant", "1.5", "-o", out]), "QK7004", "--smoothquant is '1.5'")
+    }
+}
