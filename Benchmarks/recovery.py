@@ -43,6 +43,11 @@ VARIANTS = {
     "smoothquant 0.5": (["--smoothquant", "0.5"], None),
     "smoothquant auto": (["--smoothquant", "auto"], None),
     "per-tensor + smoothquant auto": (["--no-per-channel-weights", "--smoothquant", "auto"], None),
+    "W4A8": (["--weight-bits", "4"], None),
+    "W4A8 + gptq": (["--weight-bits", "4", "--weight-rounding", "gptq"], None),
+    "W4A8 + adaround": (["--weight-bits", "4", "--weight-rounding", "adaround"], None),
+    "per-tensor + adaround": (["--no-per-channel-weights", "--weight-rounding", "adaround"], None),
+    "per-tensor + equalize + adaround": (["--no-per-channel-weights", "--equalize", "--weight-rounding", "adaround"], None),
     "ORT MinMax per-channel": (None, {"per_channel": True}),
     "ORT MinMax per-tensor": (None, {"per_channel": False}),
     "ORT MinMax SmoothQuant": (None, {"per_channel": True, "extra_options": {"SmoothQuant": True}}),
@@ -50,8 +55,9 @@ VARIANTS = {
 
 PER_MODEL = {
     "efficientnet_lite0": ["default", "default (bias correction)", "per-tensor", "per-tensor + equalize", "per-channel + equalize",
-                           "per-tensor + equalize + bias correction", "ORT MinMax per-channel", "ORT MinMax per-tensor"],
-    "fashion_cnn": ["default", "per-tensor", "per-tensor + equalize", "per-channel + equalize"],
+                           "per-tensor + equalize + bias correction", "per-tensor + adaround", "per-tensor + equalize + adaround",
+                           "W4A8", "W4A8 + gptq", "W4A8 + adaround", "ORT MinMax per-channel", "ORT MinMax per-tensor"],
+    "fashion_cnn": ["default", "per-tensor", "per-tensor + equalize", "W4A8", "W4A8 + gptq", "W4A8 + adaround"],
     "minilm_l3": ["default", "per-tensor", "smoothquant 0.5", "smoothquant auto", "per-tensor + smoothquant auto",
                   "ORT MinMax per-channel", "ORT MinMax SmoothQuant"],
     "ppocrv4_rec": ["default", "per-tensor", "per-tensor + equalize", "per-channel + equalize", "smoothquant auto"],

@@ -125,6 +125,22 @@ public struct AnalysisReport: Codable, Sendable {
         }
     }
 
+    /// A table the quantizer adds about what it did (equalization pairs, SmoothQuant sites,
+    /// AdaRound layers), rendered as it is.
+    public struct Section: Codable, Sendable {
+        public var title: String
+        public var text: String
+        public var columns: [String]
+        public var rows: [[String]]
+
+        public init(title: String, text: String, columns: [String], rows: [[String]]) {
+            self.title = title
+            self.text = text
+            self.columns = columns
+            self.rows = rows
+        }
+    }
+
     public var version = 1
     public var floatModel: String
     public var quantizedModel: String
@@ -143,6 +159,8 @@ public struct AnalysisReport: Codable, Sendable {
     public var findings: [String] = []
     /// The tuning loop's rounds, when one ran.
     public var tuning: Tuning?
+    /// What the accuracy-recovery algorithms did (from the parameter record beside the model).
+    public var recovery: [Section]? = nil
 
     /// Conv/ConvTranspose/Gemm/MatMul ops by their own (layerwise) error, worst first: what
     /// `quantize --auto-keep-float N` keeps float. Data-movement and element-wise ops are left
@@ -168,7 +186,7 @@ public struct AnalysisReport: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case version, floatModel, quantizedModel, samples, batches, snrWarning, cosineWarning, model, outputs, layers, histograms, evaluations, notes, findings, tuning
+        case version, floatModel, quantizedModel, samples, batches, snrWarning, cosineWarning, model, outputs, layers, histograms, evaluations, notes, findings, tuning, recovery
     }
 }
 

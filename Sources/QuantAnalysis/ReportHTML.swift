@@ -44,6 +44,11 @@ extension AnalysisReport {
             }
             h += "</table>\n"
         }
+        for sec in recovery ?? [] {
+            h += "<h2>\(e(sec.title))</h2>\n<p>\(e(sec.text))</p>\n<table><tr>" + sec.columns.map { "<th class=l>\(e($0))</th>" }.joined() + "</tr>\n"
+            for r in sec.rows { h += "<tr>" + r.map { "<td class=l>\(e($0))</td>" }.joined() + "</tr>\n" }
+            h += "</table>\n"
+        }
         h += "<h2>Model outputs</h2>\n<table><tr><th class=l>output</th><th>SNR</th><th>median item SNR</th><th>worst item SNR</th><th>cosine</th><th>MSE</th><th>MAE</th><th>rel. dist.</th><th>max abs err</th><th>top-1 agreement</th><th>mask IoU (&gt; 0.5)</th><th class=l>worst slice</th></tr>\n"
         for o in outputs {
             let m = o.metrics

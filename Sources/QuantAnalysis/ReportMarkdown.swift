@@ -45,6 +45,11 @@ extension AnalysisReport {
                 s += "\(r.integerKernels) of \(r.kernels) | \(AnalysisReport.format(r.latencyMs)) | \(String(format: "%.1f", r.seconds)) |\n"
             }
         }
+        for sec in recovery ?? [] {
+            s += "\n## \(AnalysisReport.cell(sec.title))\n\n\(AnalysisReport.cell(sec.text))\n\n"
+            s += "| " + sec.columns.map(AnalysisReport.cell).joined(separator: " | ") + " |\n|" + String(repeating: "---|", count: sec.columns.count) + "\n"
+            for r in sec.rows { s += "| " + r.map(AnalysisReport.cell).joined(separator: " | ") + " |\n" }
+        }
         s += "\n## Model outputs\n\n| output | SNR | median item SNR | worst item SNR | cosine | MSE | MAE | rel. dist. | max abs err | top-1 agreement | mask IoU (> 0.5) | worst slice |\n"
         s += "|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         for o in outputs {

@@ -14,8 +14,13 @@ import QuantIR
 /// Weight rounding: to nearest (the default), or error-compensated (GPTQ, Frantar et al. 2022)
 /// with the input statistics of each Conv/Gemm/MatMul collected in one more pass of the
 /// quantized model over at most ``QuantizerConfiguration/weightRoundingSamples`` calibration items.
+/// Or adaptive (AdaRound, Nagel et al. 2020: up or down per weight, learned on the same
+/// statistics; ``AdaRound``).
 public enum WeightRounding: String, Codable, Sendable, CaseIterable {
-    case nearest, gptq
+    case nearest, gptq, adaround
+
+    /// Whether it reads the layer inputs' second moments (one pass of the quantized model).
+    public var readsHessians: Bool { self != .nearest }
 }
 
 /// Which Conv/Gemm biases absorb the mean output shift their weight rounding causes
@@ -164,8 +169,8 @@ public struct QuantizerConfiguration: Codable, Sendable {
         if smoothQuant != nil && !hasDataSource && statistics == nil && !statisticsGiven {
             throw ConfigurationError.missing("calibration data for --smoothquant", fix: "give the data (`--input NAME=PATH`): SmoothQuant's factors come from it")
         }
-        if !hasDataSource && (weightRounding == .gptq || biasCorrection == .all) {
-            let what = weightRounding == .gptq ? "--weight-rounding gptq" : "--bias-correction all"
+        if !hasDataSource && (weightRounding.readsHessians || biasCorrection == .all) {
+            let what = weightRounding.readsHessians ? "--weight-rounding \(weightRounding.rawValue)" : "--bias-correction all"
             throw ConfigurationError.missing("calibration data for \(what) (a statistics file gives ranges only)",
                                              fix: "give the data (`--input NAME=PATH`) besides `--stats`: \(what) runs the model on it")
         }

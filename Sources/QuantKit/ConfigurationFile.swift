@@ -182,6 +182,20 @@ extension QuantizerConfiguration {
     /// int16 activations first, the fastest plan; 2 partial int8 for accuracy: the loop to
     /// output cosine 0.995, ops raised straight to float. 3 (dynamic quantization) and 4 (an FP16
     /// model) throw QK7005.
+    /// XQuant's `finetune_level`: 0 and 1 change nothing (1: XQuant may adjust static
+    /// parameters; QuantKit's per-tensor method choice is its equivalent), 2 is AdaRound (PPQ's
+    /// rounding refinement), 3 (block reconstruction) throws QK7005.
+    public static func finetuneLevel(_ level: Int, key: String) throws -> WeightRounding? {
+        switch level {
+        case 0, 1: return nil
+        case 2: return .adaround
+        case 3:
+            throw ConfigurationError.notImplemented(key, "3", detail: "block reconstruction (BRECQ) is not implemented; level 2 is AdaRound, layer by layer")
+        default:
+            throw ConfigurationError.invalidValue(key, "\(level)", expected: "0, 1, 2 or 3")
+        }
+    }
+
     public static func precisionLevel(_ level: Int, key: String) throws -> TuningOptions {
         switch level {
         case 0: return TuningOptions(target: nil)

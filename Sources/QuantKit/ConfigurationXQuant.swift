@@ -197,12 +197,7 @@ struct XQuantFile: Decodable {
             throw ConfigurationError.invalidValue("quantization_parameters.max_percentile", "\(p)", expected: "a fraction in [0.99, 1] (XQuant's limits)")
         }
         if let l = q?.precision_level { c.tuning = try QuantizerConfiguration.precisionLevel(l, key: "quantization_parameters.precision_level") }
-        switch q?.finetune_level ?? 1 {
-        case 0, 1: break  // 1: XQuant may adjust static parameters; QuantKit's per-tensor method choice is its equivalent.
-        case let l:
-            throw ConfigurationError.notImplemented("quantization_parameters.finetune_level", "\(l)",
-                detail: "block-wise fine-tuning (levels 2 and 3) is not implemented; use 0 or 1")
-        }
+        if let r = try QuantizerConfiguration.finetuneLevel(q?.finetune_level ?? 1, key: "quantization_parameters.finetune_level") { c.weightRounding = r }
         if q?.analysis_enable == true {
             c.notes.append("quantization_parameters.analysis_enable: the analysis report is written by `quantkit analyze` when that stage is available")
         }

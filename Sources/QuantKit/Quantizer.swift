@@ -39,6 +39,8 @@ public struct QuantizationResult: Sendable {
     public var integerKernels = RuntimeFusion.Summary(kernels: [])
     /// What the float-equivalent transforms (equalization, SmoothQuant) did.
     public var transforms = FloatTransforms.Report()
+    /// Per node whose weight AdaRound rounded: flips and output error before and after.
+    public var rounding: [String: WeightRoundingRecord] = [:]
 
     public init(modelPath: String, parametersPath: String, planPath: String = "", plan: PrecisionPlan = PrecisionPlan(),
                 preparation: Preparation.Report = Preparation.Report(), quantizedNodes: Int = 0, floatNodes: Int = 0, absorbedActivations: Int = 0,
@@ -200,7 +202,7 @@ public struct Quantizer: Sendable {
         /// (no statistics given), SmoothQuant, GPTQ, bias correction.
         mutating func openData(statisticsGiven: Bool) throws {
             let calibrates = !statisticsGiven && config.statistics == nil
-            guard calibrates || config.weightRounding == .gptq || config.biasCorrection != .off else { return }
+            guard calibrates || config.weightRounding.readsHessians || config.biasCorrection != .off else { return }
             let m = try Quantizer.loadForCalibration(path: path, transforms: transforms, prepared: calibrates && config.smoothQuant != nil)
             floatModel = m
             let signatures = CalibrationDataset.signatures(of: m.graph)
@@ -280,11 +282,11 @@ public struct Quantizer: Sendable {
                 warnings.append("bias correction of the grouped (depthwise) Convs skipped: a statistics file alone gives no data to run the model on "
                                 + "(give the calibration data with --input too, or --bias-correction off to silence this)")
             }
-            guard config.weightRounding == .gptq || corrects, let dataset = data else { return nil }
+            guard config.weightRounding.readsHessians || corrects, let dataset = data else { return nil }
             try cancelled()
             let stream = dataset.makeStream()
             var seen = 0
-            let limit = config.weightRounding == .gptq ? QuantizerConfiguration.weightRoundingSamples : QuantizerConfiguration.biasCorrectionSamples
+            let limit = config.weightRounding.readsHessians ? QuantizerConfiguration.weightRoundingSamples : QuantizerConfiguration.biasCorrectionSamples
             return (stream, {
                 guard seen < limit, let b = try stream.next()?.tensors else { return nil }
                 seen += b.values.first?.shape.first ?? 1
@@ -331,14 +333,25 @@ public struct Quantizer: Sendable {
         }
         if let next = weightStatisticsBatches {
             let (hessians, means) = try weightInputStatistics(modelPath: modelPath, transforms: transforms, options: options, batches: next, progress: progress)
-            if configuration.weightRounding == .gptq { options.weightHessians = hessians }
+            if configuration.weightRounding.readsHessians { options.weightHessians = hessians }
+            if configuration.weightRounding == .adaround { options.adaRound = AdaRound.Options() }
             if configuration.biasCorrection != .off {
                 let covered = Set(model.graph.allNodes.filter { configuration.biasCorrection.covers($0) }.map(\.name))
                 options.inputMeans = means.filter { covered.contains($0.key) }
             }
         }
-        let rewriter = QDQRewriter(model: model, options: options)
-        var r = try rewriter.run()
+        var r = try withoutActuallyEscaping(progress) { progress in
+            var options = options
+            let layers = options.adaRound == nil ? 0 : options.weightHessians.count
+            var done = 0
+            if layers > 0 {
+                options.onRounded = {
+                    done += 1
+                    progress(StageProgress(stage: "adaround", done: done, total: layers, unit: "layers"))
+                }
+            }
+            return try QDQRewriter(model: model, options: options).run()
+        }
         if let w = Quantizer.clippingWarning(r.parameters, stats) { r.warnings.insert(w, at: 0) }
         if let w = Quantizer.collapsedWarning(r.parameters, stats) { r.warnings.insert(w, at: 0) }
         let kernels = RuntimeFusion.summary(of: model)
@@ -354,7 +367,8 @@ public struct Quantizer: Sendable {
         try AtomicFile.write(try enc.encode(ParameterRecord(model: URL(fileURLWithPath: modelPath).lastPathComponent, scheme: configuration.scheme,
                                                             tensors: r.parameters, warnings: r.warnings,
                                                             transforms: transforms.isEmpty ? nil : transforms,
-                                                            applied: transforms.isEmpty ? nil : transformed)), to: paramsPath, batch: batch)
+                                                            applied: transforms.isEmpty ? nil : transformed,
+                                                            rounding: r.rounding.isEmpty ? nil : r.rounding)), to: paramsPath, batch: batch)
         try AtomicFile.write(Data(r.plan.csv().utf8), to: planPath, batch: batch)
         try model.save(to: output, batch: batch)
         try batch.commit()
@@ -362,6 +376,7 @@ public struct Quantizer: Sendable {
                                         quantizedNodes: r.quantizedNodes.count, floatNodes: r.floatNodes.count, absorbedActivations: r.absorbedActivations,
                                         warnings: r.warnings, integerKernels: kernels)
         result.transforms = transformed
+        result.rounding = r.rounding
         return result
     }
 
@@ -462,7 +477,7 @@ public struct Quantizer: Sendable {
         var producer: [String: Node] = [:]
         for n in g.nodes { for o in n.outputs where !o.isEmpty { producer[o] = n } }
         let control = configuration.control
-        let gptq = configuration.weightRounding == .gptq
+        let gptq = configuration.weightRounding.readsHessians
         let scope = configuration.biasCorrection
         // Without GPTQ only the nodes bias correction covers need their input statistics.
         let include = { (n: Node) in
@@ -479,7 +494,7 @@ public struct Quantizer: Sendable {
         while let feed = try next() {
             _ = try executor.run(feed, hooks: [collector])
             count += 1
-            progress(StageProgress(stage: gptq ? "gptq statistics" : "bias correction", done: count, total: nil, unit: "batches"))
+            progress(StageProgress(stage: gptq ? "layer input statistics" : "bias correction", done: count, total: nil, unit: "batches"))
         }
         return (gptq ? collector.hessians : [:], collector.inputMeans)
     }
@@ -517,6 +532,8 @@ public struct ParameterRecord: Codable, Sendable {
     public var transforms: FloatTransforms?
     /// What they did: equalized pairs and factors, SmoothQuant's α and error per site.
     public var applied: FloatTransforms.Report?
+    /// Per node whose weight AdaRound rounded: flips and output error before and after.
+    public var rounding: [String: WeightRoundingRecord]?
 
     /// The record beside the quantized model `path` (`NAME.qparams.json`), if there is one.
     public static func beside(quantizedModel path: String) -> ParameterRecord? {

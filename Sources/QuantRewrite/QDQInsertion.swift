@@ -83,7 +83,8 @@ extension QDQRewriter {
 
     /// `values` rounded onto the grid with error compensation (GPTQ) when an input Hessian was
     /// collected for `n` and the layout fits (symmetric grid, per tensor or per row), else nil.
-    func compensatedRounding(_ n: Node, values: [Float], shape: [Int], axis: Int?, scales: [Double], grid: QuantGrid) -> [Float]? {
+    func compensatedRounding(_ n: Node, values: [Float], shape: [Int], axis: Int?, scales: [Double], grid: QuantGrid,
+                             result: inout Result) -> [Float]? {
         guard let h = options.weightHessians[n.name], grid.symmetric, shape.count >= 2, !h.matrices.isEmpty else { return nil }
         let rowAxis = h.rowAxis
         guard axis == nil || axis == rowAxis, rowAxis == 0 || (rowAxis == 1 && shape.count == 2) else { return nil }
@@ -97,6 +98,14 @@ extension QDQRewriter {
             return t
         }
         let w = rowAxis == 0 ? values : transpose(values, shape[0], shape[1])
+        if let ada = options.adaRound {
+            let problem = AdaRound.Problem(w: w, rows: rows, k: k, scales: rowScales, qmin: Double(grid.qmin), qmax: Double(grid.qmax),
+                                           hessians: h.matrices.map { $0.map(Float.init) })
+            let o = AdaRound.round(problem, options: ada)
+            result.rounding[n.name] = WeightRoundingRecord(flips: o.flips, weights: w.count, errorNearest: o.errorNearest, errorAfter: o.errorAfter)
+            options.onRounded?()
+            return rowAxis == 0 ? o.values : transpose(o.values, shape[1], shape[0])
+        }
         guard let r = ErrorCompensatedRounding.round(w, rows: rows, hessian: h, groupOfRow: { $0 / perGroup }, scales: rowScales,
                                                      qmin: Double(grid.qmin), qmax: Double(grid.qmax)) else { return nil }
         return rowAxis == 0 ? r : transpose(r, shape[1], shape[0])
@@ -180,7 +189,7 @@ extension QDQRewriter {
         let qName = names.fresh(wName + "_quantized")
         let sName = names.fresh(wName + "_scale")
         let zName = names.fresh(wName + "_zero_point")
-        let compensated = compensatedRounding(n, values: values, shape: w.shape, axis: axis, scales: scales, grid: grid)
+        let compensated = compensatedRounding(n, values: values, shape: w.shape, axis: axis, scales: scales, grid: grid, result: &result)
         let quantized = grid.quantize(compensated ?? values, shape: w.shape, scales: scales, zeroPoints: zps, axis: axis)
         g.setInitializer(qName, quantized)
         var corrected = false

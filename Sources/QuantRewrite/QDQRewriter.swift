@@ -25,6 +25,10 @@ public struct QDQRewriter {
         /// Per node name: the input Hessian its weight is rounded with (error-compensated
         /// rounding); nodes without one round to nearest.
         public var weightHessians: [String: WeightHessian] = [:]
+        /// With Hessians: round adaptively (``AdaRound``) instead of GPTQ's error compensation.
+        public var adaRound: AdaRound.Options? = nil
+        /// Called after each weight AdaRound rounded (progress of the longest part of the rewrite).
+        public var onRounded: (() -> Void)? = nil
         /// Per node name (Conv, Gemm): E[x] of the inputs its weights multiply, per group (see
         /// ``WeightHessianCollector/inputMeans``); the bias then absorbs the output shift weight
         /// rounding causes (``BiasCorrection``).
@@ -57,6 +61,8 @@ public struct QDQRewriter {
         /// Per node: the precision, method and float reason it got.
         var applied: [ObjectIdentifier: (PrecisionPlan.Precision, RangeMethod?, String?)] = [:]
         var granularity: [ObjectIdentifier: PrecisionPlan.Granularity] = [:]
+        /// Per node whose weight AdaRound rounded: weights flipped from nearest, output error before and after.
+        public var rounding: [String: WeightRoundingRecord] = [:]
     }
 
     let model: Model

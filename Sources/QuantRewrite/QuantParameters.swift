@@ -15,14 +15,25 @@ public struct TensorQuantParameters: Codable, Sendable, Equatable {
     public var method: String
 }
 
+/// What adaptive weight rounding did to one node's weight (`NAME.qparams.json`, the report).
+public struct WeightRoundingRecord: Codable, Sendable, Equatable {
+    /// Weights rounded the other way than to nearest, of all.
+    public var flips: Int
+    public var weights: Int
+    /// The layer's mean squared output error over the calibration inputs (the rounding term of
+    /// the objective) with round-to-nearest and with the chosen rounding.
+    public var errorNearest: Double
+    public var errorAfter: Double
+}
+
 extension QuantGrid {
-    /// The ONNX element type of this grid's integers.
+    /// The ONNX element type of this grid's integers. Grids narrower than 8 bits (`--weight-bits
+    /// 4`: integers in [-7, 7]) are stored in 8-bit tensors, which ONNX Runtime runs as its int8
+    /// kernels; packed int4 tensors (opset 21) are not written yet.
     public var dtype: DType {
         switch (bits, signed) {
-        case (4, true): .int4
-        case (4, false): .uint4
-        case (8, true): .int8
-        case (8, false): .uint8
+        case (2...8, true): .int8
+        case (2...8, false): .uint8
         case (16, true): .int16
         case (16, false): .uint16
         default: signed ? .int32 : .uint32

@@ -233,6 +233,11 @@ struct Quantize: ParsableCommand {
             let alphas = smoothed.compactMap(\.alpha)
             print("smoothed   \(smoothed.count) of \(sq.sites.count) MatMul/Gemm inputs (SmoothQuant\(alphas.isEmpty ? "" : ", α \(String(format: "%g", alphas.min()!))–\(String(format: "%g", alphas.max()!))"); \(how.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))")
         }
+        if !r.rounding.isEmpty {
+            let flips = r.rounding.values.reduce(0) { $0 + $1.flips }, weights = r.rounding.values.reduce(0) { $0 + $1.weights }
+            let gains = r.rounding.values.filter { $0.errorNearest > 0 }.map { $0.errorAfter / $0.errorNearest }.sorted()
+            print("rounded    \(r.rounding.count) weights adaptively (AdaRound): \(String(format: "%.1f", 100 * Double(flips) / Double(max(weights, 1))))% of the weights flipped from nearest; layer output error \(gains.isEmpty ? "unchanged" : "× \(String(format: "%.2f", gains[gains.count / 2])) (median)")")
+        }
         print("model      \(r.modelPath)")
         print("parameters \(r.parametersPath)")
         print("plan       \(r.planPath)")
@@ -322,10 +327,13 @@ struct QuantizeSettings: ParsableArguments {
     @Option(help: "XQuant precision_level: 0 all int8 (the plain recipe, no repair), 1 the tuning loop to output cosine 0.99 with --priority performance, 2 to cosine 0.995 with --priority accuracy (3 dynamic and 4 FP16 are not implemented); --target and the tuning options override it.")
     var precisionLevel: Int?
 
-    @Option(help: "XQuant finetune_level (0 or 1; 2 and 3 are not implemented).")
+    @Option(help: "XQuant finetune_level: 0 or 1 (static parameters), 2 (AdaRound: --weight-rounding adaround); 3 (block reconstruction) is not implemented.")
     var finetuneLevel: Int?
 
-    @Option(help: "Weight rounding: nearest (default) or gptq (error-compensated with the layer inputs of up to 128 calibration items; better on EfficientNet-Lite0, worse on PP-OCRv4 rec, see docs/BENCHMARKS.md).")
+    @Option(help: "Bits of weight integers, 2 to 8 (default 8; symmetric: 4 gives [-7, 7]); stored in int8 tensors that ONNX Runtime runs as int8. W4A8 is --weight-bits 4.")
+    var weightBits: Int?
+
+    @Option(help: "Weight rounding: nearest (default), gptq (error-compensated with the layer inputs of up to 128 calibration items; better on EfficientNet-Lite0, worse on PP-OCRv4 rec) or adaround (up or down per weight, learned on the same statistics; XQuant finetune_level 2); see docs/BENCHMARKS.md.")
     var weightRounding: WeightRounding?
 
     @Option(help: "Which Conv/Gemm biases absorb the mean output shift their weight rounding causes: off, depthwise (default: grouped Convs, better on EfficientNet-Lite0, slightly better on PP-OCRv4 rec) or all (better on EfficientNet-Lite0, worse on PP-OCRv4 rec); reads calibration data, see docs/BENCHMARKS.md.")
@@ -344,8 +352,11 @@ struct QuantizeSettings: ParsableArguments {
         if !truncate.isEmpty { cfg.control.truncateAfter = truncate }
         if !subgraph.isEmpty { cfg.control.subgraphSettings = try subgraph.map(QuantizeSettings.subgraphSetting) }
         if let l = precisionLevel { cfg.tuning = try QuantizerConfiguration.precisionLevel(l, key: "--precision-level") }
-        if let l = finetuneLevel, l > 1 {
-            throw ConfigurationError.notImplemented("--finetune-level", "\(l)", detail: "block-wise fine-tuning (levels 2 and 3) is not implemented; use 0 or 1")
+        if let l = finetuneLevel { cfg.weightRounding = try QuantizerConfiguration.finetuneLevel(l, key: "--finetune-level") ?? cfg.weightRounding }
+        if let r = weightRounding { cfg.weightRounding = r }
+        if let b = weightBits {
+            guard (2...8).contains(b) else { throw ConfigurationError.invalidValue("--weight-bits", "\(b)", expected: "2 to 8") }
+            cfg.scheme.weight = QuantGrid(bits: b, signed: true, symmetric: true)
         }
     }
 

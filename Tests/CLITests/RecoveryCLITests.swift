@@ -43,3 +43,24 @@ struct RecoveryCLITests {
         expectError(try CLI.run(["quantize", Fixture.model, "--input", "input=\(list)", "--smoothquant", "1.5", "-o", out]), "QK7004", "--smoothquant is '1.5'")
     }
 }
+
+/// AdaRound through the CLI on the committed Fashion CNN fixture with random inputs: 4-bit
+/// weights rounded adaptively, the record and the report say per layer what changed, and the
+/// layer error is never above round-to-nearest's.
+@Test func adaRoundRoundsEveryWeightAndReportsIt() throws {
+    let dir = try CLI.temporaryDirectory()
+    let model = CLI.root.appendingPathComponent("Tests/fixtures/fashion_cnn.onnx").path
+    let out = dir.appendingPathComponent("f.q.onnx").path
+    let r = try CLI.run(["quantize", model, "--input", "image=random", "--random-items", "16", "--weight-bits", "4", "--finetune-level", "2",
+                         "-o", out, "--target", "none", "--quiet"])
+    #expect(r.status == 0, "\(r.stderr)")
+    #expect(r.stdout.contains("rounded    4 weights adaptively (AdaRound)"), "\(r.stdout)")
+    let record = try JSONDecoder().decode(ParameterRecord.self, from: Data(contentsOf: URL(fileURLWithPath: dir.appendingPathComponent("f.qparams.json").path)))
+    let rounding = try #require(record.rounding)
+    #expect(rounding.count == 4 && rounding.values.allSatisfy { $0.errorAfter <= $0.errorNearest } && rounding.values.contains { $0.flips > 0 })
+    // 4-bit symmetric weights: every integer in [-7, 7].
+    #expect(record.tensors.values.filter { $0.role == .weight }.allSatisfy { $0.dtype == "int8" })
+    let report = try String(contentsOfFile: dir.appendingPathComponent("f.report.md").path, encoding: .utf8)
+    #expect(report.contains("## AdaRound") && report.contains("| node | flipped | weights | error nearest | error AdaRound |"))
+    expectError(try CLI.run(["quantize", model, "--input", "image=random", "--weight-bits", "9", "-o", out]), "QK7004", "--weight-bits is 9")
+}

@@ -147,11 +147,14 @@ let xquantSample = """
     #expect(e?.code == "QK7004" && e?.fix == "expected off, depthwise, all, true or false")
 }
 
-@Test func unimplementedXQuantLevelsAreQK7005() {
+@Test func unimplementedXQuantLevelsAreQK7005() throws {
     let p = codedError { _ = try xquant(#"{"quantization_parameters": {"precision_level": 3}}"#) }
     #expect(p?.code == "QK7005" && p?.message == "quantization_parameters.precision_level = 3 is not implemented in QuantKit")
-    let f = codedError { _ = try xquant(#"{"quantization_parameters": {"finetune_level": 2}}"#) }
-    #expect(f?.code == "QK7005" && f?.message == "quantization_parameters.finetune_level = 2 is not implemented in QuantKit")
+    // finetune_level 2 is AdaRound; 3 (block reconstruction) is not implemented.
+    #expect(try xquant(#"{"quantization_parameters": {"finetune_level": 2}}"#).weightRounding == .adaround)
+    #expect(try xquant(#"{"quantization_parameters": {"finetune_level": 1}}"#).weightRounding == .nearest)
+    let f = codedError { _ = try xquant(#"{"quantization_parameters": {"finetune_level": 3}}"#) }
+    #expect(f?.code == "QK7005" && f?.message == "quantization_parameters.finetune_level = 3 is not implemented in QuantKit")
 }
 
 @Test func unreadableFilesAreQK7006() throws {
@@ -213,7 +216,8 @@ let xquantSample = """
     #expect(try icraft("[quantize]\nmix_precision = \"m.plan.csv\"\n").plan == "m.plan.csv")
     // smooth_alpha is SmoothQuant's α (negative: chosen per layer); equalization turns CLE on.
     #expect(try icraft("[quantize]\nsmooth_alpha = 0.5\nequalization = true\n").smoothQuant == .fixed(0.5))
-    #expect(try icraft("[quantize]\nequalization = true\n").equalize && !(try icraft("[quantize]\n").equalize))
+    #expect(try icraft("[quantize]\nequalization = true\n").equalize)
+    #expect(try !icraft("[quantize]\n").equalize)
     #expect(try icraft("[quantize]\nsmooth_alpha = -1\n").smoothQuant == .auto && (try icraft("[quantize]\n").smoothQuant) == nil)
     #expect(codedError { _ = try icraft("[quantize]\nsmooth_alpha = 1.5\n") }?.code == "QK7004")
 }
