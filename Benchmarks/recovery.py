@@ -2,9 +2,10 @@
 cross-layer equalization (--equalize) with per-tensor and per-channel weights, SmoothQuant
 (--smoothquant ALPHA|auto) on transformers, AdaRound (--weight-rounding adaround) at 4-bit
 weights. Run from the repository root after `swift build -c release`, scripts/fetch-models.sh,
-scripts/export-efficientnet.sh (and scripts/fetch-zoo.sh for the PP-OCR classifier):
+scripts/export-efficientnet.sh (and scripts/fetch-zoo.sh for the PP-OCR classifier and the zoo models):
 
     .venv/bin/python Benchmarks/recovery.py [--models efficientnet_lite0 ppocr_cls minilm_l3 ...]
+                                            [--zoo-models vit_s_focus minilm_l3 ...]
                                             [--variants NAME ...] [--quantkit PATH] [--json FILE]
 
 Every QuantKit variant is `quantkit quantize MODEL --input ... --batch 8 -o OUT --no-analysis`
@@ -15,9 +16,29 @@ per-channel setting as the row says, and with `extra_options={"SmoothQuant": Tru
 (it needs neural-compressor; a row says so when that is missing). The metric column is
 quantize_vs_ort.compare's: EfficientNet-Lite0 top-1 agreement with float on 600 object photos,
 PP-OCR cls agreement with float, MiniLM-L3 embedding cosine (mean, min), PP-OCRv4 rec exact match.
+
+--zoo-models NAME ... (default: none) runs QuantKit variants on models of zoo.py's ZOO (its
+transformers vit_s_focus and minilm_l3 have ZOO_PER_MODEL's list: default, per-tensor,
+smoothquant 0.5, smoothquant auto, per-tensor + smoothquant auto; any other zoo model the same
+list) with the zoo's own data, calibration and metric, as zoo.py and zoo_tuning.py do:
+zoo.prepare writes the model's calibration and evaluation splits into .cache/zoo/data/NAME, the
+command is `quantkit quantize MODEL --input NAME=DIR ... -o OUT --no-analysis` plus the variant's
+flags (no --batch, like zoo.py; its log beside OUT), and each quantized model is scored against
+the float model by zoo.evaluate/zoo.compare on the held-out evaluation split. Such rows are named
+zoo:NAME (minilm_l3 under --models is quantize_vs_ort.py's sentence embedding on its own data;
+zoo:minilm_l3 is the zoo's, output 3). Their float column is the float model's score against the
+data's labels where the zoo has one ("reference" otherwise); their metric column is the zoo
+metric against float (zoo.py's docstring: mask = mean IoU of the thresholded saliency mask with
+the float model's, cosine = mean embedding cosine, top-1 / text = share of items equal to the
+float model's; min in brackets) and, for models whose metric is not already the cosine, the
+output cosine: per evaluation item, the cosine of the raw output the metric reads (output
+`Model.output`, before decoding) with the float model's, mean (min). The agreement column is the
+zoo metric's value. ONNX Runtime rows are not run on zoo models (--variants naming one skips it).
+A model whose data preparation or float evaluation fails is one 'failed' row; the others go on.
 The QuantKit binary is copied to /tmp so a rebuild during the run does not change it.
 """
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -29,6 +50,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_data as bd  # noqa: E402
 import quantize_vs_ort as qv  # noqa: E402
+import zoo  # noqa: E402
 
 OUT = os.path.join(bd.ROOT, "out", "recovery")
 
@@ -63,6 +85,10 @@ PER_MODEL = {
     "ppocrv4_rec": ["default", "per-tensor", "per-tensor + equalize", "per-channel + equalize", "smoothquant auto"],
 }
 
+# --zoo-models: variants per zoo.ZOO model (QuantKit only); a zoo model not named here gets ZOO_VARIANTS.
+ZOO_VARIANTS = ["default", "per-tensor", "smoothquant 0.5", "smoothquant auto", "per-tensor + smoothquant auto"]
+ZOO_PER_MODEL = {"vit_s_focus": ZOO_VARIANTS, "minilm_l3": ZOO_VARIANTS}
+
 ORT_CHILD = r"""
 import json, sys
 from onnxruntime.quantization import quantize_static, CalibrationDataReader, QuantFormat, QuantType, CalibrationMethod
@@ -79,10 +105,14 @@ quantize_static(model, out, Reader(), quant_format=QuantFormat.QDQ, activation_t
 """
 
 
+def stem(variant):
+    return variant.replace(' ', '_').replace('+', 'and').replace('(', '').replace(')', '')
+
+
 def run_variant(binary, name, variant, env):
     path, inputs, _, _ = qv.MODELS[name]
     flags, ort = VARIANTS[variant]
-    out = os.path.join(OUT, f"{name}.{variant.replace(' ', '_').replace('+', 'and').replace('(', '').replace(')', '')}.onnx")
+    out = os.path.join(OUT, f"{name}.{stem(variant)}.onnx")
     if flags is not None:
         cmd = [binary, "quantize", path, *bd.calib_args(name, inputs), "--batch", "8", "-o", out, "--quiet", "--no-analysis", *flags]
     else:
@@ -91,10 +121,79 @@ def run_variant(binary, name, variant, env):
     return out, wall, rss
 
 
+# Zoo models (--zoo-models) -----------------------------------------------------------------------
+
+def run_zoo_variant(binary, m, folder, variant, env):
+    """`quantkit quantize` of zoo model m on its calibration split, as zoo.quantizers runs it, plus
+    the variant's flags; (output path, wall s, peak MB)."""
+    flags, _ = VARIANTS[variant]
+    out = os.path.join(OUT, f"zoo.{m.name}.{stem(variant)}.onnx")
+    calib = os.path.join(folder, "calib")
+    cmd = [binary, "quantize", m.path, *[a for n in m.inputs for a in ("--input", f"{n}={os.path.join(calib, n)}")],
+           "-o", out, "--no-analysis", *flags]
+    wall, rss, err = zoo.timed(cmd, out[:-len(".onnx")] + ".log", env)
+    if err is not None:
+        raise RuntimeError(err)
+    return out, wall, rss
+
+
+def zoo_evaluate(m, path, items):
+    """(zoo.evaluate's per-item values, per-item raw output m.output as float64 or None): one ONNX
+    Runtime pass, m's decoder wrapped to keep the output it reads."""
+    if m.run:   # a streaming model (silero_vad): no single output per item
+        return zoo.evaluate(m, path, items), None
+    raw = []
+
+    def decode(o):
+        raw.append(np.asarray(o[m.output], np.float64).ravel())
+        return m.decode(o) if m.decode else raw[-1]
+    return zoo.evaluate(dataclasses.replace(m, decode=decode), path, items), raw
+
+
+def zoo_compare(m, f, q):
+    """zoo.compare's metric of q against float f, plus the raw output cosine when the metric is not it."""
+    v, text = zoo.compare(m, f[0], q[0])
+    c = {"metric": v, "agree": v, "text": f"{m.metric} {text}"}
+    if m.metric != "cosine" and f[1] is not None:
+        c["output_cosine"], ctext = zoo.compare(dataclasses.replace(m, metric="cosine"), f[1], q[1])
+        c["text"] += f", output cosine {ctext}"
+    return c
+
+
+def bench_zoo(binary, m, variants, env, results):
+    label = f"zoo:{m.name}"
+    try:
+        folder = zoo.prepare(m)
+        ev = zoo.load_items(os.path.join(folder, "eval"))
+        truth = json.load(open(os.path.join(folder, "truth.json")))
+        f = zoo_evaluate(m, m.path, ev)
+    except Exception as e:  # noqa: BLE001 - the other models go on
+        msg = f"data or float evaluation: {type(e).__name__}: {str(e).strip().splitlines()[-1][:160] if str(e).strip() else ''}"
+        results[label] = {"error": msg}
+        print(f"| {label} | | | failed: {msg} | | | |", flush=True)
+        return
+    ftext = f"vs truth: {m.truth_score(f[0], truth)[1]}" if m.truth_score and truth else "reference"
+    for variant in variants:
+        if VARIANTS[variant][0] is None:
+            print(f"  {label}: {variant} skipped (ORT rows are not run on zoo models)", file=sys.stderr, flush=True)
+            continue
+        try:
+            out, wall, rss = run_zoo_variant(binary, m, folder, variant, env)
+            c = zoo_compare(m, f, zoo_evaluate(m, out, ev))
+            results.setdefault(label, {})[variant] = {**c, "n_eval": len(ev), "time_s": wall, "peak_mb": rss}
+            print(f"| {label} | {ftext} | {variant} | {c['text']} | {c['agree']:.4f} | {wall:.1f} | {rss:.0f} |", flush=True)
+        except Exception as e:  # noqa: BLE001 - one failing variant must not stop the table
+            msg = str(e).strip().splitlines()[-1][:160] if str(e).strip() else type(e).__name__
+            results.setdefault(label, {})[variant] = {"error": msg}
+            print(f"| {label} | {ftext} | {variant} | failed: {msg} | | | |", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="+", default=list(PER_MODEL), choices=list(qv.MODELS))
-    ap.add_argument("--variants", nargs="*", help="only these variants (default: each model's list)")
+    ap.add_argument("--zoo-models", nargs="*", default=[], choices=[m.name for m in zoo.ZOO],
+                    help="also these zoo.py models, on the zoo's data and metric (default: none)")
+    ap.add_argument("--variants", nargs="*", choices=list(VARIANTS), help="only these variants (default: each model's list)")
     ap.add_argument("--quantkit", default=qv.BINARY)
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -109,8 +208,14 @@ def main():
     print("|---|---|---|---|---|---|---|")
     for name in args.models:
         _, _, make, evaluate = qv.MODELS[name]
-        make()
-        f = evaluate(qv.MODELS[name][0])
+        try:
+            make()
+            f = evaluate(qv.MODELS[name][0])
+        except Exception as e:  # noqa: BLE001 - the other models go on
+            msg = f"data or float evaluation: {type(e).__name__}: {str(e).strip().splitlines()[-1][:160] if str(e).strip() else ''}"
+            results[name] = {"error": msg}
+            print(f"| {name} | | | failed: {msg} | | | |", flush=True)
+            continue
         ftext = qv.float_text(name, f)
         for variant in args.variants or PER_MODEL.get(name, ["default"]):
             try:
@@ -122,6 +227,10 @@ def main():
                 msg = str(e).strip().splitlines()[-1][:160] if str(e).strip() else type(e).__name__
                 results.setdefault(name, {})[variant] = {"error": msg}
                 print(f"| {name} | {ftext} | {variant} | failed: {msg} | | | |", flush=True)
+    if args.zoo_models:
+        zoo.load_vocabularies()
+    for m in [m for m in zoo.ZOO if m.name in args.zoo_models]:
+        bench_zoo(binary, m, args.variants or ZOO_PER_MODEL.get(m.name, ZOO_VARIANTS), env, results)
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(results, fh, indent=1, default=float)

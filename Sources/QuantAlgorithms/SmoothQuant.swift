@@ -12,7 +12,9 @@ import QuantIR
 ///
 /// A site is a tensor X (channels on its last axis) read by MatMuls (constant 2-D weight as
 /// input B) or Gemms (transA 0, constant B); all of them share X's factors (the Q, K and V
-/// projections of one LayerNorm output). The division goes where it costs nothing when X has
+/// projections of one LayerNorm output). Or X in NCHW read by 2-D Convs of group 1 with one kernel
+/// size (channels on axis 1; the objective's rows are input patches), the division folded into
+/// a producing Conv's output channels or BatchNormalization, through a Relu/LeakyRelu. The division goes where it costs nothing when X has
 /// only those readers: into the producer (`LayerNormalization` scale and bias; a Mul by a
 /// constant, and the Mul by a constant before an Add of one, as exporters write LayerNorm and
 /// GELU; a MatMul/Gemm's weight columns and bias). Otherwise, when X's producer runs float (a
@@ -75,6 +77,13 @@ public enum SmoothQuant {
         /// whether the weight is stored [N, K] (Gemm transB) instead of [K, N].
         public var readers: [(node: Node, weight: String, transposed: Bool)]
         public var channels: Int
+        /// For Conv readers (group 1, 2-D, channels on axis 1): their kernel [kh, kw] and
+        /// dilations; a row of the objective is then one input patch of channels·kh·kw values.
+        public var kernel: [Int]? = nil
+        public var dilations: [Int] = [1, 1]
+
+        /// Values per channel in a row of the objective (kh·kw for Conv, 1 for MatMul/Gemm).
+        var patch: Int { kernel.map { $0[0] * $0[1] } ?? 1 }
     }
 
     /// What smoothing did at one site.
@@ -99,16 +108,24 @@ public enum SmoothQuant {
         public init() {}
     }
 
-    /// Whether `n` reads X as its data input and a constant float 2-D weight (no other use).
-    static func reader(_ n: Node, of x: String, _ g: Graph, uses: [String: Int]) -> (weight: String, transposed: Bool, k: Int)? {
+    /// Whether `n` reads X as its data input and a constant float weight (no other use): a 2-D
+    /// MatMul/Gemm weight, or a 2-D Conv's [O, C, kh, kw] with group 1 (`kernel` then set; the
+    /// weight is read as [O, C·kh·kw], "transposed").
+    static func reader(_ n: Node, of x: String, _ g: Graph, uses: [String: Int]) -> (weight: String, transposed: Bool, k: Int, kernel: [Int]?, dilations: [Int])? {
         guard n.isStandard, n.inputs.count >= 2, n.inputs[0] == x, n.inputs[1] != x, let w = g.initializer(n.inputs[1]),
-              w.dtype == .float, w.rank == 2, uses[n.inputs[1]] == 1 else { return nil }
+              w.dtype == .float, uses[n.inputs[1]] == 1 else { return nil }
+        if n.opType == "Conv" {
+            guard w.rank == 4, (n.attribute("group")?.int ?? 1) == 1 else { return nil }
+            return (n.inputs[1], true, w.shape[1], [w.shape[2], w.shape[3]], n.attribute("dilations")?.ints ?? [1, 1])
+        }
+        guard w.rank == 2 else { return nil }
+        func plain(_ t: (String, Bool, Int)) -> (weight: String, transposed: Bool, k: Int, kernel: [Int]?, dilations: [Int]) { (t.0, t.1, t.2, nil, [1, 1]) }
         switch n.opType {
-        case "MatMul": return (n.inputs[1], false, w.shape[0])
+        case "MatMul": return plain((n.inputs[1], false, w.shape[0]))
         case "Gemm":
             guard (n.attribute("transA")?.int ?? 0) == 0 else { return nil }
             let t = (n.attribute("transB")?.int ?? 0) == 1
-            return (n.inputs[1], t, t ? w.shape[1] : w.shape[0])
+            return plain((n.inputs[1], t, t ? w.shape[1] : w.shape[0]))
         default: return nil
         }
     }
@@ -126,14 +143,20 @@ public enum SmoothQuant {
             seen.insert(x)
             var readers: [(node: Node, weight: String, transposed: Bool)] = []
             var k: Int? = nil
+            var kernel: [Int]? = nil, dilations = [1, 1]
             var consistent = true
+            // Every reader must read the channels the same way: all MatMul/Gemm, or all Conv with one kernel.
             for r in index.consumers(of: x) {
-                guard let (w, t, kk) = reader(r, of: x, g, uses: uses) else { continue }
-                if let k, k != kk { consistent = false }
+                guard let (w, t, kk, kern, dil) = reader(r, of: x, g, uses: uses) else { continue }
+                if let k, k != kk || kernel != kern || dilations != dil { consistent = false }
                 k = kk
+                kernel = kern
+                dilations = dil
                 readers.append((r, w, t))
             }
-            if consistent, let k, !readers.isEmpty, k > 1 { result.append(Site(tensor: x, readers: readers, channels: k)) }
+            if consistent, let k, !readers.isEmpty, k > 1 {
+                result.append(Site(tensor: x, readers: readers, channels: k, kernel: kernel, dilations: dilations))
+            }
         }
         return result
     }
@@ -141,6 +164,7 @@ public enum SmoothQuant {
     /// Collects, per site, max|X_j| per channel and a reservoir sample of X's rows.
     public final class Collector: ExecutionHook {
         let channels: [String: Int]
+        let kernels: [String: (kernel: [Int], dilations: [Int])]
         public private(set) var absMax: [String: [Double]] = [:]
         public private(set) var rows: [String: [[Float]]] = [:]
         var seen: [String: Int] = [:]
@@ -157,14 +181,25 @@ public enum SmoothQuant {
 
         public init(sites: [Site], keepRows: Int = SmoothQuant.sampleRows) {
             var c: [String: Int] = [:]
-            for s in sites { c[s.tensor] = s.channels }
+            var kk: [String: (kernel: [Int], dilations: [Int])] = [:]
+            for s in sites {
+                c[s.tensor] = s.channels
+                if let k = s.kernel { kk[s.tensor] = (k, s.dilations) }
+            }
             channels = c
+            kernels = kk
             keep = keepRows
         }
 
         public func produced(_ value: ValueID, tensor: Tensor, executor: Executor) -> Tensor? {
             let name = executor.name(of: value)
-            guard tensor.dtype == .float, let k = channels[name], tensor.shape.last == k else { return nil }
+            guard tensor.dtype == .float, let k = channels[name] else { return nil }
+            if let conv = kernels[name] {
+                guard tensor.rank == 4, tensor.shape[1] == k else { return nil }
+                observeConv(name, tensor.floats(), shape: tensor.shape, kernel: conv.kernel, dilations: conv.dilations)
+                return nil
+            }
+            guard tensor.shape.last == k else { return nil }
             let x = tensor.floats()
             let n = x.count / k
             var m = absMax[name] ?? [Double](repeating: 0, count: k)
@@ -186,19 +221,59 @@ public enum SmoothQuant {
             seen[name] = count
             return nil
         }
+
+        /// NCHW input of Conv readers: the maximum per channel (axis 1), and sampled patches
+        /// (channels·kh·kw values in (c, i, j) order, as the weight [O, C, kh, kw] reads them) at
+        /// positions where the kernel lies inside the input.
+        func observeConv(_ name: String, _ x: [Float], shape: [Int], kernel: [Int], dilations: [Int]) {
+            let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+            var m = absMax[name] ?? [Double](repeating: 0, count: c)
+            for b in 0..<n { for ch in 0..<c {
+                let plane = (b * c + ch) * h * w
+                var a: Float = 0
+                for i in 0..<(h * w) { a = max(a, abs(x[plane + i])) }
+                m[ch] = max(m[ch], Double(a))
+            } }
+            absMax[name] = m
+            let eh = (kernel[0] - 1) * dilations[0] + 1, ew = (kernel[1] - 1) * dilations[1] + 1
+            guard h >= eh, w >= ew else { return }
+            var r = rows[name] ?? []
+            var count = seen[name] ?? 0
+            // As many patches per image as the reservoir holds rows, at random positions.
+            let perImage = max(1, keep / max(n, 1))
+            for b in 0..<n {
+                for _ in 0..<perImage {
+                    let y = Int(next() % UInt64(h - eh + 1)), xx = Int(next() % UInt64(w - ew + 1))
+                    var patch = [Float](repeating: 0, count: c * kernel[0] * kernel[1])
+                    for ch in 0..<c { for i in 0..<kernel[0] { for j in 0..<kernel[1] {
+                        patch[(ch * kernel[0] + i) * kernel[1] + j] = x[((b * c + ch) * h + y + i * dilations[0]) * w + xx + j * dilations[1]]
+                    } } }
+                    count += 1
+                    if r.count < keep {
+                        r.append(patch)
+                    } else {
+                        let slot = Int(next() % UInt64(count))
+                        if slot < keep { r[slot] = patch }
+                    }
+                }
+            }
+            rows[name] = r
+            seen[name] = count
+        }
     }
 
     /// Largest |W_j| over row j (the weights reading channel j), over every reader.
     static func weightRowMax(_ site: Site, _ g: Graph) -> [Double] {
         var m = [Double](repeating: 0, count: site.channels)
+        let patch = site.patch
         for r in site.readers {
             let w = g.initializer(r.weight)!
             let v = w.floats()
-            let k = site.channels, n = v.count / k
+            let k = site.channels * patch, n = v.count / k
             for j in 0..<k {
                 for c in 0..<n {
                     let x = r.transposed ? v[c * k + j] : v[j * n + c]
-                    m[j] = max(m[j], Double(abs(x)))
+                    m[j / patch] = max(m[j / patch], Double(abs(x)))
                 }
             }
         }
@@ -216,7 +291,7 @@ public enum SmoothQuant {
     /// ‖XW − Q(X/s)·Q(sW)‖² / ‖XW‖² summed over the site's readers, for sampled rows `x`.
     static func relativeError(rows x: [[Float]], site: Site, g: Graph, factors s: [Double], activation: QuantGrid, weight: QuantGrid,
                               perChannel: Bool) -> Double {
-        let k = site.channels, m = x.count
+        let patch = site.patch, k = site.channels * patch, m = x.count
         guard m > 0 else { return 0 }
         var flat = [Float](repeating: 0, count: m * k)
         var scaled = flat
@@ -224,7 +299,7 @@ public enum SmoothQuant {
         for i in 0..<m {
             for j in 0..<k {
                 flat[i * k + j] = x[i][j]
-                let v = Double(x[i][j]) / s[j]
+                let v = Double(x[i][j]) / s[j / patch]
                 scaled[i * k + j] = Float(v)
                 lo = min(lo, v)
                 hi = max(hi, v)
@@ -241,7 +316,7 @@ public enum SmoothQuant {
             var w = [Float](repeating: 0, count: k * n)
             for j in 0..<k { for c in 0..<n { w[j * n + c] = r.transposed ? v[c * k + j] : v[j * n + c] } }
             var ws = w
-            for j in 0..<k { for c in 0..<n { ws[j * n + c] = Float(Double(w[j * n + c]) * s[j]) } }
+            for j in 0..<k { for c in 0..<n { ws[j * n + c] = Float(Double(w[j * n + c]) * s[j / patch]) } }
             var colMax = [Double](repeating: 0, count: perChannel ? n : 1)
             for j in 0..<k { for c in 0..<n { let i = perChannel ? c : 0; colMax[i] = max(colMax[i], Double(abs(ws[j * n + c]))) } }
             let scales = colMax.map { weight.parameters(for: ClipRange(lo: -$0, hi: $0)).scale }
@@ -323,12 +398,13 @@ public enum SmoothQuant {
             let onlySmoothed = !g.outputs.contains { $0.name == x } && readers.allSatisfy { r in site.readers.contains { $0.node === r } }
             let inv = s.map { 1 / $0 }
             var how = ""
-            if onlySmoothed, let p = index.producer[x], let f = fold(inv, into: p, g, index: index, names: &names) {
+            let folder = site.kernel == nil ? fold : foldChannels
+            if onlySmoothed, let p = index.producer[x], let f = folder(inv, p, g, index, &names) {
                 how = f
             } else if index.producer[x].map({ OpRules.rule(for: $0, isConstant: g.isInitializer, constant: g.initializer) == nil }) ?? true {
                 // Explicit division, kept float by the caller.
                 let c = names.fresh(x + "_smooth_scale")
-                g.setInitializer(c, Tensor(shape: [s.count], floats: inv.map(Float.init)))
+                g.setInitializer(c, Tensor(shape: site.kernel == nil ? [s.count] : [s.count, 1, 1], floats: inv.map(Float.init)))
                 let y = names.fresh(x + "_smoothed")
                 let mul = Node(name: names.fresh(x + "_SmoothQuant_Mul"), opType: "Mul", inputs: [x, c], outputs: [y])
                 g.insert(mul, before: site.readers.map(\.node).first)
@@ -337,7 +413,8 @@ public enum SmoothQuant {
                 how = "inserted Mul"
             }
             guard !how.isEmpty else { folded[x] = ""; continue }
-            for r in site.readers { scaleRows(g, r.node, weight: r.weight, transposed: r.transposed, by: s, names: &names) }
+            // The node's current weight: a fold of an earlier site may have replaced it.
+            for r in site.readers { scaleRows(g, r.node, weight: r.node.inputs[1], transposed: r.transposed, by: s, patch: site.patch, names: &names) }
             folded[x] = how
         }
         Preparation.removeUnusedInitializers(g)
@@ -347,7 +424,7 @@ public enum SmoothQuant {
     /// Folds the per-channel factor `f` (X·f) into X's producer `p`, when it is a
     /// LayerNormalization, a Mul by a constant, an Add of a constant after such a Mul, or a
     /// MatMul/Gemm with a constant weight (with its bias). Returns what absorbed it, or nil.
-    static func fold(_ f: [Double], into p: Node, _ g: Graph, index: GraphIndex, names: inout NameAllocator) -> String? {
+    static func fold(_ f: [Double], _ p: Node, _ g: Graph, _ index: GraphIndex, _ names: inout NameAllocator) -> String? {
         guard p.isStandard else { return nil }
         let k = f.count
         func lastAxis(_ name: String) -> [Float]? {
@@ -388,7 +465,7 @@ public enum SmoothQuant {
             // y = Mul(z, g) + b  ==>  Mul(z, g·f) + b·f (a LayerNorm's tail as exporters write
             // it), and y = MatMul(z, W) + b  ==>  MatMul(z, W·f) + b·f (a linear layer's bias).
             guard let c = constantOperand(p), let m = index.producer[p.inputs[1 - c]], ["Mul", "MatMul", "Gemm"].contains(m.opType),
-                  soleReader(p.inputs[1 - c], p), let inner = fold(f, into: m, g, index: index, names: &names) else { return nil }
+                  soleReader(p.inputs[1 - c], p), let inner = fold(f, m, g, index, &names) else { return nil }
             replace(p, input: c, with: scaled(lastAxis(p.inputs[c])!))
             return "Add after \(inner)"
         case "MatMul", "Gemm":
@@ -411,12 +488,59 @@ public enum SmoothQuant {
         }
     }
 
+    /// Folds the per-channel factor `f` (X·f, channels on axis 1) into X's producer `p`: a Conv's
+    /// output channels (weight and bias), a BatchNormalization's scale and bias, or through a
+    /// Relu/LeakyRelu (positive homogeneous) that is its producer's only reader.
+    static func foldChannels(_ f: [Double], _ p: Node, _ g: Graph, _ index: GraphIndex, _ names: inout NameAllocator) -> String? {
+        guard p.isStandard else { return nil }
+        let c = f.count
+        func soleReader(_ value: String, _ n: Node) -> Bool {
+            index.consumers(of: value).count == 1 && index.consumers(of: value)[0] === n && !g.outputs.contains { $0.name == value }
+        }
+        func scaled(_ name: String) -> String? {
+            guard let t = g.initializer(name), t.dtype == .float, t.count == c, GraphIndex(g).consumers(of: name).count == 1 else { return nil }
+            let v = t.floats()
+            let fresh = names.fresh(name + "_smoothed")
+            g.setInitializer(fresh, Tensor(shape: t.shape, floats: (0..<c).map { Float(Double(v[$0]) * f[$0]) }))
+            return fresh
+        }
+        switch p.opType {
+        case "Relu", "LeakyRelu":
+            guard let y = p.inputs.first, let q = index.producer[y], soleReader(y, p), let inner = foldChannels(f, q, g, index, &names) else { return nil }
+            return "\(inner) through \(p.opType)"
+        case "Conv":
+            guard p.inputs.count >= 2, let w = g.initializer(p.inputs[1]), w.dtype == .float, w.rank >= 3, w.shape[0] == c,
+                  GraphIndex(g).consumers(of: p.inputs[1]).count == 1 else { return nil }
+            var bias: String? = nil
+            if p.inputs.count > 2, !p.inputs[2].isEmpty {
+                guard let b = scaled(p.inputs[2]) else { return nil }
+                bias = b
+            }
+            var v = w.floats()
+            let inner = v.count / c
+            for i in v.indices { v[i] = Float(Double(v[i]) * f[i / inner]) }
+            let fresh = names.fresh(p.inputs[1] + "_smoothed")
+            g.setInitializer(fresh, Tensor(shape: w.shape, floats: v))
+            p.inputs[1] = fresh
+            if let bias { p.inputs[2] = bias }
+            return "Conv"
+        case "BatchNormalization":
+            guard p.inputs.count == 5, let sc = g.initializer(p.inputs[1]), sc.count == c, g.initializer(p.inputs[2])?.count == c else { return nil }
+            guard let a = scaled(p.inputs[1]), let b = scaled(p.inputs[2]) else { return nil }
+            p.inputs[1] = a
+            p.inputs[2] = b
+            return "BatchNormalization"
+        default:
+            return nil
+        }
+    }
+
     /// Multiplies row j (the weights reading input channel j) of `node`'s weight by s_j.
-    static func scaleRows(_ g: Graph, _ node: Node, weight: String, transposed: Bool, by s: [Double], names: inout NameAllocator) {
+    static func scaleRows(_ g: Graph, _ node: Node, weight: String, transposed: Bool, by s: [Double], patch: Int, names: inout NameAllocator) {
         let w = g.initializer(weight)!
         var v = w.floats()
-        let k = s.count
-        for i in v.indices { v[i] = Float(Double(v[i]) * s[transposed ? i % k : i / (v.count / k)]) }
+        let k = s.count * patch
+        for i in v.indices { v[i] = Float(Double(v[i]) * s[(transposed ? i % k : i / (v.count / k)) / patch]) }
         let name = names.fresh(weight + "_smoothed")
         g.setInitializer(name, Tensor(shape: w.shape, floats: v))
         node.inputs[1] = name

@@ -44,6 +44,10 @@ struct Calibrate: ParsableCommand {
                 file = try merge.dropFirst().reduce(try StatisticsFile.read(path: merge[0])) { try StatisticsFile.merged($0, StatisticsFile.read(path: $1)) }
             } else {
                 guard let model else { throw QuantKitError("QK7022", "calibrate needs a model (or --merge FILES)", fix: "pass the .onnx model as the first argument") }
+                if let a = c.smoothquant {
+                    throw ConfigurationError.notImplemented("calibrate --smoothquant", a,
+                        detail: "SmoothQuant's factors come from a pass of their own before calibration; run `quantkit quantize MODEL --input ... --smoothquant \(a) --stats-out FILE`, which writes the statistics of the smoothed model with its factors")
+                }
                 try ConfigurationError.checkBins(c.bins ?? 2048)
                 file = try CalibrationChoice.calibrate(model: model, data: data, bins: c.bins ?? 2048, threads: c.threads ?? ProcessInfo.processInfo.activeProcessorCount,
                                                        reporter: c.reporter, output: statsOut, transforms: FloatTransforms(equalize: c.equalize ?? false))

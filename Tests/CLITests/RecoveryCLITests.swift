@@ -41,6 +41,8 @@ struct RecoveryCLITests {
         expectError(try CLI.run(["calibrate", "--merge", plain, equalized, "--stats-out", dir.appendingPathComponent("m.json").path]), "QK4004",
                     "statistics of differently transformed models cannot merge")
         expectError(try CLI.run(["quantize", Fixture.model, "--input", "input=\(list)", "--smoothquant", "1.5", "-o", out]), "QK7004", "--smoothquant is '1.5'")
+        expectError(try CLI.run(["calibrate", Fixture.model, "--input", "input=\(list)", "--smoothquant", "auto", "--stats-out", plain]), "QK7005",
+                    "calibrate --smoothquant = auto is not implemented")
     }
 }
 

@@ -96,3 +96,46 @@ private func feed(_ seed: UInt64) -> Tensor {
     let h = try #require(report.sites.first { $0.tensor == "sx" })
     #expect(h.alpha != nil && h.errorAfter! < h.errorBefore! / 2 && h.outlierAfter < h.outlierBefore)
 }
+
+/// Conv readers: the graph input (float: an explicit Mul of shape [C, 1, 1]) and a Conv -> Relu
+/// -> Conv chain (folded into the first Conv's output channels through the Relu); channel 1 of
+/// the middle tensor carries an outlier. Float outputs unchanged; the objective's rows are patches.
+@Test func smoothQuantHandlesConvReaders() throws {
+    var rng = SplitMix64(seed: 12)
+    func tensor(_ shape: [Int], spread: Bool = false) -> Tensor {
+        let inner = shape.dropFirst().reduce(1, *)
+        return Tensor(shape: shape, floats: (0..<shape.reduce(1, *)).map { i in Float.random(in: -1...1, using: &rng) * (spread && i / inner == 1 ? 30 : 1) })
+    }
+    let g = Graph(name: "convs", initializers: [
+        Initializer(name: "w1", tensor: tensor([4, 3, 3, 3], spread: true)), Initializer(name: "b1", tensor: tensor([4])),
+        Initializer(name: "w2", tensor: tensor([5, 4, 3, 3])),
+    ])
+    g.inputs = [ValueInfo(name: "x", type: TensorType(elementType: .float, shape: [.value(2), .value(3), .value(9), .value(9)]))]
+    g.outputs = [ValueInfo(name: "y", type: TensorType(elementType: .float, shape: nil))]
+    g.nodes = [
+        Node(name: "c1", opType: "Conv", inputs: ["x", "w1", "b1"], outputs: ["a"], attributes: [.ints("pads", [1, 1, 1, 1])]),
+        Node(name: "relu", opType: "Relu", inputs: ["a"], outputs: ["r"]),
+        Node(name: "c2", opType: "Conv", inputs: ["r", "w2"], outputs: ["y"], attributes: [.ints("pads", [1, 1, 1, 1])]),
+    ]
+    let model = Model(graph: g, opsets: ["": 13])
+    let x = tensor([2, 3, 9, 9])
+    let before = try Executor(model: model, options: ExecutorOptions(threads: 1)).run(["x": x])["y"]!.floats()
+    let sites = SmoothQuant.sites(model.graph)
+    #expect(Set(sites.map(\.tensor)) == ["x", "r"] && sites.allSatisfy { $0.kernel == [3, 3] && $0.patch == 9 })
+    let collector = SmoothQuant.Collector(sites: sites)
+    _ = try Executor(model: model, options: ExecutorOptions(threads: 1)).run(["x": x], hooks: [collector])
+    #expect(collector.rows["r"]?.first?.count == 36 && collector.absMax["r"]?.count == 4)
+    let (factors, report) = SmoothQuant.choose(model.graph, sites: sites, collector: collector, alpha: .auto, activation: .uint8Asymmetric,
+                                               weight: .int8Symmetric, perChannel: false)
+    #expect(report.sites.allSatisfy { ($0.errorAfter ?? 0) <= ($0.errorBefore ?? 0) })
+    // Fixed α applies to both sites whatever auto chose.
+    let fixed = SmoothQuant.choose(model.graph, sites: sites, collector: collector, alpha: .fixed(0.5), activation: .uint8Asymmetric,
+                                   weight: .int8Symmetric, perChannel: false).factors
+    _ = factors
+    let (folded, floatNodes) = SmoothQuant.apply(model.graph, factors: fixed)
+    #expect(folded["r"] == "Conv through Relu" && folded["x"] == "inserted Mul" && floatNodes.count == 1)
+    try model.graph.sortTopologically()
+    let after = try Executor(model: model, options: ExecutorOptions(threads: 1)).run(["x": x])["y"]!.floats()
+    let scale = before.map { abs($0) }.max()!
+    #expect(zip(before, after).allSatisfy { abs($0 - $1) <= 1e-5 * scale })
+}
