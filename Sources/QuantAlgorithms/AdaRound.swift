@@ -229,4 +229,37 @@ public enum AdaRound {
         }
         return Outcome(values: values, flips: flips, errorNearest: errorNearest, errorAfter: min(errorAfter, errorNearest))
     }
+
+    /// Outcomes of earlier roundings in this process, by node and problem: a tuning loop
+    /// quantizes the same weights with the same statistics once per round.
+    public final class Cache: @unchecked Sendable {
+        private var outcomes: [String: Outcome] = [:]
+        private let lock = NSLock()
+        public init() {}
+
+        /// The node's outcome for this exact problem (weights, scales, grid, second moments).
+        public func outcome(node: String, problem p: Problem, options: Options, compute: () -> Outcome) -> Outcome {
+            var h = Hasher()
+            h.combine(node)
+            h.combine(p.w.count)
+            for x in p.w { h.combine(x) }
+            for x in p.scales { h.combine(x) }
+            h.combine(p.qmin)
+            h.combine(p.qmax)
+            for m in p.hessians { for x in m { h.combine(x) } }
+            h.combine(options.iterations)
+            let key = "\(node)#\(h.finalize())"
+            lock.lock()
+            if let o = outcomes[key] {
+                lock.unlock()
+                return o
+            }
+            lock.unlock()
+            let o = compute()
+            lock.lock()
+            outcomes[key] = o
+            lock.unlock()
+            return o
+        }
+    }
 }

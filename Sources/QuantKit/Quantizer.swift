@@ -41,6 +41,10 @@ public struct QuantizationResult: Sendable {
     public var transforms = FloatTransforms.Report()
     /// Per node whose weight AdaRound rounded: flips and output error before and after.
     public var rounding: [String: WeightRoundingRecord] = [:]
+    /// The layer statistics GPTQ, AdaRound and bias correction read, and AdaRound's outcomes:
+    /// another run of the same model and statistics (a tuning round) reuses them instead of one
+    /// more pass and optimization (``Quantizer/run(model:statistics:completeStatistics:reuse:progress:cancelled:)``).
+    public var reusable: ReusableWork?
 
     public init(modelPath: String, parametersPath: String, planPath: String = "", plan: PrecisionPlan = PrecisionPlan(),
                 preparation: Preparation.Report = Preparation.Report(), quantizedNodes: Int = 0, floatNodes: Int = 0, absorbedActivations: Int = 0,
@@ -111,17 +115,19 @@ public struct Quantizer: Sendable {
     /// most of calibration's time), unless `completeStatistics` is set or a statistics file is
     /// written (`statisticsOutput`): those observe every float tensor, as `quantkit calibrate`
     /// does, so that other settings can reuse them.
-    public func run(model: String? = nil, statistics given: StatisticsFile? = nil, completeStatistics: Bool = false,
+    /// `reuse`: the ``QuantizationResult/reusable`` work of an earlier run with the same model and
+    /// statistics (a tuning round): its layer statistics and AdaRound outcomes instead of a new pass.
+    public func run(model: String? = nil, statistics given: StatisticsFile? = nil, completeStatistics: Bool = false, reuse: ReusableWork? = nil,
                     progress: (StageProgress) -> Void = { _ in }, cancelled: () throws -> Void = {}) throws -> QuantizationResult {
         // The stages keep the callbacks only while this call runs.
         try withoutActuallyEscaping(progress) { progress in
             try withoutActuallyEscaping(cancelled) { cancelled in
-                try runStages(model: model, statistics: given, completeStatistics: completeStatistics, progress: progress, cancelled: cancelled)
+                try runStages(model: model, statistics: given, completeStatistics: completeStatistics, reuse: reuse, progress: progress, cancelled: cancelled)
             }
         }
     }
 
-    private func runStages(model: String?, statistics given: StatisticsFile?, completeStatistics: Bool,
+    private func runStages(model: String?, statistics given: StatisticsFile?, completeStatistics: Bool, reuse: ReusableWork?,
                            progress: @escaping (StageProgress) -> Void, cancelled: @escaping () throws -> Void) throws -> QuantizationResult {
         var config = configuration
         if let model { config.model = model }
@@ -153,10 +159,11 @@ public struct Quantizer: Sendable {
         }
         try AtomicFile.makeDirectory(URL(fileURLWithPath: output).deletingLastPathComponent().path)
         // 3. The rewrite, with the pass over the quantized model that GPTQ and bias correction read.
-        let weightPass = try stages.weightStatisticsPass()
+        let weightPass = reuse == nil ? try stages.weightStatisticsPass() : nil
         defer { weightPass?.stream.cancel() }
         var r = try Quantizer(configuration: config).quantize(modelPath: path, statistics: statistics, output: output,
-                                                              weightStatisticsBatches: weightPass?.next, smoothingChoice: stages.smoothing, progress: progress)
+                                                              weightStatisticsBatches: weightPass?.next, smoothingChoice: stages.smoothing, reuse: reuse,
+                                                              progress: progress)
         r.calibrationBatches = stages.batches
         r.calibrationItems = stages.items
         if stages.batches > 0 {
@@ -307,7 +314,7 @@ public struct Quantizer: Sendable {
     /// `weightStatisticsBatches` feeds the pass GPTQ and bias correction read (nil: neither runs).
     public func quantize(modelPath: String, statistics: StatisticsFile, output: String,
                          weightStatisticsBatches: (() throws -> [String: Tensor]?)? = nil, smoothingChoice: SmoothQuant.Report? = nil,
-                         progress: (StageProgress) -> Void = { _ in }) throws -> QuantizationResult {
+                         reuse: ReusableWork? = nil, progress: (StageProgress) -> Void = { _ in }) throws -> QuantizationResult {
         let model = try Model.load(path: modelPath)
         try OutputSafety.check(outputs: Quantizer.outputItems(output: output, statisticsOutput: nil),
                                inputs: [.init("the input model", modelPath)] + model.externalFiles.map { .init("the model's external data", $0) })
@@ -331,10 +338,18 @@ public struct Quantizer: Sendable {
             let sel = RangeSelection.select(e.statistics, method: method, grid: grid)
             return (sel.range, sel.method.description)
         }
-        if let next = weightStatisticsBatches {
+        var reusable = reuse
+        if reuse == nil, let next = weightStatisticsBatches {
             let (hessians, means) = try weightInputStatistics(modelPath: modelPath, transforms: transforms, options: options, batches: next, progress: progress)
+            reusable = ReusableWork(hessians: hessians, means: means)
+        }
+        if let work = reusable {
+            let (hessians, means) = (work.hessians, work.means)
             if configuration.weightRounding.readsHessians { options.weightHessians = hessians }
-            if configuration.weightRounding == .adaround { options.adaRound = AdaRound.Options() }
+            if configuration.weightRounding == .adaround {
+                options.adaRound = AdaRound.Options()
+                options.adaRoundCache = work.adaRound
+            }
             if configuration.biasCorrection != .off {
                 let covered = Set(model.graph.allNodes.filter { configuration.biasCorrection.covers($0) }.map(\.name))
                 options.inputMeans = means.filter { covered.contains($0.key) }
@@ -377,6 +392,7 @@ public struct Quantizer: Sendable {
                                         warnings: r.warnings, integerKernels: kernels)
         result.transforms = transformed
         result.rounding = r.rounding
+        result.reusable = reusable
         return result
     }
 
@@ -518,6 +534,17 @@ public struct Quantizer: Sendable {
         var stem = url.deletingPathExtension().lastPathComponent
         if stem.hasSuffix(".q") { stem.removeLast(2) }
         return url.deletingLastPathComponent().appendingPathComponent(stem + suffix).path
+    }
+}
+
+/// Work a quantization run did that another run of the same model and statistics can reuse.
+public final class ReusableWork: @unchecked Sendable {
+    public let hessians: [String: WeightHessian]
+    public let means: [String: [[Double]]]
+    public let adaRound = AdaRound.Cache()
+    init(hessians: [String: WeightHessian], means: [String: [[Double]]]) {
+        self.hessians = hessians
+        self.means = means
     }
 }
 

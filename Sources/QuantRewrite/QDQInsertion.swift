@@ -101,7 +101,8 @@ extension QDQRewriter {
         if let ada = options.adaRound {
             let problem = AdaRound.Problem(w: w, rows: rows, k: k, scales: rowScales, qmin: Double(grid.qmin), qmax: Double(grid.qmax),
                                            hessians: h.matrices.map { $0.map(Float.init) })
-            let o = AdaRound.round(problem, options: ada)
+            let o = options.adaRoundCache.map { $0.outcome(node: n.name, problem: problem, options: ada) { AdaRound.round(problem, options: ada) } }
+                ?? AdaRound.round(problem, options: ada)
             result.rounding[n.name] = WeightRoundingRecord(flips: o.flips, weights: w.count, errorNearest: o.errorNearest, errorAfter: o.errorAfter)
             options.onRounded?()
             return rowAxis == 0 ? o.values : transpose(o.values, shape[1], shape[0])

@@ -27,6 +27,8 @@ public struct QDQRewriter {
         public var weightHessians: [String: WeightHessian] = [:]
         /// With Hessians: round adaptively (``AdaRound``) instead of GPTQ's error compensation.
         public var adaRound: AdaRound.Options? = nil
+        /// Earlier outcomes to reuse (tuning rounds).
+        public var adaRoundCache: AdaRound.Cache? = nil
         /// Called after each weight AdaRound rounded (progress of the longest part of the rewrite).
         public var onRounded: (() -> Void)? = nil
         /// Per node name (Conv, Gemm): E[x] of the inputs its weights multiply, per group (see

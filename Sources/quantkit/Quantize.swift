@@ -157,7 +157,8 @@ struct Quantize: ParsableCommand {
                 c.plan = nil
                 c.control.plan = plan
                 c.output = scratch.appendingPathComponent("round\(round).q.onnx").path
-                return try Quantizer(configuration: c).run(statistics: r.statistics, progress: silent.report)
+                // The first run's layer statistics and AdaRound outcomes: a round changes a few ops' precision, not the weights.
+                return try Quantizer(configuration: c).run(statistics: r.statistics, reuse: r.reusable, progress: silent.report)
             },
             measure: { t in
                 try analysis.measure(floatModel: m, quantizedModel: t.modelPath, data: nil, dataset: dataset, statistics: r.statistics,
@@ -176,7 +177,7 @@ struct Quantize: ParsableCommand {
             var c = cfg
             c.plan = nil
             c.control.plan = outcome.plan
-            final = try Quantizer(configuration: c).run(statistics: r.statistics, progress: reporter.report)
+            final = try Quantizer(configuration: c).run(statistics: r.statistics, reuse: r.reusable, progress: reporter.report)
             let chosen = t.rounds[t.chosen]
             let precisions = Set(chosen.raised.compactMap { n in outcome.plan.ops.first { $0.node == n }?.dtype.rawValue }).sorted().joined(separator: "/")
             let names = chosen.raised.prefix(6).map { "'\($0)'" }.joined(separator: ", ") + (chosen.raised.count > 6 ? " and \(chosen.raised.count - 6) more" : "")
@@ -229,9 +230,9 @@ struct Quantize: ParsableCommand {
         if let sq = r.transforms.smoothing {
             let smoothed = sq.sites.filter { $0.alpha != nil }
             var how: [String: Int] = [:]
-            for site in smoothed { how[site.folded.isEmpty ? "not applied" : site.folded, default: 0] += 1 }
+            for site in smoothed { how[site.folded.isEmpty ? "not applied (quantized producer that cannot take the division)" : site.folded, default: 0] += 1 }
             let alphas = smoothed.compactMap(\.alpha)
-            print("smoothed   \(smoothed.count) of \(sq.sites.count) MatMul/Gemm inputs (SmoothQuant\(alphas.isEmpty ? "" : ", α \(String(format: "%g", alphas.min()!))–\(String(format: "%g", alphas.max()!))"); \(how.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))")
+            print("smoothed   \(smoothed.count) of \(sq.sites.count) MatMul/Gemm/Conv inputs (SmoothQuant\(alphas.isEmpty ? "" : ", α \(String(format: "%g", alphas.min()!))–\(String(format: "%g", alphas.max()!))"); \(how.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")))")
         }
         if !r.rounding.isEmpty {
             let flips = r.rounding.values.reduce(0) { $0 + $1.flips }, weights = r.rounding.values.reduce(0) { $0 + $1.weights }
