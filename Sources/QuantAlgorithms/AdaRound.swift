@@ -45,7 +45,16 @@ public enum AdaRound {
         /// k×k matrices (row-major, Float), one per group; rows of a group are contiguous.
         public var hessians: [[Float]]
 
-        public init(w: [Float], rows: Int, k: Int, scales: [Double], qmin: Double, qmax: Double, hessians: [[Float]]) {
+        /// With the float model's inputs x_f as the target (E‖W·x_f − W̃·x_q‖², which also undoes
+        /// error earlier layers left in x_q): U = W·(C − H) per row, C = E[x_f x_qᵀ], and the
+        /// constant (1/rows)·Σ W_r (H_f − C − Cᵀ + H) W_rᵀ. Nil: the target is W·x_q.
+        var shift: [Float]? = nil
+        var constant = 0.0
+
+        /// `cross` (C = E[x_f x_qᵀ]) and `floatHessians` (H_f = E[x_f x_fᵀ]) per group make the
+        /// float model's layer output the target.
+        public init(w: [Float], rows: Int, k: Int, scales: [Double], qmin: Double, qmax: Double, hessians: [[Float]],
+                    cross: [[Float]]? = nil, floatHessians: [[Float]]? = nil) {
             precondition(w.count == rows * k && scales.count == rows && !hessians.isEmpty && rows % hessians.count == 0)
             self.w = w
             self.rows = rows
@@ -54,6 +63,14 @@ public enum AdaRound {
             self.qmin = qmin
             self.qmax = qmax
             self.hessians = hessians
+            guard let cross, let floatHessians, cross.count == hessians.count, floatHessians.count == hessians.count else { return }
+            let u = times(w, by: zip(cross, hessians).map { c, h in zip(c, h).map { $0 - $1 } })
+            let wf = times(w, by: floatHessians), wh = times(w, by: hessians)
+            var c = 0.0
+            // W Hf Wᵀ − 2 W C Wᵀ + W H Wᵀ = W·(W Hf) − 2 W·U − W·(W H).
+            for i in w.indices { c += Double(w[i]) * (Double(wf[i]) - 2 * Double(u[i]) - Double(wh[i])) }
+            shift = u
+            constant = c / Double(rows)
         }
 
         var rowsPerGroup: Int { rows / hessians.count }
@@ -61,15 +78,15 @@ public enum AdaRound {
         /// ⌊W/s⌋ per weight.
         func floors() -> [Double] { (0..<w.count).map { (Double(w[$0]) / scales[$0 / k]).rounded(.down) } }
 
-        /// The layer's mean squared output error (1/rows)·E‖(W − W̃)·x‖² of weights `q·s` (q per
-        /// weight, clipped to the grid) over the quantized model's inputs x.
+        /// The layer's mean squared output error (1/rows)·E‖W·x − W̃·x_q‖² of weights `q·s` (q per
+        /// weight, clipped to the grid), x the float model's inputs when given, else x_q.
         public func outputError(integers q: [Double]) -> Double {
             var delta = [Float](repeating: 0, count: w.count)
             for i in w.indices { delta[i] = Float(min(max(q[i], qmin), qmax) * scales[i / k] - Double(w[i])) }
             let g = times(delta)
             var e = 0.0
-            for i in delta.indices { e += Double(delta[i]) * Double(g[i]) }
-            return e / Double(rows)
+            for i in delta.indices { e += Double(delta[i]) * (Double(g[i]) - 2 * Double(shift?[i] ?? 0)) }
+            return e / Double(rows) + constant
         }
 
         /// Δ·H per group (BLAS).
@@ -127,6 +144,8 @@ public enum AdaRound {
             }
         } } }
         e.dh = p.times(e.delta)
+        // ∂/∂Δ of Δ·H·Δᵀ − 2Δ·U is 2(ΔH − U).
+        if let u = p.shift { for i in 0..<n { e.dh[i] -= u[i] } }
         return e
     }
 
@@ -152,7 +171,7 @@ public enum AdaRound {
             parallelFor(n, threads: threads, grain: grain) { range in
                 var loss = 0.0
                 for i in range {
-                    loss += Double(e.delta[i]) * Double(e.dh[i]) / Double(rows)
+                    loss += Double(e.delta[i]) * (Double(e.dh[i]) - Double(p.shift?[i] ?? 0)) / Double(rows)
                     var dh: Float = e.inside[i] ? 2 * e.dh[i] / rows * scales[i / k] : 0
                     if beta > 0 {
                         let t = 2 * e.h[i] - 1, a = abs(t)
@@ -167,7 +186,7 @@ public enum AdaRound {
                 pp[range.lowerBound / grain] += loss
             }
         } }
-        return partial.reduce(0, +)
+        return partial.reduce(0, +) + p.constant
     }
 
     /// What rounding one layer did.

@@ -11,6 +11,10 @@ public struct WeightHessian: Sendable {
     public var rowAxis: Int
     /// One k×k row-major matrix per group, each the mean over all samples and positions.
     public var matrices: [[Double]]
+    /// E[x_f x_qᵀ] and E[x_f x_fᵀ] per group, x_f the float model's inputs (nil: not collected);
+    /// AdaRound then targets the float model's layer output.
+    public var cross: [[Double]]? = nil
+    public var floatMatrices: [[Double]]? = nil
 
     public init(k: Int, rowAxis: Int, matrices: [[Double]]) {
         self.k = k

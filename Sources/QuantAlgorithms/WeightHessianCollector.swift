@@ -31,6 +31,14 @@ public final class WeightHessianCollector: ExecutionHook {
     private var rowSums: [String: [[Double]]] = [:]
     private let collectHessians: Bool
     private let threads: Int
+    /// The float model's value of a site's input for the current batch, by the site tensor's
+    /// name; with it, E[x_f x_qᵀ] and E[x_f x_fᵀ] are collected too (AdaRound's float target).
+    public var reference: ((String) -> [Float]?)? = nil
+    private var crossSums: [String: [[Double]]] = [:]
+    private var floatSums: [String: [[Double]]] = [:]
+    private var complete = Set<String>()
+    private var batchesSeen: [String: Int] = [:]
+    private var referenceBatches: [String: Int] = [:]
 
     /// Sites for the constant-weight Conv, Gemm and MatMul nodes of `graph` that `include` accepts.
     /// `weight` gives a node's weight tensor (only its shape is read): by default a float
@@ -89,20 +97,28 @@ public final class WeightHessianCollector: ExecutionHook {
         for list in sites.values {
             for s in list {
                 guard let m = sums[s.node], let c = counts[s.node], c > 0 else { continue }
-                out[s.node] = WeightHessian(k: s.k, rowAxis: s.rowAxis, matrices: m.map { $0.map { $0 / Double(c) } })
+                var h = WeightHessian(k: s.k, rowAxis: s.rowAxis, matrices: m.map { $0.map { $0 / Double(c) } })
+                // The float-input moments only when the float input came with every batch.
+                if let x = crossSums[s.node], let f = floatSums[s.node], complete.contains(s.node) {
+                    h.cross = x.map { $0.map { $0 / Double(c) } }
+                    h.floatMatrices = f.map { $0.map { $0 / Double(c) } }
+                }
+                out[s.node] = h
             }
         }
         return out
     }
 
     public func produced(_ value: ValueID, tensor: Tensor, executor: Executor) -> Tensor? {
-        guard tensor.dtype == .float, let list = sites[executor.name(of: value)] else { return nil }
+        let name = executor.name(of: value)
+        guard tensor.dtype == .float, let list = sites[name] else { return nil }
         let x = tensor.floats()
+        let xf = collectHessians ? reference?(name).flatMap { $0.count == x.count ? $0 : nil } : nil
         // Gemm/MatMul sites reading this tensor (Q, K and V projections) share one XᵀX.
         var lastAxisGram: [Float]? = nil
         for s in list {
             if let c = s.conv {
-                accumulateConv(s, c, x, shape: tensor.shape)
+                accumulateConv(s, c, x, shape: tensor.shape, reference: xf)
             } else {
                 guard let last = tensor.shape.last, last == s.k else { continue }
                 let n = x.count / s.k
@@ -113,11 +129,44 @@ public final class WeightHessianCollector: ExecutionHook {
                     let h = lastAxisGram ?? gram(x, k: s.k, count: n, rowMajorSamples: true)
                     lastAxisGram = h
                     add(h, to: s.node, group: 0, groups: 1, k: s.k)
+                    if let xf {
+                        add(cross(xf, x, k: s.k, count: n, rowMajorSamples: true), to: s.node, group: 0, groups: 1, k: s.k, store: &crossSums)
+                        add(gram(xf, k: s.k, count: n, rowMajorSamples: true), to: s.node, group: 0, groups: 1, k: s.k, store: &floatSums)
+                    }
+                    noteReference(s.node, given: xf != nil)
                 }
                 counts[s.node, default: 0] += n
             }
         }
         return nil
+    }
+
+    /// Σ M of group `group` of `node` in `store` += m.
+    private func add(_ m: [Float], to node: String, group: Int, groups: Int, k: Int, store: inout [String: [[Double]]]) {
+        var all = store.removeValue(forKey: node) ?? [[Double]](repeating: [Double](repeating: 0, count: k * k), count: groups)
+        all[group].withUnsafeMutableBufferPointer { sum in
+            m.withUnsafeBufferPointer { m in for i in 0..<(k * k) { sum[i] += Double(m[i]) } }
+        }
+        store[node] = all
+    }
+
+    /// Aᵀ·B for samples stored as rows ([n × k] each), or A·Bᵀ for samples as columns ([k × n]).
+    private func cross(_ a: [Float], _ b: [Float], k: Int, count n: Int, rowMajorSamples: Bool) -> [Float] {
+        var h = [Float](repeating: 0, count: k * k)
+        a.withUnsafeBufferPointer { a in b.withUnsafeBufferPointer { b in h.withUnsafeMutableBufferPointer { h in
+            if rowMajorSamples {
+                BLAS.sgemm(transA: true, m: k, n: k, k: n, a: a.baseAddress!, lda: k, b: b.baseAddress!, ldb: k, c: h.baseAddress!, ldc: k)
+            } else {
+                BLAS.sgemm(transB: true, m: k, n: k, k: n, a: a.baseAddress!, lda: n, b: b.baseAddress!, ldb: n, c: h.baseAddress!, ldc: k)
+            }
+        } } }
+        return h
+    }
+
+    private func noteReference(_ node: String, given: Bool) {
+        batchesSeen[node, default: 0] += 1
+        if given { referenceBatches[node, default: 0] += 1 }
+        if batchesSeen[node] == referenceBatches[node] { complete.insert(node) } else { complete.remove(node) }
     }
 
     /// A·Aᵀ for A [k × n], or Aᵀ·A for samples stored as rows ([n × k]).
@@ -151,7 +200,7 @@ public final class WeightHessianCollector: ExecutionHook {
         rowSums[node] = all
     }
 
-    private func accumulateConv(_ s: Site, _ c: ConvShape, _ x: [Float], shape: [Int]) {
+    private func accumulateConv(_ s: Site, _ c: ConvShape, _ x: [Float], shape: [Int], reference xf: [Float]?) {
         guard shape.count == 3 || shape.count == 4 else { return }
         let n = shape[0], channels = shape[1]
         let (h, w) = shape.count == 4 ? (shape[2], shape[3]) : (1, shape[2])
@@ -179,8 +228,8 @@ public final class WeightHessianCollector: ExecutionHook {
             counts[s.node, default: 0] += positions
             return
         }
-        var cols = [Float](repeating: 0, count: s.k * positions)
-        for g in 0..<c.group {
+        func im2col(_ x: [Float], group g: Int) -> [Float] {
+            var cols = [Float](repeating: 0, count: s.k * positions)
             cols.withUnsafeMutableBufferPointer { col in
                 x.withUnsafeBufferPointer { x in
                     for ci in 0..<cpg {
@@ -208,6 +257,11 @@ public final class WeightHessianCollector: ExecutionHook {
                     }
                 }
             }
+            return cols
+        }
+        noteReference(s.node, given: xf != nil)
+        for g in 0..<c.group {
+            let cols = im2col(x, group: g)
             var sum = [Double](repeating: 0, count: s.k)
             cols.withUnsafeBufferPointer { col in
                 for r in 0..<s.k {
@@ -219,6 +273,11 @@ public final class WeightHessianCollector: ExecutionHook {
             addRowSums(sum, to: s.node, group: g, groups: c.group)
             if collectHessians {
                 add(gram(cols, k: s.k, count: positions, rowMajorSamples: false), to: s.node, group: g, groups: c.group, k: s.k)
+                if let xf {
+                    let colsF = im2col(xf, group: g)
+                    add(cross(colsF, cols, k: s.k, count: positions, rowMajorSamples: false), to: s.node, group: g, groups: c.group, k: s.k, store: &crossSums)
+                    add(gram(colsF, k: s.k, count: positions, rowMajorSamples: false), to: s.node, group: g, groups: c.group, k: s.k, store: &floatSums)
+                }
             }
         }
         counts[s.node, default: 0] += positions

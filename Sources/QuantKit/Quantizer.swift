@@ -340,8 +340,11 @@ public struct Quantizer: Sendable {
         }
         var reusable = reuse
         if reuse == nil, let next = weightStatisticsBatches {
-            let (hessians, means) = try weightInputStatistics(modelPath: modelPath, transforms: transforms, options: options, batches: next, progress: progress)
-            reusable = ReusableWork(hessians: hessians, means: means)
+            let cache = AdaRound.Cache()
+            let (hessians, means) = configuration.weightRounding == .adaround
+                ? try adaRoundStatistics(modelPath: modelPath, transforms: transforms, options: options, cache: cache, batches: next, progress: progress)
+                : try weightInputStatistics(modelPath: modelPath, transforms: transforms, options: options, batches: next, progress: progress)
+            reusable = ReusableWork(hessians: hessians, means: means, adaRound: cache)
         }
         if let work = reusable {
             let (hessians, means) = (work.hessians, work.means)
@@ -515,6 +518,105 @@ public struct Quantizer: Sendable {
         return (gptq ? collector.hessians : [:], collector.inputMeans)
     }
 
+    /// Layer groups AdaRound rounds one after the other (each after a pass of the model whose
+    /// earlier groups are already rounded): every layer its own group up to this many layers.
+    /// Fewer, larger groups leave each layer's target computed against nearest-rounded layers of
+    /// its own group: 8 groups ruin EfficientNet-Lite0 W4A8 (agreement 0.08; one layer per group
+    /// 0.68, docs/BENCHMARKS.md).
+    static let adaRoundGroups = 1000
+    /// Bytes of calibration batches AdaRound keeps in memory for its passes (the first items up to this).
+    static let adaRoundDataBytes = 256 << 20
+
+    /// AdaRound's statistics, group by group in topological order (as AIMET rounds layer by
+    /// layer): the weighted layers are split into ``adaRoundGroups`` groups; for each, the float
+    /// model and the quantized model (earlier groups already AdaRounded, this and later ones to
+    /// nearest) run over the first calibration items, giving this group's E[x_q x_qᵀ], E[x_f x_qᵀ]
+    /// and E[x_f x_fᵀ], and its layers are rounded toward the float model's layer output
+    /// (outcomes kept in `cache` for the final rewrite). A target computed against nearest-rounded
+    /// earlier layers instead would correct errors that AdaRound then removes twice (Fashion CNN
+    /// W4A8: 0.881 → 0.754, docs/BENCHMARKS.md).
+    func adaRoundStatistics(modelPath: String, transforms: FloatTransforms, options: QDQRewriter.Options, cache: AdaRound.Cache,
+                            batches next: () throws -> [String: Tensor]?, progress: (StageProgress) -> Void) throws -> ([String: WeightHessian], [String: [[Double]]]) {
+        var feeds: [[String: Tensor]] = []
+        var bytes = 0
+        while bytes < Quantizer.adaRoundDataBytes, let f = try next() {
+            feeds.append(f)
+            bytes += f.values.reduce(0) { $0 + $1.count * 4 }
+        }
+        let threads = configuration.threads ?? ProcessInfo.processInfo.activeProcessorCount
+        let control = configuration.control
+        let float = try Model.load(path: modelPath)
+        try transforms.prepare(float)
+        let floatExecutor = try Executor(model: float, options: ExecutorOptions(threads: threads))
+        var hessians: [String: WeightHessian] = [:]
+        var means: [String: [[Double]]] = [:]
+        var groups: [[String]]? = nil
+        var g = 0
+        while g < (groups?.count ?? 1) {
+            // The quantized model with the groups before this one AdaRounded (their outcomes come from the cache).
+            let simulated = try Model.load(path: modelPath)
+            try transforms.prepare(simulated)
+            var o = options
+            o.weightHessians = hessians
+            o.adaRound = AdaRound.Options()
+            o.adaRoundCache = cache
+            _ = try QDQRewriter(model: simulated, options: o).run()
+            try simulated.graph.sortTopologically()
+            let graph = simulated.graph
+            var producer: [String: Node] = [:]
+            for n in graph.nodes { for out in n.outputs where !out.isEmpty { producer[out] = n } }
+            func dequantizedWeight(_ n: Node) -> Tensor? {
+                guard n.inputs.count > 1, let dq = producer[n.inputs[1]], dq.opType == "DequantizeLinear", let q = dq.inputs.first else { return nil }
+                return graph.initializer(q)
+            }
+            if groups == nil {
+                let layers = graph.nodes.filter { n in
+                    n.isStandard && ["Conv", "Gemm", "MatMul"].contains(n.opType) && !control.excludeNodes.contains(n.name)
+                        && !control.excludeOpTypes.contains(n.opType) && dequantizedWeight(n) != nil
+                }.map(\.name)
+                let count = min(Quantizer.adaRoundGroups, max(layers.count, 1))
+                groups = (0..<count).map { i in Array(layers[(layers.count * i / count)..<(layers.count * (i + 1) / count)]) }
+            }
+            let members = Set(groups![g])
+            // Each site input's float counterpart: the tensor its DequantizeLinear's QuantizeLinear reads.
+            var floatName: [String: String] = [:]
+            for n in graph.nodes where members.contains(n.name) {
+                guard let x = n.inputs.first, let dq = producer[x], dq.opType == "DequantizeLinear", let q = producer[dq.inputs[0]],
+                      q.opType == "QuantizeLinear" else { continue }
+                floatName[x] = q.inputs[0]
+            }
+            let capture = ValueCapture(names: Set(floatName.values))
+            let collector = WeightHessianCollector(graph: graph, include: { members.contains($0.name) }, weight: dequantizedWeight, hessians: true, threads: threads)
+            collector.reference = { name in floatName[name].flatMap { capture.values[$0] } }
+            let executor = try Executor(model: simulated, options: ExecutorOptions(threads: threads))
+            for (i, feed) in feeds.enumerated() {
+                capture.values = [:]
+                _ = try floatExecutor.run(feed, hooks: [capture])
+                _ = try executor.run(feed, hooks: [collector])
+                progress(StageProgress(stage: "adaround statistics", done: g * feeds.count + i + 1, total: groups!.count * feeds.count, unit: "batches"))
+            }
+            capture.values = [:]
+            // The pass's tensors are not needed by the next group's rewrite and pass.
+            TensorStorage.releaseFreedMemory()
+            hessians.merge(collector.hessians) { $1 }
+            means.merge(collector.inputMeans) { $1 }
+            g += 1
+        }
+        return (hessians, means)
+    }
+
+    /// Keeps the float values of some tensors of one run.
+    final class ValueCapture: ExecutionHook {
+        let names: Set<String>
+        var values: [String: [Float]] = [:]
+        init(names: Set<String>) { self.names = names }
+        func produced(_ value: ValueID, tensor: Tensor, executor: Executor) -> Tensor? {
+            let name = executor.name(of: value)
+            if tensor.dtype == .float, names.contains(name) { values[name] = tensor.floats() }
+            return nil
+        }
+    }
+
     /// What quantizing to `output` writes: the model, its parameter record and (when asked)
     /// the statistics file.
     public static func outputItems(output: String, statisticsOutput: String?) -> [OutputSafety.Item] {
@@ -541,10 +643,11 @@ public struct Quantizer: Sendable {
 public final class ReusableWork: @unchecked Sendable {
     public let hessians: [String: WeightHessian]
     public let means: [String: [[Double]]]
-    public let adaRound = AdaRound.Cache()
-    init(hessians: [String: WeightHessian], means: [String: [[Double]]]) {
+    public let adaRound: AdaRound.Cache
+    init(hessians: [String: WeightHessian], means: [String: [[Double]]], adaRound: AdaRound.Cache) {
         self.hessians = hessians
         self.means = means
+        self.adaRound = adaRound
     }
 }
 

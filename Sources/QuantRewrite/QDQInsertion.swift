@@ -100,7 +100,8 @@ extension QDQRewriter {
         let w = rowAxis == 0 ? values : transpose(values, shape[0], shape[1])
         if let ada = options.adaRound {
             let problem = AdaRound.Problem(w: w, rows: rows, k: k, scales: rowScales, qmin: Double(grid.qmin), qmax: Double(grid.qmax),
-                                           hessians: h.matrices.map { $0.map(Float.init) })
+                                           hessians: h.matrices.map { $0.map(Float.init) }, cross: h.cross?.map { $0.map(Float.init) },
+                                           floatHessians: h.floatMatrices?.map { $0.map(Float.init) })
             let o = options.adaRoundCache.map { $0.outcome(node: n.name, problem: problem, options: ada) { AdaRound.round(problem, options: ada) } }
                 ?? AdaRound.round(problem, options: ada)
             result.rounding[n.name] = WeightRoundingRecord(flips: o.flips, weights: w.count, errorNearest: o.errorNearest, errorAfter: o.errorAfter)

@@ -63,3 +63,34 @@ private func problem(seed: UInt64) -> AdaRound.Problem {
     // On correlated inputs at 4 bits, choosing up or down per weight beats nearest clearly.
     #expect(improved >= 4, "\(improved) of 6")
 }
+
+/// With the float inputs as target: the gradient still matches finite differences, and with
+/// x_f = x_q (C = H_f = H) the objective is the plain one.
+@Test func adaRoundFloatTargetGradientAndConsistency() {
+    let p = problem(seed: 4)
+    var rng = SplitMix64(seed: 5)
+    // C = E[x_f x_qᵀ] and H_f for x_f = x_q + noise correlated with x_q: C = H + N, H_f = H + N + Nᵀ + M.
+    let k = p.k
+    let cross = p.hessians.map { h in h.enumerated().map { $0.element + 0.05 * Float(($0.offset % (k + 1)) == 0 ? 1 : 0) + 0.01 * Float.random(in: -1...1, using: &rng) } }
+    let floatH = zip(p.hessians, cross).map { h, c in (0..<(k * k)).map { i in c[i] + c[(i % k) * k + i / k] - h[i] + 0.02 * Float(i % (k + 1) == 0 ? 1 : 0) } }
+    let target = AdaRound.Problem(w: p.w, rows: p.rows, k: k, scales: p.scales, qmin: p.qmin, qmax: p.qmax, hessians: p.hessians,
+                                  cross: cross, floatHessians: floatH)
+    let floors = target.floors()
+    let v = (0..<p.w.count).map { _ in Double.random(in: -1.5...1.5, using: &rng) }
+    let (_, g) = AdaRound.lossAndGradient(target, v: v, floors: floors, lambda: 0.01, beta: 2)
+    for i in stride(from: 1, to: v.count, by: 4) {
+        var up = v, down = v
+        up[i] += 1e-3
+        down[i] -= 1e-3
+        let numeric = (AdaRound.lossAndGradient(target, v: up, floors: floors, lambda: 0.01, beta: 2).0
+            - AdaRound.lossAndGradient(target, v: down, floors: floors, lambda: 0.01, beta: 2).0) / 2e-3
+        #expect(abs(numeric - g[i]) <= 2e-2 * max(1, abs(numeric)), "weight \(i): \(numeric) vs \(g[i])")
+    }
+    let same = AdaRound.Problem(w: p.w, rows: p.rows, k: k, scales: p.scales, qmin: p.qmin, qmax: p.qmax, hessians: p.hessians,
+                                cross: p.hessians, floatHessians: p.hessians)
+    let q = floors.map { $0 + 1 }
+    #expect(abs(same.outputError(integers: q) - p.outputError(integers: q)) <= 1e-6 * max(1, p.outputError(integers: q)))
+    // The float-target error of W itself is E‖W(x_f − x_q)‖²: not zero when the inputs differ.
+    let exact = (0..<p.w.count).map { Double(p.w[$0]) / p.scales[$0 / k] }
+    #expect(abs(p.outputError(integers: exact)) < 1e-9 && target.outputError(integers: exact) > 1e-6)
+}
