@@ -160,7 +160,7 @@ struct XQuantFile: Decodable {
         if let pc = cal?.per_channel { c.scheme.perChannelWeights = pc }
         if let r = cal?.weight_rounding {
             guard let v = WeightRounding(rawValue: r.lowercased()) else {
-                throw ConfigurationError.invalidValue("calibration_parameters.weight_rounding", "'\(r)'", expected: "gptq or nearest")
+                throw ConfigurationError.invalidValue("calibration_parameters.weight_rounding", "'\(r)'", expected: "nearest, gptq or adaround")
             }
             c.weightRounding = v
         }

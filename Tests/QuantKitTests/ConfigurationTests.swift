@@ -115,7 +115,7 @@ let xquantSample = """
     #expect(e?.fix == "use one of: img, npy, raw, pb")
 }
 
-@Test func wrongTypesAndRangesAreQK7004() {
+@Test func wrongTypesAndRangesAreQK7004() throws {
     let t = codedError { _ = try xquant(#"{"calibration_parameters": {"calibration_step": "many"}}"#) }
     #expect(t?.code == "QK7004" && t?.message.hasPrefix("calibration_parameters.calibration_step is of the wrong type") == true)
     let r = codedError { _ = try xquant(#"{"calibration_parameters": {"calibration_step": 0, "input_parametres": [{"data_list_path": "l"}]}}"#) }
@@ -126,8 +126,9 @@ let xquantSample = """
     #expect(d?.code == "QK7004" && d?.fix == "expected cpu or cuda")
     let c = codedError { _ = try xquant(#"{"calibration_parameters": {"input_parametres": [{"data_list_path": "l", "color_format": "yuv"}]}}"#) }
     #expect(c?.code == "QK7004" && c?.fix == "expected one of bgr, rgb, gray")
-    let w = codedError { _ = try xquant(#"{"calibration_parameters": {"weight_rounding": "adaround"}}"#) }
-    #expect(w?.code == "QK7004" && w?.fix == "expected gptq or nearest")
+    let w = codedError { _ = try xquant(#"{"calibration_parameters": {"weight_rounding": "brecq"}}"#) }
+    #expect(w?.code == "QK7004" && w?.fix == "expected nearest, gptq or adaround")
+    #expect(try xquant(#"{"calibration_parameters": {"weight_rounding": "AdaRound", "input_parametres": [{"data_list_path": "l"}]}}"#).weightRounding == .adaround)
 }
 
 @Test func weightRoundingDefaultsToNearestAndDecodes() throws {
