@@ -437,9 +437,7 @@ public enum SmoothQuant {
             node.inputs[i] = name
         }
         func scaled(_ v: [Float]) -> [Float] { zip(v, f).map { Float(Double($0) * $1) } }
-        func soleReader(_ value: String, _ n: Node) -> Bool {
-            index.consumers(of: value).count == 1 && index.consumers(of: value)[0] === n && !g.outputs.contains { $0.name == value }
-        }
+        func soleReader(_ value: String, _ n: Node) -> Bool { SmoothQuant.soleReader(value, n, g, index) }
         func constantOperand(_ n: Node) -> Int? {
             guard n.inputs.count == 2 else { return nil }
             if lastAxis(n.inputs[1]) != nil, !g.isInitializer(n.inputs[0]) { return 1 }
@@ -470,7 +468,7 @@ public enum SmoothQuant {
             return "Add after \(inner)"
         case "MatMul", "Gemm":
             guard p.inputs.count >= 2, let w = g.initializer(p.inputs[1]), w.dtype == .float, w.rank == 2,
-                  GraphIndex(g).consumers(of: p.inputs[1]).count == 1 else { return nil }
+                  index.consumers(of: p.inputs[1]).count == 1 else { return nil }
             let transB = p.opType == "Gemm" && (p.attribute("transB")?.int ?? 0) == 1
             guard (transB ? w.shape[0] : w.shape[1]) == k, p.opType == "MatMul" || (p.attribute("transA")?.int ?? 0) == 0 else { return nil }
             if p.inputs.count > 2, !p.inputs[2].isEmpty {
@@ -488,17 +486,19 @@ public enum SmoothQuant {
         }
     }
 
+    /// Whether `n` is the only reader of `value`, which is no graph output.
+    static func soleReader(_ value: String, _ n: Node, _ g: Graph, _ index: GraphIndex) -> Bool {
+        index.consumers(of: value).count == 1 && index.consumers(of: value)[0] === n && !g.outputs.contains { $0.name == value }
+    }
+
     /// Folds the per-channel factor `f` (X·f, channels on axis 1) into X's producer `p`: a Conv's
     /// output channels (weight and bias), a BatchNormalization's scale and bias, or through a
     /// Relu/LeakyRelu (positive homogeneous) that is its producer's only reader.
     static func foldChannels(_ f: [Double], _ p: Node, _ g: Graph, _ index: GraphIndex, _ names: inout NameAllocator) -> String? {
         guard p.isStandard else { return nil }
         let c = f.count
-        func soleReader(_ value: String, _ n: Node) -> Bool {
-            index.consumers(of: value).count == 1 && index.consumers(of: value)[0] === n && !g.outputs.contains { $0.name == value }
-        }
         func scaled(_ name: String) -> String? {
-            guard let t = g.initializer(name), t.dtype == .float, t.count == c, GraphIndex(g).consumers(of: name).count == 1 else { return nil }
+            guard let t = g.initializer(name), t.dtype == .float, t.count == c, index.consumers(of: name).count == 1 else { return nil }
             let v = t.floats()
             let fresh = names.fresh(name + "_smoothed")
             g.setInitializer(fresh, Tensor(shape: t.shape, floats: (0..<c).map { Float(Double(v[$0]) * f[$0]) }))
@@ -506,23 +506,14 @@ public enum SmoothQuant {
         }
         switch p.opType {
         case "Relu", "LeakyRelu":
-            guard let y = p.inputs.first, let q = index.producer[y], soleReader(y, p), let inner = foldChannels(f, q, g, index, &names) else { return nil }
+            guard let y = p.inputs.first, let q = index.producer[y], soleReader(y, p, g, index), let inner = foldChannels(f, q, g, index, &names) else { return nil }
             return "\(inner) through \(p.opType)"
         case "Conv":
+            // Conv(x, W, b)·f  ==>  Conv(x, W·f, b·f), f along the output channels.
             guard p.inputs.count >= 2, let w = g.initializer(p.inputs[1]), w.dtype == .float, w.rank >= 3, w.shape[0] == c,
-                  GraphIndex(g).consumers(of: p.inputs[1]).count == 1 else { return nil }
-            var bias: String? = nil
-            if p.inputs.count > 2, !p.inputs[2].isEmpty {
-                guard let b = scaled(p.inputs[2]) else { return nil }
-                bias = b
-            }
-            var v = w.floats()
-            let inner = v.count / c
-            for i in v.indices { v[i] = Float(Double(v[i]) * f[i / inner]) }
-            let fresh = names.fresh(p.inputs[1] + "_smoothed")
-            g.setInitializer(fresh, Tensor(shape: w.shape, floats: v))
-            p.inputs[1] = fresh
-            if let bias { p.inputs[2] = bias }
+                  index.consumers(of: p.inputs[1]).count == 1, let b = Preparation.outputBias(of: p, in: g, channels: c),
+                  p.inputs.count < 3 || p.inputs[2].isEmpty || index.consumers(of: p.inputs[2]).count == 1 else { return nil }
+            Preparation.replaceWeightAndBias(g, p, weight: w, axis: 0, scale: f, bias: (0..<c).map { Float(Double(b[$0]) * f[$0]) }, suffix: "smoothed")
             return "Conv"
         case "BatchNormalization":
             guard p.inputs.count == 5, let sc = g.initializer(p.inputs[1]), sc.count == c, g.initializer(p.inputs[2])?.count == c else { return nil }

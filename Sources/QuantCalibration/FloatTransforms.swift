@@ -9,8 +9,9 @@ public struct FloatTransforms: Codable, Sendable, Equatable {
     /// Cross-layer equalization of Conv chains (``CrossLayerEqualization``; data-free, so the
     /// setting alone reproduces it).
     public var equalize: Bool
-    /// SmoothQuant: per reading node (MatMul, Gemm, Conv), the factor s_j of each input channel
-    /// (the input is divided by it, the weight's row multiplied). Chosen from data, so kept here.
+    /// SmoothQuant: per smoothed tensor (the input of MatMul, Gemm or Conv readers), the factor
+    /// s_j of each channel (the tensor is divided by it, the readers' weight rows multiplied).
+    /// Chosen from data, so kept here.
     public var smoothing: [String: [Double]]
 
     public init(equalize: Bool = false, smoothing: [String: [Double]] = [:]) {
@@ -21,10 +22,18 @@ public struct FloatTransforms: Codable, Sendable, Equatable {
     public var isEmpty: Bool { !equalize && smoothing.isEmpty }
 
     /// "none", "equalized", "SmoothQuant on 12 nodes", ... for messages.
-    public var summary: String {
+    public var summary: String { FloatTransforms.describe(equalize: equalize, smoothed: smoothing.count) }
+
+    /// The summary of transforms with equalization as given and SmoothQuant on `smoothed`
+    /// inputs (nil: SmoothQuant, count not known yet; 0: none).
+    public static func describe(equalize: Bool, smoothed: Int?) -> String {
         var parts: [String] = []
         if equalize { parts.append("cross-layer equalization") }
-        if !smoothing.isEmpty { parts.append("SmoothQuant on \(smoothing.count) node(s)") }
+        switch smoothed {
+        case nil: parts.append("SmoothQuant")
+        case let n? where n > 0: parts.append("SmoothQuant on \(n) input(s)")
+        default: break
+        }
         return parts.isEmpty ? "none" : parts.joined(separator: " + ")
     }
 

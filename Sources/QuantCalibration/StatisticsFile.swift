@@ -44,8 +44,7 @@ public struct StatisticsFile: Codable, Sendable {
     public func check(equalize: Bool, smooth: Bool, path: String) throws {
         let mine = transforms ?? FloatTransforms()
         guard !model.isEmpty, mine.equalize != equalize || mine.smoothing.isEmpty == smooth else { return }
-        let wanted = FloatTransforms(equalize: equalize, smoothing: smooth ? ["": []] : [:])
-        throw QuantKitError("QK4006", "the statistics file '\(path)' was calibrated with float transforms '\(mine.summary)' but this run applies '\(wanted.summary.replacingOccurrences(of: " on 1 node(s)", with: ""))'",
+        throw QuantKitError("QK4006", "the statistics file '\(path)' was calibrated with float transforms '\(mine.summary)' but this run applies '\(FloatTransforms.describe(equalize: equalize, smoothed: smooth ? nil : 0))'",
                             fix: "calibrate again with the same --equalize/--smoothquant settings (`quantkit calibrate ... --stats-out`), or drop those options")
     }
 

@@ -493,8 +493,6 @@ public struct Quantizer: Sendable {
         try transforms.prepare(simulated)
         _ = try QDQRewriter(model: simulated, options: options).run()
         let g = simulated.graph
-        var producer: [String: Node] = [:]
-        for n in g.nodes { for o in n.outputs where !o.isEmpty { producer[o] = n } }
         let control = configuration.control
         let gptq = configuration.weightRounding.readsHessians
         let scope = configuration.biasCorrection
@@ -502,10 +500,7 @@ public struct Quantizer: Sendable {
         let include = { (n: Node) in
             !control.excludeNodes.contains(n.name) && !control.excludeOpTypes.contains(n.opType) && (gptq || scope.covers(n))
         }
-        let weight = { (n: Node) -> Tensor? in
-            guard let dq = producer[n.inputs[1]], dq.opType == "DequantizeLinear", let q = dq.inputs.first else { return nil }
-            return g.initializer(q)
-        }
+        let weight = Quantizer.dequantizedWeights(g)
         let threads = configuration.threads ?? ProcessInfo.processInfo.activeProcessorCount
         let collector = WeightHessianCollector(graph: g, include: include, weight: weight, hessians: gptq, threads: threads)
         let executor = try Executor(model: simulated, options: ExecutorOptions(threads: threads))
@@ -563,12 +558,8 @@ public struct Quantizer: Sendable {
             _ = try QDQRewriter(model: simulated, options: o).run()
             try simulated.graph.sortTopologically()
             let graph = simulated.graph
-            var producer: [String: Node] = [:]
-            for n in graph.nodes { for out in n.outputs where !out.isEmpty { producer[out] = n } }
-            func dequantizedWeight(_ n: Node) -> Tensor? {
-                guard n.inputs.count > 1, let dq = producer[n.inputs[1]], dq.opType == "DequantizeLinear", let q = dq.inputs.first else { return nil }
-                return graph.initializer(q)
-            }
+            let producer = GraphIndex(graph).producer
+            let dequantizedWeight = Quantizer.dequantizedWeights(graph)
             if groups == nil {
                 let layers = graph.nodes.filter { n in
                     n.isStandard && ["Conv", "Gemm", "MatMul"].contains(n.opType) && !control.excludeNodes.contains(n.name)
@@ -603,6 +594,16 @@ public struct Quantizer: Sendable {
             g += 1
         }
         return (hessians, means)
+    }
+
+    /// A QDQ graph's integer weight of a node: the initializer behind the DequantizeLinear its
+    /// input 1 reads (nil for a float or computed weight).
+    static func dequantizedWeights(_ g: Graph) -> (Node) -> Tensor? {
+        let producer = GraphIndex(g).producer
+        return { n in
+            guard n.inputs.count > 1, let dq = producer[n.inputs[1]], dq.opType == "DequantizeLinear", let q = dq.inputs.first else { return nil }
+            return g.initializer(q)
+        }
     }
 
     /// Keeps the float values of some tensors of one run.

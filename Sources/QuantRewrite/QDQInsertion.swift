@@ -216,7 +216,7 @@ extension QDQRewriter {
         result.dequantized[dq] = wName
         result.parameters[wName] = TensorQuantParameters(
             role: .weight, dtype: grid.dtype.name, scale: scales, zeroPoint: zps, axis: axis,
-            threshold: (0..<channels).map { max(abs(lo[$0]), abs(hi[$0])) }, method: compensated == nil ? "minmax" : "minmax+gptq")
+            threshold: (0..<channels).map { max(abs(lo[$0]), abs(hi[$0])) }, method: compensated == nil ? "minmax" : options.adaRound == nil ? "minmax+gptq" : "minmax+adaround")
 
         guard let bv = biasValues, let bi = biasIndex, let s_in = inputScale else { return }
         emitBias(n, in: g, biasIndex: bi, values: bv, scales: (0..<bv.count).map { s_in * scales[channels == 1 ? 0 : $0] },

@@ -60,8 +60,10 @@ struct RecoveryCLITests {
     let record = try JSONDecoder().decode(ParameterRecord.self, from: Data(contentsOf: URL(fileURLWithPath: dir.appendingPathComponent("f.qparams.json").path)))
     let rounding = try #require(record.rounding)
     #expect(rounding.count == 4 && rounding.values.allSatisfy { $0.errorAfter <= $0.errorNearest } && rounding.values.contains { $0.flips > 0 })
-    // 4-bit symmetric weights: every integer in [-7, 7].
-    #expect(record.tensors.values.filter { $0.role == .weight }.allSatisfy { $0.dtype == "int8" })
+    // 4-bit symmetric weights in int8 tensors: each channel's scale puts its largest weight at ±7.
+    let weights = record.tensors.values.filter { $0.role == .weight }
+    #expect(weights.count == 4 && weights.allSatisfy { $0.dtype == "int8" && $0.method == "minmax+adaround" })
+    #expect(weights.allSatisfy { w in zip(w.threshold, w.scale).allSatisfy { abs($0 / $1 - 7) < 1e-3 } })
     let report = try String(contentsOfFile: dir.appendingPathComponent("f.report.md").path, encoding: .utf8)
     #expect(report.contains("## AdaRound") && report.contains("| node | flipped | weights | error nearest | error AdaRound |"))
     expectError(try CLI.run(["quantize", model, "--input", "image=random", "--weight-bits", "9", "-o", out]), "QK7004", "--weight-bits is 9")
