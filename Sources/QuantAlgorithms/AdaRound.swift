@@ -40,6 +40,8 @@ public enum AdaRound {
         public var rows: Int
         public var k: Int
         public var scales: [Double]
+        /// Each weight's scale (its row's, or its group's with a group size).
+        var elementScales: [Double]
         public var qmin: Double
         public var qmax: Double
         /// k×k matrices (row-major, Float), one per group; rows of a group are contiguous.
@@ -53,13 +55,17 @@ public enum AdaRound {
 
         /// `cross` (C = E[x_f x_qᵀ]) and `floatHessians` (H_f = E[x_f x_fᵀ]) per group make the
         /// float model's layer output the target.
+        /// `scales`: one per row, or with `groupSize` > 0 one per group of that many consecutive
+        /// weights of a row (⌈k/groupSize⌉ per row, row-major).
         public init(w: [Float], rows: Int, k: Int, scales: [Double], qmin: Double, qmax: Double, hessians: [[Float]],
-                    cross: [[Float]]? = nil, floatHessians: [[Float]]? = nil) {
-            precondition(w.count == rows * k && scales.count == rows && !hessians.isEmpty && rows % hessians.count == 0)
+                    cross: [[Float]]? = nil, floatHessians: [[Float]]? = nil, groupSize: Int = 0) {
+            let gs = groupSize > 0 ? groupSize : k, groups = (k + gs - 1) / gs
+            precondition(w.count == rows * k && scales.count == rows * groups && !hessians.isEmpty && rows % hessians.count == 0)
             self.w = w
             self.rows = rows
             self.k = k
             self.scales = scales
+            self.elementScales = (0..<w.count).map { scales[($0 / k) * groups + ($0 % k) / gs] }
             self.qmin = qmin
             self.qmax = qmax
             self.hessians = hessians
@@ -76,13 +82,13 @@ public enum AdaRound {
         var rowsPerGroup: Int { rows / hessians.count }
 
         /// ⌊W/s⌋ per weight.
-        func floors() -> [Double] { (0..<w.count).map { (Double(w[$0]) / scales[$0 / k]).rounded(.down) } }
+        func floors() -> [Double] { (0..<w.count).map { (Double(w[$0]) / elementScales[$0]).rounded(.down) } }
 
         /// The layer's mean squared output error (1/rows)·E‖W·x − W̃·x_q‖² of weights `q·s` (q per
         /// weight, clipped to the grid), x the float model's inputs when given, else x_q.
         public func outputError(integers q: [Double]) -> Double {
             var delta = [Float](repeating: 0, count: w.count)
-            for i in w.indices { delta[i] = Float(min(max(q[i], qmin), qmax) * scales[i / k] - Double(w[i])) }
+            for i in w.indices { delta[i] = Float(min(max(q[i], qmin), qmax) * elementScales[i] - Double(w[i])) }
             let g = times(delta)
             var e = 0.0
             for i in delta.indices { e += Double(delta[i]) * (Double(g[i]) - 2 * Double(shift?[i] ?? 0)) }
@@ -130,7 +136,7 @@ public enum AdaRound {
         var e = Evaluation(h: [Float](repeating: 0, count: n), inside: [Bool](repeating: true, count: n),
                            delta: [Float](repeating: 0, count: n), dh: [])
         let z = Float(zeta - gamma), g0 = Float(gamma), lo = Float(p.qmin), hi = Float(p.qmax), k = p.k
-        let scales = p.scales.map(Float.init)
+        let scales = p.elementScales.map(Float.init)
         e.h.withUnsafeMutableBufferPointer { h in e.inside.withUnsafeMutableBufferPointer { ins in e.delta.withUnsafeMutableBufferPointer { d in
             let (h, ins, d) = (h, ins, d)
             parallelFor(n, threads: threads, grain: grain) { range in
@@ -139,7 +145,7 @@ public enum AdaRound {
                     h[i] = hv
                     let q = floors[i] + hv, c = min(max(q, lo), hi)
                     ins[i] = c == q
-                    d[i] = c * scales[i / k] - p.w[i]
+                    d[i] = c * scales[i] - p.w[i]
                 }
             }
         } } }
@@ -163,7 +169,7 @@ public enum AdaRound {
     static func gradient(_ p: Problem, _ e: Evaluation, v: [Float], lambda: Float, beta: Float, into grad: inout [Float], threads: Int) -> Double {
         let n = v.count, k = p.k
         let rows = Float(p.rows), z = Float(zeta - gamma), g0 = Float(gamma)
-        let scales = p.scales.map(Float.init)
+        let scales = p.elementScales.map(Float.init)
         let chunks = (n + grain - 1) / grain
         var partial = [Double](repeating: 0, count: chunks)
         grad.withUnsafeMutableBufferPointer { gp in partial.withUnsafeMutableBufferPointer { pp in
@@ -172,7 +178,7 @@ public enum AdaRound {
                 var loss = 0.0
                 for i in range {
                     loss += Double(e.delta[i]) * (Double(e.dh[i]) - Double(p.shift?[i] ?? 0)) / Double(rows)
-                    var dh: Float = e.inside[i] ? 2 * e.dh[i] / rows * scales[i / k] : 0
+                    var dh: Float = e.inside[i] ? 2 * e.dh[i] / rows * scales[i] : 0
                     if beta > 0 {
                         let t = 2 * e.h[i] - 1, a = abs(t)
                         let pb1 = powf(a, beta - 1)
@@ -205,11 +211,11 @@ public enum AdaRound {
     public static func round(_ p: Problem, options: Options = Options(), threads: Int = ProcessInfo.processInfo.activeProcessorCount) -> Outcome {
         let floors = p.floors()
         let n = p.w.count
-        let nearest = (0..<n).map { (Double(p.w[$0]) / p.scales[$0 / p.k]).rounded(.toNearestOrEven) }
+        let nearest = (0..<n).map { (Double(p.w[$0]) / p.elementScales[$0]).rounded(.toNearestOrEven) }
         let errorNearest = p.outputError(integers: nearest)
         // V starts where h(V) is the fractional part: the first iterate is W itself.
         var v = (0..<n).map { i -> Float in
-            let rest = min(max(Double(p.w[i]) / p.scales[i / p.k] - floors[i], 0.01), 0.99)
+            let rest = min(max(Double(p.w[i]) / p.elementScales[i] - floors[i], 0.01), 0.99)
             return Float(-log((zeta - gamma) / (rest - gamma) - 1))
         }
         let floorsF = floors.map(Float.init)
@@ -244,7 +250,7 @@ public enum AdaRound {
         for i in 0..<n {
             let q = min(max(final[i], p.qmin), p.qmax)
             if q != min(max(nearest[i], p.qmin), p.qmax) { flips += 1 }
-            values[i] = Float(q * p.scales[i / p.k])
+            values[i] = Float(q * p.elementScales[i])
         }
         return Outcome(values: values, flips: flips, errorNearest: errorNearest, errorAfter: min(errorAfter, errorNearest))
     }

@@ -30,13 +30,16 @@ public struct WeightHessian: Sendable {
 /// dampening). With H = I it is round-to-nearest. Every result is exactly q·scale with q on the
 /// grid (round half to even), so quantizing it again with the same scale gives q back.
 public enum ErrorCompensatedRounding {
-    /// Rounds `rows` rows of `k` weights (row-major) to `q·scales[row]`, q in `qmin...qmax`.
+    /// Rounds `rows` rows of `k` weights (row-major) to `q·scales[row]`, q in `qmin...qmax`;
+    /// with `groupSize` > 0 each row has ⌈k/groupSize⌉ scales, one per group of consecutive
+    /// columns (`scales[row·groups + column/groupSize]`, chosen beforehand: GPTQ's static groups).
     /// `hessianOfRow(r)` is the index into `hessian.matrices` row r uses. Returns nil when a
     /// matrix is not positive definite even after more dampening (the caller rounds to nearest).
     public static func round(_ w: [Float], rows: Int, hessian: WeightHessian, groupOfRow: (Int) -> Int, scales: [Double],
-                             qmin: Double, qmax: Double, damping: Double = 0.01) -> [Float]? {
+                             qmin: Double, qmax: Double, groupSize: Int = 0, damping: Double = 0.01) -> [Float]? {
         let k = hessian.k
-        precondition(w.count == rows * k && scales.count == rows)
+        let gs = groupSize > 0 ? groupSize : k, groups = (k + gs - 1) / gs
+        precondition(w.count == rows * k && scales.count == rows * groups)
         // Columns go in order of decreasing H_ii (the inputs with the most energy first, so the
         // later, smaller ones absorb the compensation: GPTQ's "act order").
         var factors: [[Double]] = [], orders: [[Int]] = []
@@ -53,11 +56,11 @@ public enum ErrorCompensatedRounding {
             let o = o
             parallelFor(rows, threads: ProcessInfo.processInfo.activeProcessorCount) { range in for r in range {
                 let u = factors[groupOfRow(r)], order = orders[groupOfRow(r)]
-                let s = scales[r]
                 var row = order.map { Double(w[r * k + $0]) }
                 u.withUnsafeBufferPointer { u in
                     row.withUnsafeMutableBufferPointer { x in
                         for i in 0..<k {
+                            let s = scales[r * groups + order[i] / gs]
                             let q = min(max((x[i] / s).rounded(.toNearestOrEven), qmin), qmax)
                             o[r * k + order[i]] = Float(q * s)
                             // x_j -= (x_i - q_i)/U_ii · U_ij for the columns not rounded yet.

@@ -12,6 +12,13 @@ public struct QuantScheme: Codable, Sendable, Equatable {
     public var perChannelWeights: Bool
     /// How activation ranges are chosen.
     public var method: RangeMethod
+    /// One weight scale per group of this many consecutive weights of each output channel's
+    /// fan-in (Conv: input channel × kernel, in storage order; MatMul/Gemm: the reduction axis)
+    /// instead of per channel; nil: per channel or per tensor as `perChannelWeights` says.
+    public var weightGroupSize: Int?
+    /// Weight grids of 4 bits or fewer stored as packed int4/uint4 (half the size; ONNX
+    /// Runtime dequantizes them and runs the op float) instead of int8/uint8 (its int8 kernels).
+    public var packedWeights: Bool?
 
     public init(activation: QuantGrid = .uint8Asymmetric, weight: QuantGrid = .int8Symmetric,
                 perChannelWeights: Bool = true, method: RangeMethod = .auto) {

@@ -109,6 +109,19 @@ public enum RuntimeFusion {
         return .uint8
     }
 
+    /// The DequantizeLinear of a per-group weight `t`: one with `block_size`, or one behind the
+    /// Reshape/Slice/Transpose chain QuantKit writes for groups below opset 21.
+    static func groupedWeightDQ(_ t: String, _ index: GraphIndex) -> Node? {
+        var x = t, hops = 0
+        while let p = index.producer[x] {
+            if isDQ(p) { return hops > 0 || (p.attribute("block_size")?.int ?? 0) > 0 ? p : nil }
+            guard p.isStandard, ["Reshape", "Slice", "Transpose"].contains(p.opType), let i = p.inputs.first, hops < 4 else { return nil }
+            x = i
+            hops += 1
+        }
+        return nil
+    }
+
     static func isQ(_ n: Node) -> Bool { n.opType == "QuantizeLinear" && (n.isStandard || n.domain == "com.microsoft") }
     static func isDQ(_ n: Node) -> Bool { n.opType == "DequantizeLinear" && (n.isStandard || n.domain == "com.microsoft") }
 
@@ -117,6 +130,9 @@ public enum RuntimeFusion {
         let present = n.inputs.enumerated().filter { !$0.element.isEmpty }
         var types: [Int: DType?] = [:]
         for (k, t) in present {
+            if k == 1, let dq = groupedWeightDQ(t, index) {
+                return float("weight is quantized per group (\(dequantizedType(dq, g, index)?.name ?? "integer") blocks): no integer kernel in ONNX Runtime's CPU provider")
+            }
             guard let p = index.producer[t], isDQ(p) else {
                 let what = k == 0 ? "its input" : (k == 1 ? (g.isInitializer(t) ? "its float weight" : "its second input") : "its bias")
                 if present.allSatisfy({ i in !(index.producer[i.element].map(isDQ) ?? false) }) {

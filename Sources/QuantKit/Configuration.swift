@@ -198,6 +198,32 @@ public struct QuantizerConfiguration: Codable, Sendable {
         }
     }
 
+    /// Weight grid settings from the CLI or a file (`key` prefixes the names in errors): `bits`
+    /// 2–8; `mode` sym (signed symmetric, the default), asym_u (unsigned with a zero point:
+    /// uint4 at 4 bits) or asym_s (signed with a zero point), Distiller's names; `groupSize` ≥ 2
+    /// (per group); `packed` stores grids of 4 bits or fewer as int4/uint4. Throws QK7004.
+    public mutating func setWeightFormat(bits: Int? = nil, mode: String? = nil, groupSize: Int? = nil, packed: Bool? = nil, key: (String) -> String) throws {
+        var grid = scheme.weight
+        if let b = bits {
+            guard (2...8).contains(b) else { throw ConfigurationError.invalidValue(key("bits"), "\(b)", expected: "2 to 8") }
+            grid.bits = b
+        }
+        if let m = mode {
+            switch m.lowercased() {
+            case "sym", "symmetric": (grid.signed, grid.symmetric) = (true, true)
+            case "asym_u", "asymmetric": (grid.signed, grid.symmetric) = (false, false)
+            case "asym_s": (grid.signed, grid.symmetric) = (true, false)
+            default: throw ConfigurationError.invalidValue(key("mode"), "'\(m)'", expected: "sym, asym_u or asym_s")
+            }
+        }
+        scheme.weight = QuantGrid(bits: grid.bits, signed: grid.signed, symmetric: grid.symmetric)
+        if let n = groupSize {
+            guard n >= 2 else { throw ConfigurationError.invalidValue(key("group_size"), "\(n)", expected: "a group size of 2 or more, e.g. 32 or 128") }
+            scheme.weightGroupSize = n
+        }
+        if let p = packed { scheme.packedWeights = p ? true : nil }
+    }
+
     /// The data set with unnamed inputs given the model's input names in order. Throws QK2101
     /// when more inputs are configured than the model has.
     public func resolvedData(for signatures: [InputSignature]) throws -> DatasetConfig? {

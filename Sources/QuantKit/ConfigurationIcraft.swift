@@ -1,5 +1,6 @@
 import Foundation
 import QuantCore
+import QuantRewrite
 
 /// The `[quantize]` table of an Icraft-style TOML file, plus QuantKit's extra keys beside its
 /// keys. Icraft's `json`/`raw` network files are replaced by `model` (the ONNX path). Keys
@@ -25,6 +26,9 @@ struct IcraftQuantize: Decodable {
     var steps: Int?
     var percentile: Double?
     var threads: Int?
+    var weight_bits: Int?
+    var weight_mode: String?
+    var pack_weights: Bool?
     var truncate: [String]?
     var exclude_nodes: [String]?
     var exclude_op_types: [String]?
@@ -43,7 +47,7 @@ struct IcraftQuantize: Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case forward_dir, forward_list, saturation, per, batch, bin_num, qdtype, mix_precision, quant_autotune_config, smooth_alpha, autoqset_num, json, raw
         case model, output, steps, percentile, threads, truncate, exclude_nodes, exclude_op_types, concat_split_ratio, statistics, statistics_output
-        case preset, color_format, mean_value, std_value, file_type, input_shape, seed, equalization
+        case preset, color_format, mean_value, std_value, file_type, input_shape, seed, equalization, weight_bits, weight_mode, pack_weights
     }
 
     static let schema = KeySchema.keys(CodingKeys.self)
@@ -102,10 +106,14 @@ struct IcraftQuantize: Decodable {
         switch per?.lowercased() {
         case nil, "channel": c.scheme.perChannelWeights = true
         case "tensor": c.scheme.perChannelWeights = false
-        case let p? where p.hasPrefix("group"):
-            throw ConfigurationError.notImplemented("quantize.per", "'\(p)'", detail: "group-wise weight scales are not implemented; use \"channel\" or \"tensor\"")
-        case let p?: throw ConfigurationError.invalidValue("quantize.per", "'\(p)'", expected: "tensor, channel or group=N")
+        case let p?:
+            guard let g = PrecisionPlan.Granularity(text: p), let n = g.groupSize else {
+                throw ConfigurationError.invalidValue("quantize.per", "'\(p)'", expected: "tensor, channel or group=N (N >= 2)")
+            }
+            c.scheme.perChannelWeights = true
+            c.scheme.weightGroupSize = n
         }
+        try c.setWeightFormat(bits: weight_bits, mode: weight_mode, packed: pack_weights) { "quantize.weight_\($0)" }
         if let b = bin_num { c.observer.bins = b }
         c.control.truncateAfter = truncate ?? []
         c.control.excludeNodes = exclude_nodes ?? []

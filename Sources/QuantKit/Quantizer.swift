@@ -373,7 +373,7 @@ public struct Quantizer: Sendable {
         if let w = Quantizer.clippingWarning(r.parameters, stats) { r.warnings.insert(w, at: 0) }
         if let w = Quantizer.collapsedWarning(r.parameters, stats) { r.warnings.insert(w, at: 0) }
         let kernels = RuntimeFusion.summary(of: model)
-        if let w = Quantizer.floatKernelsWarning(kernels) { r.warnings.insert(w, at: 0) }
+        if let w = Quantizer.floatKernelsWarning(kernels, scheme: configuration.scheme) { r.warnings.insert(w, at: 0) }
         try Verifier.check(model)
         let paramsPath = Quantizer.parametersPath(for: output)
         let planPath = Quantizer.planPath(for: output)
@@ -454,11 +454,19 @@ public struct Quantizer: Sendable {
     /// half of its Conv/MatMul/Gemm will run as integer kernels in ONNX Runtime (a file-type
     /// classifier whose one-hot MatMul reads an unquantized tensor, a Conv whose weight is
     /// computed at run time), so it will be about as slow as float.
-    static func floatKernelsWarning(_ k: RuntimeFusion.Summary) -> String? {
+    /// With per-group or packed int4 weights (`scheme`), which ONNX Runtime's CPU provider runs
+    /// float by design, the advice says so instead.
+    static func floatKernelsWarning(_ k: RuntimeFusion.Summary, scheme: QuantScheme = QuantScheme()) -> String? {
         guard k.total > 0, k.integer * 2 < k.total else { return nil }
+        var formats: [String] = []
+        if let g = scheme.weightGroupSize { formats.append("--group-size \(g)") }
+        if scheme.packedWeights == true && scheme.weight.bits <= 4 { formats.append("--pack-weights") }
+        let advice = formats.isEmpty
+            ? "Quantize the inputs named (remove exclusions, calibrate the branch that computes them) or keep the model float"
+            : "\(formats.joined(separator: " and ")) \(formats.count == 1 ? "writes" : "write") weights ONNX Runtime's CPU provider dequantizes and runs float: right for a runtime with "
+                + "int4/per-group kernels; for ONNX Runtime's integer kernels leave \(formats.count == 1 ? "it" : "them") out (weights then are int8 tensors)"
         return "QK5004 error: only \(k.integer) of \(k.total) Conv/MatMul/Gemm will run as integer kernels in ONNX Runtime, so the "
-            + "quantized model runs mostly float: \(k.floatReasons). "
-            + "Quantize the inputs named (remove exclusions, calibrate the branch that computes them) or keep the model float"
+            + "quantized model runs mostly float: \(k.floatReasons). " + advice
     }
 
     /// One warning naming the activations whose clipping range cuts off more than 1% of the

@@ -30,6 +30,6 @@ struct GraphQuantPlan {
     var keptFloat: Set<ObjectIdentifier>
     /// Float nodes that run on fp16/bf16-rounded values.
     var rounded: [(Node, PrecisionPlan.Precision)]
-    /// Per node: one weight scale per channel (true) or per tensor, where the plan says.
-    var weightsPerChannel: [ObjectIdentifier: Bool]
+    /// Per node: its weight scales per tensor, channel or group, where the plan says.
+    var weightGranularity: [ObjectIdentifier: PrecisionPlan.Granularity]
 }

@@ -44,7 +44,53 @@ public struct PrecisionPlan: Codable, Sendable, Equatable {
         public static func < (a: Precision, b: Precision) -> Bool { a.rank < b.rank }
     }
 
-    public enum Granularity: String, Codable, Sendable { case tensor, channel }
+    /// Weight scales: one per tensor, one per output channel, or one per group of N consecutive
+    /// weights of an output channel's fan-in (`group=N`; Icraft's per = "group=N").
+    public enum Granularity: Codable, Sendable, Equatable, Hashable {
+        case tensor, channel, group(Int)
+
+        /// `tensor`, `channel` or `group=N`, as the CSV and Icraft write it.
+        public var text: String {
+            switch self {
+            case .tensor: "tensor"
+            case .channel: "channel"
+            case .group(let n): "group=\(n)"
+            }
+        }
+
+        /// Parses `text` (case-insensitive; `group=N` with N ≥ 2), nil when it is none of them.
+        public init?(text: String) {
+            let t = text.trimmingCharacters(in: .whitespaces).lowercased()
+            switch t {
+            case "tensor": self = .tensor
+            case "channel": self = .channel
+            default:
+                let parts = t.split(separator: "=", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+                guard parts.count == 2, parts[0] == "group", let n = Int(parts[1]), n >= 2 else { return nil }
+                self = .group(n)
+            }
+        }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.singleValueContainer()
+            let s = try c.decode(String.self)
+            guard let g = Granularity(text: s) else {
+                throw DecodingError.dataCorruptedError(in: c, debugDescription: "'\(s)' is not tensor, channel or group=N (N >= 2)")
+            }
+            self = g
+        }
+
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.singleValueContainer()
+            try c.encode(text)
+        }
+
+        /// The group size, nil for tensor or channel.
+        public var groupSize: Int? {
+            if case .group(let n) = self { return n }
+            return nil
+        }
+    }
 
     public struct Op: Codable, Sendable, Equatable {
         /// Position among the prepared model's nodes (main graph, then If/Loop/Scan bodies depth
@@ -107,7 +153,7 @@ public struct PrecisionPlan: Codable, Sendable, Equatable {
     public func csv() -> String {
         var out = Self.columns.joined(separator: ",") + "\n"
         for o in ops {
-            let fields = [o.opId >= 0 ? "\(o.opId)" : "", o.node, o.type, o.dtype.rawValue, o.per?.rawValue ?? "", o.saturation.map(Self.methodName) ?? "",
+            let fields = [o.opId >= 0 ? "\(o.opId)" : "", o.node, o.type, o.dtype.rawValue, o.per?.text ?? "", o.saturation.map(Self.methodName) ?? "",
                           o.valueRangeInBits.map(String.init) ?? "", o.reason ?? ""]
             out += fields.map(Self.quoted).joined(separator: ",") + "\n"
         }
@@ -144,14 +190,13 @@ public struct PrecisionPlan: Codable, Sendable, Equatable {
             guard let dtype = Self.precision(text) else {
                 throw Self.error(path, line: line, "has dtype '\(text)'; expected one of int8, int16, fp16, bf16, fp32 (float)")
             }
-            let perText = field("per").lowercased()
+            let perText = field("per")
             var per: Granularity? = nil
-            switch perText {
-            case "": break
-            case "channel": per = .channel
-            case "tensor": per = .tensor
-            default:
-                throw Self.error(path, line: line, "has per '\(perText)'; expected channel or tensor (group=N is not implemented)", code: perText.hasPrefix("group") ? "QK7005" : "QK5005")
+            if !perText.isEmpty {
+                guard let g = Granularity(text: perText) else {
+                    throw Self.error(path, line: line, "has per '\(perText)'; expected channel, tensor or group=N (N a whole number of 2 or more)")
+                }
+                per = g
             }
             let satText = field("saturation")
             var saturation: RangeMethod? = nil

@@ -83,8 +83,9 @@ extension QDQRewriter {
 
     /// `values` rounded onto the grid with error compensation (GPTQ) when an input Hessian was
     /// collected for `n` and the layout fits (symmetric grid, per tensor or per row), else nil.
+    /// With `groupSize` > 0, `scales` holds ⌈k/groupSize⌉ scales per row (row-major).
     func compensatedRounding(_ n: Node, values: [Float], shape: [Int], axis: Int?, scales: [Double], grid: QuantGrid,
-                             result: inout Result) -> [Float]? {
+                             groupSize: Int = 0, result: inout Result) -> [Float]? {
         guard let h = options.weightHessians[n.name], grid.symmetric, shape.count >= 2, !h.matrices.isEmpty else { return nil }
         let rowAxis = h.rowAxis
         guard axis == nil || axis == rowAxis, rowAxis == 0 || (rowAxis == 1 && shape.count == 2) else { return nil }
@@ -92,6 +93,7 @@ extension QDQRewriter {
         guard rows > 0, k == h.k, rows % h.matrices.count == 0 else { return nil }
         let perGroup = rows / h.matrices.count
         let rowScales = axis == nil ? [Double](repeating: scales[0], count: rows) : scales
+        guard groupSize == 0 || (axis != nil && scales.count == rows * ((k + groupSize - 1) / groupSize)) else { return nil }
         func transpose(_ a: [Float], _ r: Int, _ c: Int) -> [Float] {
             var t = [Float](repeating: 0, count: a.count)
             for i in 0..<r { for j in 0..<c { t[j * r + i] = a[i * c + j] } }
@@ -101,7 +103,7 @@ extension QDQRewriter {
         if let ada = options.adaRound {
             let problem = AdaRound.Problem(w: w, rows: rows, k: k, scales: rowScales, qmin: Double(grid.qmin), qmax: Double(grid.qmax),
                                            hessians: h.matrices.map { $0.map(Float.init) }, cross: h.cross?.map { $0.map(Float.init) },
-                                           floatHessians: h.floatMatrices?.map { $0.map(Float.init) })
+                                           floatHessians: h.floatMatrices?.map { $0.map(Float.init) }, groupSize: groupSize)
             let o = options.adaRoundCache.map { $0.outcome(node: n.name, problem: problem, options: ada) { AdaRound.round(problem, options: ada) } }
                 ?? AdaRound.round(problem, options: ada)
             result.rounding[n.name] = WeightRoundingRecord(flips: o.flips, weights: w.count, errorNearest: o.errorNearest, errorAfter: o.errorAfter)
@@ -109,7 +111,7 @@ extension QDQRewriter {
             return rowAxis == 0 ? o.values : transpose(o.values, shape[1], shape[0])
         }
         guard let r = ErrorCompensatedRounding.round(w, rows: rows, hessian: h, groupOfRow: { $0 / perGroup }, scales: rowScales,
-                                                     qmin: Double(grid.qmin), qmax: Double(grid.qmax)) else { return nil }
+                                                     qmin: Double(grid.qmin), qmax: Double(grid.qmax), groupSize: groupSize) else { return nil }
         return rowAxis == 0 ? r : transpose(r, shape[1], shape[0])
     }
 
@@ -121,7 +123,7 @@ extension QDQRewriter {
     /// Runtime would do itself (its optimizer's Div/Round/Cast need opset 11 and break an opset-10
     /// model; light_bvlc_alexnet's Gemms, whose weights come from ConstantOfShape, found it).
     func quantizeWeights(_ n: Node, in g: Graph, weightIndex wi: Int, axis requested: Int, biasIndex: Int?, inputScale: Double?,
-                         activationWeightScale: Double? = nil, perChannel: Bool,
+                         activationWeightScale: Double? = nil, granularity: PrecisionPlan.Granularity,
                          domain: String, opset: Int, names: inout NameAllocator, result: inout Result) throws {
         let wName = n.inputs[wi]
         if g.initializer(wName) == nil, let s_w = activationWeightScale, let s_in = inputScale, let bi = biasIndex, bi < n.inputs.count,
@@ -136,7 +138,17 @@ extension QDQRewriter {
         guard let w = g.initializer(wName), w.dtype == .float, w.count > 0 else { return }
         let grid = options.scheme.weight
         var axis: Int? = requested >= 0 ? requested : (requested == -2 && w.rank == 2 ? 1 : nil)
-        if !perChannel || (axis.map { $0 >= w.rank } ?? false) { axis = nil }
+        if granularity == .tensor || (axis.map { $0 >= w.rank } ?? false) { axis = nil }
+        if let size = granularity.groupSize, let a = axis {
+            if let layout = WeightRows(shape: w.shape, channelAxis: a), layout.fanIn > size {
+                try quantizeGroupedWeights(n, in: g, weightIndex: wi, layout: layout, groupSize: size, biasIndex: biasIndex, opset: opset, names: &names, result: &result)
+                return
+            }
+            if WeightRows(shape: w.shape, channelAxis: a) == nil {
+                result.warnings.append("\(n.label): weight groups need the output channel on the weight's first axis (or a 2-D weight); its weight is quantized per channel")
+            }
+        }
+        let packed = options.scheme.packedWeights == true && grid.packedDType != grid.dtype
         let channels = axis.map { w.shape[$0] } ?? 1
         let inner = axis.map { w.shape[($0 + 1)...].reduce(1, *) } ?? w.count
         let values = w.floats()
@@ -181,18 +193,13 @@ extension QDQRewriter {
             if negligible > 0 { result.negligibleChannels.append((n.name, negligible)) }
             biasValues = bv
         }
-        let wDomain = axis != nil && opset < 13 ? "com.microsoft" : domain
-        if wDomain == "com.microsoft", !model.extras.opsetImport.contains(where: { $0.domain == "com.microsoft" }) {
-            var o = model.extras.opsetImport[0]
-            o.domain = "com.microsoft"
-            o.version = 1
-            model.extras.opsetImport.append(o)
-        }
+        let wDomain = (axis != nil && opset < 13) || (packed && opset < 21) ? "com.microsoft" : domain
+        if wDomain == "com.microsoft" || packed { requireMicrosoftDomainAndInt4(opset: wDomain == "com.microsoft" ? min(opset, 20) : opset, int4: packed) }
         let qName = names.fresh(wName + "_quantized")
         let sName = names.fresh(wName + "_scale")
         let zName = names.fresh(wName + "_zero_point")
         let compensated = compensatedRounding(n, values: values, shape: w.shape, axis: axis, scales: scales, grid: grid, result: &result)
-        let quantized = grid.quantize(compensated ?? values, shape: w.shape, scales: scales, zeroPoints: zps, axis: axis)
+        let quantized = grid.quantize(compensated ?? values, shape: w.shape, scales: scales, zeroPoints: zps, axis: axis, packed: packed)
         g.setInitializer(qName, quantized)
         var corrected = false
         if let bv = biasValues, let mean = options.inputMeans[n.name] {
@@ -207,7 +214,7 @@ extension QDQRewriter {
             }
         }
         g.setInitializer(sName, axis == nil ? Tensor(shape: [], floats: [Float(scales[0])]) : Tensor(shape: [channels], floats: scales.map(Float.init)))
-        g.setInitializer(zName, grid.zeroPointTensor(zps, perChannel: axis != nil))
+        g.setInitializer(zName, grid.zeroPointTensor(zps, perChannel: axis != nil, packed: packed))
         let dq = names.fresh(wName + Suffix.dq)
         let dqNode = Node(name: names.fresh(wName + "_DequantizeLinear"), opType: "DequantizeLinear", domain: wDomain, inputs: [qName, sName, zName], outputs: [dq])
         if let axis { dqNode.setAttribute(.int("axis", axis)) }
@@ -215,7 +222,7 @@ extension QDQRewriter {
         n.inputs[wi] = dq
         result.dequantized[dq] = wName
         result.parameters[wName] = TensorQuantParameters(
-            role: .weight, dtype: grid.dtype.name, scale: scales, zeroPoint: zps, axis: axis,
+            role: .weight, dtype: (packed ? grid.packedDType : grid.dtype).name, scale: scales, zeroPoint: zps, axis: axis,
             threshold: (0..<channels).map { max(abs(lo[$0]), abs(hi[$0])) }, method: compensated == nil ? "minmax" : options.adaRound == nil ? "minmax+gptq" : "minmax+adaround")
 
         guard let bv = biasValues, let bi = biasIndex, let s_in = inputScale else { return }

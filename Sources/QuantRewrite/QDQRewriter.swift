@@ -323,12 +323,12 @@ public struct QDQRewriter {
         // override them as a custom_setting does; fp16/bf16 ones get their rounding below.
         var rounded: [(Node, PrecisionPlan.Precision)] = []
         var planFloat: [ObjectIdentifier: String] = [:]
-        var weightsPerChannel: [ObjectIdentifier: Bool] = [:]
+        var weightGranularity: [ObjectIdentifier: PrecisionPlan.Granularity] = [:]
         if let plan = options.control.plan {
             for n in g.nodes {
                 let id = ObjectIdentifier(n)
                 guard let k = result.opIds[id], let op = plan.op(node: n.name, opId: k) else { continue }
-                if let per = op.per { weightsPerChannel[id] = per == .channel }
+                if let per = op.per { weightGranularity[id] = per }
                 if op.dtype.isFloat {
                     // A row's reason is kept, so that a written plan read back is written the same.
                     if !floatNodes.contains(id) { planFloat[id] = op.reason ?? "plan" }
@@ -512,7 +512,7 @@ public struct QDQRewriter {
                                                                      method: methods.sorted().joined(separator: "+"), group: groups.find(t)) }
         }
         return GraphQuantPlan(tensors: params, rules: rules, floatRun: floatRun, floatProduced: floatProduced, keptFloat: keptFloat,
-                              rounded: rounded, weightsPerChannel: weightsPerChannel)
+                              rounded: rounded, weightGranularity: weightGranularity)
     }
 
     /// Carries out `plan` on `g`: Q/DQ pairs for its tensors, quantized weights and biases for
@@ -556,10 +556,10 @@ public struct QDQRewriter {
             let weightScale = w.index < n.inputs.count && g.initializer(n.inputs[w.index]) == nil ? params[originalName(n.inputs[w.index], result)]?.scale : nil
             let weightName = w.index < n.inputs.count ? n.inputs[w.index] : ""
             try quantizeWeights(n, in: g, weightIndex: w.index, axis: w.axis, biasIndex: rule.bias, inputScale: inputScale, activationWeightScale: weightScale,
-                                perChannel: plan.weightsPerChannel[ObjectIdentifier(n)] ?? options.scheme.perChannelWeights,
+                                granularity: plan.weightGranularity[ObjectIdentifier(n)] ?? options.scheme.weightGranularity,
                                 domain: qdqDomain, opset: opset, names: &names, result: &result)
             if weightScale == nil, let p = result.parameters[weightName], p.role == .weight {
-                result.granularity[ObjectIdentifier(n)] = p.axis == nil ? .tensor : .channel
+                result.granularity[ObjectIdentifier(n)] = p.blockSize.map { .group($0) } ?? (p.axis == nil ? .tensor : .channel)
             }
             if n.opType == "MatMul", let s_in = inputScale {
                 quantizeMatMulBias(n, in: g, index: index, inputScale: s_in, keptFloat: plan.keptFloat, domain: qdqDomain, opset: opset, names: &names, result: &result)
@@ -590,7 +590,7 @@ public struct QDQRewriter {
     func quantizeMatMulBias(_ n: Node, in g: Graph, index: GraphIndex, inputScale s_in: Double, keptFloat: Set<ObjectIdentifier>, domain: String,
                             opset: Int, names: inout NameAllocator, result: inout Result) {
         guard let y = n.outputs.first, !g.outputs.contains(where: { $0.name == y }), n.inputs.count > 1,
-              let wp = result.parameters[originalName(n.inputs[1], result)], wp.role == .weight else { return }
+              let wp = result.parameters[originalName(n.inputs[1], result)], wp.role == .weight, wp.blockSize == nil else { return }
         let readers = index.consumers(of: y)
         guard readers.count == 1, let add = readers.first, add.isStandard, add.opType == "Add", add.inputs.count == 2,
               !keptFloat.contains(ObjectIdentifier(add)) else { return }

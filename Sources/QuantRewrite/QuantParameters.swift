@@ -1,4 +1,5 @@
 import QuantCalibration
+import QuantAlgorithms
 import QuantCore
 
 /// The quantization parameters chosen for one tensor, as written to `NAME.qparams.json`.
@@ -10,6 +11,9 @@ public struct TensorQuantParameters: Codable, Sendable, Equatable {
     public var zeroPoint: [Int]
     /// Channel axis for per-channel parameters.
     public var axis: Int?
+    /// Per-group weights: the group size; `scale` and `zeroPoint` then hold one value per group,
+    /// row-major by output channel (along `axis`), then group along the channel's fan-in.
+    public var blockSize: Int? = nil
     /// The clipping range [lo, hi] (activations), or the per-tensor absmax (weights).
     public var threshold: [Double]
     public var method: String
@@ -29,7 +33,7 @@ public struct WeightRoundingRecord: Codable, Sendable, Equatable {
 extension QuantGrid {
     /// The ONNX element type of this grid's integers. Grids narrower than 8 bits (`--weight-bits
     /// 4`: integers in [-7, 7]) are stored in 8-bit tensors, which ONNX Runtime runs as its int8
-    /// kernels; packed int4 tensors (opset 21) are not written yet.
+    /// kernels; `packedDType` is the sub-byte alternative.
     public var dtype: DType {
         switch (bits, signed) {
         case (2...8, true): .int8
@@ -40,9 +44,24 @@ extension QuantGrid {
         }
     }
 
+    /// int4/uint4 for grids of 4 bits or fewer (packed, low nibble first), else `dtype`.
+    public var packedDType: DType {
+        bits <= 4 ? (signed ? .int4 : .uint4) : dtype
+    }
+
     /// `values` quantized to this grid with `scale`/`zeroPoint` per channel along `axis`
-    /// (per tensor when `axis` is nil), half-to-even, saturating, as a tensor of `dtype`.
-    func quantize(_ values: [Float], shape: [Int], scales: [Double], zeroPoints: [Int], axis: Int?) -> Tensor {
+    /// (per tensor when `axis` is nil), half-to-even, saturating, as a tensor of `dtype`
+    /// (`packedDType` when `packed`).
+    func quantize(_ values: [Float], shape: [Int], scales: [Double], zeroPoints: [Int], axis: Int?, packed: Bool = false) -> Tensor {
+        if packed && packedDType != dtype {
+            var q = [Int](repeating: 0, count: values.count)
+            let inner = axis.map { shape[($0 + 1)...].reduce(1, *) } ?? 1
+            for (i, v) in values.enumerated() {
+                let c = axis == nil ? 0 : (i / inner) % scales.count
+                q[i] = Int(min(max((Double(v) / scales[c]).rounded(.toNearestOrEven) + Double(zeroPoints[c]), Double(qmin)), Double(qmax)))
+            }
+            return Self.packed(q, dtype: packedDType, shape: shape)
+        }
         let out = Tensor(dtype: dtype, shape: shape)
         let inner = axis.map { shape[($0 + 1)...].reduce(1, *) } ?? 1
         let channels = scales.count
@@ -61,8 +80,34 @@ extension QuantGrid {
         return out
     }
 
-    /// A zero-point tensor of this grid's type (scalar or 1-D).
-    func zeroPointTensor(_ zps: [Int], perChannel: Bool) -> Tensor {
-        quantize(zps.map(Float.init), shape: perChannel ? [zps.count] : [], scales: [1], zeroPoints: [0], axis: nil)
+    /// Integers already on the grid as a tensor of `dtype` (or `packedDType` when `packed`).
+    func tensor(_ q: [Int], shape: [Int], packed: Bool = false) -> Tensor {
+        if packed && packedDType != dtype { return Self.packed(q, dtype: packedDType, shape: shape) }
+        return quantize(q.map(Float.init), shape: shape, scales: [1], zeroPoints: [0], axis: nil)
+    }
+
+    /// 4-bit integers packed two per byte, the first in the low nibble (ONNX's int4/uint4 layout).
+    static func packed(_ q: [Int], dtype: DType, shape: [Int]) -> Tensor {
+        let out = Tensor(dtype: dtype, shape: shape)
+        let p = out.storage.pointer
+        for i in stride(from: 0, to: q.count, by: 2) {
+            let lo = UInt8(truncatingIfNeeded: q[i]) & 0x0F
+            let hi = i + 1 < q.count ? UInt8(truncatingIfNeeded: q[i + 1]) & 0x0F : 0
+            p.storeBytes(of: lo | (hi << 4), toByteOffset: i / 2, as: UInt8.self)
+        }
+        return out
+    }
+
+    /// A zero-point tensor of this grid's type (scalar or 1-D, or `shape`).
+    func zeroPointTensor(_ zps: [Int], perChannel: Bool, packed: Bool = false, shape: [Int]? = nil) -> Tensor {
+        tensor(zps, shape: shape ?? (perChannel ? [zps.count] : []), packed: packed)
+    }
+}
+
+extension QuantScheme {
+    /// The weight granularity this scheme asks for where the plan does not say.
+    public var weightGranularity: PrecisionPlan.Granularity {
+        if let g = weightGroupSize { return .group(g) }
+        return perChannelWeights ? .channel : .tensor
     }
 }

@@ -331,8 +331,17 @@ struct QuantizeSettings: ParsableArguments {
     @Option(help: "XQuant finetune_level: 0 or 1 (static parameters), 2 (AdaRound: --weight-rounding adaround); 3 (block reconstruction) is not implemented.")
     var finetuneLevel: Int?
 
-    @Option(help: "Bits of weight integers, 2 to 8 (default 8; symmetric: 4 gives [-7, 7]); stored in int8 tensors that ONNX Runtime runs as int8. W4A8 is --weight-bits 4.")
+    @Option(help: "Bits of weight integers, 2 to 8 (default 8; symmetric: 4 gives [-7, 7]); stored in int8 tensors that ONNX Runtime runs as int8 (--pack-weights: int4). W4A8 is --weight-bits 4.")
     var weightBits: Int?
+
+    @Option(help: "Weight grid (Distiller's names): sym (signed symmetric, default), asym_u (unsigned with a zero point: uint4 at 4 bits, uint8 at 8) or asym_s (signed with a zero point).")
+    var weightMode: String?
+
+    @Option(help: "One weight scale per N consecutive weights of each output channel's fan-in (per group; Icraft per = \"group=N\"), e.g. 32 or 128. ONNX Runtime runs these ops float on the dequantized weights.")
+    var groupSize: Int?
+
+    @Flag(help: "Store weight grids of 4 bits or fewer packed as int4/uint4 (half the size; opset 21 DequantizeLinear, or ONNX Runtime's com.microsoft one below it). ONNX Runtime then runs those ops float; without it they are int8 tensors that its int8 kernels run.")
+    var packWeights = false
 
     @Option(help: "Weight rounding: nearest (default), gptq (error-compensated with the layer inputs of up to 128 calibration items; better on EfficientNet-Lite0, worse on PP-OCRv4 rec) or adaround (up or down per weight, learned on the same statistics; XQuant finetune_level 2); see docs/BENCHMARKS.md.")
     var weightRounding: WeightRounding?
@@ -355,9 +364,8 @@ struct QuantizeSettings: ParsableArguments {
         if let l = precisionLevel { cfg.tuning = try QuantizerConfiguration.precisionLevel(l, key: "--precision-level") }
         if let l = finetuneLevel { cfg.weightRounding = try QuantizerConfiguration.finetuneLevel(l, key: "--finetune-level") ?? cfg.weightRounding }
         if let r = weightRounding { cfg.weightRounding = r }
-        if let b = weightBits {
-            guard (2...8).contains(b) else { throw ConfigurationError.invalidValue("--weight-bits", "\(b)", expected: "2 to 8") }
-            cfg.scheme.weight = QuantGrid(bits: b, signed: true, symmetric: true)
+        try cfg.setWeightFormat(bits: weightBits, mode: weightMode, groupSize: groupSize, packed: packWeights ? true : nil) { key in
+            ["bits": "--weight-bits", "mode": "--weight-mode", "group_size": "--group-size"][key] ?? key
         }
     }
 

@@ -94,3 +94,24 @@ private func problem(seed: UInt64) -> AdaRound.Problem {
     let exact = (0..<p.w.count).map { Double(p.w[$0]) / p.scales[$0 / k] }
     #expect(abs(p.outputError(integers: exact)) < 1e-9 && target.outputError(integers: exact) > 1e-6)
 }
+
+@Test func adaRoundWithGroupScalesRoundsOntoEachGroupsGrid() {
+    // --group-size: rows of 5 weights in groups of 2 (2 + 2 + 1), each group its own scale.
+    let base = problem(seed: 4)
+    let (rows, k, gs, groups) = (base.rows, base.k, 2, 3)
+    var scales = [Double]()
+    for r in 0..<rows {
+        for g in 0..<groups {
+            scales.append(Double((g * gs..<min(k, (g + 1) * gs)).map { abs(base.w[r * k + $0]) }.max()!) / 7)
+        }
+    }
+    let p = AdaRound.Problem(w: base.w, rows: rows, k: k, scales: scales, qmin: -7, qmax: 7, hessians: base.hessians, groupSize: gs)
+    var options = AdaRound.Options()
+    options.iterations = 300
+    let o = AdaRound.round(p, options: options)
+    #expect(o.errorAfter <= o.errorNearest)
+    for i in p.w.indices {
+        let s = scales[(i / k) * groups + (i % k) / gs], q = Double(o.values[i]) / s
+        #expect(abs(q - q.rounded()) < 1e-4 && abs(q) <= 7 + 1e-6 && abs(q - Double(p.w[i]) / s) < 1 + 1e-6, "weight \(i)")
+    }
+}

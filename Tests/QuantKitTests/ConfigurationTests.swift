@@ -221,10 +221,14 @@ let xquantSample = """
     #expect(try !icraft("[quantize]\n").equalize)
     #expect(try icraft("[quantize]\nsmooth_alpha = -1\n").smoothQuant == .auto && (try icraft("[quantize]\n").smoothQuant) == nil)
     #expect(codedError { _ = try icraft("[quantize]\nsmooth_alpha = 1.5\n") }?.code == "QK7004")
+    // per = "group=N": one weight scale per N weights of each output channel's fan-in.
+    #expect(try icraft("[quantize]\nper = \"group=32\"\n").scheme.weightGroupSize == 32)
+    #expect(try icraft("[quantize]\nper = \"channel\"\n").scheme.weightGroupSize == nil)
+    #expect(codedError { _ = try icraft("[quantize]\nper = \"group=1\"\n") }?.code == "QK7004")
 }
 
 @Test func icraftKeysNotImplementedAreNamed() {
-    for (line, key) in [("per = \"group=4\"", "quantize.per"), ("json = \"net.json\"", "quantize.json")] {
+    for (line, key) in [("json = \"net.json\"", "quantize.json")] {
         let e = codedError { _ = try icraft("[quantize]\n\(line)\n") }
         #expect(e?.code == "QK7005", "\(line)")
         #expect(e?.message.hasPrefix("\(key) = ") == true && e?.message.hasSuffix("is not implemented in QuantKit") == true, "\(line)")

@@ -69,3 +69,36 @@ private func outputError(_ w: [Float], _ q: [Float], _ x: [Double], rows: Int, k
     #expect(q[0] == 0 && q[1] == 0)
     #expect(q[2] == 0 && q[3] == 1)   // 0.3 + 0.3 carried: the pair's sum 0.6 rounds to 1
 }
+
+@Test func groupScalesKeepEveryWeightOnItsGroupsGridAndStillCompensate() throws {
+    // Per-group scales (--group-size): each run of `gs` columns of a row has its own scale; every
+    // result must be q·(its group's scale) with q in [-7, 7], and the compensation must still beat
+    // round-to-nearest with the same group scales.
+    var rng = SplitMix64(seed: 11)
+    let rows = 8, k = 20, n = 300, gs = 8, groups = 3   // 20 = 8 + 8 + 4
+    var x = [Double](repeating: 0, count: k * n)
+    for c in 0..<n {
+        let f = gaussian(&rng)
+        for i in 0..<k { x[i * n + c] = f + 0.4 * gaussian(&rng) }
+    }
+    var h = [Double](repeating: 0, count: k * k)
+    for i in 0..<k { for j in 0..<k { for c in 0..<n { h[i * k + j] += x[i * n + c] * x[j * n + c] / Double(n) } } }
+    let w = (0..<(rows * k)).map { i in Float(gaussian(&rng) * (i % k < gs ? 1.0 : 0.1)) }   // the first group is 10x larger
+    var scales = [Double]()
+    for r in 0..<rows {
+        for g in 0..<groups {
+            let m = (g * gs..<min(k, (g + 1) * gs)).map { abs(Double(w[r * k + $0])) }.max()!
+            scales.append(m / 7)
+        }
+    }
+    func scale(_ i: Int) -> Double { scales[(i / k) * groups + (i % k) / gs] }
+    let q = try #require(ErrorCompensatedRounding.round(w, rows: rows, hessian: WeightHessian(k: k, rowAxis: 0, matrices: [h]),
+                                                        groupOfRow: { _ in 0 }, scales: scales, qmin: -7, qmax: 7, groupSize: gs))
+    let nearest = (0..<(rows * k)).map { i in Float((Double(w[i]) / scale(i)).rounded(.toNearestOrEven) * scale(i)) }
+    for i in 0..<(rows * k) {
+        let steps = Double(q[i]) / scale(i)
+        #expect(abs(steps - steps.rounded()) < 1e-4 && abs(steps) <= 7.0001, "weight \(i): \(steps) steps of its group's scale")
+    }
+    let eq = outputError(w, q, x, rows: rows, k: k, n: n), en = outputError(w, nearest, x, rows: rows, k: k, n: n)
+    #expect(eq < en, "compensated \(eq) vs nearest \(en)")
+}

@@ -120,7 +120,8 @@ private func node(_ m: Model, producing t: String) -> Node? { m.graph.nodes.firs
 @Test func badPlansAreRefusedWithTheirLine() throws {
     let bad: [(String, String, String)] = [
         ("node,dtype\nc1,int9\n", "QK5005", "line 2"),
-        ("node,dtype,per\nc1,int8,group=32\n", "QK7005", "group"),
+        ("node,dtype,per\nc1,int8,group=1\n", "QK5005", "group=N"),
+        ("node,dtype,per\nc1,int8,rows\n", "QK5005", "per 'rows'"),
         ("node,dtype,value_range_in_bits\nc1,int8,7\n", "QK7005", "value_range_in_bits 7"),
         ("node,dtype,colour\nc1,int8,red\n", "QK5005", "colour"),
         ("node,dtype\nc1,int8\nc1,fp32\n", "QK5005", "second time"),
@@ -134,6 +135,9 @@ private func node(_ m: Model, producing t: String) -> Node? { m.graph.nodes.firs
             #expect(e.code == code && e.description.contains(words) && e.description.contains("p.csv"), "\(e)")
         }
     }
+    // per group=N is read and written back as such.
+    let grouped = try PrecisionPlan(csv: "node,dtype,per\nc1,int8,Group=32\n", path: "p.csv")
+    #expect(grouped.ops[0].per == .group(32) && grouped.csv().contains(",group=32,"))
     // A plan naming a node the model does not have.
     do {
         _ = try rewrite(model(), plan: PrecisionPlan(ops: [.init(opId: 0, node: "conv_9", type: "Conv", dtype: .fp32)]))

@@ -1,0 +1,169 @@
+"""Weight number formats checked against a numpy reference of each format: 4-bit weights per
+group (--group-size) and per channel, packed int4/uint4 (--pack-weights), symmetric and
+asymmetric grids (--weight-mode), at opset 13 (the per-axis DequantizeLinear + Reshape/Slice
+form) and opset 21 (DequantizeLinear with block_size). onnx.checker accepts every output, ONNX
+Runtime runs it, and the weights ONNX Runtime dequantizes equal the reference's."""
+import json
+import os
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from conftest import npy_folder, quantkit
+
+RNG = np.random.default_rng(7)
+W = {
+    "W1": RNG.standard_normal((8, 16, 3, 3)).astype(np.float32) * 0.2,   # Conv 3x3: fan-in 144
+    "W2": RNG.standard_normal((12, 8, 1, 1)).astype(np.float32) * 0.3,   # Conv 1x1: fan-in 8
+    "W3": RNG.standard_normal((12, 10)).astype(np.float32) * 0.3,        # MatMul [K, N]: fan-in 12
+    "W4": RNG.standard_normal((6, 10)).astype(np.float32) * 0.3,         # Gemm transB [N, K]: fan-in 10
+}
+# A few large weights per row, as real layers have: groups then matter.
+W["W1"][:, 0, 0, 0] *= 8
+W["W3"][0, :] *= 8
+WEIGHT_OF = {"conv1": "W1", "conv2": "W2", "mm": "W3", "gemm": "W4"}
+
+
+def model(opset):
+    inits = [numpy_helper.from_array(v, k) for k, v in W.items()]
+    inits += [numpy_helper.from_array(RNG.standard_normal(8).astype(np.float32) * 0.1, "B1"),
+              numpy_helper.from_array(RNG.standard_normal(10).astype(np.float32) * 0.1, "B3"),
+              numpy_helper.from_array(RNG.standard_normal(6).astype(np.float32) * 0.1, "B4")]
+    nodes = [
+        helper.make_node("Conv", ["x", "W1", "B1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "W2"], ["c2"], name="conv2"),
+        helper.make_node("GlobalAveragePool", ["c2"], ["p"], name="pool"),
+        helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+        helper.make_node("MatMul", ["f", "W3"], ["m"], name="mm"),
+        helper.make_node("Add", ["m", "B3"], ["a"], name="add"),
+        helper.make_node("Relu", ["a"], ["r3"], name="relu3"),
+        helper.make_node("Gemm", ["r3", "W4", "B4"], ["y"], name="gemm", transB=1),
+    ]
+    g = helper.make_graph(nodes, "formats", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 6])], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], ir_version=10 if opset >= 21 else 8)
+
+
+def rows_of(name, w):
+    """The weight as rows (one per output channel) of its fan-in, and the inverse."""
+    if name == "W3":
+        return w.T.copy(), lambda m: m.T
+    return w.reshape(w.shape[0], -1), lambda m: m.reshape(w.shape)
+
+
+def reference(name, bits, mode, group):
+    """Dequantized weights of the format: per row (output channel), groups of `group`
+    consecutive fan-in weights (the whole row when group is None), range widened to hold 0."""
+    w = W[name]
+    rows, back = rows_of(name, w.astype(np.float64))
+    out = np.zeros_like(rows)
+    size = group or rows.shape[1]
+    for r in range(rows.shape[0]):
+        for s in range(0, rows.shape[1], size):
+            v = rows[r, s:s + size]
+            lo, hi = min(v.min(), 0.0), max(v.max(), 0.0)
+            if mode == "sym":
+                qmax = 2 ** (bits - 1) - 1
+                scale, zp, qmin = max(-lo, hi) / qmax, 0, -qmax
+            else:
+                qmin, qmax = (0, 2 ** bits - 1) if mode == "asym_u" else (-2 ** (bits - 1), 2 ** (bits - 1) - 1)
+                scale = (hi - lo) / (qmax - qmin)
+                zp = int(np.clip(np.rint(qmin - lo / scale), qmin, qmax))
+            q = np.clip(np.rint(v / scale) + zp, qmin, qmax)
+            out[r, s:s + size] = (q - zp) * np.float32(scale)
+    return back(out).astype(np.float32)
+
+
+def dequantized_weights(path):
+    """The weight each Conv/MatMul/Gemm reads, as ONNX Runtime computes it (exposed as outputs)."""
+    m = onnx.load(path)
+    names = {}
+    for n in m.graph.node:
+        if n.name in WEIGHT_OF:
+            names[n.name] = n.input[1]
+            m.graph.output.append(helper.make_tensor_value_info(n.input[1], TensorProto.FLOAT, None))
+    sess = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+    outs = sess.run(list(names.values()), {"x": RNG.standard_normal((1, 16, 8, 8)).astype(np.float32)})
+    return dict(zip(names.keys(), outs)), m
+
+
+@pytest.mark.parametrize("opset", [13, 21])
+@pytest.mark.parametrize("mode,packed", [("sym", False), ("sym", True), ("asym_u", True), ("asym_s", False)])
+def test_grouped_4_bit_weights_match_the_reference(tmp_path, opset, mode, packed):
+    src = str(tmp_path / "m.onnx")
+    onnx.save(model(opset), src)
+    data = npy_folder(tmp_path / "calib", [RNG.standard_normal((1, 16, 8, 8)).astype(np.float32) for _ in range(8)])
+    out = str(tmp_path / "m.q.onnx")
+    quantkit("quantize", src, "--input", f"x={data}", "-o", out, "--no-analysis", "--weight-bits", "4", "--group-size", "4",
+             "--weight-mode", mode, *(["--pack-weights"] if packed else []))
+    q = onnx.load(out)
+    onnx.checker.check_model(q, full_check=True)
+    got, _ = dequantized_weights(out)
+    for node, name in WEIGHT_OF.items():
+        np.testing.assert_allclose(got[node], reference(name, 4, mode, 4), rtol=1e-6, atol=1e-7, err_msg=f"{node} {mode} opset {opset}")
+    inits = {t.name: t for t in q.graph.initializer}
+    dqs = [n for n in q.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits and len(inits[n.input[0]].dims) >= 2]
+    stored = {inits[n.input[0]].data_type for n in dqs}
+    want = {("sym", True): TensorProto.INT4, ("asym_u", True): TensorProto.UINT4, ("sym", False): TensorProto.INT8,
+            ("asym_s", False): TensorProto.INT8}[(mode, packed)]
+    assert stored == {want}, stored
+    if opset >= 21 and packed:
+        assert all(any(a.name == "block_size" and a.i == 4 for a in n.attribute) for n in dqs)
+        assert all(n.domain == "" for n in dqs)
+    else:
+        # Per-axis DequantizeLinear over [rows * groups, 4] (int8 blocks would be fused wrongly by
+        # ONNX Runtime 1.23 into QLinearConv); int4 below opset 21 needs ONNX Runtime's contrib one.
+        assert all(list(inits[n.input[0]].dims)[1] == 4 for n in dqs)
+        assert all(n.domain == ("com.microsoft" if packed and opset < 21 else "") for n in dqs)
+    # The biases stay float: no one weight scale per channel to give an int32 bias.
+    assert not any(n.op_type == "DequantizeLinear" and n.input[0] in inits and inits[n.input[0]].data_type == TensorProto.INT32
+                   for n in q.graph.node)
+    params = json.load(open(str(tmp_path / "m.qparams.json")))["tensors"]
+    assert params["W1"]["blockSize"] == 4 and len(params["W1"]["scale"]) == 8 * 36
+    assert params["W4"]["blockSize"] == 4 and len(params["W4"]["scale"]) == 6 * 3   # 10 = 4 + 4 + 2
+    plan = open(str(tmp_path / "m.plan.csv")).read()
+    assert plan.count("group=4") == 4, plan
+    # The model still computes what the float model does, roughly.
+    x = RNG.standard_normal((4, 1, 16, 8, 8)).astype(np.float32)
+    f = ort.InferenceSession(src, providers=["CPUExecutionProvider"])
+    g = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
+    a = np.concatenate([f.run(None, {"x": i})[0] for i in x])
+    b = np.concatenate([g.run(None, {"x": i})[0] for i in x])
+    assert float((a * b).sum() / np.linalg.norm(a) / np.linalg.norm(b)) > 0.9
+
+
+@pytest.mark.parametrize("opset", [13, 21])
+def test_packed_int4_per_channel_weights_match_the_reference(tmp_path, opset):
+    src = str(tmp_path / "m.onnx")
+    onnx.save(model(opset), src)
+    data = npy_folder(tmp_path / "calib", [RNG.standard_normal((1, 16, 8, 8)).astype(np.float32) for _ in range(8)])
+    out = str(tmp_path / "m.q.onnx")
+    quantkit("quantize", src, "--input", f"x={data}", "-o", out, "--no-analysis", "--weight-bits", "4", "--pack-weights")
+    q = onnx.load(out)
+    onnx.checker.check_model(q, full_check=True)
+    assert q.ir_version >= 10
+    got, _ = dequantized_weights(out)
+    for node, name in WEIGHT_OF.items():
+        np.testing.assert_allclose(got[node], reference(name, 4, "sym", None), rtol=1e-6, atol=1e-7, err_msg=node)
+    inits = {t.name: t for t in q.graph.initializer}
+    for n in q.graph.node:
+        if n.op_type == "DequantizeLinear" and n.input[0] in inits and len(inits[n.input[0]].dims) >= 2:
+            assert inits[n.input[0]].data_type == TensorProto.INT4
+            assert n.domain == ("" if opset >= 21 else "com.microsoft")
+            # int4 values really are in [-7, 7], packed two per byte.
+            v = numpy_helper.to_array(inits[n.input[0]])
+            assert v.min() >= -7 and v.max() <= 7 and len(inits[n.input[0]].raw_data) == (v.size + 1) // 2
+
+
+def test_weight_format_errors_are_coded(tmp_path):
+    src = str(tmp_path / "m.onnx")
+    onnx.save(model(13), src)
+    data = npy_folder(tmp_path / "calib", [RNG.standard_normal((1, 16, 8, 8)).astype(np.float32) for _ in range(2)])
+    for args, text in [(["--group-size", "1"], "--group-size"), (["--weight-mode", "sym8"], "--weight-mode"), (["--weight-bits", "9"], "--weight-bits")]:
+        r = quantkit("quantize", src, "--input", f"x={data}", "--no-analysis", *args, check=False)
+        assert r.returncode != 0 and "QK7004" in r.stderr and text in r.stderr, r.stderr
+        assert not os.path.exists(str(tmp_path / "m.q.onnx"))
