@@ -100,7 +100,8 @@ class Reader(CalibrationDataReader):
         self.items = iter(bd.calib_items(name, inputs))
     def get_next(self):
         return next(self.items, None)
-quantize_static(model, out, Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+weight_type = QuantType[opts.pop("weight_type", "QInt8")]   # QInt4 / QUInt4 for 4-bit weights (number_formats.py)
+quantize_static(model, out, Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QUInt8, weight_type=weight_type,
                 calibrate_method=CalibrationMethod.MinMax, **opts)
 """
 

@@ -19,6 +19,8 @@ public struct QuantScheme: Codable, Sendable, Equatable {
     /// Weight grids of 4 bits or fewer stored as packed int4/uint4 (half the size; ONNX
     /// Runtime dequantizes them and runs the op float) instead of int8/uint8 (its int8 kernels).
     public var packedWeights: Bool?
+    /// Non-uniform weights: each layer's integers restricted to this many values (``NonUniformLevels``).
+    public var weightLevels: Int?
 
     public init(activation: QuantGrid = .uint8Asymmetric, weight: QuantGrid = .int8Symmetric,
                 perChannelWeights: Bool = true, method: RangeMethod = .auto) {

@@ -202,7 +202,10 @@ public struct QuantizerConfiguration: Codable, Sendable {
     /// 2–8; `mode` sym (signed symmetric, the default), asym_u (unsigned with a zero point:
     /// uint4 at 4 bits) or asym_s (signed with a zero point), Distiller's names; `groupSize` ≥ 2
     /// (per group); `packed` stores grids of 4 bits or fewer as int4/uint4. Throws QK7004.
-    public mutating func setWeightFormat(bits: Int? = nil, mode: String? = nil, groupSize: Int? = nil, packed: Bool? = nil, key: (String) -> String) throws {
+    /// `levels`: non-uniform weights, each layer's integers restricted to that many values (2 up
+    /// to the grid's count, AMCT's NUQ).
+    public mutating func setWeightFormat(bits: Int? = nil, mode: String? = nil, groupSize: Int? = nil, packed: Bool? = nil, levels: Int? = nil,
+                                         key: (String) -> String) throws {
         var grid = scheme.weight
         if let b = bits {
             guard (2...8).contains(b) else { throw ConfigurationError.invalidValue(key("bits"), "\(b)", expected: "2 to 8") }
@@ -222,6 +225,13 @@ public struct QuantizerConfiguration: Codable, Sendable {
             scheme.weightGroupSize = n
         }
         if let p = packed { scheme.packedWeights = p ? true : nil }
+        if let l = levels {
+            let count = scheme.weight.qmax - scheme.weight.qmin + 1
+            guard l >= 2 && l < count else {
+                throw ConfigurationError.invalidValue(key("levels"), "\(l)", expected: "2 to \(count - 1) levels for \(scheme.weight.bits)-bit weights, e.g. 16 or 32")
+            }
+            scheme.weightLevels = l
+        }
     }
 
     /// The data set with unnamed inputs given the model's input names in order. Throws QK2101

@@ -52,11 +52,12 @@ struct XQuantFile: Decodable {
         var weight_mode: String?
         var weight_group_size: Int?
         var pack_weights: Bool?
+        var weight_levels: Int?
 
         enum CodingKeys: String, CodingKey, CaseIterable {
             case calibration_step, calibration_device, calibration_type, input_parametres
             case batch_size, bins, activations, per_channel, n_std, statistics, statistics_output, seed, prefetch, fail_on_nonfinite, python
-            case max_image_pixels, max_item_bytes, weight_rounding, bias_correction, weight_bits, weight_mode, weight_group_size, pack_weights
+            case max_image_pixels, max_item_bytes, weight_rounding, bias_correction, weight_bits, weight_mode, weight_group_size, pack_weights, weight_levels
         }
     }
 
@@ -162,7 +163,7 @@ struct XQuantFile: Decodable {
         c.scheme = try QuantizerConfiguration.scheme(named: cal?.activations ?? "u8", key: "calibration_parameters.activations")
         c.scheme.method = method
         if let pc = cal?.per_channel { c.scheme.perChannelWeights = pc }
-        try c.setWeightFormat(bits: cal?.weight_bits, mode: cal?.weight_mode, groupSize: cal?.weight_group_size, packed: cal?.pack_weights) {
+        try c.setWeightFormat(bits: cal?.weight_bits, mode: cal?.weight_mode, groupSize: cal?.weight_group_size, packed: cal?.pack_weights, levels: cal?.weight_levels) {
             "calibration_parameters.weight_\($0)"
         }
         if let r = cal?.weight_rounding {

@@ -83,14 +83,12 @@ extension QDQRewriter {
         let compensated = compensatedRounding(n, values: values, shape: w.shape, axis: layout.channelAxis, scales: scales, grid: grid,
                                               groupSize: gs, result: &result)
         let rounded = compensated.map(layout.matrix) ?? m
-        var q = [Int](repeating: 0, count: rows * fanIn)
-        var dequantized = [Float](repeating: 0, count: rows * fanIn)
-        for i in q.indices {
-            let c = (i / fanIn) * groups + (i % fanIn) / gs
-            let v = min(max((Double(rounded[i]) / scales[c]).rounded(.toNearestOrEven) + Double(zps[c]), Double(grid.qmin)), Double(grid.qmax))
-            q[i] = Int(v)
-            dequantized[i] = Float((v - Double(zps[c])) * scales[c])
+        func group(_ i: Int) -> Int { (i / fanIn) * groups + (i % fanIn) / gs }
+        var q = rounded.indices.map { i in
+            Int(min(max((Double(rounded[i]) / scales[group(i)]).rounded(.toNearestOrEven) + Double(zps[group(i)]), Double(grid.qmin)), Double(grid.qmax)))
         }
+        let levels = restrictLevels(&q, grid: grid) { scales[group($0)] }
+        let dequantized = q.indices.map { i in Float(Double(q[i] - zps[group(i)]) * scales[group(i)]) }
         // Bias correction moves the float bias by the mean output shift of the rounding.
         var corrected = false
         if let bi = biasIndex, bi < n.inputs.count, let b = g.initializer(n.inputs[bi]), b.dtype == .float, b.count == rows,
@@ -169,10 +167,10 @@ extension QDQRewriter {
         }
         n.inputs[wi] = output
         result.dequantized[output] = wName
-        let method = compensated == nil ? "minmax" : options.adaRound == nil ? "minmax+gptq" : "minmax+adaround"
+        let method = weightMethod(compensated: compensated != nil, levels: levels)
         result.parameters[wName] = TensorQuantParameters(
             role: .weight, dtype: dtype.name, scale: scales, zeroPoint: zps, axis: layout.channelAxis, blockSize: gs,
-            threshold: thresholds, method: corrected ? method + "+bias_correction" : method)
+            threshold: thresholds, method: corrected ? method + "+bias_correction" : method, levels: levels)
     }
 
     /// Declares the com.microsoft domain (ONNX Runtime's contrib Q/DQ, which take int4 below

@@ -199,14 +199,15 @@ extension QDQRewriter {
         let sName = names.fresh(wName + "_scale")
         let zName = names.fresh(wName + "_zero_point")
         let compensated = compensatedRounding(n, values: values, shape: w.shape, axis: axis, scales: scales, grid: grid, result: &result)
-        let quantized = grid.quantize(compensated ?? values, shape: w.shape, scales: scales, zeroPoints: zps, axis: axis, packed: packed)
-        g.setInitializer(qName, quantized)
+        func channel(_ i: Int) -> Int { axis == nil ? 0 : (i / inner) % channels }
+        var q = (compensated ?? values).enumerated().map { i, v in
+            Int(min(max((Double(v) / scales[channel(i)]).rounded(.toNearestOrEven) + Double(zps[channel(i)]), Double(grid.qmin)), Double(grid.qmax)))
+        }
+        let levels = restrictLevels(&q, grid: grid) { scales[channel($0)] }
+        g.setInitializer(qName, grid.tensor(q, shape: w.shape, packed: packed))
         var corrected = false
         if let bv = biasValues, let mean = options.inputMeans[n.name] {
-            let dequantized = (compensated ?? values).enumerated().map { i, v in
-                let c = axis == nil ? 0 : (i / inner) % channels
-                return Float(grid.fakeQuantize(Double(v), scale: scales[c], zeroPoint: zps[c]))
-            }
+            let dequantized = q.enumerated().map { i, v in Float(Double(v - zps[channel(i)]) * scales[channel(i)]) }
             if let shift = BiasCorrection.shift(opType: n.opType, weight: values, quantized: dequantized, shape: w.shape,
                                                 transposed: (n.attribute("transB")?.int ?? 0) == 1, inputMeans: mean), shift.count == bv.count {
                 biasValues = zip(bv, shift).map { Float(Double($0) + $1) }
@@ -223,11 +224,26 @@ extension QDQRewriter {
         result.dequantized[dq] = wName
         result.parameters[wName] = TensorQuantParameters(
             role: .weight, dtype: (packed ? grid.packedDType : grid.dtype).name, scale: scales, zeroPoint: zps, axis: axis,
-            threshold: (0..<channels).map { max(abs(lo[$0]), abs(hi[$0])) }, method: compensated == nil ? "minmax" : options.adaRound == nil ? "minmax+gptq" : "minmax+adaround")
+            threshold: (0..<channels).map { max(abs(lo[$0]), abs(hi[$0])) }, method: weightMethod(compensated: compensated != nil, levels: levels),
+            levels: levels)
 
         guard let bv = biasValues, let bi = biasIndex, let s_in = inputScale else { return }
         emitBias(n, in: g, biasIndex: bi, values: bv, scales: (0..<bv.count).map { s_in * scales[channels == 1 ? 0 : $0] },
                  perChannel: channels > 1, corrected: corrected, domain: domain, opset: opset, names: &names, result: &result)
+    }
+
+    /// With `--weight-levels L`: restricts the layer's integers `q` to at most L values
+    /// (``NonUniformLevels``, each weight weighted by its scale squared); returns the levels.
+    func restrictLevels(_ q: inout [Int], grid: QuantGrid, scaleOf: (Int) -> Double) -> [Int]? {
+        guard let l = options.scheme.weightLevels else { return nil }
+        let r = NonUniformLevels.restrict(q, levels: l, qmin: grid.qmin, qmax: grid.qmax) { let s = scaleOf($0); return s * s }
+        q = r.q
+        return r.levels
+    }
+
+    /// The record's method for a weight: minmax, then how it was rounded and restricted.
+    func weightMethod(compensated: Bool, levels: [Int]?) -> String {
+        (compensated ? (options.adaRound == nil ? "minmax+gptq" : "minmax+adaround") : "minmax") + (levels.map { "+nuq\($0.count)" } ?? "")
     }
 
     /// Writes bias `values` as int32 with `scales` (one per element; per tensor unless

@@ -17,6 +17,8 @@ public struct TensorQuantParameters: Codable, Sendable, Equatable {
     /// The clipping range [lo, hi] (activations), or the per-tensor absmax (weights).
     public var threshold: [Double]
     public var method: String
+    /// Non-uniform weights (`--weight-levels`): the integers the weight is restricted to.
+    public var levels: [Int]? = nil
 }
 
 /// What adaptive weight rounding did to one node's weight (`NAME.qparams.json`, the report).

@@ -340,6 +340,9 @@ struct QuantizeSettings: ParsableArguments {
     @Option(help: "One weight scale per N consecutive weights of each output channel's fan-in (per group; Icraft per = \"group=N\"), e.g. 32 or 128. ONNX Runtime runs these ops float on the dequantized weights.")
     var groupSize: Int?
 
+    @Option(help: "Non-uniform weights (AMCT's NUQ): each layer's integer weights restricted to N values chosen by k-means on the int8 grid (a runtime can store log2(N)-bit indices; the model stays int8 QDQ), e.g. 16 or 32.")
+    var weightLevels: Int?
+
     @Flag(help: "Store weight grids of 4 bits or fewer packed as int4/uint4 (half the size; opset 21 DequantizeLinear, or ONNX Runtime's com.microsoft one below it). ONNX Runtime then runs those ops float; without it they are int8 tensors that its int8 kernels run.")
     var packWeights = false
 
@@ -364,8 +367,8 @@ struct QuantizeSettings: ParsableArguments {
         if let l = precisionLevel { cfg.tuning = try QuantizerConfiguration.precisionLevel(l, key: "--precision-level") }
         if let l = finetuneLevel { cfg.weightRounding = try QuantizerConfiguration.finetuneLevel(l, key: "--finetune-level") ?? cfg.weightRounding }
         if let r = weightRounding { cfg.weightRounding = r }
-        try cfg.setWeightFormat(bits: weightBits, mode: weightMode, groupSize: groupSize, packed: packWeights ? true : nil) { key in
-            ["bits": "--weight-bits", "mode": "--weight-mode", "group_size": "--group-size"][key] ?? key
+        try cfg.setWeightFormat(bits: weightBits, mode: weightMode, groupSize: groupSize, packed: packWeights ? true : nil, levels: weightLevels) { key in
+            ["bits": "--weight-bits", "mode": "--weight-mode", "group_size": "--group-size", "levels": "--weight-levels"][key] ?? key
         }
     }
 

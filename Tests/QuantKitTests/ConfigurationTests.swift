@@ -274,3 +274,21 @@ let xquantSample = """
     #expect(try level(2) == TuningOptions(target: TuningTarget(metric: .cosine, value: 0.995), priority: .accuracy))
     #expect(try xquant(#"{"quantization_parameters": {}}"#).tuning == nil)
 }
+
+@Test func weightFormatKeysInBothFiles() throws {
+    // XQuant: QuantKit's weight format keys in calibration_parameters.
+    let x = try xquant(#"{"calibration_parameters": {"weight_bits": 4, "weight_mode": "asym_u", "weight_group_size": 32, "pack_weights": true}}"#)
+    #expect(x.scheme.weight == QuantGrid(bits: 4, signed: false, symmetric: false) && x.scheme.weightGroupSize == 32 && x.scheme.packedWeights == true)
+    #expect(try xquant(#"{"calibration_parameters": {"weight_levels": 16}}"#).scheme.weightLevels == 16)
+    // Icraft: per = "group=N" plus the same keys in [quantize].
+    let i = try icraft("[quantize]\nper = \"group=64\"\nweight_bits = 4\nweight_mode = \"asym_s\"\nweight_levels = 8\n")
+    #expect(i.scheme.weight == QuantGrid(bits: 4, signed: true, symmetric: false) && i.scheme.weightGroupSize == 64 && i.scheme.weightLevels == 8)
+    // Out of range: coded, naming the key.
+    for (text, key) in [(#"{"calibration_parameters": {"weight_bits": 9}}"#, "calibration_parameters.weight_bits"),
+                        (#"{"calibration_parameters": {"weight_mode": "sym8"}}"#, "calibration_parameters.weight_mode"),
+                        (#"{"calibration_parameters": {"weight_group_size": 1}}"#, "calibration_parameters.weight_group_size"),
+                        (#"{"calibration_parameters": {"weight_bits": 4, "weight_levels": 16}}"#, "calibration_parameters.weight_levels")] {
+        let e = codedError { _ = try xquant(text) }
+        #expect(e?.code == "QK7004" && e?.message.hasPrefix(key) == true, "\(text): \(String(describing: e))")
+    }
+}

@@ -137,26 +137,28 @@ def test_grouped_4_bit_weights_match_the_reference(tmp_path, opset, mode, packed
 
 
 @pytest.mark.parametrize("opset", [13, 21])
-def test_packed_int4_per_channel_weights_match_the_reference(tmp_path, opset):
+@pytest.mark.parametrize("mode", ["sym", "asym_u"])
+def test_packed_int4_per_channel_weights_match_the_reference(tmp_path, opset, mode):
     src = str(tmp_path / "m.onnx")
     onnx.save(model(opset), src)
     data = npy_folder(tmp_path / "calib", [RNG.standard_normal((1, 16, 8, 8)).astype(np.float32) for _ in range(8)])
     out = str(tmp_path / "m.q.onnx")
-    quantkit("quantize", src, "--input", f"x={data}", "-o", out, "--no-analysis", "--weight-bits", "4", "--pack-weights")
+    quantkit("quantize", src, "--input", f"x={data}", "-o", out, "--no-analysis", "--weight-bits", "4", "--pack-weights", "--weight-mode", mode)
     q = onnx.load(out)
     onnx.checker.check_model(q, full_check=True)
     assert q.ir_version >= 10
     got, _ = dequantized_weights(out)
     for node, name in WEIGHT_OF.items():
-        np.testing.assert_allclose(got[node], reference(name, 4, "sym", None), rtol=1e-6, atol=1e-7, err_msg=node)
+        np.testing.assert_allclose(got[node], reference(name, 4, mode, None), rtol=1e-6, atol=1e-7, err_msg=node)
     inits = {t.name: t for t in q.graph.initializer}
     for n in q.graph.node:
         if n.op_type == "DequantizeLinear" and n.input[0] in inits and len(inits[n.input[0]].dims) >= 2:
-            assert inits[n.input[0]].data_type == TensorProto.INT4
+            assert inits[n.input[0]].data_type == (TensorProto.INT4 if mode == "sym" else TensorProto.UINT4)
             assert n.domain == ("" if opset >= 21 else "com.microsoft")
-            # int4 values really are in [-7, 7], packed two per byte.
+            # int4 values really are in [-7, 7] (uint4 in [0, 15]), packed two per byte.
             v = numpy_helper.to_array(inits[n.input[0]])
-            assert v.min() >= -7 and v.max() <= 7 and len(inits[n.input[0]].raw_data) == (v.size + 1) // 2
+            lo, hi = (-7, 7) if mode == "sym" else (0, 15)
+            assert v.min() >= lo and v.max() <= hi and len(inits[n.input[0]].raw_data) == (v.size + 1) // 2
 
 
 def test_weight_format_errors_are_coded(tmp_path):
@@ -167,3 +169,31 @@ def test_weight_format_errors_are_coded(tmp_path):
         r = quantkit("quantize", src, "--input", f"x={data}", "--no-analysis", *args, check=False)
         assert r.returncode != 0 and "QK7004" in r.stderr and text in r.stderr, r.stderr
         assert not os.path.exists(str(tmp_path / "m.q.onnx"))
+
+
+def test_non_uniform_weights_use_few_levels_and_still_run_int8(tmp_path):
+    src = str(tmp_path / "m.onnx")
+    onnx.save(model(13), src)
+    data = npy_folder(tmp_path / "calib", [RNG.standard_normal((1, 16, 8, 8)).astype(np.float32) for _ in range(8)])
+    out = str(tmp_path / "m.q.onnx")
+    quantkit("quantize", src, "--input", f"x={data}", "-o", out, "--no-analysis", "--weight-levels", "8")
+    q = onnx.load(out)
+    onnx.checker.check_model(q, full_check=True)
+    inits = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
+    params = json.load(open(str(tmp_path / "m.qparams.json")))["tensors"]
+    for name in W:
+        levels = params[name]["levels"]
+        assert len(levels) <= 8 and params[name]["method"].endswith("+nuq%d" % len(levels))
+    weights = [inits[n.input[0]] for n in q.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+               and inits[n.input[0]].dtype == np.int8 and inits[n.input[0]].ndim >= 2]
+    assert len(weights) == 4 and all(len(np.unique(v)) <= 8 for v in weights)
+    # Still ordinary int8 QDQ: ONNX Runtime fuses the Convs into QLinearConv.
+    from conftest import optimized_ops
+    assert optimized_ops(out, tmp_path).count("QLinearConv") == 2
+    # And close to the 255-level model on the same data.
+    full = str(tmp_path / "full.onnx")
+    quantkit("quantize", src, "--input", f"x={data}", "-o", full, "--no-analysis")
+    x = RNG.standard_normal((1, 16, 8, 8)).astype(np.float32)
+    a = ort.InferenceSession(full, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    b = ort.InferenceSession(out, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert float((a * b).sum() / np.linalg.norm(a) / np.linalg.norm(b)) > 0.95
