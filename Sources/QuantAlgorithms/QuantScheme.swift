@@ -21,6 +21,8 @@ public struct QuantScheme: Codable, Sendable, Equatable {
     public var packedWeights: Bool?
     /// Non-uniform weights: each layer's integers restricted to this many values (``NonUniformLevels``).
     public var weightLevels: Int?
+    /// Fixed-point scales and requantization multipliers (`--scale-format`, `--hardware-profile`).
+    public var hardware: HardwareProfile?
 
     public init(activation: QuantGrid = .uint8Asymmetric, weight: QuantGrid = .int8Symmetric,
                 perChannelWeights: Bool = true, method: RangeMethod = .auto) {

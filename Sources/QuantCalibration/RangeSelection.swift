@@ -294,7 +294,12 @@ public enum RangeSelection {
     /// Quantize-dequantize squared error of the histogram's bin centres on the real grid.
     public static func gridError(_ s: TensorStatistics, _ range: ClipRange, _ grid: QuantGrid) -> Double {
         let (scale, zp) = grid.parameters(for: range)
-        let h = grid.symmetric || s.min >= 0 ? s.absHistogram! : s.histogram!
+        return gridError(s, scale: scale, zeroPoint: zp, grid: grid) ?? 0
+    }
+
+    /// The same for a given scale and zero point; nil without histograms (imported ranges).
+    public static func gridError(_ s: TensorStatistics, scale: Double, zeroPoint zp: Int, grid: QuantGrid) -> Double? {
+        guard let h = grid.symmetric || s.min >= 0 ? s.absHistogram : s.histogram else { return nil }
         var e = 0.0
         for (k, n) in h.counts.enumerated() where n > 0 {
             let x = h.center(k)

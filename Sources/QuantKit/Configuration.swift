@@ -234,6 +234,25 @@ public struct QuantizerConfiguration: Codable, Sendable {
         }
     }
 
+    /// Fixed-point scales: `profile` a hardware profile file (QK7010 when unreadable), `format`
+    /// float, pow2 or fixed:M (M mantissa bits, 1–16), which replaces the profile's scale format
+    /// and keeps its shift range. Throws QK7004 for another format.
+    public mutating func setScaleFormat(_ format: String?, profile: String?, key: String) throws {
+        if let p = profile { scheme.hardware = try HardwareProfile(contentsOf: p) }
+        guard let f = format?.lowercased() else { return }
+        var bits: Int? = nil
+        if f == "pow2" {
+            bits = 0
+        } else if f.hasPrefix("fixed:"), let m = Int(f.dropFirst(6)), (1...16).contains(m) {
+            bits = m
+        } else if f != "float" {
+            throw ConfigurationError.invalidValue(key, "'\(format!)'", expected: "float, pow2 or fixed:M (M mantissa bits, 1 to 16; scales m·2^-n)")
+        }
+        var h = scheme.hardware ?? HardwareProfile()
+        h.scale = bits.map { FixedPointFormat(mantissaBits: $0, shift: h.scale?.shift) }
+        scheme.hardware = h
+    }
+
     /// The data set with unnamed inputs given the model's input names in order. Throws QK2101
     /// when more inputs are configured than the model has.
     public func resolvedData(for signatures: [InputSignature]) throws -> DatasetConfig? {

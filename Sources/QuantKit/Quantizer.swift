@@ -338,6 +338,9 @@ public struct Quantizer: Sendable {
             let sel = RangeSelection.select(e.statistics, method: method, grid: grid)
             return (sel.range, sel.method.description)
         }
+        options.activationError = { name, grid, scale, zp in
+            stats[name].flatMap { RangeSelection.gridError($0.statistics, scale: scale, zeroPoint: zp, grid: grid) }
+        }
         var reusable = reuse
         if reuse == nil, let next = weightStatisticsBatches {
             let cache = AdaRound.Cache()

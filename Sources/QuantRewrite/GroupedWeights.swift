@@ -80,6 +80,10 @@ extension QDQRewriter {
                 thresholds[r] = max(thresholds[r], -lo, hi)
             }
         }
+        try formatWeightScales(&scales, zeroPoints: &zps, grid: grid, what: "weight '\(wName)' of \(n.label)", values: { c in
+            let (r, k) = (c / groups, c % groups)
+            return Array(m[(r * fanIn + k * gs)..<(r * fanIn + min(fanIn, (k + 1) * gs))])
+        }, result: &result)
         let compensated = compensatedRounding(n, values: values, shape: w.shape, axis: layout.channelAxis, scales: scales, grid: grid,
                                               groupSize: gs, result: &result)
         let rounded = compensated.map(layout.matrix) ?? m

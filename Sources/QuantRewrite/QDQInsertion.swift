@@ -166,6 +166,7 @@ extension QDQRewriter {
         }
         // Bias: int32 with scale s_in·s_w; widen s_w where |b| / (s_in·s_w) exceeds int32.
         var biasValues: [Float]?
+        var minimumScale = [Double](repeating: 0, count: channels)
         if let bi = biasIndex, let s_in = inputScale, bi < n.inputs.count, let b = g.initializer(n.inputs[bi]), b.dtype == .float,
            b.count == channels || channels == 1 {
             let bv = b.floats()
@@ -174,6 +175,7 @@ extension QDQRewriter {
             for (k, v) in bv.enumerated() {
                 let c = channels == 1 ? 0 : k
                 let need = abs(Double(v)) / (s_in * limit)
+                minimumScale[c] = max(minimumScale[c], need)
                 if need > scales[c] {
                     scales[c] = need * (1 + 1e-6)
                     // A channel whose largest possible weight contribution (|w|max · input span ·
@@ -192,6 +194,12 @@ extension QDQRewriter {
             }
             if negligible > 0 { result.negligibleChannels.append((n.name, negligible)) }
             biasValues = bv
+        }
+        if options.scheme.hardware?.scale != nil {
+            var byChannel = [[Float]](repeating: [], count: channels)
+            for (i, v) in values.enumerated() { byChannel[axis == nil ? 0 : (i / inner) % channels].append(v) }
+            try formatWeightScales(&scales, zeroPoints: &zps, grid: grid, what: "weight '\(wName)' of \(n.label)", values: { byChannel[$0] },
+                                   minimum: { minimumScale[$0] }, result: &result)
         }
         let wDomain = (axis != nil && opset < 13) || (packed && opset < 21) ? "com.microsoft" : domain
         if wDomain == "com.microsoft" || packed { requireMicrosoftDomainAndInt4(opset: wDomain == "com.microsoft" ? min(opset, 20) : opset, int4: packed) }

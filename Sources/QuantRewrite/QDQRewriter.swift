@@ -35,6 +35,10 @@ public struct QDQRewriter {
         /// ``WeightHessianCollector/inputMeans``); the bias then absorbs the output shift weight
         /// rounding causes (``BiasCorrection``).
         public var inputMeans: [String: [[Double]]] = [:]
+        /// The squared quantization error of an activation tensor's calibration values with a
+        /// given grid, scale and zero point (histogram), nil when not observed: chooses among
+        /// fixed-point scales (`QuantScheme.hardware`).
+        public var activationError: ((String, QuantGrid, Double, Int) -> Double?)? = nil
 
         public init(scheme: QuantScheme, control: QuantControl, range: @escaping (String, QuantGrid, RangeMethod) -> (ClipRange, String)?) {
             self.scheme = scheme
@@ -52,6 +56,8 @@ public struct QDQRewriter {
         /// Per node: channels whose weight scale was widened to keep a large bias exact while
         /// their weights are negligible (summarised in one warning).
         var negligibleChannels: [(node: String, count: Int)] = []
+        /// Scales the hardware profile's bounds clamped (summarised in one warning).
+        var clampedScales: [String] = []
         /// The plan this run used: per op of the prepared model (main graph, then bodies depth
         /// first) its precision, weight granularity and range method, and why float ops are float.
         public var plan = PrecisionPlan()
@@ -202,6 +208,11 @@ public struct QDQRewriter {
                                        + "the written plan says why for each")
             }
         }
+        if !result.clampedScales.isEmpty, let f = options.scheme.hardware?.scale {
+            let (lo, hi) = f.bounds
+            result.warnings.append("\(result.clampedScales.count) scale(s) outside the hardware profile's \(f.describe(lo)) to \(f.describe(hi)) were clamped to the bound, "
+                                   + "which loses precision (e.g. \(result.clampedScales.prefix(3).joined(separator: "; ")))")
+        }
         if !result.negligibleChannels.isEmpty {
             let total = result.negligibleChannels.reduce(0) { $0 + $1.count }
             let examples = result.negligibleChannels.prefix(3).map { "'\($0.node)' \($0.count)" }.joined(separator: ", ")
@@ -287,8 +298,9 @@ public struct QDQRewriter {
     /// nodes the user's settings keep float (their bodies stay float too).
     func rewrite(_ g: Graph, main: Bool, settings: [SubgraphSetting], names: inout NameAllocator,
                  result: inout Result) throws -> (Bool, Set<ObjectIdentifier>) {
-        let decided = plan(g, main: main, settings: settings, result: &result)
+        let decided = try plan(g, main: main, settings: settings, result: &result)
         let microsoft = try apply(decided, to: g, main: main, names: &names, result: &result)
+        try checkMultipliers(g, result: &result)
         return (microsoft, decided.keptFloat)
     }
 
@@ -297,7 +309,7 @@ public struct QDQRewriter {
     /// run float and why, which tensors are quantized, their grid, range, scale and zero point
     /// (one set per sharing group), each quantized node's rule. The graph changes only where a
     /// Relu/Clip is absorbed into the quantized output before it (a float-equivalent rewrite).
-    func plan(_ g: Graph, main: Bool, settings: [SubgraphSetting], result: inout Result) -> GraphQuantPlan {
+    func plan(_ g: Graph, main: Bool, settings: [SubgraphSetting], result: inout Result) throws -> GraphQuantPlan {
         // Per-node settings: float, or activation grid/method overrides.
         var floatNodes = main ? Regions.downstream(of: options.control.truncateAfter, in: g) : []
         // Why a node runs float, for the plan written (the other reasons are found below).
@@ -507,7 +519,14 @@ public struct QDQRewriter {
             }
             guard any else { continue }
             let range = ClipRange(lo: lo, hi: hi)
-            let (scale, zp) = grid.parameters(for: range)
+            var (scale, zp) = grid.parameters(for: range)
+            if options.scheme.hardware?.scale != nil {
+                let error: ((Double, Int) -> Double?)? = options.activationError.map { f in { s, z in
+                    let parts = quantizable.compactMap { f($0, grid, s, z) }
+                    return parts.isEmpty ? nil : parts.reduce(0, +)
+                } }
+                (scale, zp) = try formatScale(scale, zeroPoint: zp, range: range, grid: grid, what: "activation '\(quantizable[0])'", error: error, result: &result)
+            }
             for t in quantizable { params[t] = GraphQuantPlan.Tensor(grid: grid, scale: scale, zeroPoint: zp, range: range,
                                                                      method: methods.sorted().joined(separator: "+"), group: groups.find(t)) }
         }

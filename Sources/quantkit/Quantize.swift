@@ -343,6 +343,12 @@ struct QuantizeSettings: ParsableArguments {
     @Option(help: "Non-uniform weights (AMCT's NUQ): each layer's integer weights restricted to N values chosen by k-means on the int8 grid (a runtime can store log2(N)-bit indices; the model stays int8 QDQ), e.g. 16 or 32.")
     var weightLevels: Int?
 
+    @Option(help: "Scales as the hardware computes them: float (default), pow2 (2^-n) or fixed:M (m·2^-n, m of M bits); each scale is rounded to the nearest representable one below or above, whichever quantizes the calibration data (weights) with less error, the zero point re-chosen.")
+    var scaleFormat: String?
+
+    @Option(help: "A hardware profile (JSON; profiles/icraft.json, profiles/knight.json): the fixed-point format and shift range of scales and of each integer op's requantization multiplier s_in·s_w/s_out, and whether values outside are an error (QK5007) or clamped with a warning.")
+    var hardwareProfile: String?
+
     @Flag(help: "Store weight grids of 4 bits or fewer packed as int4/uint4 (half the size; opset 21 DequantizeLinear, or ONNX Runtime's com.microsoft one below it). ONNX Runtime then runs those ops float; without it they are int8 tensors that its int8 kernels run.")
     var packWeights = false
 
@@ -367,6 +373,7 @@ struct QuantizeSettings: ParsableArguments {
         if let l = precisionLevel { cfg.tuning = try QuantizerConfiguration.precisionLevel(l, key: "--precision-level") }
         if let l = finetuneLevel { cfg.weightRounding = try QuantizerConfiguration.finetuneLevel(l, key: "--finetune-level") ?? cfg.weightRounding }
         if let r = weightRounding { cfg.weightRounding = r }
+        try cfg.setScaleFormat(scaleFormat, profile: hardwareProfile, key: "--scale-format")
         try cfg.setWeightFormat(bits: weightBits, mode: weightMode, groupSize: groupSize, packed: packWeights ? true : nil, levels: weightLevels) { key in
             ["bits": "--weight-bits", "mode": "--weight-mode", "group_size": "--group-size", "levels": "--weight-levels"][key] ?? key
         }

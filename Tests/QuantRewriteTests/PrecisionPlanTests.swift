@@ -165,7 +165,7 @@ private func node(_ m: Model, producing t: String) -> Node? { m.graph.nodes.firs
     })
     var result = QDQRewriter.Result()
     for (k, n) in m.graph.nodes.enumerated() { result.opIds[ObjectIdentifier(n)] = k }
-    let p = rewriter.plan(m.graph, main: true, settings: [], result: &result)
+    let p = try rewriter.plan(m.graph, main: true, settings: [], result: &result)
     // The Relu is absorbed (c1 now produces r1_out, whose range starts at 0); nothing else changed.
     #expect(m.graph.nodes.map(\.opType) == ["Conv", "Conv"])
     #expect(p.rules.map(\.0.name) == ["c1", "c2"] && p.floatRun.isEmpty)
@@ -183,7 +183,7 @@ private func node(_ m: Model, producing t: String) -> Node? { m.graph.nodes.firs
     })
     var result2 = QDQRewriter.Result()
     for (k, n) in m2.graph.nodes.enumerated() { result2.opIds[ObjectIdentifier(n)] = k }
-    let p2 = rewriter2.plan(m2.graph, main: true, settings: [], result: &result2)
+    let p2 = try rewriter2.plan(m2.graph, main: true, settings: [], result: &result2)
     #expect(p2.rules.map(\.0.name) == ["c1"] && p2.floatRun.count == 1 && p2.keptFloat.isEmpty)
     #expect(p2.tensors["r1_out"] != nil && p2.tensors["y"] == nil)
 }

@@ -197,3 +197,70 @@ def test_non_uniform_weights_use_few_levels_and_still_run_int8(tmp_path):
     a = ort.InferenceSession(full, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     b = ort.InferenceSession(out, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     assert float((a * b).sum() / np.linalg.norm(a) / np.linalg.norm(b)) > 0.95
+
+
+def scales_of(q):
+    """Every Q/DQ scale of the model's weights and activations, as float64 (an int32 bias's scale
+    is s_in·s_w, the accumulator's, and not itself in the format)."""
+    inits = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
+    return np.concatenate([inits[n.input[1]].astype(np.float64).ravel() for n in q.graph.node
+                           if n.op_type in ("QuantizeLinear", "DequantizeLinear") and n.input[1] in inits
+                           and not (n.input[0] in inits and inits[n.input[0]].dtype == np.int32)])
+
+
+@pytest.mark.parametrize("fmt,mantissa", [("pow2", 1), ("fixed:4", 15)])
+def test_fixed_point_scales_are_in_the_format(tmp_path, fmt, mantissa):
+    src = str(tmp_path / "m.onnx")
+    onnx.save(model(13), src)
+    data = npy_folder(tmp_path / "calib", [RNG.standard_normal((1, 16, 8, 8)).astype(np.float32) for _ in range(8)])
+    out = str(tmp_path / "m.q.onnx")
+    quantkit("quantize", src, "--input", f"x={data}", "-o", out, "--no-analysis", "--scale-format", fmt)
+    q = onnx.load(out)
+    onnx.checker.check_model(q, full_check=True)
+    s = scales_of(q)
+    assert len(s) > 10
+    # m·2^-n with 1 <= m <= mantissa: the smallest n that makes it an integer leaves an odd (or 1) m in range.
+    for v in s:
+        n = 0
+        while v * 2.0 ** n != np.round(v * 2.0 ** n) and n < 80:
+            n += 1
+        m = v * 2.0 ** n
+        while m > mantissa and m % 2 == 0:
+            m /= 2
+        assert m == np.round(m) and 1 <= m <= mantissa, (v, m)
+    # Still ordinary QDQ that ONNX Runtime fuses, close to float.
+    from conftest import optimized_ops
+    assert optimized_ops(out, tmp_path).count("QLinearConv") == 2
+    x = RNG.standard_normal((1, 16, 8, 8)).astype(np.float32)
+    a = ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    b = ort.InferenceSession(out, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert float((a * b).sum() / np.linalg.norm(a) / np.linalg.norm(b)) > 0.98
+
+
+def test_hardware_profile_bounds_are_errors_or_clamps(tmp_path):
+    src = str(tmp_path / "m.onnx")
+    onnx.save(model(13), src)
+    # Inputs of magnitude ~3000 need an input scale of ~20, above Knight's largest 2^0.
+    data = npy_folder(tmp_path / "calib", [RNG.standard_normal((1, 16, 8, 8)).astype(np.float32) * 1000 for _ in range(8)])
+    knight = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "examples", "profiles", "knight.json")
+    out = str(tmp_path / "m.q.onnx")
+    r = quantkit("quantize", src, "--input", f"x={data}", "-o", out, "--no-analysis", "--hardware-profile", knight, check=False)
+    assert r.returncode != 0 and "QK5007" in r.stderr and "activation '" in r.stderr and "needs scale" in r.stderr and "1·2^-0" in r.stderr, r.stderr
+    assert not os.path.exists(out)
+    # The same profile with clamping allowed: written, with the clamp named.
+    clamp = tmp_path / "clamp.json"
+    clamp.write_text(json.dumps({**json.load(open(knight)), "clamp": True}))
+    r = quantkit("quantize", src, "--input", f"x={data}", "-o", out, "--no-analysis", "--hardware-profile", str(clamp))
+    assert "clamped" in r.stdout and "activation '" in r.stdout, r.stdout
+    assert np.all(scales_of(onnx.load(out)) <= 1.0)
+    # A multiplier range no integer op meets: QK5007 naming a node.
+    tight = tmp_path / "tight.json"
+    tight.write_text(json.dumps({"multiplier": {"mantissa_bits": 0, "shift": [40, 41]}}))
+    small = npy_folder(tmp_path / "small", [RNG.standard_normal((1, 16, 8, 8)).astype(np.float32) for _ in range(4)])
+    r = quantkit("quantize", src, "--input", f"x={small}", "-o", str(tmp_path / "t.onnx"), "--no-analysis", "--hardware-profile", str(tight), check=False)
+    assert r.returncode != 0 and "QK5007" in r.stderr and "requantization multiplier" in r.stderr and "'conv1'" in r.stderr, r.stderr
+    # A profile that is not a profile: QK7010 naming the file.
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"scale": {"mantissa_bits": 40}}')
+    r = quantkit("quantize", src, "--input", f"x={small}", "--no-analysis", "--hardware-profile", str(bad), check=False)
+    assert r.returncode != 0 and "QK7010" in r.stderr and "bad.json" in r.stderr, r.stderr

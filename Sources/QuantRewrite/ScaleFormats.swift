@@ -1,0 +1,116 @@
+import Foundation
+import QuantAlgorithms
+import QuantCalibration
+import QuantCore
+import QuantIR
+
+/// Fixed-point scales (`--scale-format pow2|fixed:M`, `--hardware-profile FILE`): every scale
+/// the rewrite writes is rounded into the profile's format with its range re-chosen, and the
+/// requantization multipliers of the integer ops are checked against the profile.
+extension QDQRewriter {
+    /// (scale, zero point) of `grid` rounded to the profile's scale format: among the two
+    /// representable scales next to `scale` (the largest below, which clips, and the smallest
+    /// above, which covers the range) and, on an asymmetric grid whose range does not start or
+    /// end at 0, the zero points that anchor the range's low end, its high end or its middle, the pair with the least squared error by
+    /// `error` (nil: a uniform distribution over `range`). A scale outside the format's bounds is
+    /// QK5007, or clamped to the bound with a warning when the profile allows.
+    func formatScale(_ scale: Double, zeroPoint: Int, range: ClipRange, grid: QuantGrid, what: String,
+                     error: ((Double, Int) -> Double?)?, result: inout Result) throws -> (scale: Double, zeroPoint: Int) {
+        guard let format = options.scheme.hardware?.scale else { return (scale, zeroPoint) }
+        var (below, above) = format.neighbours(of: scale)
+        if below == nil || above == nil {
+            let (lo, hi) = format.bounds
+            let bound = below == nil ? lo : hi
+            guard options.scheme.hardware?.clamp == true else {
+                throw QuantKitError("QK5007", "\(what) needs scale \(String(format: "%.6g", scale)) (range [\(String(format: "%.4g", range.lo)), \(String(format: "%.4g", range.hi))]), "
+                                    + "outside the \(format.text) scales the hardware profile allows: \(format.describe(lo)) to \(format.describe(hi))",
+                                    fix: "widen the profile's shift range, allow clamping (\"clamp\": true in the profile: the scale becomes \(format.describe(bound)), which loses precision), or keep this op float (--exclude-node)")
+            }
+            result.clampedScales.append("\(what): \(String(format: "%.3g", scale)) -> \(format.describe(bound))")
+            (below, above) = (bound, bound)
+        }
+        var best: (e: Double, s: Double, z: Int)? = nil
+        for s in Set([below!, above!]) {
+            var zps = [zeroPoint]
+            // A range that starts or ends at 0 keeps that end on the grid's edge: an absorbed
+            // Relu (or Clip) relies on the grid clamping there.
+            if !grid.symmetric && zeroPoint != grid.qmin && zeroPoint != grid.qmax {
+                let z = { (x: Double) in min(max(Int(x.rounded(.toNearestOrEven)), grid.qmin), grid.qmax) }
+                zps = [z(Double(grid.qmin) - range.lo / s), z(Double(grid.qmax) - range.hi / s),
+                       z(Double(grid.qmin + grid.qmax) / 2 - (range.lo + range.hi) / (2 * s))]
+            }
+            for zp in Set(zps) {
+                let e = error?(s, zp) ?? uniformError(range, scale: s, zeroPoint: zp, grid: grid)
+                if best == nil || e < best!.e || (e == best!.e && s > best!.s) { best = (e, s, zp) }
+            }
+        }
+        return (best!.s, best!.z)
+    }
+
+    /// Squared error of quantizing a uniform distribution over `range` with (scale, zp):
+    /// rounding noise s²/12 inside the grid's span, the squared distance outside it.
+    func uniformError(_ range: ClipRange, scale s: Double, zeroPoint zp: Int, grid: QuantGrid) -> Double {
+        let width = max(range.hi - range.lo, 1e-30)
+        let gl = Double(grid.qmin - zp) * s, gh = Double(grid.qmax - zp) * s
+        func cube(_ x: Double) -> Double { x * x * x }
+        let inside = max(0, min(range.hi, gh) - max(range.lo, gl))
+        let over = range.hi > gh ? cube(range.hi - max(gh, range.lo)) / 3 : 0
+        let under = range.lo < gl ? cube(min(gl, range.hi) - range.lo) / 3 : 0
+        return (inside * s * s / 12 + over + under) / width
+    }
+
+    /// Weight scales (one per channel or group) rounded to the profile's format by the exact
+    /// squared error over that channel's (group's) weights; `minimum`: a scale may not go below
+    /// it (a bias that must fit int32).
+    func formatWeightScales(_ scales: inout [Double], zeroPoints: inout [Int], grid: QuantGrid, what: String, values: (Int) -> [Float],
+                            minimum: (Int) -> Double = { _ in 0 }, result: inout Result) throws {
+        guard options.scheme.hardware?.scale != nil else { return }
+        for c in scales.indices {
+            let v = values(c)
+            let lo = Double(v.min() ?? 0), hi = Double(v.max() ?? 0)
+            let label = scales.count == 1 ? what : "\(what) channel \(c)"
+            let least = minimum(c)
+            let (s, z) = try formatScale(scales[c], zeroPoint: zeroPoints[c], range: ClipRange(lo: lo, hi: hi), grid: grid, what: label, error: { s, z in
+                guard s >= least else { return .infinity }
+                return v.reduce(0) { e, x in let d = Double(x) - grid.fakeQuantize(Double(x), scale: s, zeroPoint: z); return e + d * d }
+            }, result: &result)
+            (scales[c], zeroPoints[c]) = (s, z)
+        }
+    }
+
+    /// Checks s_in·s_w/s_out of every Conv/ConvTranspose/MatMul/Gemm between Q/DQ against the
+    /// profile's multiplier format: a multiplier outside its bounds is QK5007 (the first few
+    /// named), or one warning when the profile allows clamping. Returns how many were checked.
+    @discardableResult
+    func checkMultipliers(_ g: Graph, result: inout Result) throws -> Int {
+        guard let format = options.scheme.hardware?.multiplier else { return 0 }
+        let index = GraphIndex(g)
+        func scales(_ t: String, _ want: String) -> [Double]? {
+            guard let p = index.producer[t], p.opType == want, p.inputs.count > 1, let s = g.initializer(p.inputs[1]), s.dtype == .float else { return nil }
+            return s.floats().map(Double.init)
+        }
+        let (lo, hi) = format.bounds
+        var checked = 0
+        var outside: [String] = []
+        for n in g.nodes where ["Conv", "ConvTranspose", "MatMul", "Gemm"].contains(n.opType) && n.isStandard {
+            guard n.inputs.count > 1, let y = n.outputs.first, let sIn = scales(n.inputs[0], "DequantizeLinear")?.first,
+                  let sW = scales(n.inputs[1], "DequantizeLinear"),
+                  let q = index.consumers(of: y).first(where: { $0.opType == "QuantizeLinear" }), q.inputs.count > 1,
+                  let sOut = g.initializer(q.inputs[1])?.floats().first.map(Double.init) else { continue }
+            checked += 1
+            let ms = sW.map { sIn * $0 / sOut }
+            guard let worst = ms.enumerated().first(where: { $0.element < lo * (1 - 1e-9) || $0.element > hi * (1 + 1e-9) }) else { continue }
+            let bound = worst.element < lo ? lo : hi
+            outside.append("'\(n.name)'\(ms.count > 1 ? " channel \(worst.offset)" : ""): \(String(format: "%.6g", worst.element)) (the hardware would use \(format.describe(bound)))")
+        }
+        guard !outside.isEmpty else { return checked }
+        let list = outside.prefix(5).joined(separator: "; ") + (outside.count > 5 ? "; and \(outside.count - 5) more" : "")
+        let allowed = "\(format.describe(lo)) to \(format.describe(hi))"
+        guard options.scheme.hardware?.clamp == true else {
+            throw QuantKitError("QK5007", "\(outside.count) requantization multiplier(s) s_in·s_w/s_out are outside the \(format.text) range the hardware profile allows (\(allowed)): \(list)",
+                                fix: "widen the profile's multiplier shift range, allow clamping (\"clamp\": true: the hardware then uses the bound, which loses precision), or keep the named ops float (--exclude-node)")
+        }
+        result.warnings.append("\(outside.count) requantization multiplier(s) outside the profile's \(allowed) are clamped to the bound, which loses precision: \(list)")
+        return checked
+    }
+}
