@@ -23,6 +23,8 @@ public struct QuantScheme: Codable, Sendable, Equatable {
     public var weightLevels: Int?
     /// Fixed-point scales and requantization multipliers (`--scale-format`, `--hardware-profile`).
     public var hardware: HardwareProfile?
+    /// Signed accumulator bits every integer Conv/MatMul/Gemm output channel must fit (`--accumulator-bits`).
+    public var accumulatorBits: Int?
 
     public init(activation: QuantGrid = .uint8Asymmetric, weight: QuantGrid = .int8Symmetric,
                 perChannelWeights: Bool = true, method: RangeMethod = .auto) {

@@ -234,6 +234,28 @@ public struct QuantizerConfiguration: Codable, Sendable {
         }
     }
 
+    /// Reduced value ranges (`--value-range W;A`, Icraft's value_range_in_bits): weights on W
+    /// bits, activations on A bits of their 8-bit (16-bit) storage; one number sets both
+    /// (`,` works as the separator too). Throws QK7004.
+    public mutating func setValueRange(_ text: String?, key: String) throws {
+        guard let text else { return }
+        let parts = text.split(whereSeparator: { $0 == ";" || $0 == "," }).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let actMax = scheme.activation.bits > 8 ? 16 : 8
+        guard (1...2).contains(parts.count), let w = parts[0], let a = parts.last!, (2...8).contains(w), (2...actMax).contains(a) else {
+            throw ConfigurationError.invalidValue(key, "'\(text)'", expected: "W;A bits of range for weights (2 to 8) and activations (2 to \(actMax)), e.g. 7;7, or one number for both")
+        }
+        scheme.weight.bits = w
+        scheme.activation.bits = a
+    }
+
+    /// `--accumulator-bits N` (8 to 32): every integer Conv/MatMul/Gemm must fit a signed N-bit
+    /// accumulator for any input; weight scales of channels that could overflow are widened.
+    public mutating func setAccumulatorBits(_ bits: Int?, key: String) throws {
+        guard let bits else { return }
+        guard (8...32).contains(bits) else { throw ConfigurationError.invalidValue(key, "\(bits)", expected: "8 to 32 bits, e.g. 16, 24 or 32") }
+        scheme.accumulatorBits = bits
+    }
+
     /// Fixed-point scales: `profile` a hardware profile file (QK7010 when unreadable), `format`
     /// float, pow2 or fixed:M (M mantissa bits, 1–16), which replaces the profile's scale format
     /// and keeps its shift range. Throws QK7004 for another format.

@@ -32,4 +32,6 @@ struct GraphQuantPlan {
     var rounded: [(Node, PrecisionPlan.Precision)]
     /// Per node: its weight scales per tensor, channel or group, where the plan says.
     var weightGranularity: [ObjectIdentifier: PrecisionPlan.Granularity]
+    /// Per node: weight bits below the scheme's (an op's reduced value range).
+    var weightBits: [ObjectIdentifier: Int]
 }

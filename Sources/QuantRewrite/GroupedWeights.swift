@@ -54,11 +54,10 @@ extension QDQRewriter {
     /// runs it as a float kernel (a 2-D int4 MatMul weight at opset 21 becomes its MatMulNBits).
     /// The bias stays float (there is no one weight scale per channel for an int32 bias) and
     /// absorbs bias correction when that is on.
-    func quantizeGroupedWeights(_ n: Node, in g: Graph, weightIndex wi: Int, layout: WeightRows, groupSize gs: Int, biasIndex: Int?,
+    func quantizeGroupedWeights(_ n: Node, in g: Graph, weightIndex wi: Int, layout: WeightRows, groupSize gs: Int, grid: QuantGrid, biasIndex: Int?,
                                 opset: Int, names: inout NameAllocator, result: inout Result) throws {
         let wName = n.inputs[wi]
         guard let w = g.initializer(wName) else { return }
-        let grid = options.scheme.weight
         let packed = options.scheme.packedWeights == true && grid.packedDType != grid.dtype
         let (rows, fanIn) = (layout.rows, layout.fanIn)
         let groups = (fanIn + gs - 1) / gs

@@ -103,7 +103,8 @@ public struct PrecisionPlan: Codable, Sendable, Equatable {
         public var per: Granularity?
         /// The range method of the op's activation tensors; nil: the scheme's.
         public var saturation: RangeMethod?
-        /// Reduced value range (a later feature); only empty or the precision's own bits are accepted.
+        /// Reduced value range (Icraft's value_range_in_bits): the op's activations on this many
+        /// bits of their 8 (16) bit storage, and its weights on at most as many; nil: all of them.
         public var valueRangeInBits: Int?
         /// Why the op runs float (written, not read).
         public var reason: String?
@@ -210,11 +211,10 @@ public struct PrecisionPlan: Codable, Sendable, Equatable {
             var valueRange: Int? = nil
             if !vrText.isEmpty {
                 guard let v = Int(vrText) else { throw Self.error(path, line: line, "has value_range_in_bits '\(vrText)'; expected a number of bits") }
-                if v != (dtype.bits ?? v) {
-                    throw Self.error(path, line: line, "asks value_range_in_bits \(v) for \(dtype.rawValue): reduced value ranges are not implemented; leave the column empty",
-                                     code: "QK7005")
+                guard let full = dtype.bits, (2...full).contains(v) else {
+                    throw Self.error(path, line: line, "asks value_range_in_bits \(v) for \(dtype.rawValue); expected 2 to \(dtype.bits ?? 0) bits for an integer dtype, nothing for a float one")
                 }
-                valueRange = v
+                valueRange = v == full ? nil : v
             }
             if !node.isEmpty {
                 guard seen.insert(node).inserted else { throw Self.error(path, line: line, "names node '\(node)' a second time") }

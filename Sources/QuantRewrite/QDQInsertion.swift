@@ -123,7 +123,7 @@ extension QDQRewriter {
     /// Runtime would do itself (its optimizer's Div/Round/Cast need opset 11 and break an opset-10
     /// model; light_bvlc_alexnet's Gemms, whose weights come from ConstantOfShape, found it).
     func quantizeWeights(_ n: Node, in g: Graph, weightIndex wi: Int, axis requested: Int, biasIndex: Int?, inputScale: Double?,
-                         activationWeightScale: Double? = nil, granularity: PrecisionPlan.Granularity,
+                         activationWeightScale: Double? = nil, granularity: PrecisionPlan.Granularity, weightGrid grid: QuantGrid, inputSpan: Int? = nil,
                          domain: String, opset: Int, names: inout NameAllocator, result: inout Result) throws {
         let wName = n.inputs[wi]
         if g.initializer(wName) == nil, let s_w = activationWeightScale, let s_in = inputScale, let bi = biasIndex, bi < n.inputs.count,
@@ -136,12 +136,12 @@ extension QDQRewriter {
             return
         }
         guard let w = g.initializer(wName), w.dtype == .float, w.count > 0 else { return }
-        let grid = options.scheme.weight
         var axis: Int? = requested >= 0 ? requested : (requested == -2 && w.rank == 2 ? 1 : nil)
         if granularity == .tensor || (axis.map { $0 >= w.rank } ?? false) { axis = nil }
         if let size = granularity.groupSize, let a = axis {
             if let layout = WeightRows(shape: w.shape, channelAxis: a), layout.fanIn > size {
-                try quantizeGroupedWeights(n, in: g, weightIndex: wi, layout: layout, groupSize: size, biasIndex: biasIndex, opset: opset, names: &names, result: &result)
+                try quantizeGroupedWeights(n, in: g, weightIndex: wi, layout: layout, groupSize: size, grid: grid, biasIndex: biasIndex, opset: opset,
+                                           names: &names, result: &result)
                 return
             }
             if WeightRows(shape: w.shape, channelAxis: a) == nil {
@@ -211,7 +211,18 @@ extension QDQRewriter {
         var q = (compensated ?? values).enumerated().map { i, v in
             Int(min(max((Double(v) / scales[channel(i)]).rounded(.toNearestOrEven) + Double(zps[channel(i)]), Double(grid.qmin)), Double(grid.qmax)))
         }
-        let levels = restrictLevels(&q, grid: grid) { scales[channel($0)] }
+        var levels = restrictLevels(&q, grid: grid) { scales[channel($0)] }
+        if let bits = options.scheme.accumulatorBits, let span = inputSpan, let s_in = inputScale,
+           let out = requested >= 0 ? requested : (w.rank == 2 ? 1 : nil), out < w.rank {
+            let outInner = w.shape[(out + 1)...].reduce(1, *), outChannels = w.shape[out]
+            let (count, factor) = try fitAccumulator(n, q: &q, values: compensated ?? values, scales: &scales, zeroPoints: zps, grid: grid, scaleOf: channel,
+                                                     outputChannelOf: { ($0 / outInner) % outChannels }, outputChannels: outChannels, span: span,
+                                                     bias: biasValues, inputScale: s_in, bits: bits)
+            if count > 0 {
+                result.accumulatorFits.append("\(n.label) \(count) channel(s), scale x\(String(format: "%.3g", factor))")
+                if levels != nil { levels = Array(Set(q)).sorted() }
+            }
+        }
         g.setInitializer(qName, grid.tensor(q, shape: w.shape, packed: packed))
         var corrected = false
         if let bv = biasValues, let mean = options.inputMeans[n.name] {

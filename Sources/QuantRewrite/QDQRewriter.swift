@@ -56,6 +56,8 @@ public struct QDQRewriter {
         /// Per node: channels whose weight scale was widened to keep a large bias exact while
         /// their weights are negligible (summarised in one warning).
         var negligibleChannels: [(node: String, count: Int)] = []
+        /// Nodes whose weight scales were widened to fit the accumulator (one warning).
+        var accumulatorFits: [String] = []
         /// Scales the hardware profile's bounds clamped (summarised in one warning).
         var clampedScales: [String] = []
         /// The plan this run used: per op of the prepared model (main graph, then bodies depth
@@ -68,6 +70,8 @@ public struct QDQRewriter {
         var opIds: [ObjectIdentifier: Int] = [:]
         /// Per node: the precision, method and float reason it got.
         var applied: [ObjectIdentifier: (PrecisionPlan.Precision, RangeMethod?, String?)] = [:]
+        /// Per op: its activation bits where they are not the precision's 8 or 16 (a reduced value range).
+        var valueRanges: [ObjectIdentifier: Int] = [:]
         var granularity: [ObjectIdentifier: PrecisionPlan.Granularity] = [:]
         /// Per node whose weight AdaRound rounded: weights flipped from nearest, output error before and after.
         public var rounding: [String: WeightRoundingRecord] = [:]
@@ -198,7 +202,7 @@ public struct QDQRewriter {
         result.plan = PrecisionPlan(ops: planned.enumerated().map { k, n in
             let (dtype, method, reason) = result.applied[ObjectIdentifier(n)] ?? (.fp32, nil, Self.noQuantizedForm)
             return PrecisionPlan.Op(opId: k, node: n.name, type: n.opType, dtype: dtype, per: result.granularity[ObjectIdentifier(n)], saturation: method,
-                                    reason: reason)
+                                    valueRangeInBits: dtype.isFloat ? nil : result.valueRanges[ObjectIdentifier(n)], reason: reason)
         })
         if let plan = options.control.plan {
             let asked = Set(plan.ops.filter { !$0.dtype.isFloat }.map(\.node))
@@ -207,6 +211,10 @@ public struct QDQRewriter {
                 result.warnings.append("plan: \(stayed.count) op(s) asked to be quantized stay float (e.g. \(stayed.prefix(3).map { "'\($0.node)' (\($0.reason ?? "float"))" }.joined(separator: ", "))); "
                                        + "the written plan says why for each")
             }
+        }
+        if !result.accumulatorFits.isEmpty, let bits = options.scheme.accumulatorBits {
+            result.warnings.append("\(result.accumulatorFits.count) node(s) could overflow a \(bits)-bit accumulator; their weight scales were widened until the worst case fits, "
+                                   + "which coarsens those weights (\(result.accumulatorFits.prefix(4).joined(separator: "; "))\(result.accumulatorFits.count > 4 ? "; ..." : ""))")
         }
         if !result.clampedScales.isEmpty, let f = options.scheme.hardware?.scale {
             let (lo, hi) = f.bounds
@@ -336,6 +344,7 @@ public struct QDQRewriter {
         var rounded: [(Node, PrecisionPlan.Precision)] = []
         var planFloat: [ObjectIdentifier: String] = [:]
         var weightGranularity: [ObjectIdentifier: PrecisionPlan.Granularity] = [:]
+        var weightBits: [ObjectIdentifier: Int] = [:]
         if let plan = options.control.plan {
             for n in g.nodes {
                 let id = ObjectIdentifier(n)
@@ -348,7 +357,7 @@ public struct QDQRewriter {
                 } else if floatNodes.contains(id) {
                     continue
                 } else {
-                    let bits = op.dtype.bits!
+                    let bits = op.valueRangeInBits ?? op.dtype.bits!
                     let current = overrides[id]
                     let currentBits = current?.bits ?? options.scheme.activation.bits
                     let method = op.saturation ?? current?.method ?? options.scheme.method
@@ -429,6 +438,11 @@ public struct QDQRewriter {
                 for t in ins + n.outputs where !t.isEmpty && overrideOf[t] == nil { overrideOf[t] = (grid, method) }
             }
             result.applied[ObjectIdentifier(n)] = (grid.bits > 8 ? .int16 : .int8, method, nil)
+            if grid.bits != 8 && grid.bits != 16 {
+                result.valueRanges[ObjectIdentifier(n)] = grid.bits
+                // Weights on no more bits than the op's reduced activation range.
+                if grid.bits < options.scheme.weight.bits { weightBits[ObjectIdentifier(n)] = grid.bits }
+            }
             for t in ins + n.outputs where !t.isEmpty && gridOf[t] == nil { gridOf[t] = (grid, method) }
             switch rule.kind {
             case .compute:
@@ -531,7 +545,7 @@ public struct QDQRewriter {
                                                                      method: methods.sorted().joined(separator: "+"), group: groups.find(t)) }
         }
         return GraphQuantPlan(tensors: params, rules: rules, floatRun: floatRun, floatProduced: floatProduced, keptFloat: keptFloat,
-                              rounded: rounded, weightGranularity: weightGranularity)
+                              rounded: rounded, weightGranularity: weightGranularity, weightBits: weightBits)
     }
 
     /// Carries out `plan` on `g`: Q/DQ pairs for its tensors, quantized weights and biases for
@@ -576,6 +590,8 @@ public struct QDQRewriter {
             let weightName = w.index < n.inputs.count ? n.inputs[w.index] : ""
             try quantizeWeights(n, in: g, weightIndex: w.index, axis: w.axis, biasIndex: rule.bias, inputScale: inputScale, activationWeightScale: weightScale,
                                 granularity: plan.weightGranularity[ObjectIdentifier(n)] ?? options.scheme.weightGranularity,
+                                weightGrid: plan.weightBits[ObjectIdentifier(n)].map { QuantGrid(bits: $0, signed: options.scheme.weight.signed, symmetric: options.scheme.weight.symmetric) } ?? options.scheme.weight,
+                                inputSpan: params[originalName(n.inputs[0], result)].map { max($0.zeroPoint - $0.grid.qmin, $0.grid.qmax - $0.zeroPoint) },
                                 domain: qdqDomain, opset: opset, names: &names, result: &result)
             if weightScale == nil, let p = result.parameters[weightName], p.role == .weight {
                 result.granularity[ObjectIdentifier(n)] = p.blockSize.map { .group($0) } ?? (p.axis == nil ? .tensor : .channel)

@@ -40,8 +40,8 @@ extension QuantGrid {
         switch (bits, signed) {
         case (2...8, true): .int8
         case (2...8, false): .uint8
-        case (16, true): .int16
-        case (16, false): .uint16
+        case (9...16, true): .int16
+        case (9...16, false): .uint16
         default: signed ? .int32 : .uint32
         }
     }

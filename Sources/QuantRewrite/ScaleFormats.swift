@@ -114,3 +114,53 @@ extension QDQRewriter {
         return checked
     }
 }
+
+/// Accumulator widths (`--accumulator-bits`): the integer sum of a Conv/MatMul/Gemm output
+/// channel, Σ (q_x − z_x)·(q_w − z_w) + q_b, must fit a signed accumulator of that many bits for
+/// every input the activation grid can hold. The worst case is |q_x − z_x| ≤ span (the larger
+/// distance from the zero point to the grid's ends) times Σ|q_w − z_w| over the channel, plus |q_b|.
+extension QDQRewriter {
+    /// Widens the weight scale of every output channel whose worst case overflows (the whole
+    /// tensor's scale when per tensor) and rounds that channel again to nearest, until all fit.
+    /// Returns (channels widened, the largest widening factor). Throws QK5008 naming the node
+    /// and channel when fitting would round every weight of a channel to zero.
+    func fitAccumulator(_ n: Node, q: inout [Int], values: [Float], scales: inout [Double], zeroPoints zps: [Int], grid: QuantGrid,
+                        scaleOf: (Int) -> Int, outputChannelOf: (Int) -> Int, outputChannels: Int, span: Int,
+                        bias: [Float]?, inputScale: Double, bits: Int) throws -> (widened: Int, factor: Double) {
+        let limit = Double((1 << (bits - 1)) - 1)
+        var widened = Set<Int>(), factor = 1.0
+        // Each output channel's scale (one per channel, or the tensor's).
+        var scaleOfChannel = [Int](repeating: -1, count: outputChannels)
+        for i in q.indices where scaleOfChannel[outputChannelOf(i)] < 0 { scaleOfChannel[outputChannelOf(i)] = scaleOf(i) }
+        for _ in 0..<40 {
+            var sum = [Double](repeating: 0, count: outputChannels)
+            for (i, v) in q.enumerated() { sum[outputChannelOf(i)] += Double(abs(v - zps[scaleOf(i)])) }
+            var grow: [Int: Double] = [:]
+            for o in 0..<outputChannels where scaleOfChannel[o] >= 0 {
+                let c = scaleOfChannel[o]
+                let b = bias.map { o < $0.count ? abs(Double($0[o])) / (inputScale * scales[c]) : 0 } ?? 0
+                let worst = Double(span) * sum[o] + b.rounded()
+                if worst > limit { grow[c] = max(grow[c] ?? 1, worst / limit * 1.0001) }
+            }
+            if grow.isEmpty { return (widened.count, factor) }
+            for (c, f) in grow {
+                scales[c] *= f
+                widened.insert(c)
+                factor = max(factor, f)
+            }
+            var alive = Set<Int>(), nonzero = Set<Int>()
+            for i in q.indices where grow[scaleOf(i)] != nil {
+                let c = scaleOf(i)
+                q[i] = Int(min(max((Double(values[i]) / scales[c]).rounded(.toNearestOrEven) + Double(zps[c]), Double(grid.qmin)), Double(grid.qmax)))
+                if q[i] != zps[c] { alive.insert(c) }
+                if values[i] != 0 { nonzero.insert(c) }
+            }
+            for c in grow.keys where !alive.contains(c) && nonzero.contains(c) {
+                throw QuantKitError("QK5008", "\(n.label): its \(bits)-bit accumulator overflows unless every weight of channel \(c) rounds to zero "
+                                    + "(inputs span \(span) steps of their zero point)",
+                                    fix: "use a wider accumulator (--accumulator-bits), fewer bits of activation range (--value-range W;A, e.g. 7;6), or keep \(n.label) float (--exclude-node \(n.name))")
+            }
+        }
+        return (widened.count, factor)
+    }
+}

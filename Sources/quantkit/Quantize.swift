@@ -343,6 +343,12 @@ struct QuantizeSettings: ParsableArguments {
     @Option(help: "Non-uniform weights (AMCT's NUQ): each layer's integer weights restricted to N values chosen by k-means on the int8 grid (a runtime can store log2(N)-bit indices; the model stays int8 QDQ), e.g. 16 or 32.")
     var weightLevels: Int?
 
+    @Option(help: "Reduced value ranges W;A (Icraft's value_range_in_bits): weights on W bits and activations on A bits of their 8-bit storage, e.g. 7;7 so that accumulators do not overflow; one number sets both (per op: the plan's value_range_in_bits column).")
+    var valueRange: String?
+
+    @Option(help: "Accumulator width of the target hardware, e.g. 16, 24 or 32: each integer Conv/MatMul/Gemm output channel's worst case Σ|q_x − z_x|·|q_w| + |q_b| must fit it; the weight scales of channels that could overflow are widened until they fit (a summary warning names them), QK5008 when a channel would round to zero.")
+    var accumulatorBits: Int?
+
     @Option(help: "Scales as the hardware computes them: float (default), pow2 (2^-n) or fixed:M (m·2^-n, m of M bits); each scale is rounded to the nearest representable one below or above, whichever quantizes the calibration data (weights) with less error, the zero point re-chosen.")
     var scaleFormat: String?
 
@@ -374,6 +380,8 @@ struct QuantizeSettings: ParsableArguments {
         if let l = finetuneLevel { cfg.weightRounding = try QuantizerConfiguration.finetuneLevel(l, key: "--finetune-level") ?? cfg.weightRounding }
         if let r = weightRounding { cfg.weightRounding = r }
         try cfg.setScaleFormat(scaleFormat, profile: hardwareProfile, key: "--scale-format")
+        try cfg.setValueRange(valueRange, key: "--value-range")
+        try cfg.setAccumulatorBits(accumulatorBits, key: "--accumulator-bits")
         try cfg.setWeightFormat(bits: weightBits, mode: weightMode, groupSize: groupSize, packed: packWeights ? true : nil, levels: weightLevels) { key in
             ["bits": "--weight-bits", "mode": "--weight-mode", "group_size": "--group-size", "levels": "--weight-levels"][key] ?? key
         }

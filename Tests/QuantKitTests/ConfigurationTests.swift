@@ -1,4 +1,5 @@
 import Foundation
+import QuantCalibration
 import QuantKit
 import Testing
 
@@ -283,8 +284,15 @@ let xquantSample = """
     // Icraft: per = "group=N" plus the same keys in [quantize].
     let i = try icraft("[quantize]\nper = \"group=64\"\nweight_bits = 4\nweight_mode = \"asym_s\"\nweight_levels = 8\n")
     #expect(i.scheme.weight == QuantGrid(bits: 4, signed: true, symmetric: false) && i.scheme.weightGroupSize == 64 && i.scheme.weightLevels == 8)
+    // Value ranges, accumulators and fixed-point scales.
+    let h = try xquant(#"{"calibration_parameters": {"value_range_in_bits": "7;6", "accumulator_bits": 16, "scale_format": "fixed:8"}}"#)
+    #expect(h.scheme.weight.bits == 7 && h.scheme.activation.bits == 6 && h.scheme.accumulatorBits == 16 && h.scheme.hardware?.scale == FixedPointFormat(mantissaBits: 8))
+    let k = try icraft("[quantize]\nvalue_range_in_bits = \"7\"\nscale_format = \"pow2\"\n")
+    #expect(k.scheme.weight.bits == 7 && k.scheme.activation.bits == 7 && k.scheme.hardware?.scale?.mantissaBits == 0)
     // Out of range: coded, naming the key.
-    for (text, key) in [(#"{"calibration_parameters": {"weight_bits": 9}}"#, "calibration_parameters.weight_bits"),
+    for (text, key) in [(#"{"calibration_parameters": {"value_range_in_bits": "9;9"}}"#, "calibration_parameters.value_range_in_bits"),
+                        (#"{"calibration_parameters": {"accumulator_bits": 4}}"#, "calibration_parameters.accumulator_bits"),
+                        (#"{"calibration_parameters": {"scale_format": "pow3"}}"#, "calibration_parameters.scale_format"),(#"{"calibration_parameters": {"weight_bits": 9}}"#, "calibration_parameters.weight_bits"),
                         (#"{"calibration_parameters": {"weight_mode": "sym8"}}"#, "calibration_parameters.weight_mode"),
                         (#"{"calibration_parameters": {"weight_group_size": 1}}"#, "calibration_parameters.weight_group_size"),
                         (#"{"calibration_parameters": {"weight_bits": 4, "weight_levels": 16}}"#, "calibration_parameters.weight_levels")] {

@@ -264,3 +264,85 @@ def test_hardware_profile_bounds_are_errors_or_clamps(tmp_path):
     bad.write_text('{"scale": {"mantissa_bits": 40}}')
     r = quantkit("quantize", src, "--input", f"x={small}", "--no-analysis", "--hardware-profile", str(bad), check=False)
     assert r.returncode != 0 and "QK7010" in r.stderr and "bad.json" in r.stderr, r.stderr
+
+
+def quantized_ops(q):
+    """(node, input scale/zp, weight ints/zp, bias ints or None) of every Conv/MatMul/Gemm whose
+    input and weight come from DequantizeLinear (the integer kernels)."""
+    inits = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
+    prod = {o: n for n in q.graph.node for o in n.output}
+    out = []
+    for n in q.graph.node:
+        if n.op_type not in ("Conv", "MatMul", "Gemm"):
+            continue
+        dx, dw = prod.get(n.input[0]), prod.get(n.input[1])
+        if not (dx is not None and dw is not None and dx.op_type == dw.op_type == "DequantizeLinear" and dw.input[0] in inits):
+            continue
+        qx = prod[dx.input[0]]
+        b = None
+        if len(n.input) > 2 and n.input[2] in prod and prod[n.input[2]].op_type == "DequantizeLinear":
+            b = inits[prod[n.input[2]].input[0]]
+        out.append((n, inits[qx.input[2]] if len(qx.input) > 2 else np.uint8(0), inits[dw.input[0]], inits[dw.input[2]], b))
+    return out
+
+
+def test_reduced_value_ranges_and_the_plan_column(tmp_path):
+    src = str(tmp_path / "m.onnx")
+    onnx.save(model(13), src)
+    data = npy_folder(tmp_path / "calib", [RNG.standard_normal((1, 16, 8, 8)).astype(np.float32) for _ in range(8)])
+    out = str(tmp_path / "m.q.onnx")
+    quantkit("quantize", src, "--input", f"x={data}", "-o", out, "--no-analysis", "--value-range", "7;7")
+    q = onnx.load(out)
+    onnx.checker.check_model(q, full_check=True)
+    ops = quantized_ops(q)
+    assert len(ops) == 4
+    for n, zx, w, zw, _ in ops:
+        assert np.abs(w.astype(int)).max() <= 63 and np.abs(w.astype(int)).max() >= 60, n.name   # 7-bit symmetric weights
+        assert int(zx) <= 127
+    params = json.load(open(str(tmp_path / "m.qparams.json")))["tensors"]
+    for t, p in params.items():
+        if p["role"] == "activation" and p["method"] != "constant":
+            lo, hi = p["threshold"]
+            assert abs((hi - lo) / p["scale"][0] - 127) < 1.5, (t, p)   # the calibrated range spans 127 steps
+    plan = open(str(tmp_path / "m.plan.csv")).read().splitlines()
+    col = plan[0].split(",").index("value_range_in_bits")
+    conv1 = next(line for line in plan if ",conv1," in line)
+    assert conv1.split(",")[col] == "7", conv1
+    from conftest import optimized_ops
+    assert optimized_ops(out, tmp_path).count("QLinearConv") == 2
+    # The plan column per op: conv1 on 5 bits, the rest on the default 8.
+    edited = str(tmp_path / "edited.plan.csv")
+    with open(edited, "w") as f:
+        f.write("node,dtype,value_range_in_bits\nconv1,int8,5\n")
+    out2 = str(tmp_path / "p.onnx")
+    quantkit("quantize", src, "--input", f"x={data}", "-o", out2, "--no-analysis", "--plan", edited)
+    by = {n.name: w for n, _, w, _, _ in quantized_ops(onnx.load(out2))}
+    assert np.abs(by["conv1"].astype(int)).max() <= 15 and np.abs(by["conv2"].astype(int)).max() == 127
+    # A value range wider than the precision's storage is refused with the file and line.
+    with open(edited, "w") as f:
+        f.write("node,dtype,value_range_in_bits\nconv1,int8,9\n")
+    r = quantkit("quantize", src, "--input", f"x={data}", "-o", out2, "--no-analysis", "--plan", edited, check=False)
+    assert r.returncode != 0 and "QK5005" in r.stderr and "line 2" in r.stderr, r.stderr
+
+
+def test_accumulator_bits_bound_every_integer_op(tmp_path):
+    src = str(tmp_path / "m.onnx")
+    onnx.save(model(13), src)
+    data = npy_folder(tmp_path / "calib", [RNG.standard_normal((1, 16, 8, 8)).astype(np.float32) for _ in range(8)])
+    out = str(tmp_path / "m.q.onnx")
+    r = quantkit("quantize", src, "--input", f"x={data}", "-o", out, "--no-analysis", "--accumulator-bits", "16")
+    assert "16-bit accumulator" in r.stdout, r.stdout
+    worst = 0
+    for n, zx, w, zw, b in quantized_ops(onnx.load(out)):
+        span = max(int(zx), 255 - int(zx))
+        wi = w.astype(np.int64)
+        # Sum of |q_w| per output channel (Conv/Gemm transB: axis 0; MatMul [K, N]: axis 1).
+        per = np.abs(wi).sum(axis=0) if n.op_type == "MatMul" else np.abs(wi.reshape(wi.shape[0], -1)).sum(axis=1)
+        acc = span * per + (np.abs(b.astype(np.int64)) if b is not None else 0)
+        worst = max(worst, int(acc.max()))
+        assert acc.max() <= 2 ** 15 - 1, (n.name, acc.max())
+    assert worst > 2 ** 14   # the bound is met closely, not by zeroing everything
+    # An accumulator so narrow that a channel would vanish: QK5008 naming the node, no output.
+    r = quantkit("quantize", src, "--input", f"x={data}", "-o", str(tmp_path / "n.onnx"), "--no-analysis", "--accumulator-bits", "8", check=False)
+    assert r.returncode != 0 and "QK5008" in r.stderr and "accumulator" in r.stderr, r.stderr
+    assert not os.path.exists(str(tmp_path / "n.onnx"))
