@@ -1,6 +1,9 @@
-"""Weight number formats side by side with QuantKit's int8 default and ONNX Runtime, in one run:
+"""Number formats side by side with QuantKit's int8 default and ONNX Runtime, in one run:
 4-bit weights per channel and per group of 32 (--group-size 32), with and without GPTQ,
-asymmetric packed uint4 groups (--weight-mode asym_u --pack-weights). Run from the repository
+asymmetric packed uint4 groups (--weight-mode asym_u --pack-weights), non-uniform weights
+(--weight-levels 32 and 16), 7-bit value ranges (--value-range 7;7), 16-bit accumulators
+(--accumulator-bits 16), power-of-two and 8-bit fixed-point scales (--scale-format), and the
+shipped hardware profiles (examples/profiles/icraft.json, knight.json). Run from the repository
 root after `swift build -c release`, scripts/fetch-models.sh and scripts/export-efficientnet.sh:
 
     .venv/bin/python Benchmarks/number_formats.py [--models efficientnet_lite0 fashion_cnn ...]
@@ -29,6 +32,14 @@ recovery.VARIANTS = {
     "W4 group 32": (["--weight-bits", "4", "--group-size", "32"], None),
     "W4 group 32 + gptq": (["--weight-bits", "4", "--group-size", "32", "--weight-rounding", "gptq"], None),
     "W4 group 32 uint4 packed": (["--weight-bits", "4", "--group-size", "32", "--weight-mode", "asym_u", "--pack-weights"], None),
+    "NUQ 32 levels": (["--weight-levels", "32"], None),
+    "NUQ 16 levels": (["--weight-levels", "16"], None),
+    "7-bit ranges (7;7)": (["--value-range", "7;7"], None),
+    "16-bit accumulators": (["--accumulator-bits", "16"], None),
+    "pow2 scales": (["--scale-format", "pow2"], None),
+    "fixed:8 scales": (["--scale-format", "fixed:8"], None),
+    "Icraft profile": (["--hardware-profile", "examples/profiles/icraft.json"], None),
+    "Knight profile": (["--hardware-profile", "examples/profiles/knight.json"], None),
     "ORT MinMax int8 per-channel": (None, {"per_channel": True}),
     "ORT MinMax int4 per-channel": (None, {"per_channel": True, "weight_type": "QInt4"}),
 }
