@@ -36,6 +36,7 @@ recovery.VARIANTS = {
     "NUQ 16 levels": (["--weight-levels", "16"], None),
     "7-bit ranges (7;7)": (["--value-range", "7;7"], None),
     "16-bit accumulators": (["--accumulator-bits", "16"], None),
+    "7-bit ranges + 16-bit accumulators": (["--value-range", "7;7", "--accumulator-bits", "16"], None),
     "pow2 scales": (["--scale-format", "pow2"], None),
     "fixed:8 scales": (["--scale-format", "fixed:8"], None),
     "Icraft profile": (["--hardware-profile", "examples/profiles/icraft.json"], None),

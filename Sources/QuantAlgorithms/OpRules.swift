@@ -20,10 +20,13 @@ public struct OpRule: Sendable, Equatable {
     /// The bias input (int32, scale s_input·s_weight; with a weight computed at run time, and
     /// so quantized as an activation input, s_weight is that activation's scale).
     public var bias: Int?
+    /// A second constant weight quantized like `weight`, along the same axis (the recurrence
+    /// weight R of RNN/GRU/LSTM).
+    public var secondWeight: Int? = nil
 
     public static func == (a: OpRule, b: OpRule) -> Bool {
         a.kind == b.kind && a.activationInputs == b.activationInputs && a.weight?.index == b.weight?.index
-            && a.weight?.axis == b.weight?.axis && a.bias == b.bias
+            && a.weight?.axis == b.weight?.axis && a.bias == b.bias && a.secondWeight == b.secondWeight
     }
 
     static func compute(_ inputs: [Int], weight: (Int, Int)? = nil, bias: Int? = nil) -> OpRule {
@@ -130,6 +133,15 @@ public enum OpRules {
             return OpRule(kind: .shareInput, activationInputs: [0], weight: nil, bias: nil)
         case "Concat":
             return OpRule(kind: .concat, activationInputs: Array(node.inputs.indices), weight: nil, bias: nil)
+        case "LSTM", "GRU", "RNN":
+            // W [directions, gates·hidden, input] and R [directions, gates·hidden, hidden]: int8
+            // per gate channel (axis 1) behind DequantizeLinear; the input sequence X and the
+            // output Y are quantized around the float recurrence (ONNX Runtime has no QDQ fusion
+            // for it: it runs float on the dequantized weights). The bias stays float.
+            guard has(1), has(2), isConstant(node.inputs[1]), isConstant(node.inputs[2]) else { return nil }
+            var r = OpRule.compute([0], weight: (1, 1))
+            r.secondWeight = 2
+            return r
         default:
             return nil
         }

@@ -212,7 +212,7 @@ extension QDQRewriter {
             Int(min(max((Double(v) / scales[channel(i)]).rounded(.toNearestOrEven) + Double(zps[channel(i)]), Double(grid.qmin)), Double(grid.qmax)))
         }
         var levels = restrictLevels(&q, grid: grid) { scales[channel($0)] }
-        if let bits = options.scheme.accumulatorBits, let span = inputSpan, let s_in = inputScale,
+        if let bits = options.scheme.accumulatorBits, let span = inputSpan, let s_in = inputScale, ["Conv", "MatMul", "Gemm"].contains(n.opType),
            let out = requested >= 0 ? requested : (w.rank == 2 ? 1 : nil), out < w.rank {
             let outInner = w.shape[(out + 1)...].reduce(1, *), outChannels = w.shape[out]
             let (count, factor) = try fitAccumulator(n, q: &q, values: compensated ?? values, scales: &scales, zeroPoints: zps, grid: grid, scaleOf: channel,

@@ -593,6 +593,12 @@ public struct QDQRewriter {
                                 weightGrid: plan.weightBits[ObjectIdentifier(n)].map { QuantGrid(bits: $0, signed: options.scheme.weight.signed, symmetric: options.scheme.weight.symmetric) } ?? options.scheme.weight,
                                 inputSpan: params[originalName(n.inputs[0], result)].map { max($0.zeroPoint - $0.grid.qmin, $0.grid.qmax - $0.zeroPoint) },
                                 domain: qdqDomain, opset: opset, names: &names, result: &result)
+            if let second = rule.secondWeight, second < n.inputs.count, g.initializer(n.inputs[second]) != nil {
+                try quantizeWeights(n, in: g, weightIndex: second, axis: w.axis, biasIndex: nil, inputScale: nil,
+                                    granularity: plan.weightGranularity[ObjectIdentifier(n)] ?? options.scheme.weightGranularity,
+                                    weightGrid: plan.weightBits[ObjectIdentifier(n)].map { QuantGrid(bits: $0, signed: options.scheme.weight.signed, symmetric: options.scheme.weight.symmetric) } ?? options.scheme.weight,
+                                    domain: qdqDomain, opset: opset, names: &names, result: &result)
+            }
             if weightScale == nil, let p = result.parameters[weightName], p.role == .weight {
                 result.granularity[ObjectIdentifier(n)] = p.blockSize.map { .group($0) } ?? (p.axis == nil ? .tensor : .channel)
             }

@@ -148,14 +148,21 @@ extension QDQRewriter {
                 widened.insert(c)
                 factor = max(factor, f)
             }
-            var alive = Set<Int>(), nonzero = Set<Int>()
+            var alive = Set<Int>(), weight = [Int: Double]()
             for i in q.indices where grow[scaleOf(i)] != nil {
                 let c = scaleOf(i)
                 q[i] = Int(min(max((Double(values[i]) / scales[c]).rounded(.toNearestOrEven) + Double(zps[c]), Double(grid.qmin)), Double(grid.qmax)))
                 if q[i] != zps[c] { alive.insert(c) }
-                if values[i] != 0 { nonzero.insert(c) }
+                weight[c, default: 0] += abs(Double(values[i]))
             }
-            for c in grow.keys where !alive.contains(c) && nonzero.contains(c) {
+            // A channel may vanish when its weights could move its output by less than 1% of its
+            // bias (channels BatchNorm folding switched off: the bias is what they compute).
+            let biasOf = { (c: Int) -> Double in
+                guard let b = bias else { return 0 }
+                let os = (0..<outputChannels).filter { scaleOfChannel[$0] == c }
+                return os.map { $0 < b.count ? abs(Double(b[$0])) : 0 }.min() ?? 0
+            }
+            for c in grow.keys where !alive.contains(c) && (weight[c] ?? 0) * Double(span) * inputScale >= 0.01 * biasOf(c) && (weight[c] ?? 0) > 0 {
                 throw QuantKitError("QK5008", "\(n.label): its \(bits)-bit accumulator overflows unless every weight of channel \(c) rounds to zero "
                                     + "(inputs span \(span) steps of their zero point)",
                                     fix: "use a wider accumulator (--accumulator-bits), fewer bits of activation range (--value-range W;A, e.g. 7;6), or keep \(n.label) float (--exclude-node \(n.name))")
