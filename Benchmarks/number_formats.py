@@ -7,6 +7,7 @@ shipped hardware profiles (examples/profiles/icraft.json, knight.json). Run from
 root after `swift build -c release`, scripts/fetch-models.sh and scripts/export-efficientnet.sh:
 
     .venv/bin/python Benchmarks/number_formats.py [--models efficientnet_lite0 fashion_cnn ...]
+                                                  [--zoo-models silero_vad ddddocr_ocr ...]
                                                   [--variants NAME ...] [--quantkit PATH] [--json FILE]
 
 It is recovery.py with this file's variants: the same calibration data, evaluation sets (disjoint
@@ -41,10 +42,15 @@ recovery.VARIANTS = {
     "fixed:8 scales": (["--scale-format", "fixed:8"], None),
     "Icraft profile": (["--hardware-profile", "examples/profiles/icraft.json"], None),
     "Knight profile": (["--hardware-profile", "examples/profiles/knight.json"], None),
+    "LSTM kept float (before issue 23)": (["--exclude-op-type", "LSTM"], None),
     "ORT MinMax int8 per-channel": (None, {"per_channel": True}),
     "ORT MinMax int4 per-channel": (None, {"per_channel": True, "weight_type": "QInt4"}),
 }
-recovery.PER_MODEL = {m: list(recovery.VARIANTS) for m in ["fashion_cnn", "efficientnet_lite0"]}
+recovery.PER_MODEL = {m: [v for v in recovery.VARIANTS if not v.startswith("LSTM")] for m in ["fashion_cnn", "efficientnet_lite0"]}
+# --zoo-models silero_vad ddddocr_ocr: the recurrent models, LSTM weights quantized (the default
+# since issue 23) against kept float, on the zoo's data and metric.
+recovery.ZOO_VARIANTS = ["int8 (default)", "LSTM kept float (before issue 23)", "NUQ 16 levels", "pow2 scales"]
+recovery.ZOO_PER_MODEL = {}
 
 if __name__ == "__main__":
     recovery.main()
