@@ -346,3 +346,44 @@ def test_accumulator_bits_bound_every_integer_op(tmp_path):
     r = quantkit("quantize", src, "--input", f"x={data}", "-o", str(tmp_path / "n.onnx"), "--no-analysis", "--accumulator-bits", "8", check=False)
     assert r.returncode != 0 and "QK5008" in r.stderr and "accumulator" in r.stderr, r.stderr
     assert not os.path.exists(str(tmp_path / "n.onnx"))
+
+
+@pytest.mark.parametrize("op,gates", [("LSTM", 4), ("GRU", 3)])
+def test_recurrent_weights_are_int8_per_gate_channel(tmp_path, op, gates):
+    rng = np.random.default_rng(3)
+    T, B, I, H = 6, 1, 5, 8
+    w = (rng.standard_normal((2, gates * H, I)) * 0.4).astype(np.float32)
+    r = (rng.standard_normal((2, gates * H, H)) * 0.3).astype(np.float32)
+    b = (rng.standard_normal((2, 2 * gates * H)) * 0.1).astype(np.float32)
+    nodes = [helper.make_node(op, ["x", "W", "R", "B"], ["y"], name="rnn", hidden_size=H, direction="bidirectional"),
+             helper.make_node("Relu", ["y"], ["out"], name="relu")]
+    g = helper.make_graph(nodes, "rnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [T, B, I])],
+                          [helper.make_tensor_value_info("out", TensorProto.FLOAT, [T, 2, B, H])],
+                          [numpy_helper.from_array(w, "W"), numpy_helper.from_array(r, "R"), numpy_helper.from_array(b, "B")])
+    src = str(tmp_path / "m.onnx")
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 14)], ir_version=8), src)
+    data = npy_folder(tmp_path / "calib", [rng.standard_normal((T, B, I)).astype(np.float32) for _ in range(8)])
+    out = str(tmp_path / "m.q.onnx")
+    quantkit("quantize", src, "--input", f"x={data}", "-o", out, "--no-analysis")
+    q = onnx.load(out)
+    onnx.checker.check_model(q, full_check=True)
+    prod = {o: n for n in q.graph.node for o in n.output}
+    inits = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
+    rnn = next(n for n in q.graph.node if n.op_type == op)
+    assert prod[rnn.input[0]].op_type == "DequantizeLinear"   # the input sequence is quantized
+    assert rnn.input[3] in inits and inits[rnn.input[3]].dtype == np.float32   # the bias stays float
+    for k, ref in [(1, w), (2, r)]:
+        dq = prod[rnn.input[k]]
+        assert dq.op_type == "DequantizeLinear" and [a.i for a in dq.attribute if a.name == "axis"] == [1]
+        qw, s = inits[dq.input[0]], inits[dq.input[1]]
+        assert qw.dtype == np.int8 and s.shape == (gates * H,)
+        # One scale per gate channel over both directions: max |w| / 127, round half to even.
+        want_s = np.abs(ref).max(axis=(0, 2)).astype(np.float64) / 127
+        np.testing.assert_allclose(s, want_s.astype(np.float32), rtol=1e-6)
+        np.testing.assert_array_equal(qw, np.clip(np.rint(ref / want_s[None, :, None]), -127, 127).astype(np.int8))
+    x = rng.standard_normal((T, B, I)).astype(np.float32)
+    a = ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    c = ort.InferenceSession(out, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert float((a * c).sum() / np.linalg.norm(a) / np.linalg.norm(c)) > 0.99
+    params = json.load(open(str(tmp_path / "m.qparams.json")))["tensors"]
+    assert params["W"]["role"] == params["R"]["role"] == "weight" and params["W"]["axis"] == 1
