@@ -46,7 +46,7 @@ public struct FixedPointFormat: Codable, Sendable, Equatable {
     public func describe(_ x: Double) -> String {
         for n in shifts {
             let m = x * pow(2, Double(n))
-            if abs(m - m.rounded()) < 1e-9 * max(1, abs(m)), mantissas.contains(Int(m.rounded())) { return "\(Int(m.rounded()))·2^-\(n)" }
+            if abs(m - m.rounded()) < 1e-9 * max(1, abs(m)), mantissas.contains(Int(m.rounded())) { return "\(Int(m.rounded()))·2^\(-n)" }
         }
         return String(format: "%.6g", x)
     }

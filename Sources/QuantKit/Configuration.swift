@@ -103,6 +103,9 @@ public struct QuantizerConfiguration: Codable, Sendable {
     /// SmoothQuant before calibration (``SmoothQuant``): α for every site, or `auto` (α per site on
     /// its output error); nil: off. `--smoothquant`, Icraft `smooth_alpha`.
     public var smoothQuant: SmoothQuant.Alpha?
+    /// Also write the deploy model of ONNX Runtime's integer operators (`--format qoperator`,
+    /// ``QOperatorExport``) and its per-layer record.
+    public var qoperator = false
     /// Calibration items the GPTQ and bias correction pass reads (the first ones).
     public static let weightRoundingSamples = 128
     /// Calibration items the bias-correction pass reads without GPTQ: it needs only the mean
@@ -125,7 +128,7 @@ public struct QuantizerConfiguration: Codable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case scheme, control, observer, model, output, data, statistics, statisticsOutput, plan, tuning, autoSubset, threads, notes, weightRounding, biasCorrection, equalize, smoothQuant
+        case scheme, control, observer, model, output, data, statistics, statisticsOutput, plan, tuning, autoSubset, threads, notes, weightRounding, biasCorrection, equalize, smoothQuant, qoperator
     }
 
     public init(from decoder: Decoder) throws {
@@ -148,6 +151,17 @@ public struct QuantizerConfiguration: Codable, Sendable {
         biasCorrection = try c.decodeIfPresent(BiasCorrectionScope.self, forKey: .biasCorrection) ?? .depthwise
         equalize = try c.decodeIfPresent(Bool.self, forKey: .equalize) ?? false
         smoothQuant = try c.decodeIfPresent(SmoothQuant.Alpha.self, forKey: .smoothQuant)
+        qoperator = try c.decodeIfPresent(Bool.self, forKey: .qoperator) ?? false
+    }
+
+    /// `qdq` (the default) or `qoperator` (also the deploy model); QK7004 otherwise.
+    public mutating func setFormat(_ text: String?, key: String) throws {
+        guard let text else { return }
+        switch text.lowercased() {
+        case "qdq": qoperator = false
+        case "qoperator", "qop": qoperator = true
+        default: throw ConfigurationError.invalidValue(key, "'\(text)'", expected: "qdq or qoperator")
+        }
     }
 
     /// Whether the data options name at least one source (data options such as a batch size
@@ -174,7 +188,7 @@ public struct QuantizerConfiguration: Codable, Sendable {
             throw ConfigurationError.missing("calibration data for \(what) (a statistics file gives ranges only)",
                                              fix: "give the data (`--input NAME=PATH`) besides `--stats`: \(what) runs the model on it")
         }
-        try OutputSafety.check(outputs: Quantizer.outputItems(output: output ?? Quantizer.defaultOutput(for: model), statisticsOutput: statisticsOutput),
+        try OutputSafety.check(outputs: Quantizer.outputItems(output: output ?? Quantizer.defaultOutput(for: model), statisticsOutput: statisticsOutput, deploy: qoperator),
                                inputs: [.init("the input model", model)] + (statistics.map { [.init("the statistics file", $0)] } ?? [])
                                    + (plan.map { [.init("the precision plan (--plan)", $0)] } ?? []))
         try ConfigurationError.checkBins(observer.bins)

@@ -34,6 +34,7 @@ struct IcraftQuantize: Decodable {
     var hardware_profile: String?
     var value_range_in_bits: String?
     var accumulator_bits: Int?
+    var format: String?
     var truncate: [String]?
     var exclude_nodes: [String]?
     var exclude_op_types: [String]?
@@ -52,7 +53,7 @@ struct IcraftQuantize: Decodable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case forward_dir, forward_list, saturation, per, batch, bin_num, qdtype, mix_precision, quant_autotune_config, smooth_alpha, autoqset_num, json, raw
         case model, output, steps, percentile, threads, truncate, exclude_nodes, exclude_op_types, concat_split_ratio, statistics, statistics_output
-        case preset, color_format, mean_value, std_value, file_type, input_shape, seed, equalization, weight_bits, weight_mode, pack_weights, weight_levels, scale_format, hardware_profile, value_range_in_bits, accumulator_bits
+        case preset, color_format, mean_value, std_value, file_type, input_shape, seed, equalization, weight_bits, weight_mode, pack_weights, weight_levels, scale_format, hardware_profile, value_range_in_bits, accumulator_bits, format
     }
 
     static let schema = KeySchema.keys(CodingKeys.self)
@@ -120,6 +121,7 @@ struct IcraftQuantize: Decodable {
         }
         try c.setScaleFormat(scale_format, profile: hardware_profile, key: "quantize.scale_format")
         try c.setValueRange(value_range_in_bits, key: "quantize.value_range_in_bits")
+        try c.setFormat(format, key: "quantize.format")
         try c.setAccumulatorBits(accumulator_bits, key: "quantize.accumulator_bits")
         try c.setWeightFormat(bits: weight_bits, mode: weight_mode, packed: pack_weights, levels: weight_levels) { "quantize.weight_\($0)" }
         if let b = bin_num { c.observer.bins = b }

@@ -57,11 +57,12 @@ struct XQuantFile: Decodable {
         var hardware_profile: String?
     var value_range_in_bits: String?
     var accumulator_bits: Int?
+    var format: String?
 
         enum CodingKeys: String, CodingKey, CaseIterable {
             case calibration_step, calibration_device, calibration_type, input_parametres
             case batch_size, bins, activations, per_channel, n_std, statistics, statistics_output, seed, prefetch, fail_on_nonfinite, python
-            case max_image_pixels, max_item_bytes, weight_rounding, bias_correction, weight_bits, weight_mode, weight_group_size, pack_weights, weight_levels, scale_format, hardware_profile, value_range_in_bits, accumulator_bits
+            case max_image_pixels, max_item_bytes, weight_rounding, bias_correction, weight_bits, weight_mode, weight_group_size, pack_weights, weight_levels, scale_format, hardware_profile, value_range_in_bits, accumulator_bits, format
         }
     }
 
@@ -169,6 +170,7 @@ struct XQuantFile: Decodable {
         if let pc = cal?.per_channel { c.scheme.perChannelWeights = pc }
         try c.setScaleFormat(cal?.scale_format, profile: cal?.hardware_profile, key: "calibration_parameters.scale_format")
         try c.setValueRange(cal?.value_range_in_bits, key: "calibration_parameters.value_range_in_bits")
+        try c.setFormat(cal?.format, key: "calibration_parameters.format")
         try c.setAccumulatorBits(cal?.accumulator_bits, key: "calibration_parameters.accumulator_bits")
         try c.setWeightFormat(bits: cal?.weight_bits, mode: cal?.weight_mode, groupSize: cal?.weight_group_size, packed: cal?.pack_weights, levels: cal?.weight_levels) {
             "calibration_parameters.weight_\($0)"

@@ -12,6 +12,9 @@ public struct QuantizationResult: Sendable {
     /// `--plan` (edited or not) to quantize again from the same statistics.
     public var planPath: String = ""
     public var plan = PrecisionPlan()
+    /// The deploy model (`--format qoperator`) and its converted ops per integer operator.
+    public var deployPath: String?
+    public var deployConverted: [String: Int] = [:]
     /// What graph preparation folded and removed.
     public var preparation: Preparation.Report
     /// Nodes that run on quantized inputs.
@@ -140,7 +143,7 @@ public struct Quantizer: Sendable {
         try stages.openData(statisticsGiven: given != nil)
         // Nothing written may be something read: the model, its external data, the data files.
         try OutputSafety.check(
-            outputs: Quantizer.outputItems(output: output, statisticsOutput: config.statisticsOutput),
+            outputs: Quantizer.outputItems(output: output, statisticsOutput: config.statisticsOutput, deploy: config.qoperator),
             inputs: [.init("the input model", path)] + (stages.floatModel?.externalFiles ?? []).map { .init("the model's external data", $0) }
                 + (config.statistics.map { [.init("the statistics file", $0)] } ?? [])
                 + (stages.data?.sourceFiles ?? []).map { .init("calibration file", $0) })
@@ -316,7 +319,7 @@ public struct Quantizer: Sendable {
                          weightStatisticsBatches: (() throws -> [String: Tensor]?)? = nil, smoothingChoice: SmoothQuant.Report? = nil,
                          reuse: ReusableWork? = nil, progress: (StageProgress) -> Void = { _ in }) throws -> QuantizationResult {
         let model = try Model.load(path: modelPath)
-        try OutputSafety.check(outputs: Quantizer.outputItems(output: output, statisticsOutput: nil),
+        try OutputSafety.check(outputs: Quantizer.outputItems(output: output, statisticsOutput: nil, deploy: configuration.qoperator),
                                inputs: [.init("the input model", modelPath)] + model.externalFiles.map { .init("the model's external data", $0) })
         try Verifier.check(model, codes: Verifier.loadCodes)
         // The statistics were observed in the transformed model: quantize that one.
@@ -392,12 +395,25 @@ public struct Quantizer: Sendable {
                                                             rounding: r.rounding.isEmpty ? nil : r.rounding)), to: paramsPath, batch: batch)
         try AtomicFile.write(Data(r.plan.csv().utf8), to: planPath, batch: batch)
         try model.save(to: output, batch: batch)
+        var deploy: QOperatorExport.Report? = nil
+        if configuration.qoperator {
+            // The QDQ model is serialized: the same model becomes the deploy model.
+            let report = try QOperatorExport.convert(model)
+            try Verifier.check(model)
+            try AtomicFile.write(Data(QOperatorExport.recordText(report.records).utf8), to: Quantizer.recordPath(for: output), batch: batch)
+            try model.save(to: Quantizer.deployPath(for: output), batch: batch)
+            deploy = report
+        }
         try batch.commit()
         var result = QuantizationResult(modelPath: output, parametersPath: paramsPath, planPath: planPath, plan: r.plan, preparation: prep,
                                         quantizedNodes: r.quantizedNodes.count, floatNodes: r.floatNodes.count, absorbedActivations: r.absorbedActivations,
                                         warnings: r.warnings, integerKernels: kernels)
         result.transforms = transformed
         result.rounding = r.rounding
+        if let deploy {
+            result.deployPath = Quantizer.deployPath(for: output)
+            result.deployConverted = deploy.converted
+        }
         result.reusable = reusable
         return result
     }
@@ -631,10 +647,17 @@ public struct Quantizer: Sendable {
 
     /// What quantizing to `output` writes: the model, its parameter record and (when asked)
     /// the statistics file.
-    public static func outputItems(output: String, statisticsOutput: String?) -> [OutputSafety.Item] {
+    public static func outputItems(output: String, statisticsOutput: String?, deploy: Bool = false) -> [OutputSafety.Item] {
         [.init("the output model", output), .init("the parameter record", parametersPath(for: output)), .init("the precision plan", planPath(for: output))]
+            + (deploy ? [.init("the deploy model", deployPath(for: output)), .init("the deploy record", recordPath(for: output))] : [])
             + (statisticsOutput.map { [.init("the statistics output", $0)] } ?? [])
     }
+
+    /// The deploy model beside `output` (`--format qoperator`): `NAME.qop.onnx`.
+    public static func deployPath(for output: String) -> String { sidePath(for: output, suffix: ".qop.onnx") }
+
+    /// Its per-layer record (AMCT-style text): `NAME.record.txt`.
+    public static func recordPath(for output: String) -> String { sidePath(for: output, suffix: ".record.txt") }
 
     /// The parameter record beside `output`: `NAME.qparams.json` for `NAME.q.onnx` or `NAME.onnx`.
     public static func parametersPath(for output: String) -> String { sidePath(for: output, suffix: ".qparams.json") }

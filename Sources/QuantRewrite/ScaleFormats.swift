@@ -17,6 +17,13 @@ extension QDQRewriter {
     func formatScale(_ scale: Double, zeroPoint: Int, range: ClipRange, grid: QuantGrid, what: String,
                      error: ((Double, Int) -> Double?)?, result: inout Result) throws -> (scale: Double, zeroPoint: Int) {
         guard let format = options.scheme.hardware?.scale else { return (scale, zeroPoint) }
+        // All zeros (a dead channel, a constant zero tensor): any scale is exact; take the
+        // representable one nearest the chosen, inside the bounds.
+        if range.lo == 0 && range.hi == 0 {
+            let (lo, hi) = format.bounds
+            let n = format.neighbours(of: min(max(scale, lo), hi))
+            return (n.below ?? n.above ?? lo, zeroPoint)
+        }
         var (below, above) = format.neighbours(of: scale)
         if below == nil || above == nil {
             let (lo, hi) = format.bounds

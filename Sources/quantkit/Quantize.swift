@@ -75,7 +75,7 @@ struct Quantize: ParsableCommand {
                 // What the command writes beside the quantizer's outputs (the reports), against
                 // the files it reads beside the model and the data (the configuration files).
                 let out = cfg.output ?? Quantizer.defaultOutput(for: m)
-                var written = Quantizer.outputItems(output: out, statisticsOutput: cfg.statisticsOutput)
+                var written = Quantizer.outputItems(output: out, statisticsOutput: cfg.statisticsOutput, deploy: cfg.qoperator)
                 if !analysis.noAnalysis {
                     let p = AnalysisReportPaths(quantizedModel: out)
                     written += [.init("the Markdown report", p.markdown), .init("the HTML report", p.html), .init("the JSON report", p.json)]
@@ -240,6 +240,9 @@ struct Quantize: ParsableCommand {
             print("rounded    \(r.rounding.count) weights adaptively (AdaRound): \(String(format: "%.1f", 100 * Double(flips) / Double(max(weights, 1))))% of the weights flipped from nearest; layer output error \(gains.isEmpty ? "unchanged" : "× \(String(format: "%.2f", gains[gains.count / 2])) (median)")")
         }
         print("model      \(r.modelPath)")
+        if let d = r.deployPath {
+            print("deploy     \(d) (\(r.deployConverted.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")))")
+        }
         print("parameters \(r.parametersPath)")
         print("plan       \(r.planPath)")
     }
@@ -346,6 +349,9 @@ struct QuantizeSettings: ParsableArguments {
     @Option(help: "Reduced value ranges W;A (Icraft's value_range_in_bits): weights on W bits and activations on A bits of their 8-bit storage, e.g. 7;7 so that accumulators do not overflow; one number sets both (per op: the plan's value_range_in_bits column).")
     var valueRange: String?
 
+    @Option(help: "qdq (default): the QDQ model ONNX Runtime fuses; qoperator: also NAME.qop.onnx, the deploy model written with ONNX Runtime's integer operators (QLinearConv, QLinearMatMul, QGemm, QLinearAdd, ...) that runs integer with graph optimizations off, and NAME.record.txt, each layer's scales and offsets (AMCT-style).")
+    var format: String?
+
     @Option(help: "Accumulator width of the target hardware, e.g. 16, 24 or 32: each integer Conv/MatMul/Gemm output channel's worst case Σ|q_x − z_x|·|q_w| + |q_b| must fit it; the weight scales of channels that could overflow are widened until they fit (a summary warning names them), QK5008 when a channel would round to zero.")
     var accumulatorBits: Int?
 
@@ -381,6 +387,7 @@ struct QuantizeSettings: ParsableArguments {
         if let r = weightRounding { cfg.weightRounding = r }
         try cfg.setScaleFormat(scaleFormat, profile: hardwareProfile, key: "--scale-format")
         try cfg.setValueRange(valueRange, key: "--value-range")
+        try cfg.setFormat(format, key: "--format")
         try cfg.setAccumulatorBits(accumulatorBits, key: "--accumulator-bits")
         try cfg.setWeightFormat(bits: weightBits, mode: weightMode, groupSize: groupSize, packed: packWeights ? true : nil, levels: weightLevels) { key in
             ["bits": "--weight-bits", "mode": "--weight-mode", "group_size": "--group-size", "levels": "--weight-levels"][key] ?? key

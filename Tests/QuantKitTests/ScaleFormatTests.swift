@@ -15,7 +15,7 @@ import Testing
     #expect(fixed.bounds.lo == 1.0 / 16 && fixed.bounds.hi == 15)
     // Past the bounds there is no neighbour on that side.
     #expect(fixed.neighbours(of: 20).above == nil && fixed.neighbours(of: 0.01).below == nil)
-    #expect(fixed.describe(0.3125) == "5·2^-4" && FixedPointFormat(mantissaBits: 0, shift: [0, 31]).describe(1) == "1·2^-0")
+    #expect(fixed.describe(0.3125) == "5·2^-4" && FixedPointFormat(mantissaBits: 0, shift: [0, 31]).describe(1) == "1·2^0" && FixedPointFormat(mantissaBits: 0).describe(16) == "1·2^4")
 }
 
 @Test func hardwareProfilesAreReadAndCheckedQK7010() throws {
