@@ -387,3 +387,35 @@ def test_recurrent_weights_are_int8_per_gate_channel(tmp_path, op, gates):
     assert float((a * c).sum() / np.linalg.norm(a) / np.linalg.norm(c)) > 0.99
     params = json.load(open(str(tmp_path / "m.qparams.json")))["tensors"]
     assert params["W"]["role"] == params["R"]["role"] == "weight" and params["W"]["axis"] == 1
+
+
+def test_deploy_model_runs_integer_operators_without_optimizations(tmp_path):
+    src = str(tmp_path / "m.onnx")
+    onnx.save(model(13), src)
+    data = npy_folder(tmp_path / "calib", [RNG.standard_normal((1, 16, 8, 8)).astype(np.float32) for _ in range(8)])
+    out = str(tmp_path / "m.q.onnx")
+    r = quantkit("quantize", src, "--input", f"x={data}", "-o", out, "--no-analysis", "--format", "qoperator")
+    qop = str(tmp_path / "m.qop.onnx")
+    assert "deploy" in r.stdout and os.path.exists(qop), r.stdout
+    d = onnx.load(qop)
+    onnx.checker.check_model(d)
+    ops = [n.op_type for n in d.graph.node]
+    # Every Conv/MatMul/Gemm is an integer operator; the only Q/DQ left are at the float input and output.
+    assert ops.count("QLinearConv") == 2 and ops.count("QGemm") == 1 and ("QLinearMatMul" in ops or "MatMulIntegerToFloat" in ops), ops
+    assert not any(o in ops for o in ("Conv", "MatMul", "Gemm")), ops
+    assert ops.count("QuantizeLinear") == 1 and ops.count("DequantizeLinear") <= 1, ops
+    # It runs in ONNX Runtime with every graph optimization off and agrees with the QDQ model
+    # (which ONNX Runtime fuses into the same kernels) within one step of the output's scale.
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    a = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
+    b = ort.InferenceSession(qop, so, providers=["CPUExecutionProvider"])
+    for _ in range(4):
+        x = RNG.standard_normal((1, 16, 8, 8)).astype(np.float32)
+        ya, yb = a.run(None, {"x": x})[0], b.run(None, {"x": x})[0]
+        assert np.abs(ya - yb).max() <= 1e-4 + 0.02 * np.abs(ya).max(), (ya, yb)
+    # The record names each integer layer with its input scale/offset and weight scales.
+    rec = open(str(tmp_path / "m.record.txt")).read()
+    assert rec.count("record {") == 4 and 'key: "conv1"' in rec and rec.count("scale_w:") == 8 + 12 + 10 + 6
+    params = json.load(open(str(tmp_path / "m.qparams.json")))["tensors"]
+    assert f"scale_d: {float(np.float32(params['x']['scale'][0]))}" in rec   # the model's float32 scale
