@@ -148,7 +148,11 @@ extension QuantizerConfiguration {
         case "s8", "int8": return .s8s8
         case "u16", "uint16": return .a16w8
         case "s16", "int16": return QuantScheme(activation: QuantGrid(bits: 16, signed: true, symmetric: true))
-        default: throw QuantKitError("QK7002", "\(key) '\(name)' is not a known activation scheme", fix: "use u8, s8, u16 or s16")
+        // Distiller's names: asym_u is u8; asym_s signed with a zero point; sym is s8.
+        case "asym_u": return .u8s8
+        case "asym_s": return QuantScheme(activation: QuantGrid(bits: 8, signed: true, symmetric: false))
+        case "sym": return .s8s8
+        default: throw QuantKitError("QK7002", "\(key) '\(name)' is not a known activation scheme", fix: "use u8, s8, u16, s16 or Distiller's asym_u, asym_s, sym")
         }
     }
 

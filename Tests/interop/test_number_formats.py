@@ -419,3 +419,18 @@ def test_deploy_model_runs_integer_operators_without_optimizations(tmp_path):
     assert rec.count("record {") == 4 and 'key: "conv1"' in rec and rec.count("scale_w:") == 8 + 12 + 10 + 6
     params = json.load(open(str(tmp_path / "m.qparams.json")))["tensors"]
     assert f"scale_d: {float(np.float32(params['x']['scale'][0]))}" in rec   # the model's float32 scale
+
+
+def test_signed_asymmetric_activations(tmp_path):
+    # Distiller's asym_s: int8 activations with a zero point (a Relu output sits at -128).
+    src = str(tmp_path / "m.onnx")
+    onnx.save(model(13), src)
+    data = npy_folder(tmp_path / "calib", [RNG.standard_normal((1, 16, 8, 8)).astype(np.float32) for _ in range(8)])
+    out = str(tmp_path / "m.q.onnx")
+    quantkit("quantize", src, "--input", f"x={data}", "-o", out, "--no-analysis", "--activations", "asym_s")
+    q = onnx.load(out)
+    inits = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
+    zps = [inits[n.input[2]] for n in q.graph.node if n.op_type == "QuantizeLinear"]
+    assert all(z.dtype == np.int8 for z in zps) and any(int(z) == -128 for z in zps) and any(int(z) not in (0, -128) for z in zps)
+    from conftest import optimized_ops
+    assert optimized_ops(out, tmp_path).count("QLinearConv") == 2
