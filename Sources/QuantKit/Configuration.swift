@@ -248,6 +248,31 @@ public struct QuantizerConfiguration: Codable, Sendable {
         }
     }
 
+    /// The number-format settings as the CLI and both config files give them; `key` names a
+    /// setting (its config-file name: `weight_bits`, `scale_format`, ...) in errors.
+    public struct NumberFormats {
+        public var weightBits: Int?, weightMode: String?, weightGroupSize: Int?, packWeights: Bool?, weightLevels: Int?
+        public var valueRange: String?, accumulatorBits: Int?, scaleFormat: String?, hardwareProfile: String?, format: String?
+
+        public init(weightBits: Int? = nil, weightMode: String? = nil, weightGroupSize: Int? = nil, packWeights: Bool? = nil, weightLevels: Int? = nil,
+                    valueRange: String? = nil, accumulatorBits: Int? = nil, scaleFormat: String? = nil, hardwareProfile: String? = nil, format: String? = nil) {
+            (self.weightBits, self.weightMode, self.weightGroupSize, self.packWeights, self.weightLevels) = (weightBits, weightMode, weightGroupSize, packWeights, weightLevels)
+            (self.valueRange, self.accumulatorBits, self.scaleFormat, self.hardwareProfile, self.format) = (valueRange, accumulatorBits, scaleFormat, hardwareProfile, format)
+        }
+
+        /// Applies them in the order that lets the later refine the earlier (a value range, then
+        /// explicit weight bits). Throws QK7004 (QK7010 for the profile).
+        public func apply(to c: inout QuantizerConfiguration, key: (String) -> String) throws {
+            try c.setScaleFormat(scaleFormat, profile: hardwareProfile, key: key("scale_format"))
+            try c.setValueRange(valueRange, key: key("value_range_in_bits"))
+            try c.setFormat(format, key: key("format"))
+            try c.setAccumulatorBits(accumulatorBits, key: key("accumulator_bits"))
+            try c.setWeightFormat(bits: weightBits, mode: weightMode, groupSize: weightGroupSize, packed: packWeights, levels: weightLevels) {
+                key($0 == "group_size" ? "weight_group_size" : "weight_\($0)")
+            }
+        }
+    }
+
     /// Reduced value ranges (`--value-range W;A`, Icraft's value_range_in_bits): weights on W
     /// bits, activations on A bits of their 8-bit (16-bit) storage; one number sets both
     /// (`,` works as the separator too). Throws QK7004.

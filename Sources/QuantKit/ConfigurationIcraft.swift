@@ -119,11 +119,9 @@ struct IcraftQuantize: Decodable {
             c.scheme.perChannelWeights = true
             c.scheme.weightGroupSize = n
         }
-        try c.setScaleFormat(scale_format, profile: hardware_profile, key: "quantize.scale_format")
-        try c.setValueRange(value_range_in_bits, key: "quantize.value_range_in_bits")
-        try c.setFormat(format, key: "quantize.format")
-        try c.setAccumulatorBits(accumulator_bits, key: "quantize.accumulator_bits")
-        try c.setWeightFormat(bits: weight_bits, mode: weight_mode, packed: pack_weights, levels: weight_levels) { "quantize.weight_\($0)" }
+        try QuantizerConfiguration.NumberFormats(weightBits: weight_bits, weightMode: weight_mode, packWeights: pack_weights, weightLevels: weight_levels,
+                                                 valueRange: value_range_in_bits, accumulatorBits: accumulator_bits, scaleFormat: scale_format,
+                                                 hardwareProfile: hardware_profile, format: format).apply(to: &c) { "quantize.\($0)" }
         if let b = bin_num { c.observer.bins = b }
         c.control.truncateAfter = truncate ?? []
         c.control.excludeNodes = exclude_nodes ?? []

@@ -168,13 +168,10 @@ struct XQuantFile: Decodable {
         c.scheme = try QuantizerConfiguration.scheme(named: cal?.activations ?? "u8", key: "calibration_parameters.activations")
         c.scheme.method = method
         if let pc = cal?.per_channel { c.scheme.perChannelWeights = pc }
-        try c.setScaleFormat(cal?.scale_format, profile: cal?.hardware_profile, key: "calibration_parameters.scale_format")
-        try c.setValueRange(cal?.value_range_in_bits, key: "calibration_parameters.value_range_in_bits")
-        try c.setFormat(cal?.format, key: "calibration_parameters.format")
-        try c.setAccumulatorBits(cal?.accumulator_bits, key: "calibration_parameters.accumulator_bits")
-        try c.setWeightFormat(bits: cal?.weight_bits, mode: cal?.weight_mode, groupSize: cal?.weight_group_size, packed: cal?.pack_weights, levels: cal?.weight_levels) {
-            "calibration_parameters.weight_\($0)"
-        }
+        try QuantizerConfiguration.NumberFormats(weightBits: cal?.weight_bits, weightMode: cal?.weight_mode, weightGroupSize: cal?.weight_group_size,
+                                                 packWeights: cal?.pack_weights, weightLevels: cal?.weight_levels, valueRange: cal?.value_range_in_bits,
+                                                 accumulatorBits: cal?.accumulator_bits, scaleFormat: cal?.scale_format, hardwareProfile: cal?.hardware_profile,
+                                                 format: cal?.format).apply(to: &c) { "calibration_parameters.\($0)" }
         if let r = cal?.weight_rounding {
             guard let v = WeightRounding(rawValue: r.lowercased()) else {
                 throw ConfigurationError.invalidValue("calibration_parameters.weight_rounding", "'\(r)'", expected: "nearest, gptq or adaround")

@@ -385,13 +385,11 @@ struct QuantizeSettings: ParsableArguments {
         if let l = precisionLevel { cfg.tuning = try QuantizerConfiguration.precisionLevel(l, key: "--precision-level") }
         if let l = finetuneLevel { cfg.weightRounding = try QuantizerConfiguration.finetuneLevel(l, key: "--finetune-level") ?? cfg.weightRounding }
         if let r = weightRounding { cfg.weightRounding = r }
-        try cfg.setScaleFormat(scaleFormat, profile: hardwareProfile, key: "--scale-format")
-        try cfg.setValueRange(valueRange, key: "--value-range")
-        try cfg.setFormat(format, key: "--format")
-        try cfg.setAccumulatorBits(accumulatorBits, key: "--accumulator-bits")
-        try cfg.setWeightFormat(bits: weightBits, mode: weightMode, groupSize: groupSize, packed: packWeights ? true : nil, levels: weightLevels) { key in
-            ["bits": "--weight-bits", "mode": "--weight-mode", "group_size": "--group-size", "levels": "--weight-levels"][key] ?? key
-        }
+        let flags = ["weight_bits": "--weight-bits", "weight_mode": "--weight-mode", "weight_group_size": "--group-size", "weight_levels": "--weight-levels",
+                     "value_range_in_bits": "--value-range", "accumulator_bits": "--accumulator-bits", "scale_format": "--scale-format", "format": "--format"]
+        try QuantizerConfiguration.NumberFormats(weightBits: weightBits, weightMode: weightMode, weightGroupSize: groupSize, packWeights: packWeights ? true : nil,
+                                                 weightLevels: weightLevels, valueRange: valueRange, accumulatorBits: accumulatorBits, scaleFormat: scaleFormat,
+                                                 hardwareProfile: hardwareProfile, format: format).apply(to: &cfg) { flags[$0] ?? $0 }
     }
 
     static func subgraphSetting(_ spec: String) throws -> SubgraphSetting {

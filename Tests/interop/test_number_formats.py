@@ -48,6 +48,15 @@ def model(opset):
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)], ir_version=10 if opset >= 21 else 8)
 
 
+def setup(tmp_path, opset=13, items=8, scale=1.0):
+    """The small model saved at opset `opset`, a calibration folder of `items` random inputs
+    (times `scale`), and the output path: (model, data folder, output)."""
+    src = str(tmp_path / "m.onnx")
+    onnx.save(model(opset), src)
+    data = npy_folder(tmp_path / "calib", [RNG.standard_normal((1, 16, 8, 8)).astype(np.float32) * scale for _ in range(items)])
+    return src, data, str(tmp_path / "m.q.onnx")
+
+
 def rows_of(name, w):
     """The weight as rows (one per output channel) of its fan-in, and the inverse."""
     if name == "W3":
@@ -94,10 +103,7 @@ def dequantized_weights(path):
 @pytest.mark.parametrize("opset", [13, 21])
 @pytest.mark.parametrize("mode,packed", [("sym", False), ("sym", True), ("asym_u", True), ("asym_s", False)])
 def test_grouped_4_bit_weights_match_the_reference(tmp_path, opset, mode, packed):
-    src = str(tmp_path / "m.onnx")
-    onnx.save(model(opset), src)
-    data = npy_folder(tmp_path / "calib", [RNG.standard_normal((1, 16, 8, 8)).astype(np.float32) for _ in range(8)])
-    out = str(tmp_path / "m.q.onnx")
+    src, data, out = setup(tmp_path, opset)
     quantkit("quantize", src, "--input", f"x={data}", "-o", out, "--no-analysis", "--weight-bits", "4", "--group-size", "4",
              "--weight-mode", mode, *(["--pack-weights"] if packed else []))
     q = onnx.load(out)
@@ -139,10 +145,7 @@ def test_grouped_4_bit_weights_match_the_reference(tmp_path, opset, mode, packed
 @pytest.mark.parametrize("opset", [13, 21])
 @pytest.mark.parametrize("mode", ["sym", "asym_u"])
 def test_packed_int4_per_channel_weights_match_the_reference(tmp_path, opset, mode):
-    src = str(tmp_path / "m.onnx")
-    onnx.save(model(opset), src)
-    data = npy_folder(tmp_path / "calib", [RNG.standard_normal((1, 16, 8, 8)).astype(np.float32) for _ in range(8)])
-    out = str(tmp_path / "m.q.onnx")
+    src, data, out = setup(tmp_path, opset)
     quantkit("quantize", src, "--input", f"x={data}", "-o", out, "--no-analysis", "--weight-bits", "4", "--pack-weights", "--weight-mode", mode)
     q = onnx.load(out)
     onnx.checker.check_model(q, full_check=True)
@@ -162,9 +165,7 @@ def test_packed_int4_per_channel_weights_match_the_reference(tmp_path, opset, mo
 
 
 def test_weight_format_errors_are_coded(tmp_path):
-    src = str(tmp_path / "m.onnx")
-    onnx.save(model(13), src)
-    data = npy_folder(tmp_path / "calib", [RNG.standard_normal((1, 16, 8, 8)).astype(np.float32) for _ in range(2)])
+    src, data, _ = setup(tmp_path, items=2)
     for args, text in [(["--group-size", "1"], "--group-size"), (["--weight-mode", "sym8"], "--weight-mode"), (["--weight-bits", "9"], "--weight-bits")]:
         r = quantkit("quantize", src, "--input", f"x={data}", "--no-analysis", *args, check=False)
         assert r.returncode != 0 and "QK7004" in r.stderr and text in r.stderr, r.stderr
@@ -172,10 +173,7 @@ def test_weight_format_errors_are_coded(tmp_path):
 
 
 def test_non_uniform_weights_use_few_levels_and_still_run_int8(tmp_path):
-    src = str(tmp_path / "m.onnx")
-    onnx.save(model(13), src)
-    data = npy_folder(tmp_path / "calib", [RNG.standard_normal((1, 16, 8, 8)).astype(np.float32) for _ in range(8)])
-    out = str(tmp_path / "m.q.onnx")
+    src, data, out = setup(tmp_path)
     quantkit("quantize", src, "--input", f"x={data}", "-o", out, "--no-analysis", "--weight-levels", "8")
     q = onnx.load(out)
     onnx.checker.check_model(q, full_check=True)
@@ -210,10 +208,7 @@ def scales_of(q):
 
 @pytest.mark.parametrize("fmt,mantissa", [("pow2", 1), ("fixed:4", 15)])
 def test_fixed_point_scales_are_in_the_format(tmp_path, fmt, mantissa):
-    src = str(tmp_path / "m.onnx")
-    onnx.save(model(13), src)
-    data = npy_folder(tmp_path / "calib", [RNG.standard_normal((1, 16, 8, 8)).astype(np.float32) for _ in range(8)])
-    out = str(tmp_path / "m.q.onnx")
+    src, data, out = setup(tmp_path)
     quantkit("quantize", src, "--input", f"x={data}", "-o", out, "--no-analysis", "--scale-format", fmt)
     q = onnx.load(out)
     onnx.checker.check_model(q, full_check=True)
@@ -238,12 +233,9 @@ def test_fixed_point_scales_are_in_the_format(tmp_path, fmt, mantissa):
 
 
 def test_hardware_profile_bounds_are_errors_or_clamps(tmp_path):
-    src = str(tmp_path / "m.onnx")
-    onnx.save(model(13), src)
     # Inputs of magnitude ~3000 need an input scale of ~20, above Knight's largest 2^0.
-    data = npy_folder(tmp_path / "calib", [RNG.standard_normal((1, 16, 8, 8)).astype(np.float32) * 1000 for _ in range(8)])
+    src, data, out = setup(tmp_path, scale=1000)
     knight = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "examples", "profiles", "knight.json")
-    out = str(tmp_path / "m.q.onnx")
     r = quantkit("quantize", src, "--input", f"x={data}", "-o", out, "--no-analysis", "--hardware-profile", knight, check=False)
     assert r.returncode != 0 and "QK5007" in r.stderr and "activation '" in r.stderr and "needs scale" in r.stderr and "1·2^0" in r.stderr, r.stderr
     assert not os.path.exists(out)
@@ -287,10 +279,7 @@ def quantized_ops(q):
 
 
 def test_reduced_value_ranges_and_the_plan_column(tmp_path):
-    src = str(tmp_path / "m.onnx")
-    onnx.save(model(13), src)
-    data = npy_folder(tmp_path / "calib", [RNG.standard_normal((1, 16, 8, 8)).astype(np.float32) for _ in range(8)])
-    out = str(tmp_path / "m.q.onnx")
+    src, data, out = setup(tmp_path)
     quantkit("quantize", src, "--input", f"x={data}", "-o", out, "--no-analysis", "--value-range", "7;7")
     q = onnx.load(out)
     onnx.checker.check_model(q, full_check=True)
@@ -326,10 +315,7 @@ def test_reduced_value_ranges_and_the_plan_column(tmp_path):
 
 
 def test_accumulator_bits_bound_every_integer_op(tmp_path):
-    src = str(tmp_path / "m.onnx")
-    onnx.save(model(13), src)
-    data = npy_folder(tmp_path / "calib", [RNG.standard_normal((1, 16, 8, 8)).astype(np.float32) for _ in range(8)])
-    out = str(tmp_path / "m.q.onnx")
+    src, data, out = setup(tmp_path)
     r = quantkit("quantize", src, "--input", f"x={data}", "-o", out, "--no-analysis", "--accumulator-bits", "16")
     assert "16-bit accumulator" in r.stdout, r.stdout
     worst = 0
@@ -390,10 +376,7 @@ def test_recurrent_weights_are_int8_per_gate_channel(tmp_path, op, gates):
 
 
 def test_deploy_model_runs_integer_operators_without_optimizations(tmp_path):
-    src = str(tmp_path / "m.onnx")
-    onnx.save(model(13), src)
-    data = npy_folder(tmp_path / "calib", [RNG.standard_normal((1, 16, 8, 8)).astype(np.float32) for _ in range(8)])
-    out = str(tmp_path / "m.q.onnx")
+    src, data, out = setup(tmp_path)
     r = quantkit("quantize", src, "--input", f"x={data}", "-o", out, "--no-analysis", "--format", "qoperator")
     qop = str(tmp_path / "m.qop.onnx")
     assert "deploy" in r.stdout and os.path.exists(qop), r.stdout
@@ -423,10 +406,7 @@ def test_deploy_model_runs_integer_operators_without_optimizations(tmp_path):
 
 def test_signed_asymmetric_activations(tmp_path):
     # Distiller's asym_s: int8 activations with a zero point (a Relu output sits at -128).
-    src = str(tmp_path / "m.onnx")
-    onnx.save(model(13), src)
-    data = npy_folder(tmp_path / "calib", [RNG.standard_normal((1, 16, 8, 8)).astype(np.float32) for _ in range(8)])
-    out = str(tmp_path / "m.q.onnx")
+    src, data, out = setup(tmp_path)
     quantkit("quantize", src, "--input", f"x={data}", "-o", out, "--no-analysis", "--activations", "asym_s")
     q = onnx.load(out)
     inits = {t.name: numpy_helper.to_array(t) for t in q.graph.initializer}
