@@ -122,7 +122,8 @@ private func node(_ m: Model, producing t: String) -> Node? { m.graph.nodes.firs
         ("node,dtype\nc1,int9\n", "QK5005", "line 2"),
         ("node,dtype,per\nc1,int8,group=1\n", "QK5005", "group=N"),
         ("node,dtype,per\nc1,int8,rows\n", "QK5005", "per 'rows'"),
-        ("node,dtype,value_range_in_bits\nc1,int8,7\n", "QK7005", "value_range_in_bits 7"),
+        ("node,dtype,value_range_in_bits\nc1,int8,9\n", "QK5005", "value_range_in_bits 9"),
+        ("node,dtype,value_range_in_bits\nc1,fp32,7\n", "QK5005", "float one"),
         ("node,dtype,colour\nc1,int8,red\n", "QK5005", "colour"),
         ("node,dtype\nc1,int8\nc1,fp32\n", "QK5005", "second time"),
         ("node,dtype,saturation\nc1,int8,kl(0)\n", "QK5005", "saturation"),
@@ -135,6 +136,9 @@ private func node(_ m: Model, producing t: String) -> Node? { m.graph.nodes.firs
             #expect(e.code == code && e.description.contains(words) && e.description.contains("p.csv"), "\(e)")
         }
     }
+    // value_range_in_bits within the dtype's bits is read; the dtype's own bits mean none.
+    let ranged = try PrecisionPlan(csv: "node,dtype,value_range_in_bits\nc1,int8,7\nc2,int8,8\n", path: "p.csv")
+    #expect(ranged.ops[0].valueRangeInBits == 7 && ranged.ops[1].valueRangeInBits == nil)
     // per group=N is read and written back as such.
     let grouped = try PrecisionPlan(csv: "node,dtype,per\nc1,int8,Group=32\n", path: "p.csv")
     #expect(grouped.ops[0].per == .group(32) && grouped.csv().contains(",group=32,"))
