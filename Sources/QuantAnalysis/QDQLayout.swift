@@ -131,9 +131,19 @@ public struct QDQLayout: Sendable {
                 weightTensors += 1
             }
         }
+        // A per-group weight's DequantizeLinear is followed by Reshape/Slice/Transpose of
+        // constants back to the weight's shape (QuantKit's form below opset 21): the chain is the
+        // weight, not a layer.
+        var weightChain = Set<ObjectIdentifier>()
+        for n in order where ["Reshape", "Slice", "Transpose"].contains(n.opType) {
+            guard let first = n.inputs.first, let w = weightDQ[first], n.inputs.dropFirst().allSatisfy({ $0.isEmpty || constant($0) != nil }),
+                  let out = n.outputs.first else { continue }
+            weightDQ[out] = (w.0, true)
+            weightChain.insert(ObjectIdentifier(n))
+        }
         // Ops whose outputs are not float values (shapes, sizes) have no error to measure.
         let nonNumeric: Set<String> = ["Shape", "Size"]
-        for n in order where !isQ(n) && !isDQ(n) && !nonNumeric.contains(n.opType) {
+        for n in order where !isQ(n) && !isDQ(n) && !nonNumeric.contains(n.opType) && !weightChain.contains(ObjectIdentifier(n)) {
             let acts = n.inputs.compactMap { dequantizedActivations[$0] }
             let weight = n.inputs.lazy.compactMap { weightDQ[$0] }.first
             guard !acts.isEmpty || weight != nil, let out = n.outputs.first, !out.isEmpty else { continue }

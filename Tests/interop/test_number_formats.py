@@ -414,3 +414,16 @@ def test_signed_asymmetric_activations(tmp_path):
     assert all(z.dtype == np.int8 for z in zps) and any(int(z) == -128 for z in zps) and any(int(z) not in (0, -128) for z in zps)
     from conftest import optimized_ops
     assert optimized_ops(out, tmp_path).count("QLinearConv") == 2
+
+
+def test_analysis_sees_a_grouped_weight_as_the_layers_weight(tmp_path):
+    # The Reshape/Slice/Transpose that bring a per-group weight back to its shape are the weight,
+    # not layers with float outputs the float model lacks.
+    src, data, out = setup(tmp_path)
+    quantkit("quantize", src, "--input", f"x={data}", "-o", out, "--weight-bits", "4", "--group-size", "4", "--pack-weights", "--tune-rounds", "0")
+    report = json.load(open(str(tmp_path / "m.report.json")))
+    layers = {l["node"]: l for l in report["layers"]}
+    assert {"conv1", "conv2", "mm", "gemm"} <= set(layers), sorted(layers)
+    assert all(layers[n]["weightType"] == "int4" for n in ("conv1", "conv2", "mm", "gemm"))
+    assert not any(l["opType"] in ("Reshape", "Slice", "Transpose") for l in report["layers"])
+    assert not any("float output the float model does not have" in n for n in report["notes"])
