@@ -42,6 +42,8 @@ recovery.VARIANTS = {
     "fixed:8 scales": (["--scale-format", "fixed:8"], None),
     "Icraft profile": (["--hardware-profile", "examples/profiles/icraft.json"], None),
     "Knight profile": (["--hardware-profile", "examples/profiles/knight.json"], None),
+    "fp16 model": (["--precision", "fp16"], None),
+    "bf16 model": (["--precision", "bf16"], None),
     "LSTM kept float (before issue 23)": (["--exclude-op-type", "LSTM"], None),
     "ORT MinMax int8 per-channel": (None, {"per_channel": True}),
     "ORT MinMax int4 per-channel": (None, {"per_channel": True, "weight_type": "QInt4"}),

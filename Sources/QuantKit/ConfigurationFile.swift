@@ -184,8 +184,8 @@ extension QuantizerConfiguration {
     /// XQuant's precision_level for the whole model, as tuning settings: 0 all int8, the plain
     /// recipe (no repair); 1 partial int8 for performance: the loop to output cosine 0.99,
     /// int16 activations first, the fastest plan; 2 partial int8 for accuracy: the loop to
-    /// output cosine 0.995, ops raised straight to float. 3 (dynamic quantization) and 4 (an FP16
-    /// model) throw QK7005.
+    /// output cosine 0.995, ops raised straight to float; 4 the whole model fp16 (no tuning; the
+    /// caller sets `control.wholeModel`). 3 (dynamic quantization) throws QK7005.
     /// XQuant's `finetune_level`: 0 and 1 change nothing (1: XQuant may adjust static
     /// parameters; QuantKit's per-tensor method choice is its equivalent), 2 is AdaRound (PPQ's
     /// rounding refinement), 3 (block reconstruction) throws QK7005.
@@ -206,7 +206,7 @@ extension QuantizerConfiguration {
         case 1: return TuningOptions(target: .standard, priority: .performance)
         case 2: return TuningOptions(target: TuningTarget(metric: .cosine, value: 0.995), priority: .accuracy)
         case 3: throw ConfigurationError.notImplemented(key, "3", detail: "dynamic quantization is not implemented; use 0, 1 or 2")
-        case 4: throw ConfigurationError.notImplemented(key, "4", detail: "QuantKit writes no FP16 model (a plan's fp16 ops are simulated with Cast pairs); use 0, 1 or 2")
+        case 4: return TuningOptions(target: nil)   // the whole model fp16: the caller sets control.wholeModel
         default: throw ConfigurationError.invalidValue(key, "\(level)", expected: "0, 1, 2, 3 or 4")
         }
     }

@@ -102,7 +102,14 @@ struct IcraftQuantize: Decodable {
         c.threads = threads
         c.statistics = statistics
         c.statisticsOutput = statistics_output
-        c.scheme = try IcraftQuantize.scheme(qdtype ?? "int8")
+        switch qdtype?.lowercased() {
+        case "float16", "fp16", "half":
+            c.control.wholeModel = .fp16
+        case "bfloat16", "bf16":
+            c.control.wholeModel = .bf16
+        default:
+            c.scheme = try IcraftQuantize.scheme(qdtype ?? "int8")
+        }
         // Icraft's saturation: kld (its default), ems, null; QuantKit's method names are accepted too.
         let name = saturation ?? "kld"
         guard let method = RangeMethod(name: name, percentile: percentile ?? 0.9999) else {
@@ -136,7 +143,7 @@ struct IcraftQuantize: Decodable {
     /// 16-bit weights).
     static func scheme(_ qdtype: String) throws -> QuantScheme {
         guard ["int8", "uint8", "int16"].contains(qdtype.lowercased()) else {
-            throw ConfigurationError.invalidValue("quantize.qdtype", "'\(qdtype)'", expected: "int8, uint8 or int16")
+            throw ConfigurationError.invalidValue("quantize.qdtype", "'\(qdtype)'", expected: "int8, uint8, int16, float16 or bfloat16")
         }
         return try QuantizerConfiguration.scheme(named: qdtype, key: "quantize.qdtype")
     }

@@ -210,7 +210,10 @@ struct XQuantFile: Decodable {
         if let p = q?.max_percentile, !(p >= 0.99 && p <= 1) {
             throw ConfigurationError.invalidValue("quantization_parameters.max_percentile", "\(p)", expected: "a fraction in [0.99, 1] (XQuant's limits)")
         }
-        if let l = q?.precision_level { c.tuning = try QuantizerConfiguration.precisionLevel(l, key: "quantization_parameters.precision_level") }
+        if let l = q?.precision_level {
+            c.tuning = try QuantizerConfiguration.precisionLevel(l, key: "quantization_parameters.precision_level")
+            if l == 4 { c.control.wholeModel = .fp16 }
+        }
         if let r = try QuantizerConfiguration.finetuneLevel(q?.finetune_level ?? 1, key: "quantization_parameters.finetune_level") { c.weightRounding = r }
         if q?.analysis_enable == true {
             c.notes.append("quantization_parameters.analysis_enable: the analysis report is written by `quantkit analyze` when that stage is available")

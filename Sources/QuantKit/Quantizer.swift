@@ -379,7 +379,8 @@ public struct Quantizer: Sendable {
         if let w = Quantizer.clippingWarning(r.parameters, stats) { r.warnings.insert(w, at: 0) }
         if let w = Quantizer.collapsedWarning(r.parameters, stats) { r.warnings.insert(w, at: 0) }
         let kernels = RuntimeFusion.summary(of: model)
-        if let w = Quantizer.floatKernelsWarning(kernels, scheme: configuration.scheme) { r.warnings.insert(w, at: 0) }
+        // A whole fp16/bf16 model runs float by request.
+        if configuration.control.wholeModel == nil, let w = Quantizer.floatKernelsWarning(kernels, scheme: configuration.scheme) { r.warnings.insert(w, at: 0) }
         try Verifier.check(model)
         let paramsPath = Quantizer.parametersPath(for: output)
         let planPath = Quantizer.planPath(for: output)

@@ -345,7 +345,12 @@ public struct QDQRewriter {
         var planFloat: [ObjectIdentifier: String] = [:]
         var weightGranularity: [ObjectIdentifier: PrecisionPlan.Granularity] = [:]
         var weightBits: [ObjectIdentifier: Int] = [:]
-        if let plan = options.control.plan {
+        if let whole = options.control.wholeModel {
+            for n in g.nodes {
+                planFloat[ObjectIdentifier(n)] = "precision \(whole.rawValue)"
+                if whole != .fp32 { rounded.append((n, whole)) }
+            }
+        } else if let plan = options.control.plan {
             for n in g.nodes {
                 let id = ObjectIdentifier(n)
                 guard let k = result.opIds[id], let op = plan.op(node: n.name, opId: k) else { continue }
@@ -607,7 +612,8 @@ public struct QDQRewriter {
             }
             result.quantizedNodes.append(n.name)
         }
-        for (n, precision) in plan.rounded { roundFloat(n, to: precision, in: g, names: &names) }
+        var storedAs: [String: String] = [:]
+        for (n, precision) in plan.rounded { roundFloat(n, to: precision, in: g, names: &names, constants: &storedAs) }
         let (unprotected, perAxisMicrosoft) = keepFloatComputeOutOfRuntimeQuantization(g, floatRun: floatRun, opset: opset, names: &names)
         usesMicrosoftDomain = usesMicrosoftDomain || perAxisMicrosoft
         if !unprotected.isEmpty {
@@ -687,7 +693,9 @@ public struct QDQRewriter {
     /// `Cast(to: FORMAT) -> Cast(to: FLOAT)`, so the node computes on values of that format and
     /// produces values of it, as a runtime computing in it would (up to its accumulation).
     /// `x -> n -> y  ==>  x -> Cast -> Cast -> n -> y_FORMAT -> Cast -> Cast -> y`
-    func roundFloat(_ n: Node, to precision: PrecisionPlan.Precision, in g: Graph, names: inout NameAllocator) {
+    /// A float constant input is stored in the format once (`constants`: per initializer, its
+    /// float view) and read through one Cast back to float: weights take half the bytes.
+    func roundFloat(_ n: Node, to precision: PrecisionPlan.Precision, in g: Graph, names: inout NameAllocator, constants: inout [String: String]) {
         let format = precision == .bf16 ? DType.bfloat16 : DType.float16
         let tag = precision.rawValue
         let index = GraphIndex(g)
@@ -706,6 +714,25 @@ public struct QDQRewriter {
             return [down, up]
         }
         for (k, t) in n.inputs.enumerated() where !t.isEmpty && isFloat(t) {
+            if let c = g.initializer(t), c.dtype == .float {
+                if let y = constants[t] {
+                    n.inputs[k] = y
+                    continue
+                }
+                let stored = Tensor(dtype: format, shape: c.shape)
+                stored.withUnsafeMutableBufferPointer(as: UInt16.self) { out in
+                    for (i, v) in c.floats().enumerated() { out[i] = format == .bfloat16 ? BFloat16.fromFloat(v) : HalfFloat.fromFloat(v) }
+                }
+                let name = names.fresh(t + "_" + tag)
+                g.setInitializer(name, stored)
+                let y = names.fresh(t + "_as_float")
+                let up = Node(name: names.fresh(t + "_from_" + tag), opType: "Cast", inputs: [name], outputs: [y])
+                up.setAttribute(.int("to", Int(DType.float.rawValue)))
+                g.nodes.append(up)
+                constants[t] = y
+                n.inputs[k] = y
+                continue
+            }
             let y = names.fresh(t + "_as_" + tag)
             g.nodes += pair(from: t, to: y, base: t)
             n.inputs[k] = y

@@ -17,6 +17,9 @@ public struct QuantControl: Codable, Sendable, Equatable {
     /// Per op precision, weight granularity and range method (`--plan`), over the scheme and
     /// the other settings here; ops it does not list follow them.
     public var plan: PrecisionPlan?
+    /// The whole model in one float format (`--precision fp16|bf16`, XQuant precision_level 4):
+    /// every op runs float on values rounded to it, weights stored in it; nothing is quantized.
+    public var wholeModel: PrecisionPlan.Precision?
 
     public static let defaultConcatSplitRatio = 16.0
 

@@ -328,8 +328,11 @@ struct QuantizeSettings: ParsableArguments {
     @Option(help: "Calibrate on N items chosen from the data to cover its spread (k-center on per-item activation statistics of a few layers; Icraft autoqset_num); the chosen lists are written beside the data as NAME_auto.txt.")
     var autoSubset: Int?
 
-    @Option(help: "XQuant precision_level: 0 all int8 (the plain recipe, no repair), 1 the tuning loop to output cosine 0.99 with --priority performance, 2 to cosine 0.995 with --priority accuracy (3 dynamic and 4 FP16 are not implemented); --target and the tuning options override it.")
+    @Option(help: "XQuant precision_level: 0 all int8 (the plain recipe, no repair), 1 the tuning loop to output cosine 0.99 with --priority performance, 2 to cosine 0.995 with --priority accuracy, 4 the whole model fp16 (--precision fp16); 3 (dynamic) is not implemented; --target and the tuning options override it.")
     var precisionLevel: Int?
+
+    @Option(help: "The whole model in fp16 or bf16 instead of int8: every op runs float on values rounded to that format (Cast pairs ONNX Runtime runs), weights stored in it (half the bytes) behind one Cast each; per op: --plan.")
+    var precision: String?
 
     @Option(help: "XQuant finetune_level: 0 or 1 (static parameters), 2 (AdaRound: --weight-rounding adaround); 3 (block reconstruction) is not implemented.")
     var finetuneLevel: Int?
@@ -382,7 +385,16 @@ struct QuantizeSettings: ParsableArguments {
         if !excludeOpType.isEmpty { cfg.control.excludeOpTypes = excludeOpType }
         if !truncate.isEmpty { cfg.control.truncateAfter = truncate }
         if !subgraph.isEmpty { cfg.control.subgraphSettings = try subgraph.map(QuantizeSettings.subgraphSetting) }
-        if let l = precisionLevel { cfg.tuning = try QuantizerConfiguration.precisionLevel(l, key: "--precision-level") }
+        if let l = precisionLevel {
+            cfg.tuning = try QuantizerConfiguration.precisionLevel(l, key: "--precision-level")
+            if l == 4 { cfg.control.wholeModel = .fp16 }
+        }
+        switch precision?.lowercased() {
+        case nil: break
+        case "fp16", "float16": cfg.control.wholeModel = .fp16
+        case "bf16", "bfloat16": cfg.control.wholeModel = .bf16
+        case let p?: throw ConfigurationError.invalidValue("--precision", "'\(p)'", expected: "fp16 or bf16 (the whole model; per op: --plan)")
+        }
         if let l = finetuneLevel { cfg.weightRounding = try QuantizerConfiguration.finetuneLevel(l, key: "--finetune-level") ?? cfg.weightRounding }
         if let r = weightRounding { cfg.weightRounding = r }
         let flags = ["weight_bits": "--weight-bits", "weight_mode": "--weight-mode", "weight_group_size": "--group-size", "weight_levels": "--weight-levels",

@@ -284,6 +284,10 @@ let xquantSample = """
     // Icraft: per = "group=N" plus the same keys in [quantize].
     let i = try icraft("[quantize]\nper = \"group=64\"\nweight_bits = 4\nweight_mode = \"asym_s\"\nweight_levels = 8\n")
     #expect(i.scheme.weight == QuantGrid(bits: 4, signed: true, symmetric: false) && i.scheme.weightGroupSize == 64 && i.scheme.weightLevels == 8)
+    // The whole model in fp16/bf16: XQuant precision_level 4, Icraft qdtype float16/bfloat16.
+    #expect(try xquant(#"{"quantization_parameters": {"precision_level": 4}}"#).control.wholeModel == .fp16)
+    #expect(try icraft("[quantize]\nqdtype = \"bfloat16\"\n").control.wholeModel == .bf16)
+    #expect(try icraft("[quantize]\nqdtype = \"int8\"\n").control.wholeModel == nil)
     // Value ranges, accumulators and fixed-point scales.
     let h = try xquant(#"{"calibration_parameters": {"value_range_in_bits": "7;6", "accumulator_bits": 16, "scale_format": "fixed:8"}}"#)
     #expect(h.scheme.weight.bits == 7 && h.scheme.activation.bits == 6 && h.scheme.accumulatorBits == 16 && h.scheme.hardware?.scale == FixedPointFormat(mantissaBits: 8))

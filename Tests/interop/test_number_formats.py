@@ -427,3 +427,27 @@ def test_analysis_sees_a_grouped_weight_as_the_layers_weight(tmp_path):
     assert all(layers[n]["weightType"] == "int4" for n in ("conv1", "conv2", "mm", "gemm"))
     assert not any(l["opType"] in ("Reshape", "Slice", "Transpose") for l in report["layers"])
     assert not any("float output the float model does not have" in n for n in report["notes"])
+
+
+@pytest.mark.parametrize("fmt,dtype,tol", [("fp16", TensorProto.FLOAT16, 1e-3), ("bf16", TensorProto.BFLOAT16, 2e-2)])
+def test_whole_model_in_fp16_or_bf16(tmp_path, fmt, dtype, tol):
+    src, data, out = setup(tmp_path)
+    quantkit("quantize", src, "--input", f"x={data}", "-o", out, "--no-analysis", "--precision", fmt)
+    q = onnx.load(out)
+    onnx.checker.check_model(q, full_check=True)
+    ops = [n.op_type for n in q.graph.node]
+    assert "QuantizeLinear" not in ops and "DequantizeLinear" not in ops
+    # Every weight is stored in the format (half the bytes) and read through one Cast.
+    inits = {t.name: t for t in q.graph.initializer}
+    big = [t for t in inits.values() if np.prod(t.dims) >= 16]
+    assert big and all(t.data_type == dtype for t in big), [(t.name, t.data_type) for t in big]
+    # Values are those of the format: the stored weights equal the float ones rounded to it.
+    w1 = next(numpy_helper.to_array(t) for t in big if tuple(t.dims) == (8, 16, 3, 3)).astype(np.float32)
+    np.testing.assert_allclose(w1, W["W1"], rtol=tol, atol=0)
+    x = RNG.standard_normal((1, 16, 8, 8)).astype(np.float32)
+    a = ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    b = ort.InferenceSession(out, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    assert float((a * b).sum() / np.linalg.norm(a) / np.linalg.norm(b)) > 0.999
+    # The plan names the format for every op of the model.
+    plan = open(str(tmp_path / "m.plan.csv")).read().splitlines()[1:]
+    assert len(plan) == 9 and all(f",{fmt}," in row and f"precision {fmt}" in row for row in plan), plan
