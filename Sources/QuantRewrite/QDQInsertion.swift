@@ -220,7 +220,19 @@ extension QDQRewriter {
                                                      bias: biasValues, inputScale: s_in, bits: bits)
             if count > 0 {
                 result.accumulatorFits.append("\(n.label) \(count) channel(s), scale x\(String(format: "%.3g", factor))")
-                if levels != nil { levels = Array(Set(q)).sorted() }
+                // The refitted channels left the levels: restrict the layer again, then check the
+                // bound once more (a level may lie above the integers it replaces); what still
+                // overflows is refitted on the uniform grid and said so.
+                if levels != nil {
+                    levels = restrictLevels(&q, grid: grid) { scales[channel($0)] }
+                    let again = try fitAccumulator(n, q: &q, values: compensated ?? values, scales: &scales, zeroPoints: zps, grid: grid, scaleOf: channel,
+                                                   outputChannelOf: { ($0 / outInner) % outChannels }, outputChannels: outChannels, span: span,
+                                                   bias: biasValues, inputScale: s_in, bits: bits)
+                    if again.widened > 0 {
+                        levels = Array(Set(q)).sorted()
+                        result.warnings.append("\(n.label): \(again.widened) channel(s) left the \(options.scheme.weightLevels ?? 0) non-uniform levels to fit the \(bits)-bit accumulator; the layer has \(levels!.count) values")
+                    }
+                }
             }
         }
         g.setInitializer(qName, grid.tensor(q, shape: w.shape, packed: packed))
