@@ -373,6 +373,7 @@ public struct QDQRewriter {
             }
         }
         var keptFloat = floatNodes
+        let roundedTo = Dictionary(rounded.map { (ObjectIdentifier($0.0), $0.1) }, uniquingKeysWith: { a, _ in a })
         for n in g.nodes {
             guard let reason = planFloat[ObjectIdentifier(n)] else { continue }
             floatNodes.insert(ObjectIdentifier(n))
@@ -419,7 +420,7 @@ public struct QDQRewriter {
             guard !floatNodes.contains(ObjectIdentifier(n)), let rule = OpRules.rule(for: n, isConstant: g.isInitializer, constant: g.initializer) else {
                 let reason = why[ObjectIdentifier(n)]
                     ?? (OpRules.rule(for: n, isConstant: g.isInitializer, constant: g.initializer) == nil ? Self.noQuantizedForm : "its readers run float")
-                result.applied[ObjectIdentifier(n)] = (rounded.first { $0.0 === n }?.1 ?? .fp32, nil, reason)
+                result.applied[ObjectIdentifier(n)] = (roundedTo[ObjectIdentifier(n)] ?? .fp32, nil, reason)
                 result.floatNodes.append(n.name)
                 floatProduced.formUnion(n.outputs)
                 floatRun.insert(ObjectIdentifier(n))
@@ -445,8 +446,9 @@ public struct QDQRewriter {
             result.applied[ObjectIdentifier(n)] = (grid.bits > 8 ? .int16 : .int8, method, nil)
             if grid.bits != 8 && grid.bits != 16 {
                 result.valueRanges[ObjectIdentifier(n)] = grid.bits
-                // Weights on no more bits than the op's reduced activation range.
-                if grid.bits < options.scheme.weight.bits { weightBits[ObjectIdentifier(n)] = grid.bits }
+                // An op's own reduced range (a plan row, not `--value-range W;A`, whose W is the
+                // scheme's): its weights on no more bits than its activations.
+                if grid.bits != options.scheme.activation.bits && grid.bits < options.scheme.weight.bits { weightBits[ObjectIdentifier(n)] = grid.bits }
             }
             for t in ins + n.outputs where !t.isEmpty && gridOf[t] == nil { gridOf[t] = (grid, method) }
             switch rule.kind {
@@ -613,7 +615,12 @@ public struct QDQRewriter {
             result.quantizedNodes.append(n.name)
         }
         var storedAs: [String: String] = [:]
-        for (n, precision) in plan.rounded { roundFloat(n, to: precision, in: g, names: &names, constants: &storedAs) }
+        if plan.rounded.contains(where: { $0.1 == .bf16 }) && opset < 13 {
+            throw QuantKitError("QK7005", "bf16 ops need opset 13 (Cast to bfloat16); the model is opset \(opset)",
+                                fix: "use fp16 for this model, or convert it to opset 13 or later first")
+        }
+        let roundIndex = GraphIndex(g)
+        for (n, precision) in plan.rounded { roundFloat(n, to: precision, in: g, index: roundIndex, names: &names, constants: &storedAs) }
         let (unprotected, perAxisMicrosoft) = keepFloatComputeOutOfRuntimeQuantization(g, floatRun: floatRun, opset: opset, names: &names)
         usesMicrosoftDomain = usesMicrosoftDomain || perAxisMicrosoft
         if !unprotected.isEmpty {
@@ -695,10 +702,18 @@ public struct QDQRewriter {
     /// `x -> n -> y  ==>  x -> Cast -> Cast -> n -> y_FORMAT -> Cast -> Cast -> y`
     /// A float constant input is stored in the format once (`constants`: per initializer, its
     /// float view) and read through one Cast back to float: weights take half the bytes.
-    func roundFloat(_ n: Node, to precision: PrecisionPlan.Precision, in g: Graph, names: inout NameAllocator, constants: inout [String: String]) {
+    /// `index`: built before any rounding (producers of the original values are what it reads).
+    /// Inputs that are parameters rather than values (Resize/Upsample scales and roi, Range)
+    /// keep float32: rounding a scale changes an output's shape.
+    func roundFloat(_ n: Node, to precision: PrecisionPlan.Precision, in g: Graph, index: GraphIndex, names: inout NameAllocator,
+                    constants: inout [String: String]) {
         let format = precision == .bf16 ? DType.bfloat16 : DType.float16
         let tag = precision.rawValue
-        let index = GraphIndex(g)
+        let parameters: Set<Int> = switch n.opType {
+        case "Resize", "Upsample": [1, 2, 3]
+        case "Range": [0, 1, 2]
+        default: []
+        }
         func isFloat(_ t: String) -> Bool {
             if let c = g.initializer(t) { return c.dtype == .float }
             if index.producer[t]?.opType == "DequantizeLinear" { return true }
@@ -713,9 +728,9 @@ public struct QDQRewriter {
             up.setAttribute(.int("to", Int(DType.float.rawValue)))
             return [down, up]
         }
-        for (k, t) in n.inputs.enumerated() where !t.isEmpty && isFloat(t) {
+        for (k, t) in n.inputs.enumerated() where !t.isEmpty && !parameters.contains(k) && isFloat(t) {
             if let c = g.initializer(t), c.dtype == .float {
-                if let y = constants[t] {
+                if let y = constants[t + "#" + tag] {
                     n.inputs[k] = y
                     continue
                 }
@@ -729,7 +744,7 @@ public struct QDQRewriter {
                 let up = Node(name: names.fresh(t + "_from_" + tag), opType: "Cast", inputs: [name], outputs: [y])
                 up.setAttribute(.int("to", Int(DType.float.rawValue)))
                 g.nodes.append(up)
-                constants[t] = y
+                constants[t + "#" + tag] = y
                 n.inputs[k] = y
                 continue
             }

@@ -11,7 +11,8 @@ import QuantIR
 /// A node is converted when every float input it computes on comes from a DequantizeLinear
 /// (standard domain, scalar scale; a weight may have per-output-channel scales), its output goes
 /// only to QuantizeLinear(s) with one scale and zero point (except MatMul and Gemm, whose integer
-/// forms may have float outputs), and its integers are 8-bit:
+/// forms may have float outputs), and its integers are 8-bit of a type pair ONNX Runtime's
+/// kernel takes (uint8/uint8, uint8/int8, int8/int8):
 ///
 /// | QDQ | deploy |
 /// |---|---|
@@ -22,7 +23,7 @@ import QuantIR
 /// | Concat | com.microsoft QLinearConcat |
 /// | AveragePool, GlobalAveragePool | com.microsoft QLinearAveragePool, QLinearGlobalAveragePool |
 /// | Sigmoid, LeakyRelu | com.microsoft QLinearSigmoid, QLinearLeakyRelu |
-/// | Reshape, Transpose, Flatten, Squeeze, Unsqueeze, MaxPool, Resize (nearest), ... with the same scale and zero point in and out | the same op on the integers |
+/// | Reshape, Transpose, Flatten, Squeeze, Unsqueeze, MaxPool (opset 12+), Resize (nearest), ... with the same scale and zero point in and out | the same op on the integers |
 ///
 /// Everything else (float regions, 16-bit, int4, per-group weights, bodies of If/Loop/Scan)
 /// stays as in the QDQ model. Q/DQ pairs left without readers are removed.
@@ -43,8 +44,19 @@ public enum QOperatorExport {
         public var offsetW: [Int]
     }
 
+    /// Ops ONNX Runtime runs on 8-bit integers as they are (MaxPool from opset 12, DepthToSpace on
+    /// uint8 only; SpaceToDepth has no integer kernel).
     static let movement: Set<String> = ["Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "MaxPool", "Identity", "DepthToSpace",
-                                        "SpaceToDepth", "Slice", "Gather"]
+                                        "Slice", "Gather"]
+
+    /// The (input, weight) integer types ONNX Runtime's QLinearConv, QLinearMatMul, QGemm and
+    /// MatMulIntegerToFloat take: uint8 with uint8 or int8, int8 with int8.
+    static func supported(_ a: DType?, _ b: DType?) -> Bool {
+        switch (a, b) {
+        case (.uint8?, .uint8?), (.uint8?, .int8?), (.int8?, .int8?): true
+        default: false
+        }
+    }
 
     /// Converts `model`'s main graph in place.
     public static func convert(_ model: Model) throws -> Report {
@@ -52,9 +64,12 @@ public enum QOperatorExport {
         var report = Report()
         var names = NameAllocator(g)
         var usesMicrosoft = false
+        // One index for the pass: a conversion replaces its node and removes that node's output
+        // QuantizeLinears, which no later node looks up (producers of later inputs are unchanged).
+        let index = GraphIndex(g)
+        let opset = model.opsets[""] ?? 13
         for n in try g.topologicalOrder() where n.isStandard {
-            let index = GraphIndex(g)
-            guard let converted = try convert(n, g, index, &names, &report) else { continue }
+            guard let converted = try convert(n, g, index, opset: opset, &names, &report) else { continue }
             usesMicrosoft = usesMicrosoft || converted.domain == "com.microsoft"
             report.converted[converted.opType, default: 0] += 1
         }
@@ -124,7 +139,7 @@ public enum QOperatorExport {
         return m
     }
 
-    static func convert(_ n: Node, _ g: Graph, _ index: GraphIndex, _ names: inout NameAllocator, _ report: inout Report) throws -> Node? {
+    static func convert(_ n: Node, _ g: Graph, _ index: GraphIndex, opset: Int, _ names: inout NameAllocator, _ report: inout Report) throws -> Node? {
         guard let y = n.outputs.first, !y.isEmpty else { return nil }
         let ins = n.inputs
         func has(_ i: Int) -> Bool { i < ins.count && !ins[i].isEmpty }
@@ -136,6 +151,7 @@ public enum QOperatorExport {
             let wz = g.initializer(w.zeroPoint)!
             report.records.append(Record(layer: n.name, scaleD: s, offsetD: z, scaleW: ws, offsetW: (0..<wz.count).map { Int(wz.scalarAsDouble(at: $0)) }))
         }
+        func types(_ a: Quantized, _ b: Quantized) -> Bool { supported(g.initializer(a.zeroPoint)?.dtype, g.initializer(b.zeroPoint)?.dtype) }
         /// An int32 bias behind a DequantizeLinear (scale s_x·s_w, zero point 0).
         func bias(_ i: Int) -> String?? {
             guard has(i) else { return .some(nil) }
@@ -145,13 +161,13 @@ public enum QOperatorExport {
         switch n.opType {
         case "Conv":
             guard let out, let x = dequantized(ins[0], g, index), let w = dequantized(ins[1], g, index, channelAxis: 0),
-                  g.isInitializer(w.q), let b = bias(2),
+                  g.isInitializer(w.q), types(x, w), let b = bias(2),
                   g.initializer(w.zeroPoint).map({ z in (0..<z.count).allSatisfy { z.scalarAsDouble(at: $0) == 0 } }) == true else { return nil }
             record(x, w)
             return emit("QLinearConv", domain: "", n, inputs: [x.q, x.scale, x.zeroPoint, w.q, w.scale, w.zeroPoint, out.first.inputs[1], out.first.inputs[2]] + (b.map { [$0] } ?? []),
                         out: out, g, &names, attributes: n.attributes)
         case "MatMul":
-            guard let a = dequantized(ins[0], g, index), let b = dequantized(ins[1], g, index, channelAxis: 1) else { return nil }
+            guard let a = dequantized(ins[0], g, index), let b = dequantized(ins[1], g, index, channelAxis: 1), types(a, b) else { return nil }
             let bScale = g.initializer(b.scale)!
             if g.isInitializer(b.q) { record(a, b) }
             if let out {
@@ -171,7 +187,7 @@ public enum QOperatorExport {
                         out: nil, g, &names, attributes: [])
         case "Gemm":
             let transB = n.attribute("transB")?.int ?? 0
-            guard let a = dequantized(ins[0], g, index), let w = dequantized(ins[1], g, index, channelAxis: transB == 1 ? 0 : 1), let b = bias(2),
+            guard let a = dequantized(ins[0], g, index), let w = dequantized(ins[1], g, index, channelAxis: transB == 1 ? 0 : 1), types(a, w), let b = bias(2),
                   (n.attribute("beta")?.float ?? 1) == 1 || !has(2) else { return nil }
             if g.isInitializer(w.q) { record(a, w) }
             let attrs = n.attributes.filter { $0.name != "beta" }
@@ -190,7 +206,8 @@ public enum QOperatorExport {
             }
             return emit("QLinearConcat", domain: "com.microsoft", n, inputs: inputs, out: out, g, &names, attributes: n.attributes)
         case "AveragePool", "GlobalAveragePool", "Sigmoid", "LeakyRelu":
-            guard let out, let x = dequantized(ins[0], g, index) else { return nil }
+            // QLinearAveragePool has no dilations.
+            guard let out, let x = dequantized(ins[0], g, index), (n.attribute("dilations")?.ints ?? []).allSatisfy({ $0 == 1 }) else { return nil }
             let op = ["AveragePool": "QLinearAveragePool", "GlobalAveragePool": "QLinearGlobalAveragePool", "Sigmoid": "QLinearSigmoid",
                       "LeakyRelu": "QLinearLeakyRelu"][n.opType]!
             var attrs = n.attributes
@@ -201,6 +218,7 @@ public enum QOperatorExport {
         case let op where movement.contains(op) || (op == "Resize" && (n.attribute("mode")?.string ?? "nearest") == "nearest"):
             guard let out, let x = dequantized(ins[0], g, index), n.outputs.count == 1,
                   let s = g.initializer(x.scale), let z = g.initializer(x.zeroPoint),
+                  op != "MaxPool" || opset >= 12, op != "DepthToSpace" || z.dtype == .uint8,
                   let so = g.initializer(out.first.inputs[1]), let zo = g.initializer(out.first.inputs[2]),
                   s.bitwiseEqual(so), z.bitwiseEqual(zo) else { return nil }
             return emit(op, domain: "", n, inputs: [x.q] + Array(ins.dropFirst()), out: out, g, &names, attributes: n.attributes)

@@ -152,6 +152,8 @@ extension QDQRewriter {
             if grow.isEmpty { return (widened.count, factor) }
             for (c, f) in grow {
                 scales[c] *= f
+                // On fixed-point hardware the wider scale is the next representable one up.
+                if let format = options.scheme.hardware?.scale, let up = format.neighbours(of: scales[c]).above { scales[c] = up }
                 widened.insert(c)
                 factor = max(factor, f)
             }

@@ -451,3 +451,29 @@ def test_whole_model_in_fp16_or_bf16(tmp_path, fmt, dtype, tol):
     # The plan names the format for every op of the model.
     plan = open(str(tmp_path / "m.plan.csv")).read().splitlines()[1:]
     assert len(plan) == 9 and all(f",{fmt}," in row and f"precision {fmt}" in row for row in plan), plan
+
+
+def test_format_combinations_stay_consistent(tmp_path):
+    src, data, out = setup(tmp_path)
+    # --value-range W;A: weights on W bits even when A is smaller.
+    quantkit("quantize", src, "--input", f"x={data}", "-o", out, "--no-analysis", "--value-range", "7;6")
+    for n, zx, w, _, _ in quantized_ops(onnx.load(out)):
+        assert 60 <= np.abs(w.astype(int)).max() <= 63, n.name
+    # Accumulator fitting on a fixed-point profile keeps every widened scale in the format.
+    quantkit("quantize", src, "--input", f"x={data}", "-o", out, "--no-analysis", "--scale-format", "pow2", "--accumulator-bits", "16")
+    s = scales_of(onnx.load(out))
+    assert np.all(np.log2(s) == np.round(np.log2(s))), s
+    # The deploy model converts only type pairs ONNX Runtime has kernels for (int8 activations
+    # with uint8 weights have none): it still loads and runs.
+    r = quantkit("quantize", src, "--input", f"x={data}", "-o", out, "--no-analysis", "--activations", "asym_s", "--weight-mode", "asym_u",
+                 "--format", "qoperator")
+    qop = str(tmp_path / "m.qop.onnx")
+    d = onnx.load(qop)
+    assert not any(n.op_type in ("QLinearConv", "QLinearMatMul", "QGemm", "MatMulIntegerToFloat") for n in d.graph.node)
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    ort.InferenceSession(qop, so, providers=["CPUExecutionProvider"]).run(None, {"x": RNG.standard_normal((1, 16, 8, 8)).astype(np.float32)})
+    # bf16 needs Cast to bfloat16, which opset 11 does not have.
+    src11, data11, _ = setup(tmp_path / "o11", 11) if (tmp_path / "o11").mkdir() is None else None
+    r = quantkit("quantize", src11, "--input", f"x={data11}", "-o", str(tmp_path / "b.onnx"), "--no-analysis", "--precision", "bf16", check=False)
+    assert r.returncode != 0 and "QK7005" in r.stderr and "opset 13" in r.stderr, r.stderr
