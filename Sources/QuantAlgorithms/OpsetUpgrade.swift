@@ -88,6 +88,41 @@ public enum OpsetUpgrade {
         }
     }
 
+    /// Raises a model of opset 13 or later to `target` (at most 19: float8 QuantizeLinear and
+    /// DequantizeLinear), float semantics unchanged. Between 13 and 19 only these change meaning:
+    /// the Reduce ops other than ReduceSum take `axes` as an input from 18, and RoiAlign's default
+    /// coordinate_transformation_mode changes at 16 (the old one is written out). Returns the former
+    /// opset, or nil when nothing changed. Throws QK7005 below opset 13 (Softmax, Split,
+    /// Squeeze, Unsqueeze and ReduceSum change at 13 and are not rewritten).
+    public static func raise(_ model: Model, to target: Int, purpose: String) throws -> Int? {
+        precondition(target <= 19)
+        guard let from = model.opsets[""], from < target else { return nil }
+        guard from >= 13 else {
+            throw QuantKitError("QK7005", "\(purpose) needs opset \(target); QuantKit raises models from opset 13 or later, and this one is opset \(from)",
+                                fix: "convert the model to opset 13 or later first (onnx.version_converter.convert_version), or use an integer format")
+        }
+        var names = NameAllocator(model.graph)
+        let reduces: Set<String> = ["ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceProd", "ReduceSumSquare"]
+        for g in [model.graph] + model.graph.allSubgraphs {
+            for n in g.nodes where n.isStandard {
+                if from < 18, target >= 18, reduces.contains(n.opType), let axes = n.attribute("axes")?.ints {
+                    let name = names.fresh((n.name.isEmpty ? n.outputs.first ?? "reduce" : n.name) + "_axes")
+                    g.setInitializer(name, Tensor(shape: [axes.count], values: axes.map(Int64.init)))
+                    n.inputs = [n.inputs.first ?? "", name]
+                    n.attributes.removeAll { $0.name == "axes" }
+                }
+                if from < 16, target >= 16, n.opType == "RoiAlign", n.attribute("coordinate_transformation_mode") == nil {
+                    n.setAttribute(.string("coordinate_transformation_mode", "output_half_pixel"))
+                }
+            }
+        }
+        for i in model.extras.opsetImport.indices where model.extras.opsetImport[i].domain.isEmpty || model.extras.opsetImport[i].domain == "ai.onnx" {
+            model.extras.opsetImport[i].version = Int64(target)
+        }
+        model.extras.irVersion = max(model.extras.irVersion, 9)
+        return from
+    }
+
     static func error(_ n: Node, _ what: String) -> QuantKitError {
         QuantKitError("QK7009", "cannot raise \(n.label) to opset \(target) for quantization: it \(what)",
                       fix: "upgrade the model to opset 11 or later first (onnx.version_converter.convert_version), then quantize")

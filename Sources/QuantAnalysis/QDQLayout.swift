@@ -43,6 +43,19 @@ public struct ActivationQuantization: Sendable {
         // Per-channel scales with one zero point (a QuantizeLinear without its zero-point input).
         let zeroPoints = self.zeroPoints.count == channels ? self.zeroPoints : [Float](repeating: self.zeroPoints.first ?? 0, count: channels)
         let (scales, qmin, qmax) = (self.scales, self.qmin, self.qmax)
+        if [.float8e4m3fn, .float8e5m2, .float8e4m3fnuz, .float8e5m2fnuz].contains(dtype) {
+            // Float8: the nearest number of the format (saturating), zero point 0.
+            let f = dtype
+            src.withUnsafeBufferPointer(as: Float.self) { s in
+                out.withUnsafeMutableBufferPointer(as: Float.self) { o in
+                    for i in 0..<s.count {
+                        let sc = scales[channels == 1 ? 0 : (i / max(inner, 1)) % channels]
+                        o[i] = Float8.toFloat(Float8Encoding.encode(s[i] / sc, f, saturate: true), f) * sc
+                    }
+                }
+            }
+            return out
+        }
         src.withUnsafeBufferPointer(as: Float.self) { s in
             out.withUnsafeMutableBufferPointer(as: Float.self) { o in
                 guard let sp = s.baseAddress, let op = o.baseAddress, s.count > 0 else { return }
@@ -169,6 +182,7 @@ public struct QDQLayout: Sendable {
         case .int4: (-8, 7)
         case .uint4: (0, 15)
         case .int32: (Float(Int32.min), Float(Int32.max))
+        case .float8e4m3fn, .float8e5m2, .float8e4m3fnuz, .float8e5m2fnuz: (-Float8Encoding.format(t).max, Float8Encoding.format(t).max)
         default: (0, 255)
         }
     }

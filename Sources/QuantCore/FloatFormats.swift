@@ -93,3 +93,61 @@ public enum Float8 {
         return v & 0x8 != 0 ? -mag : mag
     }
 }
+
+/// Float32 to 8-bit (and 4-bit) float formats of ONNX, round to nearest even.
+public enum Float8Encoding {
+    /// Mantissa bits, exponent bias, largest finite value.
+    public static func format(_ t: DType) -> (mant: Int, bias: Int, max: Float) {
+        switch t {
+        case .float8e4m3fn: (3, 7, 448)
+        case .float8e4m3fnuz: (3, 8, 240)
+        case .float8e5m2: (2, 15, 57344)
+        case .float8e5m2fnuz: (2, 16, 57344)
+        default: (1, 1, 6)  // float4e2m1
+        }
+    }
+
+    /// Encodes `x`. With `saturate`, overflow and infinities clamp to ±max; without, they become
+    /// NaN (fn/fnuz types) or ±infinity (e5m2), as the ONNX Cast/QuantizeLinear tables say.
+    public static func encode(_ x: Float, _ t: DType, saturate: Bool) -> UInt8 {
+        let (m, bias, maxFinite) = format(t)
+        let uz = t == .float8e4m3fnuz || t == .float8e5m2fnuz
+        let fp4 = t == .float4e2m1
+        let signBit: UInt8 = fp4 ? 0x08 : 0x80
+        let sign: UInt8 = x.sign == .minus ? signBit : 0
+        let nan: UInt8 = switch t {
+        case .float8e4m3fn: 0x7F
+        case .float8e5m2: 0x7E
+        case .float4e2m1: 0x07
+        default: 0x80
+        }
+        if x.isNaN { return nan }
+        let a = abs(x)
+        func overflow() -> UInt8 {
+            if saturate || fp4 { return sign | encodeFinite(maxFinite, m: m, bias: bias) }
+            if t == .float8e5m2 { return sign | 0x7C }
+            return nan
+        }
+        if a.isInfinite { return overflow() }
+        var e = Int(a.exponent)
+        if a == 0 { return uz ? 0 : sign }
+        e = max(e, 1 - bias)
+        let q = Float(sign: .plus, exponent: e - m, significand: 1)
+        let r = (a / q).rounded(.toNearestOrEven) * q
+        if r == 0 { return uz ? 0 : sign }
+        if r > maxFinite { return overflow() }
+        return sign | encodeFinite(r, m: m, bias: bias)
+    }
+
+    /// Bits of a positive value exactly representable in the format.
+    public static func encodeFinite(_ r: Float, m: Int, bias: Int) -> UInt8 {
+        let e = Int(r.exponent)
+        if e < 1 - bias {
+            // Subnormal: r = mant * 2^(1 - bias - m).
+            let mant = r / Float(sign: .plus, exponent: 1 - bias - m, significand: 1)
+            return UInt8(mant)
+        }
+        let mant = (r / Float(sign: .plus, exponent: e, significand: 1) - 1) * Float(1 << m)
+        return UInt8(e + bias) << UInt8(m) | UInt8(mant)
+    }
+}

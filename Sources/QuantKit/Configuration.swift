@@ -233,7 +233,9 @@ public struct QuantizerConfiguration: Codable, Sendable {
             default: throw ConfigurationError.invalidValue(key("mode"), "'\(m)'", expected: "sym, asym_u or asym_s")
             }
         }
-        scheme.weight = QuantGrid(bits: grid.bits, signed: grid.signed, symmetric: grid.symmetric)
+        // Integer bits or a mode make the weights integers again (after a float8 scheme).
+        if bits != nil || mode != nil { grid.float8 = nil }
+        scheme.weight = grid
         if let n = groupSize {
             guard n >= 2 else { throw ConfigurationError.invalidValue(key("group_size"), "\(n)", expected: "a group size of 2 or more, e.g. 32 or 128") }
             scheme.weightGroupSize = n

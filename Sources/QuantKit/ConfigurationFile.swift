@@ -152,7 +152,10 @@ extension QuantizerConfiguration {
         case "asym_u": return .u8s8
         case "asym_s": return QuantScheme(activation: QuantGrid(bits: 8, signed: true, symmetric: false))
         case "sym": return .s8s8
-        default: throw QuantKitError("QK7002", "\(key) '\(name)' is not a known activation scheme", fix: "use u8, s8, u16, s16 or Distiller's asym_u, asym_s, sym")
+        // Float8 activations and weights (E4M3FN, or E5M2 with more range and less precision).
+        case "e4m3fn", "fp8", "float8e4m3fn": return QuantScheme(activation: .float8(.float8e4m3fn), weight: .float8(.float8e4m3fn))
+        case "e5m2", "float8e5m2": return QuantScheme(activation: .float8(.float8e5m2), weight: .float8(.float8e5m2))
+        default: throw QuantKitError("QK7002", "\(key) '\(name)' is not a known activation scheme", fix: "use u8, s8, u16, s16, Distiller's asym_u, asym_s, sym, or float8 e4m3fn, e5m2")
         }
     }
 

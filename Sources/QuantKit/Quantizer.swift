@@ -335,6 +335,10 @@ public struct Quantizer: Sendable {
         let stats = statistics.tensors
         var control = configuration.control
         control.excludeNodes += transformed.floatNodes
+        // Float8 Q/DQ exist from opset 19.
+        if configuration.scheme.activation.float8 != nil || configuration.scheme.weight.float8 != nil {
+            _ = try OpsetUpgrade.raise(model, to: 19, purpose: "float8 quantization")
+        }
         var options = QDQRewriter.Options(scheme: configuration.scheme, control: control) { name, grid, method in
             guard let e = stats[name] else { return nil }
             if e.statistics.absHistogram == nil, let r = e.range { return (r, e.method ?? "imported") }
@@ -481,10 +485,11 @@ public struct Quantizer: Sendable {
         var formats: [String] = []
         if let g = scheme.weightGroupSize { formats.append("--group-size \(g)") }
         if scheme.packedWeights == true && scheme.weight.bits <= 4 { formats.append("--pack-weights") }
+        if let f = scheme.activation.float8 ?? scheme.weight.float8 { formats.append("--activations \(f == .float8e5m2 ? "e5m2" : "e4m3fn") (float8)") }
         let advice = formats.isEmpty
             ? "Quantize the inputs named (remove exclusions, calibrate the branch that computes them) or keep the model float"
             : "\(formats.joined(separator: " and ")) \(formats.count == 1 ? "writes" : "write") weights ONNX Runtime's CPU provider dequantizes and runs float: right for a runtime with "
-                + "int4/per-group kernels; for ONNX Runtime's integer kernels leave \(formats.count == 1 ? "it" : "them") out (weights then are int8 tensors)"
+                + "int4/per-group/float8 kernels; for ONNX Runtime's integer kernels leave \(formats.count == 1 ? "it" : "them") out (weights then are int8 tensors)"
         return "QK5004 error: only \(k.integer) of \(k.total) Conv/MatMul/Gemm will run as integer kernels in ONNX Runtime, so the "
             + "quantized model runs mostly float: \(k.floatReasons). " + advice
     }

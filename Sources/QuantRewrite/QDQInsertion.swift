@@ -126,7 +126,9 @@ extension QDQRewriter {
                          activationWeightScale: Double? = nil, granularity: PrecisionPlan.Granularity, weightGrid grid: QuantGrid, inputSpan: Int? = nil,
                          domain: String, opset: Int, names: inout NameAllocator, result: inout Result) throws {
         let wName = n.inputs[wi]
-        if g.initializer(wName) == nil, let s_w = activationWeightScale, let s_in = inputScale, let bi = biasIndex, bi < n.inputs.count,
+        // Float8 grids have no integer accumulation: biases stay float.
+        let float8 = grid.float8 != nil || options.scheme.activation.float8 != nil
+        if !float8, g.initializer(wName) == nil, let s_w = activationWeightScale, let s_in = inputScale, let bi = biasIndex, bi < n.inputs.count,
            let b = g.initializer(n.inputs[bi]), b.dtype == .float, b.rank <= 1 {
             let bv = b.floats()
             // No weight scale to widen: a bias that would not fit int32 stays float.
@@ -138,7 +140,7 @@ extension QDQRewriter {
         guard let w = g.initializer(wName), w.dtype == .float, w.count > 0 else { return }
         var axis: Int? = requested >= 0 ? requested : (requested == -2 && w.rank == 2 ? 1 : nil)
         if granularity == .tensor || (axis.map { $0 >= w.rank } ?? false) { axis = nil }
-        if let size = granularity.groupSize, let a = axis {
+        if let size = granularity.groupSize, let a = axis, grid.float8 == nil {
             if let layout = WeightRows(shape: w.shape, channelAxis: a), layout.fanIn > size {
                 try quantizeGroupedWeights(n, in: g, weightIndex: wi, layout: layout, groupSize: size, grid: grid, biasIndex: biasIndex, opset: opset,
                                            names: &names, result: &result)
@@ -167,7 +169,7 @@ extension QDQRewriter {
         // Bias: int32 with scale s_in·s_w; widen s_w where |b| / (s_in·s_w) exceeds int32.
         var biasValues: [Float]?
         var minimumScale = [Double](repeating: 0, count: channels)
-        if let bi = biasIndex, let s_in = inputScale, bi < n.inputs.count, let b = g.initializer(n.inputs[bi]), b.dtype == .float,
+        if !float8, let bi = biasIndex, let s_in = inputScale, bi < n.inputs.count, let b = g.initializer(n.inputs[bi]), b.dtype == .float,
            b.count == channels || channels == 1 {
             let bv = b.floats()
             let limit = Double(Int32.max - 1)
@@ -206,8 +208,23 @@ extension QDQRewriter {
         let qName = names.fresh(wName + "_quantized")
         let sName = names.fresh(wName + "_scale")
         let zName = names.fresh(wName + "_zero_point")
-        let compensated = compensatedRounding(n, values: values, shape: w.shape, axis: axis, scales: scales, grid: grid, result: &result)
+        let compensated = grid.float8 == nil ? compensatedRounding(n, values: values, shape: w.shape, axis: axis, scales: scales, grid: grid, result: &result) : nil
         func channel(_ i: Int) -> Int { axis == nil ? 0 : (i / inner) % channels }
+        if grid.float8 != nil {
+            // Float8 weights: the nearest float8 number of w / scale per channel, zero point 0.
+            g.setInitializer(qName, grid.quantize(values, shape: w.shape, scales: scales, zeroPoints: zps, axis: axis))
+            g.setInitializer(sName, axis == nil ? Tensor(shape: [], floats: [Float(scales[0])]) : Tensor(shape: [channels], floats: scales.map(Float.init)))
+            g.setInitializer(zName, grid.zeroPointTensor(zps, perChannel: axis != nil))
+            let dq = names.fresh(wName + Suffix.dq)
+            let dqNode = Node(name: names.fresh(wName + "_DequantizeLinear"), opType: "DequantizeLinear", domain: domain, inputs: [qName, sName, zName], outputs: [dq])
+            if let axis { dqNode.setAttribute(.int("axis", axis)) }
+            g.nodes.append(dqNode)
+            n.inputs[wi] = dq
+            result.dequantized[dq] = wName
+            result.parameters[wName] = TensorQuantParameters(role: .weight, dtype: grid.dtype.name, scale: scales, zeroPoint: zps, axis: axis,
+                                                             threshold: (0..<channels).map { max(abs(lo[$0]), abs(hi[$0])) }, method: "minmax")
+            return
+        }
         var q = (compensated ?? values).enumerated().map { i, v in
             Int(min(max((Double(v) / scales[channel(i)]).rounded(.toNearestOrEven) + Double(zps[channel(i)]), Double(grid.qmin)), Double(grid.qmax)))
         }

@@ -644,7 +644,8 @@ public struct QDQRewriter {
     func quantizeMatMulBias(_ n: Node, in g: Graph, index: GraphIndex, inputScale s_in: Double, keptFloat: Set<ObjectIdentifier>, domain: String,
                             opset: Int, names: inout NameAllocator, result: inout Result) {
         guard let y = n.outputs.first, !g.outputs.contains(where: { $0.name == y }), n.inputs.count > 1,
-              let wp = result.parameters[originalName(n.inputs[1], result)], wp.role == .weight, wp.blockSize == nil else { return }
+              let wp = result.parameters[originalName(n.inputs[1], result)], wp.role == .weight, wp.blockSize == nil,
+              options.scheme.activation.float8 == nil, options.scheme.weight.float8 == nil else { return }
         let readers = index.consumers(of: y)
         guard readers.count == 1, let add = readers.first, add.isStandard, add.opType == "Add", add.inputs.count == 2,
               !keptFloat.contains(ObjectIdentifier(add)) else { return }

@@ -37,7 +37,8 @@ extension QuantGrid {
     /// 4`: integers in [-7, 7]) are stored in 8-bit tensors, which ONNX Runtime runs as its int8
     /// kernels; `packedDType` is the sub-byte alternative.
     public var dtype: DType {
-        switch (bits, signed) {
+        if let f = float8 { return f }
+        return switch (bits, signed) {
         case (2...8, true): .int8
         case (2...8, false): .uint8
         case (9...16, true): .int16
@@ -68,6 +69,14 @@ extension QuantGrid {
         let inner = axis.map { shape[($0 + 1)...].reduce(1, *) } ?? 1
         let channels = scales.count
         let p = out.storage.pointer
+        if let f = float8 {
+            // Float8: the nearest float8 number of x / scale (saturating); zero points are 0.
+            for (i, v) in values.enumerated() {
+                let c = axis == nil ? 0 : (i / inner) % channels
+                p.storeBytes(of: Float8Encoding.encode(Float(Double(v) / scales[c]), f, saturate: true), toByteOffset: i, as: UInt8.self)
+            }
+            return out
+        }
         for (i, v) in values.enumerated() {
             let c = axis == nil ? 0 : (i / inner) % channels
             let q = min(max((Double(v) / scales[c]).rounded(.toNearestOrEven) + Double(zeroPoints[c]), Double(qmin)), Double(qmax))

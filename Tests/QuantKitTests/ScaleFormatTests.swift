@@ -1,6 +1,8 @@
 import Foundation
 import QuantCalibration
 import QuantCore
+import QuantAlgorithms
+import QuantKit
 import Testing
 
 @Test func fixedPointNeighboursAndBounds() {
@@ -36,4 +38,14 @@ import Testing
             #expect(e.code == "QK7010" && e.message.contains("bad.json"), "\(e)")
         }
     }
+}
+
+@Test func float8SchemesCarryTheirType() throws {
+    let s = try QuantizerConfiguration.scheme(named: "e4m3fn", key: "--activations")
+    #expect(s.activation.float8 == .float8e4m3fn && s.weight.float8 == .float8e4m3fn)
+    #expect(s.activation.qmax == 448 && s.activation.parameters(for: ClipRange(lo: -2, hi: 8.96)).scale == 0.02)
+    // Nearest float8: 0.3 / 0.02 = 15 is exact in E4M3 (1.875 · 2^3); 0.31 / 0.02 = 15.5 rounds to 16 (steps of 1 above 8).
+    #expect(s.activation.fakeQuantize(0.3, scale: 0.02, zeroPoint: 0) == 0.3 && abs(s.activation.fakeQuantize(0.31, scale: 0.02, zeroPoint: 0) - 0.32) < 1e-12)
+    let data = try JSONEncoder().encode(s)
+    #expect(try JSONDecoder().decode(QuantScheme.self, from: data) == s && String(decoding: data, as: UTF8.self).contains("float8"), "\(String(decoding: data, as: UTF8.self))")
 }
