@@ -68,7 +68,7 @@ struct CalibrationArguments: ParsableArguments {
     @Option(help: "Percentile for --method percentile (default 0.9999; XQuant max_percentile).")
     var percentile: Double?
 
-    @Option(help: "Activation scheme: u8 (uint8 asymmetric, the default), s8 (int8 symmetric), u16 (uint16 asymmetric), s16 (int16 symmetric), and Distiller's asym_u (= u8), asym_s (int8 with a zero point), sym (= s8); weights int8 (XQuant activations, Icraft qdtype).")
+    @Option(help: "Activation scheme: u8 (uint8 asymmetric, the default), s8 (int8 symmetric), u16 (uint16 asymmetric), s16 (int16 symmetric), Distiller's asym_u (= u8), asym_s (int8 with a zero point), sym (= s8); weights int8 (XQuant activations, Icraft qdtype); or float8 e4m3fn, e5m2 for activations and weights (opset 19).")
     var activations: String?
 
     @Option(help: "Histogram bins (default 2048; Icraft bin_num, e.g. 4096).")
