@@ -71,12 +71,18 @@ private func node(_ m: Model, producing t: String) -> Node? { m.graph.nodes.firs
     #expect(r.parameters["w1"]?.scale.count == 1 && r.parameters["w1"]?.axis == nil)
     #expect(r.parameters["w2"] == nil, "c2 runs float: its weight stays float")
     let c2 = try #require(m.graph.nodes.first { $0.name == "c2" })
-    // Every float input of c2 (activation, weight, bias) and its output go through a Cast pair to fp16.
-    for t in c2.inputs {
+    // c2's activation input and its output go through a Cast pair to fp16; its constants (weight,
+    // bias) are stored in fp16 and read through one Cast to float.
+    for (k, t) in c2.inputs.enumerated() {
         let up = try #require(node(m, producing: t))
         #expect(up.opType == "Cast" && up.attribute("to")?.int == Int(DType.float.rawValue))
-        let down = try #require(node(m, producing: up.inputs[0]))
-        #expect(down.opType == "Cast" && down.attribute("to")?.int == Int(DType.float16.rawValue))
+        if k == 0 {
+            let down = try #require(node(m, producing: up.inputs[0]))
+            #expect(down.opType == "Cast" && down.attribute("to")?.int == Int(DType.float16.rawValue))
+        } else {
+            let stored = try #require(m.graph.initializer(up.inputs[0]))
+            #expect(stored.dtype == .float16)
+        }
     }
     let out = try #require(node(m, producing: "y"))
     #expect(out.opType == "Cast" && node(m, producing: out.inputs[0])?.opType == "Cast")
