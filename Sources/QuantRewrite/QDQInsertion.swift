@@ -210,49 +210,42 @@ extension QDQRewriter {
         let zName = names.fresh(wName + "_zero_point")
         let compensated = grid.float8 == nil ? compensatedRounding(n, values: values, shape: w.shape, axis: axis, scales: scales, grid: grid, result: &result) : nil
         func channel(_ i: Int) -> Int { axis == nil ? 0 : (i / inner) % channels }
+        var q: [Int] = []
+        var levels: [Int]? = nil
         if grid.float8 != nil {
-            // Float8 weights: the nearest float8 number of w / scale per channel, zero point 0.
+            // Float8 weights: the nearest float8 number of w / scale per channel, zero point 0
+            // (no bias: biasValues is nil for float8).
             g.setInitializer(qName, grid.quantize(values, shape: w.shape, scales: scales, zeroPoints: zps, axis: axis))
-            g.setInitializer(sName, axis == nil ? Tensor(shape: [], floats: [Float(scales[0])]) : Tensor(shape: [channels], floats: scales.map(Float.init)))
-            g.setInitializer(zName, grid.zeroPointTensor(zps, perChannel: axis != nil))
-            let dq = names.fresh(wName + Suffix.dq)
-            let dqNode = Node(name: names.fresh(wName + "_DequantizeLinear"), opType: "DequantizeLinear", domain: domain, inputs: [qName, sName, zName], outputs: [dq])
-            if let axis { dqNode.setAttribute(.int("axis", axis)) }
-            g.nodes.append(dqNode)
-            n.inputs[wi] = dq
-            result.dequantized[dq] = wName
-            result.parameters[wName] = TensorQuantParameters(role: .weight, dtype: grid.dtype.name, scale: scales, zeroPoint: zps, axis: axis,
-                                                             threshold: (0..<channels).map { max(abs(lo[$0]), abs(hi[$0])) }, method: "minmax")
-            return
-        }
-        var q = (compensated ?? values).enumerated().map { i, v in
-            Int(min(max((Double(v) / scales[channel(i)]).rounded(.toNearestOrEven) + Double(zps[channel(i)]), Double(grid.qmin)), Double(grid.qmax)))
-        }
-        var levels = restrictLevels(&q, grid: grid) { scales[channel($0)] }
-        if let bits = options.scheme.accumulatorBits, let span = inputSpan, let s_in = inputScale, ["Conv", "MatMul", "Gemm"].contains(n.opType),
-           let out = requested >= 0 ? requested : (w.rank == 2 ? 1 : nil), out < w.rank {
-            let outInner = w.shape[(out + 1)...].reduce(1, *), outChannels = w.shape[out]
-            let (count, factor) = try fitAccumulator(n, q: &q, values: compensated ?? values, scales: &scales, zeroPoints: zps, grid: grid, scaleOf: channel,
-                                                     outputChannelOf: { ($0 / outInner) % outChannels }, outputChannels: outChannels, span: span,
-                                                     bias: biasValues, inputScale: s_in, bits: bits)
-            if count > 0 {
-                result.accumulatorFits.append("\(n.label) \(count) channel(s), scale x\(String(format: "%.3g", factor))")
-                // The refitted channels left the levels: restrict the layer again, then check the
-                // bound once more (a level may lie above the integers it replaces); what still
-                // overflows is refitted on the uniform grid and said so.
-                if levels != nil {
-                    levels = restrictLevels(&q, grid: grid) { scales[channel($0)] }
-                    let again = try fitAccumulator(n, q: &q, values: compensated ?? values, scales: &scales, zeroPoints: zps, grid: grid, scaleOf: channel,
-                                                   outputChannelOf: { ($0 / outInner) % outChannels }, outputChannels: outChannels, span: span,
-                                                   bias: biasValues, inputScale: s_in, bits: bits)
-                    if again.widened > 0 {
-                        levels = Array(Set(q)).sorted()
-                        result.warnings.append("\(n.label): \(again.widened) channel(s) left the \(options.scheme.weightLevels ?? 0) non-uniform levels to fit the \(bits)-bit accumulator; the layer has \(levels!.count) values")
+        } else {
+            q = (compensated ?? values).enumerated().map { i, v in
+                Int(min(max((Double(v) / scales[channel(i)]).rounded(.toNearestOrEven) + Double(zps[channel(i)]), Double(grid.qmin)), Double(grid.qmax)))
+            }
+            levels = restrictLevels(&q, grid: grid) { scales[channel($0)] }
+            if let bits = options.scheme.accumulatorBits, let span = inputSpan, let s_in = inputScale, ["Conv", "MatMul", "Gemm"].contains(n.opType),
+               let out = requested >= 0 ? requested : (w.rank == 2 ? 1 : nil), out < w.rank {
+                let outInner = w.shape[(out + 1)...].reduce(1, *), outChannels = w.shape[out]
+                let (count, factor) = try fitAccumulator(n, q: &q, values: compensated ?? values, scales: &scales, zeroPoints: zps, grid: grid, scaleOf: channel,
+                                                         outputChannelOf: { ($0 / outInner) % outChannels }, outputChannels: outChannels, span: span,
+                                                         bias: biasValues, inputScale: s_in, bits: bits)
+                if count > 0 {
+                    result.accumulatorFits.append("\(n.label) \(count) channel(s), scale x\(String(format: "%.3g", factor))")
+                    // The refitted channels left the levels: restrict the layer again, then check the
+                    // bound once more (a level may lie above the integers it replaces); what still
+                    // overflows is refitted on the uniform grid and said so.
+                    if levels != nil {
+                        levels = restrictLevels(&q, grid: grid) { scales[channel($0)] }
+                        let again = try fitAccumulator(n, q: &q, values: compensated ?? values, scales: &scales, zeroPoints: zps, grid: grid, scaleOf: channel,
+                                                       outputChannelOf: { ($0 / outInner) % outChannels }, outputChannels: outChannels, span: span,
+                                                       bias: biasValues, inputScale: s_in, bits: bits)
+                        if again.widened > 0 {
+                            levels = Array(Set(q)).sorted()
+                            result.warnings.append("\(n.label): \(again.widened) channel(s) left the \(options.scheme.weightLevels ?? 0) non-uniform levels to fit the \(bits)-bit accumulator; the layer has \(levels!.count) values")
+                        }
                     }
                 }
             }
+            g.setInitializer(qName, grid.tensor(q, shape: w.shape, packed: packed))
         }
-        g.setInitializer(qName, grid.tensor(q, shape: w.shape, packed: packed))
         var corrected = false
         if let bv = biasValues, let mean = options.inputMeans[n.name] {
             let dequantized = q.enumerated().map { i, v in Float(Double(v - zps[channel(i)]) * scales[channel(i)]) }
