@@ -118,6 +118,16 @@ public final class Model {
 
     public var irVersion: Int { Int(extras.irVersion) }
 
+    /// Adds `domain` (version 1) to the opset imports unless the model imports it already
+    /// (ONNX Runtime's com.microsoft contrib operators).
+    public func declareDomain(_ domain: String) {
+        guard !extras.opsetImport.contains(where: { $0.domain == domain }) else { return }
+        var o = extras.opsetImport[0]
+        o.domain = domain
+        o.version = 1
+        extras.opsetImport.append(o)
+    }
+
     /// Bytes of all initializers, including subgraphs'.
     public var initializerBytes: Int {
         func bytes(_ g: Graph) -> Int {

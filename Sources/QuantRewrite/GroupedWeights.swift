@@ -103,7 +103,7 @@ extension QDQRewriter {
             n.inputs[bi] = name
             corrected = true
         }
-        if packed { requireMicrosoftDomainAndInt4(opset: opset) }
+        if packed { model.extras.irVersion = max(model.extras.irVersion, 10) }  // int4 tensors need IR 10
         let dtype = packed ? grid.packedDType : grid.dtype
         func constant(_ suffix: String, _ t: Tensor) -> String {
             let name = names.fresh(wName + suffix)
@@ -153,7 +153,7 @@ extension QDQRewriter {
                 }
             }
             let domain = packed || opset < 13 ? "com.microsoft" : ""
-            if opset < 13 && !packed { requireMicrosoftDomainAndInt4(opset: opset, int4: false) }
+            if !domain.isEmpty { model.declareDomain(domain) }
             output = node("DequantizeLinear", [constant("_quantized", grid.tensor(padded, shape: [rows * groups, gs], packed: packed)),
                                                constant("_scale", Tensor(shape: [rows * groups], floats: scales.map(Float.init))),
                                                constant("_zero_point", grid.tensor(zps, shape: [rows * groups], packed: packed))],
@@ -174,18 +174,5 @@ extension QDQRewriter {
         result.parameters[wName] = TensorQuantParameters(
             role: .weight, dtype: dtype.name, scale: scales, zeroPoint: zps, axis: layout.channelAxis, blockSize: gs,
             threshold: thresholds, method: corrected ? method + "+bias_correction" : method, levels: levels)
-    }
-
-    /// Declares the com.microsoft domain (ONNX Runtime's contrib Q/DQ, which take int4 below
-    /// opset 21) and, for int4 tensors, raises the IR version to 10, the first that has them.
-    func requireMicrosoftDomainAndInt4(opset: Int, int4: Bool = true) {
-        if int4 { model.extras.irVersion = max(model.extras.irVersion, 10) }
-        guard opset < 21 else { return }
-        if !model.extras.opsetImport.contains(where: { $0.domain == "com.microsoft" }) {
-            var o = model.extras.opsetImport[0]
-            o.domain = "com.microsoft"
-            o.version = 1
-            model.extras.opsetImport.append(o)
-        }
     }
 }

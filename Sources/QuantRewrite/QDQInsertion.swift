@@ -204,7 +204,8 @@ extension QDQRewriter {
                                    minimum: { minimumScale[$0] }, result: &result)
         }
         let wDomain = (axis != nil && opset < 13) || (packed && opset < 21) ? "com.microsoft" : domain
-        if wDomain == "com.microsoft" || packed { requireMicrosoftDomainAndInt4(opset: wDomain == "com.microsoft" ? min(opset, 20) : opset, int4: packed) }
+        if packed { model.extras.irVersion = max(model.extras.irVersion, 10) }  // int4 tensors need IR 10
+        if !wDomain.isEmpty { model.declareDomain(wDomain) }
         let qName = names.fresh(wName + "_quantized")
         let sName = names.fresh(wName + "_scale")
         let zName = names.fresh(wName + "_zero_point")

@@ -180,12 +180,7 @@ public struct QDQRewriter {
             result.warnings.append("\(unreached.count) If/Loop/Scan bod\(unreached.count == 1 ? "y" : "ies") (\(total) nodes; e.g. \(examples)) never ran "
                                    + "during calibration and stay float: calibrate with inputs that take those branches to quantize them")
         }
-        if usesMicrosoftDomain, !model.extras.opsetImport.contains(where: { $0.domain == "com.microsoft" }) {
-            var o = model.extras.opsetImport[0]
-            o.domain = "com.microsoft"
-            o.version = 1
-            model.extras.opsetImport.append(o)
-        }
+        if usesMicrosoftDomain { model.declareDomain("com.microsoft") }
         // Exclusions that match nothing: misspelt, or a node preparation folded into a neighbour
         // (a BatchNorm, a constant Mul/Add, a hard-swish chain, a Pad, an Identity).
         let present = Set(g.allNodes.map(\.name)), types = Set(g.allNodes.map(\.opType))

@@ -76,12 +76,7 @@ public enum QOperatorExport {
         removeDeadNodes(g)
         Preparation.removeUnusedInitializers(g)
         try g.sortTopologically()
-        if usesMicrosoft, !model.extras.opsetImport.contains(where: { $0.domain == "com.microsoft" }) {
-            var o = model.extras.opsetImport[0]
-            o.domain = "com.microsoft"
-            o.version = 1
-            model.extras.opsetImport.append(o)
-        }
+        if usesMicrosoft { model.declareDomain("com.microsoft") }
         return report
     }
 
@@ -124,7 +119,7 @@ public enum QOperatorExport {
     /// Replaces `n` by `op` reading `inputs` and producing the QuantizeLinear's output (or `n`'s
     /// own float output when `out` is nil).
     static func emit(_ op: String, domain: String, _ n: Node, inputs: [String], out: (first: Node, others: [Node])?, _ g: Graph,
-                     _ names: inout NameAllocator, attributes: [Attribute]) -> Node {
+                     attributes: [Attribute]) -> Node {
         let output = out?.first.outputs[0] ?? n.outputs[0]
         let m = Node(name: n.name, opType: op, domain: domain, inputs: inputs, outputs: [output])
         for a in attributes { m.setAttribute(a) }
@@ -165,7 +160,7 @@ public enum QOperatorExport {
                   g.initializer(w.zeroPoint).map({ z in (0..<z.count).allSatisfy { z.scalarAsDouble(at: $0) == 0 } }) == true else { return nil }
             record(x, w)
             return emit("QLinearConv", domain: "", n, inputs: [x.q, x.scale, x.zeroPoint, w.q, w.scale, w.zeroPoint, out.first.inputs[1], out.first.inputs[2]] + (b.map { [$0] } ?? []),
-                        out: out, g, &names, attributes: n.attributes)
+                        out: out, g, attributes: n.attributes)
         case "MatMul":
             guard let a = dequantized(ins[0], g, index), let b = dequantized(ins[1], g, index, channelAxis: 1), types(a, b) else { return nil }
             let bScale = g.initializer(b.scale)!
@@ -181,10 +176,10 @@ public enum QOperatorExport {
                     g.setInitializer(bz, Tensor(dtype: z.dtype, shape: [1, z.count], storage: z.storage))
                 }
                 return emit("QLinearMatMul", domain: "", n, inputs: [a.q, a.scale, a.zeroPoint, b.q, bs, bz, out.first.inputs[1], out.first.inputs[2]],
-                            out: out, g, &names, attributes: [])
+                            out: out, g, attributes: [])
             }
             return emit("MatMulIntegerToFloat", domain: "com.microsoft", n, inputs: [a.q, b.q, a.scale, b.scale, a.zeroPoint, b.zeroPoint],
-                        out: nil, g, &names, attributes: [])
+                        out: nil, g, attributes: [])
         case "Gemm":
             let transB = n.attribute("transB")?.int ?? 0
             guard let a = dequantized(ins[0], g, index), let w = dequantized(ins[1], g, index, channelAxis: transB == 1 ? 0 : 1), types(a, w), let b = bias(2),
@@ -192,11 +187,11 @@ public enum QOperatorExport {
             if g.isInitializer(w.q) { record(a, w) }
             let attrs = n.attributes.filter { $0.name != "beta" }
             return emit("QGemm", domain: "com.microsoft", n, inputs: [a.q, a.scale, a.zeroPoint, w.q, w.scale, w.zeroPoint, b ?? ""]
-                        + (out.map { [$0.first.inputs[1], $0.first.inputs[2]] } ?? []), out: out, g, &names, attributes: attrs)
+                        + (out.map { [$0.first.inputs[1], $0.first.inputs[2]] } ?? []), out: out, g, attributes: attrs)
         case "Add", "Mul":
             guard let out, ins.count == 2, let a = dequantized(ins[0], g, index), let b = dequantized(ins[1], g, index) else { return nil }
             return emit(n.opType == "Add" ? "QLinearAdd" : "QLinearMul", domain: "com.microsoft", n,
-                        inputs: [a.q, a.scale, a.zeroPoint, b.q, b.scale, b.zeroPoint, out.first.inputs[1], out.first.inputs[2]], out: out, g, &names, attributes: [])
+                        inputs: [a.q, a.scale, a.zeroPoint, b.q, b.scale, b.zeroPoint, out.first.inputs[1], out.first.inputs[2]], out: out, g, attributes: [])
         case "Concat":
             guard let out else { return nil }
             var inputs = [out.first.inputs[1], out.first.inputs[2]]
@@ -204,7 +199,7 @@ public enum QOperatorExport {
                 guard let x = dequantized(t, g, index) else { return nil }
                 inputs += [x.q, x.scale, x.zeroPoint]
             }
-            return emit("QLinearConcat", domain: "com.microsoft", n, inputs: inputs, out: out, g, &names, attributes: n.attributes)
+            return emit("QLinearConcat", domain: "com.microsoft", n, inputs: inputs, out: out, g, attributes: n.attributes)
         case "AveragePool", "GlobalAveragePool", "Sigmoid", "LeakyRelu":
             // QLinearAveragePool has no dilations.
             guard let out, let x = dequantized(ins[0], g, index), (n.attribute("dilations")?.ints ?? []).allSatisfy({ $0 == 1 }) else { return nil }
@@ -214,14 +209,14 @@ public enum QOperatorExport {
             if n.opType == "GlobalAveragePool" { attrs.append(.int("channels_last", 0)) }
             if n.opType == "LeakyRelu" && n.attribute("alpha") == nil { attrs.append(.float("alpha", 0.01)) }
             return emit(op, domain: "com.microsoft", n, inputs: [x.q, x.scale, x.zeroPoint, out.first.inputs[1], out.first.inputs[2]],
-                        out: out, g, &names, attributes: attrs)
+                        out: out, g, attributes: attrs)
         case let op where movement.contains(op) || (op == "Resize" && (n.attribute("mode")?.string ?? "nearest") == "nearest"):
             guard let out, let x = dequantized(ins[0], g, index), n.outputs.count == 1,
                   let s = g.initializer(x.scale), let z = g.initializer(x.zeroPoint),
                   op != "MaxPool" || opset >= 12, op != "DepthToSpace" || z.dtype == .uint8,
                   let so = g.initializer(out.first.inputs[1]), let zo = g.initializer(out.first.inputs[2]),
                   s.bitwiseEqual(so), z.bitwiseEqual(zo) else { return nil }
-            return emit(op, domain: "", n, inputs: [x.q] + Array(ins.dropFirst()), out: out, g, &names, attributes: n.attributes)
+            return emit(op, domain: "", n, inputs: [x.q] + Array(ins.dropFirst()), out: out, g, attributes: n.attributes)
         default:
             return nil
         }

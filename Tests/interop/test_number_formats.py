@@ -51,6 +51,7 @@ def model(opset):
 def setup(tmp_path, opset=13, items=8, scale=1.0):
     """The small model saved at opset `opset`, a calibration folder of `items` random inputs
     (times `scale`), and the output path: (model, data folder, output)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     src = str(tmp_path / "m.onnx")
     onnx.save(model(opset), src)
     data = npy_folder(tmp_path / "calib", [RNG.standard_normal((1, 16, 8, 8)).astype(np.float32) * scale for _ in range(items)])
@@ -474,7 +475,7 @@ def test_format_combinations_stay_consistent(tmp_path):
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     ort.InferenceSession(qop, so, providers=["CPUExecutionProvider"]).run(None, {"x": RNG.standard_normal((1, 16, 8, 8)).astype(np.float32)})
     # bf16 needs Cast to bfloat16, which opset 11 does not have.
-    src11, data11, _ = setup(tmp_path / "o11", 11) if (tmp_path / "o11").mkdir() is None else None
+    src11, data11, _ = setup(tmp_path / "o11", 11)
     r = quantkit("quantize", src11, "--input", f"x={data11}", "-o", str(tmp_path / "b.onnx"), "--no-analysis", "--precision", "bf16", check=False)
     assert r.returncode != 0 and "QK7005" in r.stderr and "opset 13" in r.stderr, r.stderr
 
@@ -510,6 +511,6 @@ def test_float8_models(tmp_path, fmt, dtype):
     b = ort.InferenceSession(out, so, providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
     assert float((a * b).sum() / np.linalg.norm(a) / np.linalg.norm(b)) > 0.98
     # A model below opset 13 is refused with a coded error naming the opset.
-    src11, data11, _ = setup(tmp_path / "o11", 11) if (tmp_path / "o11").mkdir() is None else None
+    src11, data11, _ = setup(tmp_path / "o11", 11)
     r = quantkit("quantize", src11, "--input", f"x={data11}", "-o", str(tmp_path / "b.onnx"), "--no-analysis", "--activations", fmt, check=False)
     assert r.returncode != 0 and "QK7005" in r.stderr and "opset 11" in r.stderr, r.stderr
