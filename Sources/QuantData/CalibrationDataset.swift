@@ -43,8 +43,10 @@ public final class CalibrationDataset: @unchecked Sendable {
     public let config: DatasetConfig
     public let signatures: [InputSignature]
     let plans: [InputPlan]
-    /// Items per input (the same for all inputs).
+    /// Items per input (the same for all inputs); 0 for a stream, whose length is not known.
     public let itemCount: Int
+    /// The stream every input reads when the configuration sets one.
+    public let frames: FrameStream?
 
     /// Every file the data set reads: items of every input and the list files naming them.
     public var sourceFiles: [String] {
@@ -111,6 +113,8 @@ public final class CalibrationDataset: @unchecked Sendable {
                     throw DataError.badList(list: config.sharedList!, line: nil, reason: "input '\(c.name)' reads column \(column) but lines hold \(first.count) file(s)")
                 }
                 items = rows.map { $0[column] }
+            case .stream:
+                items = []
             case .random:
                 items = []
                 if s.shape == nil {
@@ -136,7 +140,8 @@ public final class CalibrationDataset: @unchecked Sendable {
             throw DataError.lengthMismatch(counted.map { ($0.config.name, $0.items.count) })
         }
         self.plans = plans
-        itemCount = counted.first?.items.count ?? config.randomItems ?? (config.steps ?? 1) * config.batchSize
+        frames = try config.stream.map { try FrameStream.shared(path: $0, retainItems: config.streamRetainItems) }
+        itemCount = frames != nil ? 0 : counted.first?.items.count ?? config.randomItems ?? (config.steps ?? 1) * config.batchSize
         sink.dataset = self
     }
 
@@ -155,6 +160,7 @@ public final class CalibrationDataset: @unchecked Sendable {
     /// Batches that streaming yields: every item in batches of `batchSize` (the last may be
     /// smaller), at most `steps`.
     public var batchCount: Int {
+        if frames != nil { return config.steps ?? Int.max }
         let all = (itemCount + config.batchSize - 1) / config.batchSize
         return min(all, config.steps ?? all)
     }
@@ -180,8 +186,12 @@ public final class CalibrationDataset: @unchecked Sendable {
         while let b = try s.next() { try body(b) }
     }
 
+    /// The number of batches when known before streaming (not for a stream).
+    public var knownBatchCount: Int? { frames == nil ? batchCount : nil }
+
     /// Builds batch `b` synchronously (the stream calls this on its worker thread).
     public func batch(_ b: Int) throws -> CalibrationBatch? {
+        if let frames { return try streamed(b, frames) }
         let lo = b * config.batchSize, hi = min(lo + config.batchSize, itemCount)
         guard lo < hi else { return nil }
         var tensors: [String: Tensor] = [:], files: [String: [String]] = [:]
@@ -219,6 +229,40 @@ public final class CalibrationDataset: @unchecked Sendable {
         }
         record { $0.batches += 1; $0.items += hi - lo }
         return CalibrationBatch(index: b, tensors: tensors, files: files)
+    }
+
+    /// Batch `b` of the stream, each input checked and converted as a file's would be.
+    func streamed(_ b: Int, _ frames: FrameStream) throws -> CalibrationBatch? {
+        guard let feed = try frames.batch(b) else { return nil }
+        let label = "batch \(b + 1) of the stream"
+        if let extra = feed.keys.sorted().first(where: { k in !plans.contains { $0.config.name == k } }) {
+            throw DataError.unknownInput(extra, model: plans.map(\.config.name))
+        }
+        var tensors: [String: Tensor] = [:]
+        for plan in plans {
+            let name = plan.config.name
+            guard var t = feed[name] else {
+                throw FrameStream.error(frames.path, "gives no frame for input '\(name)' in batch \(b + 1)", fix: "send one frame per model input in every batch")
+            }
+            if let shape = plan.signature.shape, t.rank == shape.count - 1 { t.shape.insert(1, at: 0) }
+            try plan.check(shape: t.shape, file: label)
+            if !TensorConversion.canFeed(t.dtype, to: plan.target) {
+                throw DataError.dtypeMismatch(input: name, expected: plan.target, file: label, actual: t.dtype)
+            }
+            t = TensorConversion.convert(t, to: plan.target)
+            let bad = TensorConversion.nonFiniteCount(t)
+            if bad > 0 {
+                let e = DataError.nonFinite(input: name, batch: b, count: bad, files: [label])
+                if config.nonFinite == .fail { throw e }
+                record {
+                    $0.nonFiniteValues[name, default: 0] += bad
+                    $0.warnings.append(DataWarning(code: e.code, input: name, message: e.message))
+                }
+            }
+            tensors[name] = t
+        }
+        record { $0.batches += 1; $0.items += tensors.values.first.map { $0.rank > 0 ? $0.shape[0] : 1 } ?? 1 }
+        return CalibrationBatch(index: b, tensors: tensors, files: [:])
     }
 
     /// Concatenates items whose non-batch dimensions agree (QK2104 names the first that differs).

@@ -30,13 +30,15 @@ public enum InputSource: Codable, Sendable, Equatable {
     case random
     /// Column `column` of the dataset's `sharedList` (lines `a.npy;b.npy`).
     case sharedList(column: Int)
+    /// The data set's `stream` (batches of .npy frames on a pipe; see ``FrameStream``).
+    case stream
 
-    // JSON: {"folder": "img"}, {"list": "cal.txt"}, {"files": ["a.npy"]}, "random", {"sharedList": 0}.
+    // JSON: {"folder": "img"}, {"list": "cal.txt"}, {"files": ["a.npy"]}, "random", {"sharedList": 0}, "stream".
     enum Key: String, CodingKey { case folder, list, files, sharedList }
 
     public init(from decoder: Decoder) throws {
-        if let s = try? decoder.singleValueContainer().decode(String.self), s == "random" {
-            self = .random
+        if let s = try? decoder.singleValueContainer().decode(String.self), s == "random" || s == "stream" {
+            self = s == "random" ? .random : .stream
             return
         }
         let c = try decoder.container(keyedBy: Key.self)
@@ -51,9 +53,9 @@ public enum InputSource: Codable, Sendable, Equatable {
     }
 
     public func encode(to encoder: Encoder) throws {
-        if self == .random {
+        if self == .random || self == .stream {
             var c = encoder.singleValueContainer()
-            try c.encode("random")
+            try c.encode(self == .random ? "random" : "stream")
             return
         }
         var c = encoder.container(keyedBy: Key.self)
@@ -62,7 +64,7 @@ public enum InputSource: Codable, Sendable, Equatable {
         case .list(let v): try c.encode(v, forKey: .list)
         case .files(let v): try c.encode(v, forKey: .files)
         case .sharedList(let v): try c.encode(v, forKey: .sharedList)
-        case .random: break
+        case .random, .stream: break
         }
     }
 }
@@ -163,6 +165,13 @@ public struct DatasetConfig: Codable, Sendable, Equatable {
     /// Interpreter for `preprocessFile` functions.
     public var python: String
     public var limits: DataLimits
+    /// A pipe (FIFO, file, `/dev/fd/N` or `-` for standard input) carrying every input's batches
+    /// as .npy frames (``FrameStream``); inputs then have the source `stream`, and `batchSize`
+    /// is the producer's.
+    public var stream: String?
+    /// Items of the stream kept for later passes of the same run (the analysis, GPTQ, bias
+    /// correction): they replay at most these.
+    public var streamRetainItems: Int
 
     public init(inputs: [InputConfig], sharedList: String? = nil, batchSize: Int = 1, steps: Int? = nil, prefetch: Int = 2,
                 seed: UInt64 = 0, randomItems: Int? = nil, symbolicDimDefault: Int = 1, symbolicDims: [String: Int] = [:],
@@ -179,10 +188,20 @@ public struct DatasetConfig: Codable, Sendable, Equatable {
         self.nonFinite = nonFinite
         self.python = python
         self.limits = limits
+        stream = nil
+        streamRetainItems = 0
+    }
+
+    /// Every input of `signatures` read from the stream at `path`.
+    public static func streaming(_ path: String, signatures: [InputSignature], retainItems: Int) -> DatasetConfig {
+        var d = DatasetConfig(inputs: signatures.map { InputConfig(name: $0.name, source: .stream) })
+        d.stream = path
+        d.streamRetainItems = retainItems
+        return d
     }
 
     enum CodingKeys: String, CodingKey {
-        case inputs, sharedList, batchSize, steps, prefetch, seed, randomItems, symbolicDimDefault, symbolicDims, nonFinite, python, limits
+        case inputs, sharedList, batchSize, steps, prefetch, seed, randomItems, symbolicDimDefault, symbolicDims, nonFinite, python, limits, stream, streamRetainItems
     }
 
     public init(from decoder: Decoder) throws {
@@ -199,6 +218,8 @@ public struct DatasetConfig: Codable, Sendable, Equatable {
         nonFinite = try c.decodeIfPresent(NonFinitePolicy.self, forKey: .nonFinite) ?? .warn
         python = try c.decodeIfPresent(String.self, forKey: .python) ?? "python3"
         limits = try c.decodeIfPresent(DataLimits.self, forKey: .limits) ?? DataLimits()
+        stream = try c.decodeIfPresent(String.self, forKey: .stream)
+        streamRetainItems = try c.decodeIfPresent(Int.self, forKey: .streamRetainItems) ?? 0
     }
 
     /// Checks the configuration against the model's runtime inputs (name and declared type).
@@ -223,6 +244,15 @@ public struct DatasetConfig: Codable, Sendable, Equatable {
         if Set(columns).count != columns.count || columns.contains(where: { $0 < 0 }) {
             throw DataError.invalidConfig(input: nil, "sharedList columns \(columns) repeat or are negative", fix: "give each input its own column, starting at 0")
         }
+        let streamed = inputs.filter { $0.source == .stream }.count
+        if streamed > 0 && stream == nil {
+            throw DataError.invalidConfig(input: nil, "inputs read the stream but no stream is set", fix: "set stream to the pipe's path (--input-stream PATH, '-' for standard input)")
+        }
+        if stream != nil && streamed != inputs.count {
+            throw DataError.invalidConfig(input: nil, "a stream carries every input, but \(inputs.count - streamed) input(s) have other sources",
+                                          fix: "send every input's frames on the stream, or use files without --input-stream")
+        }
+        if streamRetainItems < 0 { throw DataError.invalidConfig(input: nil, "streamRetainItems is \(streamRetainItems)", fix: "use 0 or more") }
         if limits.maxImagePixels < 1 || limits.maxItemBytes < 1 {
             throw DataError.invalidConfig(input: nil, "limits \(limits.maxImagePixels) pixels, \(limits.maxItemBytes) bytes", fix: "use positive limits")
         }

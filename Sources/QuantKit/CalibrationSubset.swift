@@ -31,6 +31,10 @@ public struct CalibrationSubset {
     public static func choose(modelPath: String, data: DatasetConfig, count: Int, threads: Int,
                               progress: (StageProgress) -> Void = { _ in }) throws -> Selection {
         let model = try Quantizer.loadForCalibration(path: modelPath)
+        if data.stream != nil {
+            throw QuantKitError("QK2117", "--auto-subset \(count) needs files to choose from and to list, but the data arrives on a stream",
+                                fix: "choose the subset in the producer (send those items only), or give folders or lists of files")
+        }
         var config = data
         config.batchSize = 1
         config.steps = nil

@@ -166,7 +166,7 @@ public struct QuantizerConfiguration: Codable, Sendable {
 
     /// Whether the data options name at least one source (data options such as a batch size
     /// alone, given beside a statistics file, configure none).
-    public var hasDataSource: Bool { !(data?.inputs.isEmpty ?? true) }
+    public var hasDataSource: Bool { data?.stream != nil || !(data?.inputs.isEmpty ?? true) }
 
     /// Checks the settings that do not need the model. Throws QK7004 (a value out of range),
     /// QK7001 (output is the input model) or QK7007 (no model, or neither data nor statistics).
@@ -320,6 +320,12 @@ public struct QuantizerConfiguration: Codable, Sendable {
     /// when more inputs are configured than the model has.
     public func resolvedData(for signatures: [InputSignature]) throws -> DatasetConfig? {
         guard var d = data else { return nil }
+        if let stream = d.stream, d.inputs.isEmpty {
+            var s = DatasetConfig.streaming(stream, signatures: signatures, retainItems: d.streamRetainItems)
+            s.steps = d.steps
+            s.nonFinite = d.nonFinite
+            return s
+        }
         for i in d.inputs.indices where d.inputs[i].name.isEmpty {
             guard i < signatures.count else {
                 throw DataError.inputCount(model: signatures.map(\.name), configured: d.inputs.enumerated().map { $1.name.isEmpty ? "#\($0)" : $1.name })

@@ -238,7 +238,7 @@ public struct Quantizer: Sendable {
                 _ = try executor.run(b.tensors, hooks: hooks)
                 seen += b.tensors.values.first?.shape.first ?? 1
                 count += 1
-                progress(StageProgress(stage: stage, done: count, total: data!.batchCount, unit: "batches"))
+                progress(StageProgress(stage: stage, done: count, total: data!.knownBatchCount, unit: "batches"))
             }
         }
 
@@ -268,8 +268,7 @@ public struct Quantizer: Sendable {
             let dataset = data!
             let stream = dataset.makeStream()
             defer { stream.cancel() }
-            var total = dataset.batchCount
-            if let s = dataset.config.steps { total = min(total, s) }
+            let total = dataset.knownBatchCount
             let calibrator = Calibrator(observer: config.observer, threads: threads)
             let only = complete ? nil : try Quantizer(configuration: config).tensorsToObserve(modelPath: path, transforms: transforms)
             var observed = try calibrator.run(model: floatModel!, modelName: URL(fileURLWithPath: path).lastPathComponent, total: total, only: only,

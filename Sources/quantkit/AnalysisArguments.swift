@@ -96,10 +96,14 @@ struct AnalysisArguments: ParsableArguments {
         let stream = dataset.makeStream()
         defer { stream.cancel() }
         let limit = (analysisSamples ?? defaultSamples).flatMap { $0 > 0 ? $0 : nil }
-        var items = dataset.itemCount
-        if let limit { items = min(items, limit) }
-        var total = (items + cfg.batchSize - 1) / max(cfg.batchSize, 1)
-        if let s = cfg.steps { total = min(total, s) }
+        var total: Int? = nil
+        if dataset.frames == nil {
+            var items = dataset.itemCount
+            if let limit { items = min(items, limit) }
+            var t = (items + cfg.batchSize - 1) / max(cfg.batchSize, 1)
+            if let s = cfg.steps { t = min(t, s) }
+            total = t
+        }
         var classifier = evaluations ? try labels.map(ClassificationEvaluator.init(labelsFile:)) : nil
         let imageInput = signatures.first?.name
         let analysis = Analysis(options: AnalysisOptions(threads: threads, layerwise: layerwise && !noLayerwise, snrWarning: snrWarning, cosineWarning: cosineWarning))

@@ -124,8 +124,7 @@ enum CalibrationChoice {
         }
         let stream = dataset.makeStream()
         defer { stream.cancel() }
-        var total = (dataset.itemCount + cfg.batchSize - 1) / max(cfg.batchSize, 1)
-        if let s = cfg.steps { total = min(total, s) }
+        let total = dataset.knownBatchCount
         let calibrator = Calibrator(observer: ObserverOptions(bins: bins), threads: threads)
         var file = try calibrator.run(model: model, modelName: URL(fileURLWithPath: path).lastPathComponent, total: total,
                                       dataset: dataset, stream: stream, progress: reporter.report)

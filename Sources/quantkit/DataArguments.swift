@@ -9,6 +9,9 @@ struct DataArguments: ParsableArguments {
     @Option(name: .customLong("input"), help: "name=PATH: a folder, list file, single file, or 'random'.")
     var inputs: [String] = []
 
+    @Option(help: "Read every input's batches from this pipe instead of files: a FIFO, /dev/fd/N or '-' (standard input) carrying per batch one (u32 name length, name, .npy frame) record per input and a 0 length; what the Python package sends (docs/PYTHON.md). Read once: later passes (analysis, GPTQ) see its first items.")
+    var inputStream: String?
+
     @Option(help: "A list whose lines hold one file per input separated by ';' (inputs without --input, in model order).")
     var list: String?
 
@@ -99,7 +102,7 @@ struct DataArguments: ParsableArguments {
     /// True when an option naming data sources or their format was given (then these options
     /// replace a configuration file's data).
     var describesSources: Bool {
-        !inputs.isEmpty || list != nil || config != nil || !shape.isEmpty || !dtype.isEmpty || !fileType.isEmpty || !rawDtype.isEmpty
+        !inputs.isEmpty || inputStream != nil || list != nil || config != nil || !shape.isEmpty || !dtype.isEmpty || !fileType.isEmpty || !rawDtype.isEmpty
             || !preprocess.isEmpty || preset != nil || color != nil || resize != nil || size != nil || resizeShorter != nil || centerCrop
             || mean != nil || std != nil || scale != nil || layout != nil || !dims.isEmpty || randomItems != nil
     }

@@ -64,7 +64,14 @@ struct DataPreviewOptions {
             }
         }
         var cfg: DatasetConfig
-        if let path = c.config {
+        if let stream = c.inputStream {
+            if c.config != nil || !sources.isEmpty || c.list != nil {
+                throw QuantKitError("QK7020", "--input-stream carries every input; it cannot be combined with --input, --list or --data-config",
+                                    fix: "send every input on the stream, or give files without --input-stream")
+            }
+            cfg = DatasetConfig.streaming(stream, signatures: signatures, retainItems: 0)
+            cfg.nonFinite = c.failOnNonfinite ? .fail : .warn
+        } else if let path = c.config {
             do {
                 cfg = try JSONDecoder().decode(DatasetConfig.self, from: Data(contentsOf: URL(fileURLWithPath: path)))
             } catch {

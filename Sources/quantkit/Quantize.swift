@@ -53,8 +53,15 @@ struct Quantize: ParsableCommand {
 
     func run() throws {
         try reportingErrors {
-            let cfg = try resolvedConfiguration()
+            var cfg = try resolvedConfiguration()
             try analysis.check()
+            if cfg.data?.stream != nil {
+                // The stream is read once, by calibration; the later passes replay its first items.
+                let analyzed = analysis.noAnalysis ? 0 : (analysis.analysisSamples ?? 16) == 0 ? Quantize.streamReplayCap : analysis.analysisSamples ?? 16
+                let weights = cfg.weightRounding.readsHessians ? QuantizerConfiguration.weightRoundingSamples
+                    : cfg.biasCorrection != .off ? QuantizerConfiguration.biasCorrectionSamples : 0
+                cfg.data!.streamRetainItems = max(analyzed, weights)
+            }
             if printConfig {
                 let enc = JSONEncoder()
                 enc.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -120,6 +127,10 @@ struct Quantize: ParsableCommand {
                                        findings: r2.findings)
         }
     }
+
+    /// Items of a stream kept for an analysis of "all" samples (--analysis-samples 0): a stream
+    /// is not held in memory, so "all" is at most this many of its first items.
+    static let streamReplayCap = 256
 
     /// Verifies the first run against the target and, when it misses, runs the tuning loop
     /// (trials in a scratch folder beside the output), writes the chosen plan's model over the
