@@ -58,9 +58,9 @@ def test_efficientnet_example_agrees_with_the_float_model(tmp_path):
     assert (f.argmax(1) == q.argmax(1)).mean() >= 0.75
 
 
-def test_xquant_documented_sample_runs_unchanged(tmp_path):
-    """examples/xquant_sample/inference.json as XQuant documents it: resnet50/inference.onnx with
-    input 'inputs', dataset/data/Imagenet/calib_list.txt, output resnet50/inference.q.onnx."""
+def xquant_sample_layout(tmp_path):
+    """Builds XQuant's documented layout in `tmp_path` (resnet50/inference.onnx with input
+    'inputs', dataset/data/Imagenet/calib_list.txt of 3 photos, inference.json copied)."""
     model = os.path.join(CACHE, "models", "efficientnet_lite0.onnx")
     photos = sorted(glob.glob(os.path.join(CACHE, "data", "foolbox", "imagenet_*.jpg")))
     if not os.path.exists(model) or not photos:
@@ -79,6 +79,11 @@ def test_xquant_documented_sample_runs_unchanged(tmp_path):
     (calib / "calib_list.txt").write_text("".join(f"Calib/{os.path.basename(p)}\n" for p in photos[:3]))
     shutil.copy(os.path.join(ROOT, "examples", "xquant_sample", "inference.json"), tmp_path / "inference.json")
 
+
+def test_xquant_documented_sample_runs_unchanged(tmp_path):
+    """examples/xquant_sample/inference.json as XQuant documents it: resnet50/inference.onnx with
+    input 'inputs', dataset/data/Imagenet/calib_list.txt, output resnet50/inference.q.onnx."""
+    xquant_sample_layout(tmp_path)
     r = subprocess.run([BINARY, "quantize", "-c", "inference.json", "--quiet"], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "calibrated 3 items in 3 batches" in r.stdout
