@@ -12,6 +12,8 @@ bash scripts/export-efficientnet.sh
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-$(bash scripts/openblas-coretype.sh)}
 echo "== swift build -c release"
 swift build -c release
+echo "== the Python package's wheel (bundles the release binary), installed into .venv"
+bash scripts/build-wheel.sh
 echo "== swift test -c release"
 # Per-test lines go; the closing "Test run with N tests ..." line stays.
 swift test -c release 2>&1 | awk '/Test run with/ { print; next } !/^\[[0-9]+\/[0-9]+\]|^Test Suite|Executed 0 tests|^.* (started|passed after [0-9.]+ seconds)\.?$/'
