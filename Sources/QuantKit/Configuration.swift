@@ -78,6 +78,9 @@ public struct QuantizerConfiguration: Codable, Sendable {
     /// A precision plan file (`NAME.plan.csv` as every run writes, or its JSON form) read into
     /// ``QuantControl/plan`` when the run starts (`--plan`, Icraft `mix_precision = "x.csv"`).
     public var plan: String?
+    /// ONNX Runtime's TensorQuantOverrides JSON (`--tensor-quant-overrides`): per activation
+    /// tensor a range (rmin/rmax, or scale and zero point) over the calibrated one.
+    public var tensorOverrides: String?
     /// The verify-and-repair loop after quantizing (`--target`, Icraft `mix_precision = "auto"`
     /// and `[AutoTune]`, XQuant `precision_level`); nil: the defaults (``TuningOptions/init``:
     /// output cosine 0.99, tradeoff). It runs where the command has analysis data.

@@ -321,6 +321,15 @@ public struct Quantizer: Sendable {
         try OutputSafety.check(outputs: Quantizer.outputItems(output: output, statisticsOutput: nil, deploy: configuration.qoperator),
                                inputs: [.init("the input model", modelPath)] + model.externalFiles.map { .init("the model's external data", $0) })
         try Verifier.check(model, codes: Verifier.loadCodes)
+        // ONNX Runtime's TensorQuantOverrides name the float model's tensors.
+        let overrides = try configuration.tensorOverrides.map { try TensorQuantOverrides(contentsOf: $0) }
+        if let overrides {
+            let g = model.graph
+            let weights = Set(g.initializers.map(\.name))
+            let tensors = Set(g.allNodes.flatMap(\.outputs) + g.inputs.map(\.name)).subtracting(weights)
+            try overrides.check(weights: weights, tensors: tensors, activation: configuration.scheme.activation,
+                                perChannelWeights: configuration.scheme.perChannelWeights)
+        }
         // The statistics were observed in the transformed model: quantize that one.
         let transforms = statistics.transforms ?? FloatTransforms()
         var (prep, transformed) = try transforms.prepare(model)
@@ -339,11 +348,13 @@ public struct Quantizer: Sendable {
             _ = try OpsetUpgrade.raise(model, to: 19, purpose: "float8 quantization")
         }
         var options = QDQRewriter.Options(scheme: configuration.scheme, control: control) { name, grid, method in
+            if let r = overrides?.range(name, grid: grid) { return (r, "TensorQuantOverrides") }
             guard let e = stats[name] else { return nil }
             if e.statistics.absHistogram == nil, let r = e.range { return (r, e.method ?? "imported") }
             let sel = RangeSelection.select(e.statistics, method: method, grid: grid)
             return (sel.range, sel.method.description)
         }
+        if let overrides { options.fixedRange = { overrides.range($0, grid: configuration.scheme.activation) != nil } }
         options.activationError = { name, grid, scale, zp in
             stats[name].flatMap { RangeSelection.gridError($0.statistics, scale: scale, zeroPoint: zp, grid: grid) }
         }

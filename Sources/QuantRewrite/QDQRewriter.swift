@@ -39,6 +39,9 @@ public struct QDQRewriter {
         /// given grid, scale and zero point (histogram), nil when not observed: chooses among
         /// fixed-point scales (`QuantScheme.hardware`).
         public var activationError: ((String, QuantGrid, Double, Int) -> Double?)? = nil
+        /// Tensors whose range is set from outside (ONNX Runtime's TensorQuantOverrides): a
+        /// group sharing one scale takes its range from these members alone.
+        public var fixedRange: (String) -> Bool = { _ in false }
 
         public init(scheme: QuantScheme, control: QuantControl, range: @escaping (String, QuantGrid, RangeMethod) -> (ClipRange, String)?) {
             self.scheme = scheme
@@ -516,7 +519,13 @@ public struct QDQRewriter {
             var methods = Set<String>()
             let (grid, _) = setting(of: ts)
             var quantizable: [String] = []
+            let fixed = Set(ts.filter { options.fixedRange($0) && rangeOf[$0] != nil })
             for t in ts.sorted() {
+                if !fixed.isEmpty && !fixed.contains(t) {
+                    // Shares the set range: quantized with it, its own range left out.
+                    if g.initializer(t) == nil || g.initializer(t)?.dtype == .float { quantizable.append(t) }
+                    continue
+                }
                 if let c = g.initializer(t) {
                     guard c.dtype == .float else { continue }
                     let v = c.floats()

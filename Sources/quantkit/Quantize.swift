@@ -90,6 +90,7 @@ struct Quantize: ParsableCommand {
                 let read = [.init("the input model", m)] + (config.map { [OutputSafety.Item("the configuration file", $0)] } ?? [])
                     + (data.config.map { [OutputSafety.Item("--data-config", $0)] } ?? []) + (cfg.statistics.map { [OutputSafety.Item("the statistics file", $0)] } ?? [])
                     + (cfg.plan.map { [OutputSafety.Item("the precision plan (--plan)", $0)] } ?? [])
+                    + (cfg.tensorOverrides.map { [OutputSafety.Item("--tensor-quant-overrides", $0)] } ?? [])
                 try OutputSafety.check(outputs: written, inputs: read)
             }
             let reporter = calibration.reporter
@@ -336,6 +337,9 @@ struct QuantizeSettings: ParsableArguments {
     @Option(help: "A precision plan (CSV as every run writes beside the model, NAME.plan.csv, or JSON): per op its dtype (int8, int16, fp16, bf16, fp32), weight granularity (per: channel, tensor) and range method (saturation). Re-runs from --stats without calibrating again.")
     var plan: String?
 
+    @Option(help: "ONNX Runtime's TensorQuantOverrides as JSON (what its quantize_static takes in extra_options): per activation tensor rmin/rmax or scale/zero_point over the calibrated range; quant_type, symmetric and a weight's axis must agree with the run (docs/PYTHON.md).")
+    var tensorQuantOverrides: String?
+
     @Option(help: "Calibrate on N items chosen from the data to cover its spread (k-center on per-item activation statistics of a few layers; Icraft autoqset_num); the chosen lists are written beside the data as NAME_auto.txt.")
     var autoSubset: Int?
 
@@ -389,6 +393,7 @@ struct QuantizeSettings: ParsableArguments {
         if let p = perChannelWeights { cfg.scheme.perChannelWeights = p }
         if let r = weightRounding { cfg.weightRounding = r }
         if let p = plan { cfg.plan = p }
+        if let t = tensorQuantOverrides { cfg.tensorOverrides = t }
         if let n = autoSubset { cfg.autoSubset = n }
         if let b = biasCorrection { cfg.biasCorrection = b }
         if !excludeNode.isEmpty { cfg.control.excludeNodes = excludeNode }

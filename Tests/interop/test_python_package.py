@@ -9,6 +9,7 @@ scripts/build-wheel.sh in the test venv, with the binary bundled.
 - errors arrive as QuantKitError with QuantKit's code;
 - a reader of 1,000 items keeps memory flat (the feeds stream through a pipe)."""
 import glob
+import json
 import gzip
 import os
 import struct
@@ -263,3 +264,67 @@ def test_a_reader_of_1000_items_keeps_memory_flat(tmp_path):
     few, many = peaks(100), peaks(1000)
     assert many[0] < 1.10 * few[0] + 10, f"Python peak {few[0]:.0f} MB over 100 items, {many[0]:.0f} MB over 1000"
     assert many[1] < 1.10 * few[1] + 10, f"quantkit peak {few[1]:.0f} MB over 100 items, {many[1]:.0f} MB over 1000"
+
+
+def quantize_linear_parameters(path):
+    """{tensor: (scale, zero point)} of every per-tensor QuantizeLinear in the model at `path`."""
+    m = onnx.load(str(path))
+    init = {i.name: onnx.numpy_helper.to_array(i) for i in m.graph.initializer}
+    return {n.input[0]: (float(init[n.input[1]]), int(init[n.input[2]])) for n in m.graph.node
+            if n.op_type == "QuantizeLinear" and init[n.input[1]].size == 1}
+
+
+def test_tensor_quant_overrides_export_to_onnxruntime(tmp_path):
+    """A QuantKit run's parameters handed to ONNX Runtime's quantizer as TensorQuantOverrides:
+    every activation both quantize gets QuantKit's scale and zero point there too."""
+    from onnxruntime.quantization import quantize_static as ort_quantize_static
+    items = fashion_items(16)
+    ours = tmp_path / "qk.onnx"
+    quantkit.quantize_static(FASHION, str(ours), Reader(items))
+    overrides = quantkit.tensor_quant_overrides(str(tmp_path / "qk.qparams.json"), float_model=FASHION)
+    assert overrides and all(isinstance(v[0]["quant_type"], quantkit.QuantType) for v in overrides.values())
+    # Through a JSON file, as one team hands it to another.
+    quantkit.save_tensor_quant_overrides(overrides, str(tmp_path / "overrides.json"))
+    theirs = tmp_path / "ort.onnx"
+    ort_quantize_static(FASHION, str(theirs), Reader(items),
+                        extra_options={"TensorQuantOverrides": quantkit.load_tensor_quant_overrides(str(tmp_path / "overrides.json"))})
+    a, b = quantize_linear_parameters(ours), quantize_linear_parameters(theirs)
+    common = set(a) & set(b)
+    assert len(common) >= 6, (sorted(a), sorted(b))
+    for t in common:
+        assert b[t][1] == a[t][1] and abs(b[t][0] - a[t][0]) <= 1e-7 * a[t][0], (t, a[t], b[t])
+
+
+def test_tensor_quant_overrides_import_from_onnxruntime(tmp_path):
+    """ONNX Runtime's overrides (rmin/rmax, scale/zero_point) given to QuantKit: the tensors get
+    the same parameters as ONNX Runtime's quantizer gives them from the same overrides."""
+    from onnxruntime.quantization import quantize_static as ort_quantize_static
+    items = fashion_items(16)
+    overrides = {"/features/features.6/Relu_output_0": [{"rmin": np.array(0.0, np.float32), "rmax": np.array(2.5, np.float32)}],
+                 "/features/features.2/Relu_output_0": [{"quant_type": quantkit.QuantType.QUInt8, "scale": np.array(0.02, np.float32), "zero_point": np.array(0, np.uint8)}]}
+    ours, theirs = tmp_path / "qk.onnx", tmp_path / "ort.onnx"
+    quantkit.quantize_static(FASHION, str(ours), Reader(items), activation_type=quantkit.QuantType.QUInt8,
+                             extra_options={"TensorQuantOverrides": overrides})
+    ort_quantize_static(FASHION, str(theirs), Reader(items), activation_type=quantkit.QuantType.QUInt8,
+                        extra_options={"TensorQuantOverrides": overrides})
+    a, b = quantize_linear_parameters(ours), quantize_linear_parameters(theirs)
+    for t in overrides:
+        assert a[t][1] == b[t][1] and abs(a[t][0] - b[t][0]) <= 1e-6 * b[t][0], (t, a[t], b[t])
+    assert abs(a["/features/features.6/Relu_output_0"][0] - 2.5 / 255) < 1e-9
+    qparams = json.load(open(tmp_path / "qk.qparams.json"))["tensors"]
+    assert qparams["/features/features.6/Relu_output_0"]["method"] == "TensorQuantOverrides"
+
+
+@pytest.mark.parametrize("overrides,named", [
+    ({"no_such_tensor": [{"rmin": 0.0, "rmax": 1.0}]}, "'no_such_tensor' is not in the model"),
+    ({"/features/features.6/Relu_output_0": [{"quant_type": "QUInt16"}]}, "is QUInt16 but the run quantizes activations as int8"),
+    ({"classifier.weight": [{"scale": 0.1, "zero_point": 0}]}, "weight 'classifier.weight' is given a scale"),
+    ({"/features/features.6/Relu_output_0": [{"rmin": 2.0, "rmax": 1.0}]}, "rmin 2.0 is above rmax 1.0"),
+    ({"/features/features.6/Relu_output_0": [{"convert": {"quant_type": "QUInt16"}}]}, "'convert' has no QuantKit equivalent"),
+])
+def test_tensor_quant_overrides_that_cannot_apply_are_qk7023(overrides, named, tmp_path):
+    out = tmp_path / "x.onnx"
+    with pytest.raises(quantkit.QuantKitError) as e:
+        quantkit.quantize_static(FASHION, str(out), Reader(fashion_items(2)), extra_options={"TensorQuantOverrides": overrides})
+    assert e.value.code == "QK7023" and named in e.value.message, str(e.value)
+    assert not out.exists()

@@ -12,7 +12,10 @@ from ._binary import binary_path
 from ._api import QuantizeResult, options_to_arguments, quantize
 from ._ort import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, onnxruntime_arguments, quantize_static
 from ._xquant import quantize_onnx_model
+from ._overrides import tensor_quant_overrides
+from ._overrides import load as load_tensor_quant_overrides
+from ._overrides import save as save_tensor_quant_overrides
 
 __all__ = ["__version__", "QuantKitError", "binary_path", "QuantizeResult", "options_to_arguments", "quantize",
            "CalibrationDataReader", "CalibrationMethod", "QuantFormat", "QuantType", "onnxruntime_arguments", "quantize_static",
-           "quantize_onnx_model"]
+           "quantize_onnx_model", "tensor_quant_overrides", "load_tensor_quant_overrides", "save_tensor_quant_overrides"]

@@ -102,5 +102,15 @@ def quantize(model, data=None, output=None, *, progress=None, **options):
                             "pass {input name: folder}, or a reader / iterable of {input name: array} feeds")
     elif data is not None:
         stream = data
+    overrides = options.pop("tensor_quant_overrides", None)
     args += options_to_arguments(options)
+    if isinstance(overrides, dict):
+        import tempfile
+        from ._overrides import save
+        with tempfile.TemporaryDirectory(prefix="quantkit-") as scratch:
+            path = os.path.join(scratch, "overrides.json")
+            save(overrides, path)
+            return QuantizeResult(run(args + ["--tensor-quant-overrides", path], data=stream, progress=progress))
+    if overrides is not None:
+        args += ["--tensor-quant-overrides", str(overrides)]
     return QuantizeResult(run(args, data=stream, progress=progress))

@@ -10,6 +10,7 @@ import shutil
 import tempfile
 
 from ._errors import QuantKitError
+from ._overrides import _plain
 from ._run import run
 
 try:  # the same enum objects as ONNX Runtime's when it is installed
@@ -195,7 +196,7 @@ def quantize_static(model_input, model_output, calibration_data_reader, quant_fo
             i = args.index("--tensor-quant-overrides")
             overrides_file = os.path.join(scratch, "overrides.json")
             with open(overrides_file, "w") as f:
-                json.dump(_jsonable(args[i + 1]), f)
+                json.dump(_plain(args[i + 1]), f)
             args[i + 1] = overrides_file
         model_path = str(model_input)
         if not isinstance(model_input, (str, os.PathLike)):
@@ -210,16 +211,3 @@ def quantize_static(model_input, model_output, calibration_data_reader, quant_fo
             shutil.move(os.path.join(scratch, "out.qop.onnx"), output)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _jsonable(value):
-    """TensorQuantOverrides with QuantType members as their names, numpy scalars as numbers."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, enum.Enum):
-        return value.name
-    if hasattr(value, "item") and callable(value.item):
-        return value.item()
-    return value
