@@ -54,6 +54,9 @@ public final class QuantAnalyzer {
     private(set) var graphwise: [String: ErrorAccumulator] = [:]
     private(set) var layerwise: [String: ErrorAccumulator] = [:]
     private(set) var outputs: [String: ErrorAccumulator] = [:]
+    /// Per layer tensor, (float, quantized) value pairs sampled evenly from each batch (for the
+    /// HTML report's histograms and scatter), interleaved, at most `ValueSamples.pairs`.
+    public private(set) var valueSamples: [String: [Float]] = [:]
     /// Output name in the QDQ model → output name in the float model.
     let outputPairs: [(quant: String, float: String)]
     /// Float graph outputs that can be class scores (see `scoreProducers`).
@@ -177,8 +180,13 @@ public final class QuantAnalyzer {
         let quantFeeds = feeds.filter { quantExecutor.inputNames.contains($0.key) }
 
         let graphHook = Comparer(layout: layout, targets: targetIDs(quantExecutor), reference: reference, replace: [:], items: items)
+        graphHook.samplePairs = ValueSamples.perItem * items
         let quantOut = try quantExecutor.run(quantFeeds, hooks: [graphHook])
         merge(graphHook.accumulators, into: &graphwise)
+        for (name, pairs) in graphHook.samples {
+            let room = 2 * ValueSamples.pairs - valueSamples[name, default: []].count
+            if room > 0 { valueSamples[name, default: []] += pairs.prefix(room) }
+        }
         lastOutputs = (Dictionary(uniqueKeysWithValues: outputPairs.compactMap { p in floatOut[p.float].map { (p.quant, $0) } }), quantOut)
         for (q, f) in outputPairs {
             guard let r = floatOut[f], let t = quantOut[q] else { continue }
@@ -273,6 +281,9 @@ final class Comparer: ExecutionHook {
     /// Samples in the batch, for the per-item SNRs.
     let items: Int
     var accumulators: [String: ErrorAccumulator] = [:]
+    /// Pairs to sample per target tensor (0: none); `samples` holds them interleaved.
+    var samplePairs = 0
+    var samples: [String: [Float]] = [:]
     private var occurrences: [ValueID: Int] = [:]
 
     init(layout: QDQLayout, targets: [ValueID: String], reference: [String: [Tensor]], replace: [ValueID: String], items: Int) {
@@ -295,6 +306,9 @@ final class Comparer: ExecutionHook {
             var acc = accumulators[name] ?? ErrorAccumulator()
             acc.add(reference: r, test: t, items: items, threads: executor.options.threads)
             accumulators[name] = acc
+            if samplePairs > 0, k == 0, r.count == t.count, r.count > 0 {
+                samples[name] = ValueSamples.evenly(reference: r, test: t, pairs: samplePairs)
+            }
         }
         return nil
     }
@@ -320,5 +334,32 @@ extension ErrorAccumulator {
         maskIntersection += o.maskIntersection; maskUnion += o.maskUnion
         classScores = classScores || o.classScores
         probabilityMap = probabilityMap || o.probabilityMap
+    }
+}
+
+/// Value pairs for the report's per-op histograms and scatter plots: a fixed number per item,
+/// evenly spaced over the tensor, so that the report's size does not grow with the data.
+public enum ValueSamples {
+    /// Pairs kept per layer tensor over the whole analysis.
+    public static let pairs = 256
+    /// Pairs taken from each item of a batch.
+    static let perItem = 32
+
+    /// `pairs` (float, quantized) values at evenly spaced positions, interleaved.
+    static func evenly(reference: Tensor, test: Tensor, pairs: Int) -> [Float] {
+        let r = reference.dtype == .float ? reference : Tensor(shape: reference.shape, floats: reference.floats())
+        let t = test.dtype == .float ? test : Tensor(shape: test.shape, floats: test.floats())
+        let n = min(pairs, r.count)
+        var out = [Float](repeating: 0, count: 2 * n)
+        r.withUnsafeBufferPointer(as: Float.self) { rp in
+            t.withUnsafeBufferPointer(as: Float.self) { tp in
+                for i in 0..<n {
+                    let j = Int((Double(i) + 0.5) * Double(rp.count) / Double(n))
+                    out[2 * i] = rp[j]
+                    out[2 * i + 1] = tp[j]
+                }
+            }
+        }
+        return out
     }
 }

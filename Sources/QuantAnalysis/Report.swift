@@ -161,6 +161,15 @@ public struct AnalysisReport: Codable, Sendable {
     public var tuning: Tuning?
     /// What the accuracy-recovery algorithms did (from the parameter record beside the model).
     public var recovery: [Section]? = nil
+    // What the HTML report draws per op; not in the JSON report.
+    /// The quantized model's ops as the diagram draws them.
+    public var graph: [GraphNode] = []
+    /// Per layer tensor, (float, quantized) value pairs sampled over the analysis data, interleaved.
+    public var valueSamples: [String: [Float]] = [:]
+    /// Per quantized activation tensor, its clipping range [lo, hi].
+    public var clipRanges: [String: [Double]] = [:]
+    /// Per quantized tensor, the range method that chose its range (from the parameter record).
+    public var rangeMethods: [String: String] = [:]
 
     /// Conv/ConvTranspose/Gemm/MatMul ops by their own (layerwise) error, worst first: what
     /// `quantize --auto-keep-float N` keeps float. Data-movement and element-wise ops are left
@@ -272,6 +281,12 @@ extension AnalysisReport {
                   snrWarning: o.snrWarning, cosineWarning: o.cosineWarning, model: overview,
                   outputs: outputs, layers: layers, histograms: histograms, notes: notes,
                   findings: outputs.compactMap { AnalysisReport.outputFinding($0, snrWarning: o.snrWarning, cosineWarning: o.cosineWarning) })
+        graph = AnalysisReport.diagram(of: quantizedModel, layers: layers)
+        valueSamples = a.valueSamples
+        for (name, q) in a.layout.activations where q.scales.count == 1 {
+            let r = q.clipRange
+            clipRanges[name] = [r.lo, r.hi]
+        }
     }
 
     /// The error-level finding (QK6006) for an output over the warning levels, as a whole or in

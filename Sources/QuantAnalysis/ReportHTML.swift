@@ -7,8 +7,10 @@ extension AnalysisReport {
     }
 
     /// One self-contained HTML page (no network, no external scripts): summary, model outputs,
-    /// SNR and cosine over the layers (inline SVG), the sortable layer table, each quantized
-    /// activation's histogram with its clipping range, and the model summary.
+    /// the graph with the selected op's panel (its metrics, precision, range method, advice,
+    /// float vs quantized histogram and scatter), SNR and cosine over the layers (inline SVG),
+    /// the sortable layer table, each quantized activation's calibration histogram with its
+    /// clipping range, and the model summary.
     public func html() -> String {
         let e = AnalysisReport.escape, f = AnalysisReport.format
         var h = """
@@ -21,7 +23,7 @@ extension AnalysisReport {
             tr.marked td{background:#fde8e8}svg{background:#fafafa;border:1px solid #ddd}
             .hist{display:inline-block;margin:4px;font-size:11px;vertical-align:top}
             .finding{background:#fde8e8;border-left:4px solid #c00;padding:4px 8px;margin:4px 0}
-            </style></head><body>
+            \(AnalysisReport.graphStyle)</style></head><body>
             <h1>Quantization analysis</h1>
             \(findings.map { "<div class=finding><b>\(e($0))</b></div>" }.joined(separator: "\n"))
             <ul><li>float model: <code>\(e(floatModel))</code></li><li>quantized model: <code>\(e(quantizedModel))</code></li>
@@ -54,7 +56,7 @@ extension AnalysisReport {
             let m = o.metrics
             h += "<tr><td class=l>\(e(o.name))</td><td>\(f(m.snr))</td><td>\(f(m.medianItemSNR))</td><td>\(f(m.worstItemSNR))</td><td>\(f(m.cosine))</td><td>\(f(m.mse))</td><td>\(f(m.mae))</td><td>\(f(m.relativeEuclidean))</td><td>\(f(m.maxAbsError))</td><td>\(f(m.top1Agreement))</td><td>\(f(m.maskIoU))</td><td class=l>\(e(m.worstSlice.map(AnalysisReport.describe) ?? "–"))</td></tr>\n"
         }
-        h += "</table>\n<h2>Error over the layers</h2>\n"
+        h += "</table>\n" + graphSection() + "<h2>Error over the layers</h2>\n"
         h += chart(title: "SNR (noise/signal, log scale; dashed: warning level)", log: true, threshold: snrWarning) { ($0.graphwise?.snr, $0.layerwise?.snr) }
         h += chart(title: "cosine similarity (dashed: warning level)", log: false, threshold: cosineWarning) { ($0.graphwise?.cosine, $0.layerwise?.cosine) }
         h += "<h2>Layers</h2>\n<p>Click a column header to sort. Graphwise: whole model quantized; layerwise: only this op quantized, its inputs from the float model.</p>\n"
@@ -83,7 +85,7 @@ extension AnalysisReport {
                 asc=!asc;rows.forEach(function(r){t.tBodies[0].appendChild(r);});});})(i);}
             })();
             </script>
-            </body></html>
+            \(AnalysisReport.graphScript)</body></html>
 
             """
         return h
@@ -128,12 +130,14 @@ extension AnalysisReport {
         let span = max(hi - lo, 1e-12)
         func x(_ v: Double) -> Double { (v - lo) / span * w }
         let top = Foundation.log10(1 + (hg.counts.max() ?? 1))
-        var bars = ""
+        // One path of bars (a rect each would be four times the bytes on a 500-op model).
+        var d = ""
         for (i, c) in hg.counts.enumerated() where c > 0 {
             let x0 = x(hg.lo + Double(i) * hg.binWidth), x1 = x(hg.lo + Double(i + 1) * hg.binWidth)
             let bh = Foundation.log10(1 + c) / max(top, 1e-12) * (ht - 10)
-            bars += String(format: "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#4a7\"/>", x0, ht - bh, max(x1 - x0, 0.5), bh)
+            d += String(format: "M%.1f %.0fV%.1fH%.1fV%.0fZ", x0, ht, ht - bh, x0 + max(x1 - x0, 0.5), ht)
         }
+        let bars = d.isEmpty ? "" : "<path fill=\"#4a7\" d=\"\(d)\"/>"
         return """
             <div class="hist"><div>\(AnalysisReport.escape(hg.tensor))</div>
             <svg width="\(Int(w))" height="\(Int(ht))" xmlns="http://www.w3.org/2000/svg">\(bars)

@@ -53,6 +53,9 @@ public struct Analysis {
         var report = AnalysisReport(analyzer: analyzer, floatModel: f, quantizedModel: q, floatName: floatModel, quantizedName: quantizedModel,
                                     statistics: statistics?.tensors.mapValues(\.statistics))
         report.recovery = recovery.isEmpty ? nil : recovery
+        if let record = ParameterRecord.beside(quantizedModel: quantizedModel) {
+            report.rangeMethods = record.tensors.mapValues(\.method)
+        }
         return report
     }
 
