@@ -35,11 +35,13 @@ public enum ErrorCompensatedRounding {
     /// columns (`scales[row·groups + column/groupSize]`, chosen beforehand: GPTQ's static groups).
     /// `hessianOfRow(r)` is the index into `hessian.matrices` row r uses. Returns nil when a
     /// matrix is not positive definite even after more dampening (the caller rounds to nearest).
+    /// `zeroPoints` (one per scale) make the grid asymmetric: q in `qmin...qmax` stands for
+    /// (q − z)·scale.
     public static func round(_ w: [Float], rows: Int, hessian: WeightHessian, groupOfRow: (Int) -> Int, scales: [Double],
-                             qmin: Double, qmax: Double, groupSize: Int = 0, damping: Double = 0.01) -> [Float]? {
+                             qmin: Double, qmax: Double, groupSize: Int = 0, zeroPoints: [Double]? = nil, damping: Double = 0.01) -> [Float]? {
         let k = hessian.k
         let gs = groupSize > 0 ? groupSize : k, groups = (k + gs - 1) / gs
-        precondition(w.count == rows * k && scales.count == rows * groups)
+        precondition(w.count == rows * k && scales.count == rows * groups && (zeroPoints?.count ?? scales.count) == scales.count)
         // Columns go in order of decreasing H_ii (the inputs with the most energy first, so the
         // later, smaller ones absorb the compensation: GPTQ's "act order").
         var factors: [[Double]] = [], orders: [[Int]] = []
@@ -60,8 +62,8 @@ public enum ErrorCompensatedRounding {
                 u.withUnsafeBufferPointer { u in
                     row.withUnsafeMutableBufferPointer { x in
                         for i in 0..<k {
-                            let s = scales[r * groups + order[i] / gs]
-                            let q = min(max((x[i] / s).rounded(.toNearestOrEven), qmin), qmax)
+                            let s = scales[r * groups + order[i] / gs], z = zeroPoints?[r * groups + order[i] / gs] ?? 0
+                            let q = min(max((x[i] / s).rounded(.toNearestOrEven) + z, qmin), qmax) - z
                             o[r * k + order[i]] = Float(q * s)
                             // x_j -= (x_i - q_i)/U_ii · U_ij for the columns not rounded yet.
                             let err = (x[i] - q * s) / u[i * k + i]

@@ -113,7 +113,7 @@ public final class CalibrationDataset: @unchecked Sendable {
                     throw DataError.badList(list: config.sharedList!, line: nil, reason: "input '\(c.name)' reads column \(column) but lines hold \(first.count) file(s)")
                 }
                 items = rows.map { $0[column] }
-            case .stream:
+            case .stream, .emptyCache:
                 items = []
             case .random:
                 items = []
@@ -135,7 +135,7 @@ public final class CalibrationDataset: @unchecked Sendable {
                                         reason: "lines hold \(width) files but \(used) model input(s) read the list; give one file per input on each line")
             }
         }
-        let counted = plans.filter { !$0.isRandom }
+        let counted = plans.filter { !$0.isGenerated }
         if let n = counted.first?.items.count, counted.contains(where: { $0.items.count != n }) {
             throw DataError.lengthMismatch(counted.map { ($0.config.name, $0.items.count) })
         }
@@ -197,9 +197,11 @@ public final class CalibrationDataset: @unchecked Sendable {
         var tensors: [String: Tensor] = [:], files: [String: [String]] = [:]
         for plan in plans {
             let name = plan.config.name
-            let paths = plan.isRandom ? [] : Array(plan.items[lo..<hi])
+            let paths = plan.isGenerated ? [] : Array(plan.items[lo..<hi])
             let t: Tensor
-            if plan.custom != nil || plan.python != nil {
+            if plan.config.source == .emptyCache {
+                t = plan.emptyCache(items: hi - lo)
+            } else if plan.custom != nil || plan.python != nil {
                 t = try plan.preprocessed(paths: paths)
             } else if plan.isRandom {
                 t = try assemble(plan, try (lo..<hi).map { try plan.randomItem($0) }, files: ["random"])
@@ -241,6 +243,10 @@ public final class CalibrationDataset: @unchecked Sendable {
         var tensors: [String: Tensor] = [:]
         for plan in plans {
             let name = plan.config.name
+            if plan.config.source == .emptyCache {
+                tensors[name] = plan.emptyCache(items: feed.values.first.map { $0.rank > 0 ? $0.shape[0] : 1 } ?? 1)
+                continue
+            }
             guard var t = feed[name] else {
                 throw FrameStream.error(frames.path, "gives no frame for input '\(name)' in batch \(b + 1)", fix: "send one frame per model input in every batch")
             }

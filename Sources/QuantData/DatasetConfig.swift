@@ -32,13 +32,16 @@ public enum InputSource: Codable, Sendable, Equatable {
     case sharedList(column: Int)
     /// The data set's `stream` (batches of .npy frames on a pipe; see ``FrameStream``).
     case stream
+    /// A decoder's past key/value input fed empty (its symbolic non-batch dimensions 0): the
+    /// prefill of a decoder exported with a cache, given token sequences only.
+    case emptyCache
 
     // JSON: {"folder": "img"}, {"list": "cal.txt"}, {"files": ["a.npy"]}, "random", {"sharedList": 0}, "stream".
     enum Key: String, CodingKey { case folder, list, files, sharedList }
 
     public init(from decoder: Decoder) throws {
-        if let s = try? decoder.singleValueContainer().decode(String.self), s == "random" || s == "stream" {
-            self = s == "random" ? .random : .stream
+        if let s = try? decoder.singleValueContainer().decode(String.self), ["random", "stream", "emptyCache"].contains(s) {
+            self = s == "random" ? .random : s == "stream" ? .stream : .emptyCache
             return
         }
         let c = try decoder.container(keyedBy: Key.self)
@@ -53,9 +56,9 @@ public enum InputSource: Codable, Sendable, Equatable {
     }
 
     public func encode(to encoder: Encoder) throws {
-        if self == .random || self == .stream {
+        if self == .random || self == .stream || self == .emptyCache {
             var c = encoder.singleValueContainer()
-            try c.encode(self == .random ? "random" : "stream")
+            try c.encode(self == .random ? "random" : self == .stream ? "stream" : "emptyCache")
             return
         }
         var c = encoder.container(keyedBy: Key.self)
@@ -64,7 +67,7 @@ public enum InputSource: Codable, Sendable, Equatable {
         case .list(let v): try c.encode(v, forKey: .list)
         case .files(let v): try c.encode(v, forKey: .files)
         case .sharedList(let v): try c.encode(v, forKey: .sharedList)
-        case .random, .stream: break
+        case .random, .stream, .emptyCache: break
         }
     }
 }
@@ -192,9 +195,23 @@ public struct DatasetConfig: Codable, Sendable, Equatable {
         streamRetainItems = 0
     }
 
-    /// Every input of `signatures` read from the stream at `path`.
+    /// Whether a model input is a decoder's past key/value cache: its name starts with "past"
+    /// and a non-batch dimension is symbolic (the past length).
+    public static func isCacheInput(_ s: InputSignature) -> Bool {
+        s.name.lowercased().hasPrefix("past") && (s.shape.map { $0.dropFirst().contains(nil) } ?? false)
+    }
+
+    /// `inputs` with an empty-cache source added for every cache input of `signatures` that
+    /// has none (a decoder calibrated on token sequences).
+    public static func withEmptyCaches(_ inputs: [InputConfig], signatures: [InputSignature]) -> [InputConfig] {
+        let given = Set(inputs.map(\.name))
+        return inputs + signatures.filter { !given.contains($0.name) && isCacheInput($0) }.map { InputConfig(name: $0.name, source: .emptyCache) }
+    }
+
+    /// Every input of `signatures` read from the stream at `path` (a decoder's cache inputs not
+    /// sent are fed empty).
     public static func streaming(_ path: String, signatures: [InputSignature], retainItems: Int) -> DatasetConfig {
-        var d = DatasetConfig(inputs: signatures.map { InputConfig(name: $0.name, source: .stream) })
+        var d = DatasetConfig(inputs: signatures.map { InputConfig(name: $0.name, source: isCacheInput($0) ? .emptyCache : .stream) })
         d.stream = path
         d.streamRetainItems = retainItems
         return d
@@ -244,8 +261,8 @@ public struct DatasetConfig: Codable, Sendable, Equatable {
         if Set(columns).count != columns.count || columns.contains(where: { $0 < 0 }) {
             throw DataError.invalidConfig(input: nil, "sharedList columns \(columns) repeat or are negative", fix: "give each input its own column, starting at 0")
         }
-        let streamed = inputs.filter { $0.source == .stream }.count
-        if streamed > 0 && stream == nil {
+        let streamed = inputs.filter { $0.source == .stream || $0.source == .emptyCache }.count
+        if inputs.contains(where: { $0.source == .stream }) && stream == nil {
             throw DataError.invalidConfig(input: nil, "inputs read the stream but no stream is set", fix: "set stream to the pipe's path (--input-stream PATH, '-' for standard input)")
         }
         if stream != nil && streamed != inputs.count {

@@ -25,6 +25,14 @@ struct InputPlan: @unchecked Sendable {
     var warn: (@Sendable (DataWarning) -> Void)? = nil
 
     var isRandom: Bool { config.source == .random }
+    /// Made by the data set, not read: random data or an empty cache.
+    var isGenerated: Bool { isRandom || config.source == .emptyCache }
+
+    /// The empty cache tensor of a batch of `items`: symbolic non-batch dimensions 0.
+    func emptyCache(items: Int) -> Tensor {
+        let dims = (signature.shape ?? [nil]).enumerated().map { i, d in i == 0 ? items : d ?? 0 }
+        return Tensor(dtype: target, shape: dims)
+    }
     var target: DType { signature.dtype }
     var prep: ImagePreprocessing { config.image ?? ImagePreprocessing() }
 

@@ -96,6 +96,9 @@ public struct QuantizerConfiguration: Codable, Sendable {
     /// How weights are rounded onto their grid when calibration data is given (with only a
     /// statistics file, weights round to nearest).
     public var weightRounding: WeightRounding = .nearest
+    /// Weight-only quantization to ONNX Runtime's MatMulNBits (`--weight-only int4`) instead of
+    /// the QDQ model; nil: the QDQ model.
+    public var weightOnly: WeightOnly.Options?
     /// Which Conv/Gemm biases absorb the output shift their weight rounding causes (reads
     /// calibration data, like GPTQ; with only a statistics file the default `depthwise` is
     /// skipped with a warning, `all` is an error).
@@ -335,6 +338,9 @@ public struct QuantizerConfiguration: Codable, Sendable {
             }
             d.inputs[i].name = signatures[i].name
         }
+        // A decoder with a cache calibrated on token sequences: its past key/value inputs start
+        // empty (the prefill; the decode steps then see the same layer inputs, token by token).
+        d.inputs = DatasetConfig.withEmptyCaches(d.inputs, signatures: signatures)
         return d
     }
 }

@@ -160,6 +160,7 @@ struct DataPreviewOptions {
             ic.image = image
             configs.append(ic)
         }
-        return configs
+        // A decoder's past key/value inputs without data start empty (the prefill).
+        return DatasetConfig.withEmptyCaches(configs, signatures: signatures)
     }
 }

@@ -77,6 +77,10 @@ struct Quantize: ParsableCommand {
                 throw ConfigurationError.invalidValue("--auto-keep-float", "\(autoKeepFloat)",
                                                       expected: "calibration data for the analysis that chooses the ops (give --input; --stats alone has none)")
             }
+            if cfg.weightOnly != nil {
+                try runWeightOnly(cfg)
+                return
+            }
             let tune = try tuning.options(cfg, analysis: analysis, autoKeepFloat: autoKeepFloat)
             if let m = cfg.model {
                 // What the command writes beside the quantizer's outputs (the reports), against
@@ -127,6 +131,26 @@ struct Quantize: ParsableCommand {
                                        notes: ["--auto-keep-float \(autoKeepFloat): kept float, the largest errors by themselves when quantized: \(bad.joined(separator: ", "))"],
                                        findings: r2.findings)
         }
+    }
+
+    /// `--weight-only`: MatMulNBits weights, then the analysis of the outputs against float.
+    func runWeightOnly(_ cfg: QuantizerConfiguration) throws {
+        guard let m = cfg.model else { throw ConfigurationError.missing("model", fix: "give the .onnx model") }
+        let reporter = calibration.reporter
+        let r = try WeightOnlyQuantizer(configuration: cfg).run(progress: reporter.report)
+        let o = r.options
+        if r.calibrationBatches > 0 { print("calibrated \(r.calibrationItems) items in \(r.calibrationBatches) batches (layer inputs for \(o.rounding.rawValue))") }
+        let mib = { (b: Int) in String(format: "%.2f MiB", Double(b) / 1_048_576) }
+        print("weights    \(r.layers.count) MatMul -> MatMulNBits int\(o.bits), block \(o.blockSize), \(o.symmetric ? "symmetric" : "with zero points"), \(o.rounding.rawValue); initializers \(mib(r.bytesBefore)) -> \(mib(r.bytesAfter))")
+        if !r.awq.isEmpty {
+            let alphas = r.awq.values.sorted()
+            print("awq        \(r.awq.filter { $0.value > 0 }.count) of \(r.awq.count) inputs scaled (α \(String(format: "%g", alphas.first!))–\(String(format: "%g", alphas.last!)))")
+        }
+        for w in r.warnings { print("warning    \(w)") }
+        print("model      \(r.modelPath)\nparameters \(r.recordPath)")
+        let dataset = try cfg.resolvedData(for: CalibrationDataset.signatures(of: try Model.load(path: m).graph))
+        try analysis.afterQuantize(floatModel: m, quantizedModel: r.modelPath, dataset: dataset, statistics: nil,
+                                   threads: cfg.threads ?? ProcessInfo.processInfo.activeProcessorCount, reporter: reporter)
     }
 
     /// Items of a stream kept for an analysis of "all" samples (--analysis-samples 0): a stream
@@ -277,7 +301,8 @@ struct Quantize: ParsableCommand {
             cfg.scheme.activation = s.activation
             cfg.scheme.weight = s.weight
         }
-        if let name = c.method {
+        try settings.applyWeightOnly(to: &cfg, method: c.method)
+        if let name = c.method, cfg.weightOnly == nil {
             guard let m = RangeMethod(name: name, percentile: c.percentile ?? 0.9999) else { throw ConfigurationError.unknownMethod(name, key: "--method") }
             cfg.scheme.method = m
         } else if let p = c.percentile, case .percentile = cfg.scheme.method {
@@ -340,6 +365,12 @@ struct QuantizeSettings: ParsableArguments {
     @Option(help: "ONNX Runtime's TensorQuantOverrides as JSON (what its quantize_static takes in extra_options): per activation tensor rmin/rmax or scale/zero_point over the calibrated range; quant_type, symmetric and a weight's axis must agree with the run (docs/PYTHON.md).")
     var tensorQuantOverrides: String?
 
+    @Option(help: "Weight-only quantization for decoders: int4 (or int8, int2) MatMul weights as ONNX Runtime's MatMulNBits, activations float; --method rtn (default, no data needed), gptq or awq (both read the layer inputs of the first 128 calibration items; token sequences for a decoder, whose past key/value inputs get an empty cache); --block-size; --weight-mode sym or asym_u (default: zero points).")
+    var weightOnly: String?
+
+    @Option(help: "Weights per block along K for --weight-only (a power of two, 16 or more; default 32).")
+    var blockSize: Int?
+
     @Option(help: "Calibrate on N items chosen from the data to cover its spread (k-center on per-item activation statistics of a few layers; Icraft autoqset_num); the chosen lists are written beside the data as NAME_auto.txt.")
     var autoSubset: Int?
 
@@ -387,6 +418,31 @@ struct QuantizeSettings: ParsableArguments {
 
     @Option(help: "Which Conv/Gemm biases absorb the mean output shift their weight rounding causes: off, depthwise (default: grouped Convs, better on EfficientNet-Lite0, slightly better on PP-OCRv4 rec) or all (better on EfficientNet-Lite0, worse on PP-OCRv4 rec); reads calibration data, see docs/BENCHMARKS.md.")
     var biasCorrection: BiasCorrectionScope?
+
+    /// --weight-only: the options, with `method` (--method) as its rounding.
+    func applyWeightOnly(to cfg: inout QuantizerConfiguration, method: String?) throws {
+        guard let text = weightOnly else {
+            if blockSize != nil { throw ConfigurationError.invalidValue("--block-size", "\(blockSize!)", expected: "--weight-only int4 with it (per-group QDQ weights: --group-size)") }
+            return
+        }
+        guard let bits = ["int4": 4, "int8": 8, "int2": 2][text.lowercased()] else {
+            throw ConfigurationError.invalidValue("--weight-only", "'\(text)'", expected: "int4, int8 or int2")
+        }
+        var o = WeightOnly.Options(bits: bits)
+        if let b = blockSize { o.blockSize = b }
+        if let m = method {
+            guard let r = WeightOnly.Rounding(rawValue: m.lowercased()) else {
+                throw ConfigurationError.invalidValue("--method", "'\(m)'", expected: "rtn, gptq or awq with --weight-only")
+            }
+            o.rounding = r
+        }
+        switch weightMode?.lowercased() {
+        case nil, "asym_u": o.symmetric = false
+        case "sym": o.symmetric = true
+        case let other?: throw ConfigurationError.invalidValue("--weight-mode", "'\(other)'", expected: "sym or asym_u with --weight-only")
+        }
+        cfg.weightOnly = o
+    }
 
     func apply(to cfg: inout QuantizerConfiguration) throws {
         if perTensorWeights { cfg.scheme.perChannelWeights = false }

@@ -27,6 +27,7 @@ enum ContribKernels {
         "com.microsoft::FusedMatMul": fusedMatMul,
         "com.microsoft::FusedConv": fusedConv,
         "com.microsoft::FusedGemm": fusedGemm,
+        "com.microsoft::MatMulNBits": matMulNBits,
     ]
 
     /// `f(x (+ bias))`, the bias a 1-D input along the last dimension.
@@ -199,6 +200,64 @@ enum ContribKernels {
         return ClosureKernel { inputs, env in
             guard let y = try gemm.run(inputs, env).first ?? nil else { throw ctx.invalid("Gemm gave no output") }
             return [act.map { ElementwiseKernels.fmap(y, env.threads, $0) } ?? y]
+        }
+    }
+
+    /// `MatMulNBits`: A · dequant(B)ᵀ (+ bias), B the [N, K] weight in blocks of `block_size`
+    /// along K, each block `bits`-bit codes packed low bits first (uint8 [N, blocks, blob]),
+    /// dequantized as (code − zero point)·scale; scales [N·blocks] (or [N, blocks]); zero points
+    /// packed like the codes (uint8 [N·⌈blocks·bits/8⌉]) or float like the scales, 2^(bits−1)
+    /// when absent. g_idx (act-order) is refused.
+    static func matMulNBits(_ ctx: KernelContext) throws -> Kernel {
+        guard let k = ctx.int("K"), let n = ctx.int("N"), let blockSize = ctx.int("block_size"), k > 0, n > 0, blockSize >= 16 else {
+            throw ctx.invalid("attributes K, N and block_size (16 or more) are required")
+        }
+        let bits = ctx.int("bits", 4)
+        guard [2, 4, 8].contains(bits) else { throw ctx.unsupported("bits \(bits)") }
+        let blocks = (k + blockSize - 1) / blockSize, blob = blockSize * bits / 8, mask = (1 << bits) - 1
+        return ClosureKernel { inputs, env in
+            let a = try MatrixKernels.floatInput(inputs[0], ctx, "A")
+            guard inputs.count > 2, let b = inputs[1], let sc = inputs[2], b.dtype == .uint8, b.count == n * blocks * blob,
+                  sc.dtype == .float, sc.count == n * blocks else {
+                throw ctx.invalid("B must be uint8 [\(n), \(blocks), \(blob)] and scales float [\(n * blocks)]")
+            }
+            if inputs.count > 4, inputs[4] != nil { throw ctx.unsupported("g_idx") }
+            let codes = b.withUnsafeBufferPointer(as: UInt8.self) { Array($0) }
+            let scales = sc.floats()
+            var zeros = [Float](repeating: Float(1 << (bits - 1)), count: n * blocks)
+            if inputs.count > 3, let z = inputs[3] {
+                if z.dtype == .float, z.count == n * blocks {
+                    zeros = z.floats()
+                } else if z.dtype == .uint8, z.count == n * ((blocks * bits + 7) / 8) {
+                    let zb = z.withUnsafeBufferPointer(as: UInt8.self) { Array($0) }, perRow = (blocks * bits + 7) / 8
+                    for r in 0..<n { for blk in 0..<blocks {
+                        let bit = blk * bits
+                        zeros[r * blocks + blk] = Float((Int(zb[r * perRow + bit / 8]) >> (bit % 8)) & mask)
+                    } }
+                } else {
+                    throw ctx.invalid("zero_points must be uint8 [\(n * ((blocks * bits + 7) / 8))] or float [\(n * blocks)], not \(z.dtype) \(z.shape)")
+                }
+            }
+            // W as the [K, N] matrix MatMul reads.
+            var w = [Float](repeating: 0, count: k * n)
+            for r in 0..<n { for blk in 0..<blocks {
+                let s = scales[r * blocks + blk], z = zeros[r * blocks + blk], base = (r * blocks + blk) * blob
+                for j in 0..<blockSize {
+                    let col = blk * blockSize + j
+                    guard col < k else { break }
+                    let bit = j * bits
+                    let q = (Int(codes[base + bit / 8]) >> (bit % 8)) & mask
+                    w[col * n + r] = (Float(q) - z) * s
+                }
+            } }
+            var y = try MatrixKernels.matmul(a, Tensor(shape: [k, n], floats: w), ctx, threads: env.threads)
+            if inputs.count > 5, let bias = inputs[5] {
+                let bv = try lastAxisVector(bias, of: y, "bias", ctx)
+                y = Tensor.makeFloat(y.shape) { out in
+                    y.withUnsafeBufferPointer(as: Float.self) { yp in for i in 0..<out.count { out[i] = yp[i] + bv[i % n] } }
+                }
+            }
+            return [y]
         }
     }
 

@@ -1,0 +1,119 @@
+import Foundation
+import QuantAlgorithms
+import QuantCalibration
+import QuantCore
+import QuantData
+import QuantExecutor
+import QuantIR
+import QuantRewrite
+
+/// What a weight-only run wrote and did.
+public struct WeightOnlyResult: Sendable {
+    public var modelPath: String
+    public var recordPath: String
+    public var layers: [WeightOnly.Layer]
+    public var options: WeightOnly.Options
+    /// Bytes of the initializers before and after.
+    public var bytesBefore: Int
+    public var bytesAfter: Int
+    public var calibrationItems = 0
+    public var calibrationBatches = 0
+    /// Per AWQ site: the input tensor and the α chosen.
+    public var awq: [String: Double] = [:]
+    public var warnings: [String] = []
+}
+
+/// `quantkit quantize --weight-only int4`: MatMul weights to ONNX Runtime's MatMulNBits, the
+/// rest of the model unchanged. RTN needs no data; GPTQ and AWQ read the layer inputs of the
+/// first calibration items (H = E[x xᵀ] per MatMul), from the float model.
+public struct WeightOnlyQuantizer {
+    public var configuration: QuantizerConfiguration
+
+    public init(configuration: QuantizerConfiguration) { self.configuration = configuration }
+
+    public static func recordPath(for output: String) -> String { Quantizer.parametersPath(for: output) }
+
+    public func run(progress: (StageProgress) -> Void = { _ in }) throws -> WeightOnlyResult {
+        let config = configuration
+        guard let options = config.weightOnly, let path = config.model else {
+            throw ConfigurationError.missing("model", fix: "give the .onnx model")
+        }
+        let output = config.output ?? Quantizer.defaultOutput(for: path)
+        let model = try Model.load(path: path)
+        try Verifier.check(model, codes: Verifier.loadCodes)
+        try OutputSafety.check(outputs: [.init("the output model", output), .init("the weight-only record", WeightOnlyQuantizer.recordPath(for: output))],
+                               inputs: [.init("the input model", path)] + model.externalFiles.map { .init("the model's external data", $0) })
+        let before = model.graph.initializers.reduce(0) { $0 + $1.tensor.byteCount }
+        var result = WeightOnlyResult(modelPath: output, recordPath: WeightOnlyQuantizer.recordPath(for: output), layers: [], options: options,
+                                      bytesBefore: before, bytesAfter: before)
+        let sites = WeightOnly.sites(model.graph, blockSize: options.blockSize)
+        if sites.isEmpty {
+            result.warnings.append("no MatMul with a constant 2-D float weight of K >= \(options.blockSize): nothing to quantize")
+        }
+        var hessians: [String: WeightHessian] = [:]
+        if options.rounding != .rtn && !sites.isEmpty {
+            guard config.hasDataSource, let data = try config.resolvedData(for: CalibrationDataset.signatures(of: model.graph)) else {
+                throw ConfigurationError.missing("calibration data for --weight-only with \(options.rounding.rawValue)",
+                                                 fix: "give the data (`--input NAME=PATH`, token sequences for a decoder), or use rtn")
+            }
+            let names = Set(sites.map(\.name))
+            let floatModel = try Model.load(path: path)
+            let collector = WeightHessianCollector(graph: floatModel.graph, include: { names.contains($0.name) },
+                                                   threads: config.threads ?? ProcessInfo.processInfo.activeProcessorCount)
+            let dataset = try CalibrationDataset(signatures: CalibrationDataset.signatures(of: floatModel.graph), config: data)
+            let stream = dataset.makeStream()
+            defer { stream.cancel() }
+            let executor = try Executor(model: floatModel, options: ExecutorOptions(threads: config.threads ?? ProcessInfo.processInfo.activeProcessorCount))
+            var seen = 0, count = 0
+            while seen < QuantizerConfiguration.weightRoundingSamples, let b = try stream.next() {
+                _ = try executor.run(b.tensors, hooks: [collector])
+                seen += b.tensors.values.first?.shape.first ?? 1
+                count += 1
+                progress(StageProgress(stage: "layer inputs", done: count, total: dataset.knownBatchCount, unit: "batches"))
+            }
+            guard count > 0 else { throw QuantKitError("QK4005", "calibration received no data", fix: "check the data paths; at least one batch is needed") }
+            result.calibrationItems = seen
+            result.calibrationBatches = count
+            hessians = collector.hessians
+            if options.rounding == .awq {
+                let (factors, alphas) = AWQ.choose(model.graph, sites: sites, hessians: hessians, options: options)
+                _ = try FloatTransforms(smoothing: factors).apply(to: model)
+                result.awq = alphas
+                // x' = x / s: H' = diag(1/s) H diag(1/s) for every reader of a scaled input.
+                hessians = AWQ.scaled(hessians, graph: model.graph, factors: factors)
+            }
+        }
+        var rounding = options
+        if rounding.rounding == .awq { rounding.rounding = .rtn }
+        result.layers = try WeightOnly.rewrite(model, options: rounding, hessians: hessians)
+        result.bytesAfter = model.graph.initializers.reduce(0) { $0 + $1.tensor.byteCount }
+        try AtomicFile.makeDirectory(URL(fileURLWithPath: output).deletingLastPathComponent().path)
+        let batch = AtomicBatch()
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        try AtomicFile.write(try enc.encode(WeightOnlyRecord(model: URL(fileURLWithPath: path).lastPathComponent, options: options, layers: result.layers,
+                                                              awq: result.awq.isEmpty ? nil : result.awq, warnings: result.warnings)),
+                             to: result.recordPath, batch: batch)
+        try model.save(to: output, batch: batch)
+        try batch.commit()
+        return result
+    }
+}
+
+/// The record beside a weight-only model (`NAME.qparams.json`): options and per-layer errors.
+public struct WeightOnlyRecord: Codable, Sendable {
+    public var model: String
+    public var weightOnly: WeightOnly.Options
+    public var layers: [WeightOnly.Layer]
+    public var awq: [String: Double]?
+    public var warnings: [String]
+
+    init(model: String, options: WeightOnly.Options, layers: [WeightOnly.Layer], awq: [String: Double]?, warnings: [String]) {
+        self.model = model
+        weightOnly = options
+        self.layers = layers
+        self.awq = awq
+        self.warnings = warnings
+    }
+}

@@ -1,0 +1,180 @@
+import Foundation
+import QuantAlgorithms
+import QuantCore
+import QuantIR
+
+/// Weight-only quantization for decoders (`--weight-only int4`): every MatMul whose second
+/// input is a constant 2-D float weight [K, N] becomes ONNX Runtime's com.microsoft
+/// `MatMulNBits`. Activations stay float. The weight is stored as [N, K] in blocks of
+/// `blockSize` consecutive K values; each block has a scale and, when asymmetric, a zero point.
+/// Codes are unsigned `bits`-bit values packed low bits first; dequantized as
+/// (code − zero point)·scale. Without zero points, ONNX Runtime's default 2^(bits−1) applies.
+public enum WeightOnly {
+    /// How the codes are chosen.
+    public enum Rounding: String, Codable, Sendable, CaseIterable {
+        /// Round to nearest with each block's min/max (absmax when symmetric) range.
+        case rtn
+        /// GPTQ with the layer inputs' Hessians, blocks' scales fixed beforehand (static groups).
+        case gptq
+        /// AWQ: per-input-channel factors chosen on the calibration activations, folded into
+        /// the producer (or an explicit Mul), then round to nearest.
+        case awq
+    }
+
+    public struct Options: Codable, Sendable, Equatable {
+        public var bits: Int
+        public var blockSize: Int
+        public var symmetric: Bool
+        public var rounding: Rounding
+        /// `accuracy_level` of MatMulNBits (0: ONNX Runtime's default; 4: int8 compute of A).
+        public var accuracyLevel: Int
+
+        public init(bits: Int = 4, blockSize: Int = 32, symmetric: Bool = false, rounding: Rounding = .rtn, accuracyLevel: Int = 0) {
+            self.bits = bits
+            self.blockSize = blockSize
+            self.symmetric = symmetric
+            self.rounding = rounding
+            self.accuracyLevel = accuracyLevel
+        }
+    }
+
+    /// What one MatMul became.
+    public struct Layer: Codable, Sendable, Equatable {
+        public var node: String
+        public var k: Int
+        public var n: Int
+        /// Mean squared weight error ‖W − Ŵ‖²/(K·N), and with a Hessian the output error
+        /// tr(ΔWᵀHΔW)/N (per output, per sample) of this rounding.
+        public var weightError: Double
+        public var outputError: Double?
+    }
+
+    /// The MatMuls of `g` with a constant 2-D float weight whose K is at least one block.
+    public static func sites(_ g: Graph, blockSize: Int) -> [Node] {
+        g.nodes.filter { n in
+            guard n.isStandard, n.opType == "MatMul", n.inputs.count == 2, let w = g.initializer(n.inputs[1]) else { return false }
+            return w.dtype == .float && w.rank == 2 && w.shape[0] >= blockSize && w.shape[1] > 0
+        }
+    }
+
+    /// Per row block: scale and zero point (symmetric: zero point 2^(bits−1), the larger-magnitude
+    /// side mapped to the end of the grid it reaches).
+    static func blockParameters(_ row: ArraySlice<Float>, bits: Int, symmetric: Bool) -> (scale: Double, zero: Int) {
+        let qmax = (1 << bits) - 1, mid = 1 << (bits - 1)
+        let lo = Double(min(row.min() ?? 0, 0)), hi = Double(max(row.max() ?? 0, 0))
+        let tiny = Double(Float.leastNormalMagnitude) * 1024
+        if symmetric {
+            // Codes mid−mid ... qmax−mid = −2^(b−1) ... 2^(b−1)−1: a negative extreme can use
+            // the extra level.
+            let s = -lo > hi ? -lo / Double(mid) : hi / Double(qmax - mid)
+            return (max(s, tiny), mid)
+        }
+        let s = max((hi - lo) / Double(qmax), tiny)
+        return (s, min(max(Int((-lo / s).rounded(.toNearestOrEven)), 0), qmax))
+    }
+
+    /// Rewrites every site of `model`'s main graph. `hessians` (by node name) feed GPTQ and the
+    /// output errors reported.
+    public static func rewrite(_ model: Model, options: Options, hessians: [String: WeightHessian] = [:]) throws -> [Layer] {
+        let g = model.graph
+        let bits = options.bits, bs = options.blockSize
+        guard [2, 4, 8].contains(bits) else {
+            throw QuantKitError("QK7004", "--weight-only int\(bits) is not one of int2, int4, int8", fix: "use int4 (MatMulNBits also takes 2 and 8 bits)")
+        }
+        guard bs >= 16, bs & (bs - 1) == 0 else {
+            throw QuantKitError("QK7004", "--block-size \(bs) is not a power of two of 16 or more", fix: "use 32, 64 or 128")
+        }
+        var names = NameAllocator(g)
+        var layers: [Layer] = []
+        let qmax = Double((1 << bits) - 1)
+        for n in sites(g, blockSize: bs) {
+            let w = g.initializer(n.inputs[1])!
+            let k = w.shape[0], cols = w.shape[1]
+            let blocks = (k + bs - 1) / bs
+            // Row-major [N, K]: row r holds the weights of output r.
+            let wf = w.floats()
+            var rows = [Float](repeating: 0, count: cols * k)
+            for i in 0..<k { for j in 0..<cols { rows[j * k + i] = wf[i * cols + j] } }
+            var scales = [Double](repeating: 0, count: cols * blocks), zeros = [Double](repeating: 0, count: cols * blocks)
+            for r in 0..<cols {
+                for b in 0..<blocks {
+                    let lo = r * k + b * bs, hi = r * k + min((b + 1) * bs, k)
+                    let (s, z) = blockParameters(rows[lo..<hi], bits: bits, symmetric: options.symmetric)
+                    scales[r * blocks + b] = s
+                    zeros[r * blocks + b] = Double(z)
+                }
+            }
+            let h = hessians[n.name]
+            var rounded: [Float]? = nil
+            if options.rounding == .gptq, let h, h.k == k {
+                rounded = ErrorCompensatedRounding.round(rows, rows: cols, hessian: h, groupOfRow: { _ in 0 }, scales: scales,
+                                                         qmin: 0, qmax: qmax, groupSize: bs, zeroPoints: zeros)
+            }
+            // Codes from the rounded values (exactly (q − z)·s), or rounded to nearest.
+            var codes = [UInt8](repeating: 0, count: cols * k)
+            var err = 0.0
+            var deq = [Float](repeating: 0, count: cols * k)
+            for r in 0..<cols {
+                for i in 0..<k {
+                    let j = r * blocks + i / bs, s = scales[j], z = zeros[j]
+                    let x = Double(rounded?[r * k + i] ?? rows[r * k + i])
+                    let q = min(max((x / s).rounded(.toNearestOrEven) + z, 0), qmax)
+                    codes[r * k + i] = UInt8(q)
+                    deq[r * k + i] = Float((q - z) * s)
+                    let d = Double(rows[r * k + i]) - Double(deq[r * k + i])
+                    err += d * d
+                }
+            }
+            // Packed [N, blocks, blob], the last block padded with codes equal to its zero point.
+            let blob = bs * bits / 8
+            var packed = [UInt8](repeating: 0, count: cols * blocks * blob)
+            for r in 0..<cols {
+                for b in 0..<blocks {
+                    for j in 0..<bs {
+                        let i = b * bs + j
+                        let code = i < k ? codes[r * k + i] : UInt8(zeros[r * blocks + b])
+                        let bit = j * bits
+                        packed[(r * blocks + b) * blob + bit / 8] |= code << UInt8(bit % 8)
+                    }
+                }
+            }
+            let base = n.name.isEmpty ? n.outputs[0] : n.name
+            let bName = names.fresh(n.inputs[1] + "_q\(bits)"), sName = names.fresh(n.inputs[1] + "_scales")
+            g.setInitializer(bName, Tensor(shape: [cols, blocks, blob], values: packed))
+            g.setInitializer(sName, Tensor(shape: [cols * blocks], floats: scales.map { Float($0) }))
+            var inputs = [n.inputs[0], bName, sName]
+            if !options.symmetric {
+                let perRow = (blocks * bits + 7) / 8
+                var zp = [UInt8](repeating: 0, count: cols * perRow)
+                for r in 0..<cols { for b in 0..<blocks {
+                    let bit = b * bits
+                    zp[r * perRow + bit / 8] |= UInt8(zeros[r * blocks + b]) << UInt8(bit % 8)
+                } }
+                let zName = names.fresh(n.inputs[1] + "_zero_points")
+                g.setInitializer(zName, Tensor(shape: [cols * perRow], values: zp))
+                inputs.append(zName)
+            }
+            let node = Node(name: names.fresh(base + "_Q\(bits)"), opType: "MatMulNBits", domain: "com.microsoft", inputs: inputs, outputs: n.outputs,
+                            attributes: [.int("K", k), .int("N", cols), .int("bits", bits), .int("block_size", bs), .int("accuracy_level", options.accuracyLevel)])
+            let weightName = n.inputs[1]
+            g.replace(n, with: [node])
+            if !g.nodes.contains(where: { $0.inputs.contains(weightName) }) { g.removeInitializer(weightName) }
+            var outputError: Double? = nil
+            if let h, h.k == k, let m = h.matrices.first {
+                var total = 0.0
+                for r in 0..<cols {
+                    let d = (0..<k).map { Double(rows[r * k + $0]) - Double(deq[r * k + $0]) }
+                    for i in 0..<k where d[i] != 0 {
+                        var acc = 0.0
+                        for j in 0..<k { acc += m[i * k + j] * d[j] }
+                        total += d[i] * acc
+                    }
+                }
+                outputError = total / Double(cols)
+            }
+            layers.append(Layer(node: n.name, k: k, n: cols, weightError: err / Double(cols * k), outputError: outputError))
+        }
+        if !layers.isEmpty { model.declareDomain("com.microsoft") }
+        return layers
+    }
+}
