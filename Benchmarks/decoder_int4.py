@@ -11,7 +11,8 @@ quantizes both exports, gpt.onnx (no cache) and gpt_kv.onnx (past/present key-va
 - Latency, in ONNX Runtime at batch 1 with 2 threads, of the KV model:
   - prefill: 64 tokens in one run, ms per token;
   - decode: one token after a past of 64, ms per token.
-  Each is the median of 50 runs after 5 warm-up runs.
+  Each is the lowest of 5 medians of 100 runs, after 5 warm-up runs (the model is tiny: a run
+  takes a tenth of a millisecond, and single medians varied by 1.8× between runs of this script).
 - Quantize seconds and peak MiB: for QuantKit, `quantkit quantize` under /usr/bin/time; for
   ONNX Runtime, its quantizer in a child Python process, VmHWM at the end.
 
@@ -42,15 +43,32 @@ import logging, sys, time
 import onnx
 from onnxruntime.quantization import matmul_nbits_quantizer as mnq
 logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
-src, dst, algo = sys.argv[1], sys.argv[2], sys.argv[3]
+import glob
+import numpy as np
+from onnxruntime.quantization import CalibrationDataReader
+src, dst, algo, calib = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+
+class Reader(CalibrationDataReader):
+    def __init__(self):
+        m = onnx.load(src)
+        past = [i.name for i in m.graph.input if i.name.startswith("past")]
+        self.items = iter([{"input_ids": np.load(f), **{p: np.zeros((1, 4, 0, 24), np.float32) for p in past}}
+                           for f in sorted(glob.glob(calib + "/*.npy"))])
+    def get_next(self):
+        return next(self.items, None)
+
 t0 = time.perf_counter()
 config = None
 if algo == "HQQ":
     config = mnq.HQQWeightOnlyQuantConfig(block_size=32, bits=4)
 elif algo == "GPTQ":
-    config = mnq.GPTQWeightOnlyQuantConfig(calibration_data_reader=None)
+    config = mnq.GPTQWeightOnlyQuantConfig(calibration_data_reader=Reader(), block_size=32)
 elif algo == "RTN":
     config = mnq.RTNWeightOnlyQuantConfig()
+elif algo == "KQuant":
+    config = mnq.KQuantWeightOnlyQuantConfig()
+elif algo == "NVAWQ":
+    config = mnq.NVAWQWeightOnlyQuantConfig(tokenizer_dir=None)
 q = mnq.MatMulNBitsQuantizer(onnx.load(src), block_size=32, is_symmetric=False, algo_config=config)
 q.process()
 q.model.save_model_to_file(dst)
@@ -73,15 +91,18 @@ def latency(path):
     empty = {n: np.zeros((1, 4, 0, 24), np.float32) for n in names}
     outs = [o.name for o in s.get_outputs()]
 
-    def timed(feed, runs=50):
+    def timed(feed, rounds=5, runs=100):
         for _ in range(5):
             s.run(None, feed)
-        t = []
-        for _ in range(runs):
-            t0 = time.perf_counter()
-            r = s.run(None, feed)
-            t.append(time.perf_counter() - t0)
-        return float(np.median(t)) * 1e3, r
+        best = float("inf")
+        for _ in range(rounds):
+            t = []
+            for _ in range(runs):
+                t0 = time.perf_counter()
+                r = s.run(None, feed)
+                t.append(time.perf_counter() - t0)
+            best = min(best, float(np.median(t)))
+        return best * 1e3, r
     prefill, r = timed({"input_ids": ids[:, :64], **empty})
     past = {n: v for n, v in zip(outs[1:], r[1:])}
     decode, _ = timed({"input_ids": ids[:, 64:65], **{n: past[n.replace("past", "present")] for n in names}})
@@ -100,12 +121,19 @@ def quantkit(src, dst, args):
     return wall, int(rss.group(1)) / 1024
 
 
-def ort_quantize(src, dst, algo):
-    r = subprocess.run([sys.executable, "-c", ORT_CHILD, src, dst, algo], capture_output=True, text=True)
+# ONNX Runtime's HQQ, GPTQ and NVIDIA AWQ need torch: they run in the venv of
+# scripts/requirements-ort-peers.txt when it exists (python3 -m venv .cache/ort-peers-venv, then
+# pip install -r scripts/requirements-ort-peers.txt), else in this Python.
+PEER_PYTHON = os.path.join(ROOT, ".cache", "ort-peers-venv", "bin", "python")
+
+
+def ort_quantize(src, dst, algo, calib):
+    python = PEER_PYTHON if os.access(PEER_PYTHON, os.X_OK) else sys.executable
+    r = subprocess.run([python, "-c", ORT_CHILD, src, dst, algo, calib], capture_output=True, text=True)
     if r.returncode != 0:
         last = [l for l in r.stderr.strip().splitlines() if l.strip()][-1] if r.stderr.strip() else "failed"
         raise RuntimeError(last)
-    _, secs, hwm = r.stdout.split("RESULT")[-1].split()
+    secs, hwm = r.stdout.split("RESULT")[-1].split()
     return float(secs), int(hwm) / 1024
 
 
@@ -138,7 +166,9 @@ def main():
                 ("ONNX Runtime int4 default (RTN)", "ort", "DEFAULT"),
                 ("ONNX Runtime int4 RTN", "ort", "RTN"),
                 ("ONNX Runtime int4 HQQ", "ort", "HQQ"),
-                ("ONNX Runtime int4 GPTQ", "ort", "GPTQ")]
+                ("ONNX Runtime int4 GPTQ", "ort", "GPTQ"),
+                ("ONNX Runtime int4 k-quant", "ort", "KQuant"),
+                ("ONNX Runtime int4 NVIDIA AWQ", "ort", "NVAWQ")]
     for label, tool, args in variants:
         paths, cost = {}, None
         try:
@@ -147,7 +177,7 @@ def main():
                     paths[kind] = src
                     continue
                 dst = os.path.join(OUT, f"{re.sub('[^a-z0-9]+', '_', label.lower())}.{kind}.onnx")
-                c = quantkit(src, dst, args) if tool == "qk" else ort_quantize(src, dst, args)
+                c = quantkit(src, dst, args) if tool == "qk" else ort_quantize(src, dst, args, calib)
                 if kind == "nocache":
                     cost = c
                 paths[kind] = dst
