@@ -10,8 +10,10 @@ import QuantExecutor
 /// - a histogram of x and one of |x| (`bins` bins each, growing by re-binning).
 ///
 /// Two `TensorStatistics` of the same tensor merge into the statistics of the union of their
-/// data (`merge`); min/max, moments and batch averages merge exactly, histograms within one bin
-/// width.
+/// data (`merge`): min/max, counts and histograms (``Histogram``: nested power-of-two bins) merge
+/// exactly, and the sums behind the moments and batch averages are exact (``ExactSum``), so
+/// shards merged give the one-pass statistics bit for bit. Each batch's own sums are computed in
+/// fixed chunks, independent of the thread count.
 public struct TensorStatistics: Codable, Sendable, Equatable {
     public private(set) var elementCount: Int = 0
     public private(set) var batchCount: Int = 0
@@ -22,6 +24,12 @@ public struct TensorStatistics: Codable, Sendable, Equatable {
     public private(set) var sum: Double = 0
     public private(set) var sumOfSquares: Double = 0
     public private(set) var nanOrInfCount: Int = 0
+    /// The exact sums behind `sumOfBatchMin`, `sumOfBatchMax`, `sum` and `sumOfSquares` (nil in
+    /// statistics files written before they existed: those merge by adding the doubles).
+    public struct ExactSums: Codable, Sendable, Equatable {
+        public var batchMin = ExactSum(), batchMax = ExactSum(), sum = ExactSum(), squares = ExactSum()
+    }
+    public private(set) var exactSums: ExactSums? = ExactSums()
     public private(set) var histogram: Histogram?
     public private(set) var absHistogram: Histogram?
     public let channelAxis: Int?
@@ -57,12 +65,29 @@ public struct TensorStatistics: Codable, Sendable, Equatable {
         batchCount += 1
         min = Swift.min(min, summary.min)
         max = Swift.max(max, summary.max)
-        sumOfBatchMin += summary.min
-        sumOfBatchMax += summary.max
-        sum += summary.sum
-        sumOfSquares += summary.sumSquares
+        addSums(batchMin: summary.min, batchMax: summary.max, sum: summary.sum, squares: summary.sumSquares)
         updateHistograms(x, batchMin: summary.min, batchMax: summary.max, threads: threads)
         if let axis = channelAxis { updateChannels(x, axis: axis) }
+    }
+
+    mutating func addSums(batchMin: Double, batchMax: Double, sum s: Double, squares: Double) {
+        guard var e = exactSums else {
+            sumOfBatchMin += batchMin
+            sumOfBatchMax += batchMax
+            sum += s
+            sumOfSquares += squares
+            return
+        }
+        e.batchMin.add(batchMin); e.batchMax.add(batchMax); e.sum.add(s); e.squares.add(squares)
+        exactSums = e
+        setSums(e)
+    }
+
+    mutating func setSums(_ e: ExactSums) {
+        sumOfBatchMin = e.batchMin.value
+        sumOfBatchMax = e.batchMax.value
+        sum = e.sum.value
+        sumOfSquares = e.squares.value
     }
 
     struct Summary {
@@ -73,10 +98,12 @@ public struct TensorStatistics: Codable, Sendable, Equatable {
     /// Min, max, sums and counts of the finite elements, in parallel chunks of ≥ 64 Ki
     /// elements (`qk_summarize`: vectorized, sums in double).
     static func summarize(_ p: UnsafeBufferPointer<Float>, threads: Int) -> Summary {
-        let chunks = Swift.max(1, Swift.min(threads, p.count / (1 << 16)))
+        // Chunks of 64 Ki elements whatever the thread count, combined in order: a batch's
+        // sums do not depend on how many threads computed them.
+        let chunks = Swift.max(1, p.count / (1 << 16))
         var parts = [Summary](repeating: Summary(), count: chunks)
         parts.withUnsafeMutableBufferPointer { parts in
-            parallelFor(chunks, threads: chunks) { r in
+            parallelFor(chunks, threads: Swift.min(threads, chunks)) { r in
                 for c in r {
                     let lo = p.count * c / chunks, hi = p.count * (c + 1) / chunks
                     var q = qk_summary()
@@ -177,10 +204,17 @@ public struct TensorStatistics: Codable, Sendable, Equatable {
         batchCount += o.batchCount
         min = Swift.min(min, o.min)
         max = Swift.max(max, o.max)
-        sumOfBatchMin += o.sumOfBatchMin
-        sumOfBatchMax += o.sumOfBatchMax
-        sum += o.sum
-        sumOfSquares += o.sumOfSquares
+        if var e = exactSums, let f = o.exactSums {
+            e.batchMin.add(f.batchMin); e.batchMax.add(f.batchMax); e.sum.add(f.sum); e.squares.add(f.squares)
+            exactSums = e
+            setSums(e)
+        } else {
+            exactSums = nil
+            sumOfBatchMin += o.sumOfBatchMin
+            sumOfBatchMax += o.sumOfBatchMax
+            sum += o.sum
+            sumOfSquares += o.sumOfSquares
+        }
         nanOrInfCount += o.nanOrInfCount
         if let h = histogram, let oh = o.histogram { histogram = Histogram.merged(h, oh) }
         if let h = absHistogram, let oh = o.absHistogram { absHistogram = Histogram.merged(h, oh) }
@@ -194,8 +228,7 @@ public struct TensorStatistics: Codable, Sendable, Equatable {
         s.min = min
         s.max = max
         s.batchCount = 1
-        s.sumOfBatchMin = min
-        s.sumOfBatchMax = max
+        s.addSums(batchMin: min, batchMax: max, sum: 0, squares: 0)
         return s
     }
 }

@@ -43,6 +43,45 @@ import Testing
     #expect(a.absHistogram == whole.absHistogram)
 }
 
+@Test func statisticsOfShardsMergeBitForBit() {
+    // Every field, sums included: shards in any order and grouping equal one pass, and the
+    // threads a batch is summarized with do not matter (sums over fixed chunks, exact totals).
+    var rng = Sampler(seed: 11)
+    let parts = (0..<5).map { k in rng.tensor(70_000 + 1_000 * k) { Double(k + 1) * $0.gaussian() + 0.1 } }
+    var whole = TensorStatistics(bins: 256)
+    for p in parts { whole.update(p, threads: 2) }
+    var a = TensorStatistics(bins: 256), b = TensorStatistics(bins: 256), c = TensorStatistics(bins: 256)
+    a.update(parts[4], threads: 1)
+    b.update(parts[0], threads: 1)
+    b.update(parts[2], threads: 1)
+    c.update(parts[1], threads: 3)
+    c.update(parts[3], threads: 1)
+    c.merge(a)
+    b.merge(c)
+    #expect(b == whole)
+    #expect(b.sum == whole.sum && b.sumOfSquares == whole.sumOfSquares && b.sumOfBatchMax == whole.sumOfBatchMax)
+    // Through JSON, as `quantkit calibrate --merge` reads the shards' files.
+    let round = try? JSONDecoder().decode(TensorStatistics.self, from: JSONEncoder().encode(whole))
+    #expect(round == whole)
+}
+
+@Test func exactSumsDoNotDependOnOrder() {
+    let values: [Double] = [1e300, 3.5, -1e300, 1e-300, 2.0.ulp, -7.25, 5e-324, 1 / 3, -1e-10, 123_456_789.123]
+    var forward = ExactSum(), backward = ExactSum()
+    for v in values { forward.add(v) }
+    for v in values.reversed() { backward.add(v) }
+    #expect(forward == backward)
+    // 1e300 − 1e300 cancels exactly; the double sum loses the small terms.
+    let expected = 3.5 - 7.25 + 1.0 / 3 - 1e-10 + 123_456_789.123
+    #expect(abs(forward.value - expected) <= expected.ulp * 2)
+    var halves = ExactSum(), other = ExactSum()
+    for v in values.prefix(4) { halves.add(v) }
+    for v in values.dropFirst(4) { other.add(v) }
+    halves.add(other)
+    #expect(halves == forward && halves.value == forward.value)
+    #expect(ExactSum(-2.5).value == -2.5 && ExactSum().value == 0)
+}
+
 @Test func averageAndNStdClipping() {
     var s = TensorStatistics(bins: 16)
     s.update(Tensor(shape: [3], floats: [-1, 0, 3]))
