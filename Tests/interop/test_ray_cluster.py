@@ -1,0 +1,72 @@
+"""Sharded calibration on a local Ray cluster (issue 24): a head node and a worker node started
+with `ray start` on this machine; `python -m quantkit.cluster` calibrates the shards as Ray tasks,
+merges and quantizes. The merged statistics equal one `quantkit calibrate` over all the items,
+byte for byte, and so does the quantized model."""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from conftest import BINARY, ROOT
+from test_python_package import FASHION, fashion_items
+
+RAY = os.path.join(os.path.dirname(sys.executable), "ray")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    if not os.access(RAY, os.X_OK):
+        pytest.skip("ray is not installed in the test venv (scripts/setup.sh installs it)")
+    tmp = str(tmp_path_factory.mktemp("ray"))
+    port = free_port()
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    common = ["--num-cpus", "1", "--disable-usage-stats"]
+    head = subprocess.run([RAY, "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1", "--include-dashboard=false",
+                           "--temp-dir", tmp, *common], capture_output=True, text=True, env=env)
+    assert head.returncode == 0, head.stderr[-3000:]
+    try:
+        worker = subprocess.run([RAY, "start", "--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1", *common],
+                                capture_output=True, text=True, env=env)
+        assert worker.returncode == 0, worker.stderr[-3000:]
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env)
+
+
+def test_sharded_calibration_equals_one_pass(cluster, tmp_path):
+    folder = tmp_path / "items"
+    folder.mkdir()
+    for i, feed in enumerate(fashion_items(40)):
+        np.save(folder / f"{i:03d}.npy", feed["image"])
+    one = str(tmp_path / "one.json")
+    r = subprocess.run([BINARY, "calibrate", FASHION, "--input", f"image={folder}", "--stats-out", one, "--quiet"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    work, out = str(tmp_path / "work"), str(tmp_path / "cluster.q.onnx")
+    r = subprocess.run([sys.executable, "-m", "quantkit.cluster", FASHION, "--input", f"image={folder}", "--shards", "4", "--address", cluster,
+                        "--workdir", work, "-o", out, "--", "--method", "kl"], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    shards = sorted(f for f in os.listdir(work) if f.startswith("shard"))
+    assert len(shards) == 4
+    merged = os.path.join(work, "merged.json")
+    assert open(merged, "rb").read() == open(one, "rb").read()
+    ref = str(tmp_path / "one.q.onnx")
+    r = subprocess.run([BINARY, "quantize", FASHION, "--stats", one, "-o", ref, "--quiet", "--method", "kl"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert open(out, "rb").read() == open(ref, "rb").read()
+
+
+def test_shards_cut_on_batch_boundaries():
+    from quantkit.cluster import shards
+    assert shards(10, 4, 1) == [(0, 2), (2, 5), (5, 7), (7, 10)]
+    assert shards(10, 3, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert shards(3, 8, 1) == [(0, 1), (1, 2), (2, 3)]
