@@ -1,3 +1,4 @@
+import Foundation
 import QuantCalibration
 import QuantCore
 import Testing
