@@ -143,19 +143,7 @@ def main():
     a = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
     import test_decoder as td
-    calib = tempfile.mkdtemp(prefix="gptcal-")
-    # The test's calibration windows, made the same way.
-    train = b""
-    for name in sorted(os.listdir(td.LICENSES)):
-        p = os.path.join(td.LICENSES, name)
-        if os.path.islink(p) or not os.path.isfile(p):
-            continue
-        d = open(p, "rb").read()
-        train += d[:int(len(d) * 0.9)]
-    rng = np.random.default_rng(1)
-    for i in range(32):
-        s = int(rng.integers(0, len(train) - 129))
-        np.save(os.path.join(calib, f"{i:03d}.npy"), np.frombuffer(train[s:s + 128], np.uint8).astype(np.int64)[None])
+    calib = td.training_windows(tempfile.mkdtemp(prefix="gptcal-"))
     data = ["--input", f"input_ids={calib}"]
     rows = []
     variants = [("float", None, None),

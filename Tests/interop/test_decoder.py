@@ -50,9 +50,9 @@ def perplexity(path, window=128):
     return float(np.exp(total / count))
 
 
-@pytest.fixture(scope="module")
-def calibration(tmp_path_factory):
-    """32 windows of 128 bytes of the training text (the first 90 % of each license), as .npy."""
+def training_windows(folder, count=32):
+    """`count` windows of 128 bytes of the training text (the first 90 % of each license), as
+    NNN.npy in `folder` (also Benchmarks/decoder_int4.py's calibration)."""
     train = b""
     for name in sorted(os.listdir(LICENSES)):
         p = os.path.join(LICENSES, name)
@@ -60,12 +60,16 @@ def calibration(tmp_path_factory):
             continue
         d = open(p, "rb").read()
         train += d[:int(len(d) * 0.9)]
-    folder = tmp_path_factory.mktemp("gptcal")
     rng = np.random.default_rng(1)
-    for i in range(32):
+    for i in range(count):
         s = int(rng.integers(0, len(train) - 129))
-        np.save(folder / f"{i:03d}.npy", np.frombuffer(train[s:s + 128], np.uint8).astype(np.int64)[None])
+        np.save(os.path.join(str(folder), f"{i:03d}.npy"), np.frombuffer(train[s:s + 128], np.uint8).astype(np.int64)[None])
     return str(folder)
+
+
+@pytest.fixture(scope="module")
+def calibration(tmp_path_factory):
+    return training_windows(tmp_path_factory.mktemp("gptcal"))
 
 
 @pytest.fixture(scope="module")
