@@ -82,6 +82,19 @@ public final class TensorStorage: @unchecked Sendable {
 
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: pointer, count: byteCount) }
 
+    /// For mapped storage: lets the kernel drop the pages read so far (they are read again from
+    /// the file if the bytes are used later), so that a pass over many mapped tensors, one at a
+    /// time, holds one tensor's pages at a time. Owned storage is left as it is.
+    public func releaseMappedPages() {
+        guard isMapped, byteCount > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        // Only whole pages inside this tensor's bytes (a neighbour may share the edge pages).
+        let start = (Int(bitPattern: pointer) + page - 1) / page * page
+        let end = (Int(bitPattern: pointer) + byteCount) / page * page
+        guard end > start, let p = UnsafeMutableRawPointer(bitPattern: start) else { return }
+        _ = madvise(p, end - start, MADV_DONTNEED)
+    }
+
     deinit {
         if isMapped { return }
         if isBlock { qk_block_free(pointer, byteCount) } else { pointer.deallocate() }

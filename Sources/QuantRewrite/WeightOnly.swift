@@ -92,9 +92,14 @@ public enum WeightOnly {
             let k = w.shape[0], cols = w.shape[1]
             let blocks = (k + bs - 1) / bs
             // Row-major [N, K]: row r holds the weights of output r.
-            let wf = w.floats()
             var rows = [Float](repeating: 0, count: cols * k)
-            for i in 0..<k { for j in 0..<cols { rows[j * k + i] = wf[i * cols + j] } }
+            do {
+                let wf = w.floats()
+                for i in 0..<k { for j in 0..<cols { rows[j * k + i] = wf[i * cols + j] } }
+            }
+            // A model over 2 GB is mapped: drop this weight's pages once read (one weight's
+            // pages at a time, not all of them).
+            w.storage.releaseMappedPages()
             var scales = [Double](repeating: 0, count: cols * blocks), zeros = [Double](repeating: 0, count: cols * blocks)
             for r in 0..<cols {
                 for b in 0..<blocks {
