@@ -25,7 +25,6 @@ public final class FrameStream: @unchecked Sendable {
     private var retainedItems = 0
     /// The index of the next batch the stream yields; nil once it ended.
     private var position: Int? = 0
-    public private(set) var itemsRead = 0
 
     private static let registryLock = NSLock()
     nonisolated(unsafe) private static var registry: [String: FrameStream] = [:]
@@ -75,7 +74,6 @@ public final class FrameStream: @unchecked Sendable {
         }
         position = p + 1
         let items = feed.values.first.map { $0.rank > 0 ? $0.shape[0] : 1 } ?? 1
-        itemsRead += items
         if retainedItems < retainItems && retained.count == b {
             retained.append(feed)
             retainedItems += items

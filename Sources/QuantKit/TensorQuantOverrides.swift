@@ -24,7 +24,6 @@ public struct TensorQuantOverrides: Sendable, Equatable {
         public var rmax: Double?
         /// Channel entries after the first (weights).
         public var channels = 1
-        public var keys: Set<String> = []
     }
 
     public var entries: [String: Entry]
@@ -61,7 +60,6 @@ public struct TensorQuantOverrides: Sendable, Equatable {
             }
             let first = list[0]
             var e = Entry()
-            e.keys = Set(first.keys)
             e.channels = list.count
             func number(_ k: String) throws -> Double? {
                 guard let v = first[k] else { return nil }

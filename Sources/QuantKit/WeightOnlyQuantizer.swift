@@ -76,11 +76,11 @@ public struct WeightOnlyQuantizer {
             result.calibrationBatches = count
             hessians = collector.hessians
             if options.rounding == .awq {
-                let (factors, alphas) = AWQ.choose(model.graph, sites: sites, hessians: hessians, options: options)
+                let (factors, alphas, readers) = AWQ.choose(model.graph, sites: sites, hessians: hessians, options: options)
                 _ = try FloatTransforms(smoothing: factors).apply(to: model)
                 result.awq = alphas
                 // x' = x / s: H' = diag(1/s) H diag(1/s) for every reader of a scaled input.
-                hessians = AWQ.scaled(hessians, graph: model.graph, factors: factors)
+                hessians = AWQ.scaled(hessians, readers: readers)
             }
         }
         var rounding = options

@@ -14,11 +14,12 @@ import QuantIR
 public enum AWQ {
     static let alphas = stride(from: 0.0, through: 1.0, by: 0.1).map { $0 }
 
-    /// Factors per input tensor (every reader a weight-only site) and the α chosen.
+    /// Factors per input tensor (every reader a weight-only site), the α chosen, and the factors
+    /// each reader's input is divided by (by node name).
     public static func choose(_ g: Graph, sites: [Node], hessians: [String: WeightHessian], options: WeightOnly.Options)
-        -> (factors: [String: [Double]], alphas: [String: Double]) {
+        -> (factors: [String: [Double]], alphas: [String: Double], readers: [String: [Double]]) {
         let siteNames = Set(sites.map(\.name))
-        var factors: [String: [Double]] = [:], chosen: [String: Double] = [:]
+        var factors: [String: [Double]] = [:], chosen: [String: Double] = [:], byReader: [String: [Double]] = [:]
         for site in SmoothQuant.sites(g) {
             let readers = site.readers.filter { siteNames.contains($0.node.name) && !$0.transposed }
             guard !readers.isEmpty, readers.count == site.readers.count,
@@ -41,8 +42,9 @@ public enum AWQ {
             guard best.alpha > 0 else { chosen[site.tensor] = 0; continue }
             factors[site.tensor] = best.s
             chosen[site.tensor] = best.alpha
+            for r in readers { byReader[r.node.name] = best.s }
         }
-        return (factors, chosen)
+        return (factors, chosen, byReader)
     }
 
     /// Σ_n dᵀHd of W [k, n] row-major against diag(1/s)·RTN(diag(s)·W), blocks along k.
@@ -57,35 +59,27 @@ public enum AWQ {
                 let hi = Swift.min(b + bs, k)
                 let (sc, z) = WeightOnly.blockParameters(col[b..<hi], bits: options.bits, symmetric: options.symmetric)
                 for i in b..<hi {
-                    let q = Swift.min(Swift.max((Double(col[i]) / sc).rounded(.toNearestOrEven) + Double(z), 0), qmax)
+                    let q = WeightOnly.code(Double(col[i]), scale: sc, zero: Double(z), qmax: qmax)
                     d[i] = Double(w[i * n + c]) - (q - Double(z)) * sc / s[i]
                 }
                 b = hi
             }
-            for i in 0..<k where d[i] != 0 {
-                var acc = 0.0
-                for j in 0..<k { acc += h[i * k + j] * d[j] }
-                total += d[i] * acc
-            }
+            total += WeightOnly.outputError(d, hessian: h, k: k)
         }
         return total
     }
 
-    /// The Hessians of the readers of scaled inputs, as the scaled model sees them:
-    /// H' = diag(1/s) H diag(1/s).
-    public static func scaled(_ hessians: [String: WeightHessian], graph g: Graph, factors: [String: [Double]]) -> [String: WeightHessian] {
+    /// The Hessians of the readers of scaled inputs (`readers`: node name → the factors its input
+    /// is divided by), as the scaled model sees them: H' = diag(1/s) H diag(1/s).
+    public static func scaled(_ hessians: [String: WeightHessian], readers: [String: [Double]]) -> [String: WeightHessian] {
         var out = hessians
-        for n in g.nodes {
-            guard let x = n.inputs.first else { continue }
-            // After the transform the reader may read x through an inserted Mul: find the factors
-            // by the original tensor name or by the Mul's input.
-            let s = factors[x] ?? g.nodes.first(where: { $0.outputs.first == x && $0.opType == "Mul" }).flatMap { $0.inputs.first.flatMap { factors[$0] } }
-            guard let s, var h = out[n.name], let m = h.matrices.first, h.k == s.count else { continue }
+        for (node, s) in readers {
+            guard var h = out[node], let m = h.matrices.first, h.k == s.count else { continue }
             let k = h.k
             var scaledM = m
             for i in 0..<k { for j in 0..<k { scaledM[i * k + j] = m[i * k + j] / (s[i] * s[j]) } }
             h.matrices = [scaledM]
-            out[n.name] = h
+            out[node] = h
         }
         return out
     }

@@ -73,6 +73,22 @@ public enum WeightOnly {
         return (s, min(max(Int((-lo / s).rounded(.toNearestOrEven)), 0), qmax))
     }
 
+    /// The code of `x` on a block's grid (scale `s`, zero point `z`, codes 0...qmax).
+    static func code(_ x: Double, scale s: Double, zero z: Double, qmax: Double) -> Double {
+        min(max((x / s).rounded(.toNearestOrEven) + z, 0), qmax)
+    }
+
+    /// dᵀ·H·d for H k×k row-major: a rounding error's output error.
+    static func outputError(_ d: [Double], hessian h: [Double], k: Int) -> Double {
+        var total = 0.0
+        for i in 0..<k where d[i] != 0 {
+            var acc = 0.0
+            for j in 0..<k { acc += h[i * k + j] * d[j] }
+            total += d[i] * acc
+        }
+        return total
+    }
+
     /// Rewrites every site of `model`'s main graph. `hessians` (by node name) feed GPTQ and the
     /// output errors reported.
     public static func rewrite(_ model: Model, options: Options, hessians: [String: WeightHessian] = [:]) throws -> [Layer] {
@@ -123,7 +139,7 @@ public enum WeightOnly {
                 for i in 0..<k {
                     let j = r * blocks + i / bs, s = scales[j], z = zeros[j]
                     let x = Double(rounded?[r * k + i] ?? rows[r * k + i])
-                    let q = min(max((x / s).rounded(.toNearestOrEven) + z, 0), qmax)
+                    let q = code(x, scale: s, zero: z, qmax: qmax)
                     codes[r * k + i] = UInt8(q)
                     deq[r * k + i] = Float((q - z) * s)
                     let d = Double(rows[r * k + i]) - Double(deq[r * k + i])
@@ -166,14 +182,8 @@ public enum WeightOnly {
             if !g.nodes.contains(where: { $0.inputs.contains(weightName) }) { g.removeInitializer(weightName) }
             var outputError: Double? = nil
             if let h, h.k == k, let m = h.matrices.first {
-                var total = 0.0
-                for r in 0..<cols {
-                    let d = (0..<k).map { Double(rows[r * k + $0]) - Double(deq[r * k + $0]) }
-                    for i in 0..<k where d[i] != 0 {
-                        var acc = 0.0
-                        for j in 0..<k { acc += m[i * k + j] * d[j] }
-                        total += d[i] * acc
-                    }
+                let total = (0..<cols).reduce(0.0) { t, r in
+                    t + WeightOnly.outputError((0..<k).map { Double(rows[r * k + $0]) - Double(deq[r * k + $0]) }, hessian: m, k: k)
                 }
                 outputError = total / Double(cols)
             }

@@ -121,19 +121,21 @@ def quantize(model, out, *args):
     return r
 
 
-def ort_rtn(tmp_path):
+@pytest.fixture(scope="module")
+def ort_rtn_ppl(tmp_path_factory):
+    """The perplexity of ONNX Runtime's MatMulNBitsQuantizer (RTN, blocks of 32, zero points)."""
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
     import logging
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
     q = MatMulNBitsQuantizer(onnx.load(NOCACHE), block_size=32, is_symmetric=False)
     q.process()
-    out = str(tmp_path / "ort_rtn.onnx")
+    out = str(tmp_path_factory.mktemp("ort") / "ort_rtn.onnx")
     q.model.save_model_to_file(out)
-    return out
+    return perplexity(out)
 
 
 @pytest.mark.parametrize("method", ["rtn", "gptq", "awq"])
-def test_weight_only_int4(method, calibration, float_ppl, tmp_path):
+def test_weight_only_int4(method, calibration, float_ppl, ort_rtn_ppl, tmp_path):
     """Every constant-weight MatMul becomes MatMulNBits (4 bits, blocks of 32, zero points); ONNX
     Runtime runs it within 10 % of float perplexity. RTN writes ONNX Runtime's RTN perplexity
     exactly; GPTQ beats it."""
@@ -146,7 +148,7 @@ def test_weight_only_int4(method, calibration, float_ppl, tmp_path):
     assert os.path.getsize(out) < 0.4 * os.path.getsize(NOCACHE)
     ppl = perplexity(out)
     assert ppl < 1.10 * float_ppl, (ppl, float_ppl)
-    theirs = perplexity(ort_rtn(tmp_path))
+    theirs = ort_rtn_ppl
     if method == "rtn":
         assert abs(ppl - theirs) < 1e-4 * theirs, (ppl, theirs)
     if method == "gptq":
