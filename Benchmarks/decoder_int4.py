@@ -69,7 +69,8 @@ elif algo == "KQuant":
     config = mnq.KQuantWeightOnlyQuantConfig()
 elif algo == "NVAWQ":
     config = mnq.NVAWQWeightOnlyQuantConfig(tokenizer_dir=None)
-q = mnq.MatMulNBitsQuantizer(onnx.load(src), block_size=32, is_symmetric=False, algo_config=config)
+ops = ("MatMul", "Gather") if algo == "DEFAULT_GATHER" else None
+q = mnq.MatMulNBitsQuantizer(onnx.load(src), block_size=32, is_symmetric=False, algo_config=config, op_types_to_quantize=ops)
 q.process()
 q.model.save_model_to_file(dst)
 hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
@@ -148,10 +149,12 @@ def main():
     rows = []
     variants = [("float", None, None),
                 ("QuantKit int8 W8A8 QDQ", "qk", data),
+                ("QuantKit int4 RTN, embeddings float", "qk", ["--weight-only", "int4", "--block-size", "32", "--method", "rtn", "--float-embeddings"]),
                 ("QuantKit int4 RTN", "qk", ["--weight-only", "int4", "--block-size", "32", "--method", "rtn"]),
                 ("QuantKit int4 GPTQ", "qk", ["--weight-only", "int4", "--block-size", "32", "--method", "gptq", *data]),
                 ("QuantKit int4 AWQ", "qk", ["--weight-only", "int4", "--block-size", "32", "--method", "awq", *data]),
-                ("ONNX Runtime int4 default (RTN)", "ort", "DEFAULT"),
+                ("ONNX Runtime int4 default (RTN, MatMul only)", "ort", "DEFAULT"),
+                ("ONNX Runtime int4 default, MatMul and Gather", "ort", "DEFAULT_GATHER"),
                 ("ONNX Runtime int4 RTN", "ort", "RTN"),
                 ("ONNX Runtime int4 HQQ", "ort", "HQQ"),
                 ("ONNX Runtime int4 GPTQ", "ort", "GPTQ"),

@@ -47,8 +47,12 @@ public struct WeightOnlyQuantizer {
         var result = WeightOnlyResult(modelPath: output, recordPath: WeightOnlyQuantizer.recordPath(for: output), layers: [], options: options,
                                       bytesBefore: before, bytesAfter: before)
         let sites = WeightOnly.sites(model.graph, blockSize: options.blockSize)
-        if sites.isEmpty {
+        let tables = options.embeddings ? WeightOnly.embeddingSites(model.graph, blockSize: options.blockSize) : []
+        if sites.isEmpty && tables.isEmpty {
             result.warnings.append("no MatMul with a constant 2-D float weight of K >= \(options.blockSize): nothing to quantize")
+        }
+        if !tables.isEmpty && options.bits == 2 {
+            result.warnings.append("\(tables.count) Gather embedding table(s) stay float: GatherBlockQuantized takes 4 or 8 bits")
         }
         var hessians: [String: WeightHessian] = [:]
         if options.rounding != .rtn && !sites.isEmpty {

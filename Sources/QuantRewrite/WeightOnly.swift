@@ -1,5 +1,6 @@
 import Foundation
 import QuantAlgorithms
+import QuantCalibration
 import QuantCore
 import QuantIR
 
@@ -28,8 +29,12 @@ public enum WeightOnly {
         public var rounding: Rounding
         /// `accuracy_level` of MatMulNBits (0: ONNX Runtime's default; 4: int8 compute of A).
         public var accuracyLevel: Int
+        /// Gather embedding tables to `GatherBlockQuantized` too (4 and 8 bits).
+        public var embeddings: Bool
 
-        public init(bits: Int = 4, blockSize: Int = 32, symmetric: Bool = false, rounding: Rounding = .rtn, accuracyLevel: Int = 0) {
+        public init(bits: Int = 4, blockSize: Int = 32, symmetric: Bool = false, rounding: Rounding = .rtn, accuracyLevel: Int = 0,
+                    embeddings: Bool = true) {
+            self.embeddings = embeddings
             self.bits = bits
             self.blockSize = blockSize
             self.symmetric = symmetric
@@ -41,6 +46,9 @@ public enum WeightOnly {
     /// What one MatMul became.
     public struct Layer: Codable, Sendable, Equatable {
         public var node: String
+        /// `MatMulNBits`, or `GatherBlockQuantized` for an embedding table [V, D] (then k is D
+        /// and n is V).
+        public var op: String
         public var k: Int
         public var n: Int
         /// Mean squared weight error ‖W − Ŵ‖²/(K·N), and with a Hessian the output error
@@ -102,7 +110,6 @@ public enum WeightOnly {
         }
         var names = NameAllocator(g)
         var layers: [Layer] = []
-        let qmax = Double((1 << bits) - 1)
         for n in sites(g, blockSize: bs) {
             let w = g.initializer(n.inputs[1])!
             let k = w.shape[0], cols = w.shape[1]
@@ -116,36 +123,9 @@ public enum WeightOnly {
             // A model over 2 GB is mapped: drop this weight's pages once read (one weight's
             // pages at a time, not all of them).
             w.storage.releaseMappedPages()
-            var scales = [Double](repeating: 0, count: cols * blocks), zeros = [Double](repeating: 0, count: cols * blocks)
-            for r in 0..<cols {
-                for b in 0..<blocks {
-                    let lo = r * k + b * bs, hi = r * k + min((b + 1) * bs, k)
-                    let (s, z) = blockParameters(rows[lo..<hi], bits: bits, symmetric: options.symmetric)
-                    scales[r * blocks + b] = s
-                    zeros[r * blocks + b] = Double(z)
-                }
-            }
             let h = hessians[n.name]
-            var rounded: [Float]? = nil
-            if options.rounding == .gptq, let h, h.k == k {
-                rounded = ErrorCompensatedRounding.round(rows, rows: cols, hessian: h, groupOfRow: { _ in 0 }, scales: scales,
-                                                         qmin: 0, qmax: qmax, groupSize: bs, zeroPoints: zeros)
-            }
-            // Codes from the rounded values (exactly (q − z)·s), or rounded to nearest.
-            var codes = [UInt8](repeating: 0, count: cols * k)
-            var err = 0.0
-            var deq = [Float](repeating: 0, count: cols * k)
-            for r in 0..<cols {
-                for i in 0..<k {
-                    let j = r * blocks + i / bs, s = scales[j], z = zeros[j]
-                    let x = Double(rounded?[r * k + i] ?? rows[r * k + i])
-                    let q = code(x, scale: s, zero: z, qmax: qmax)
-                    codes[r * k + i] = UInt8(q)
-                    deq[r * k + i] = Float((q - z) * s)
-                    let d = Double(rows[r * k + i]) - Double(deq[r * k + i])
-                    err += d * d
-                }
-            }
+            let q = quantizeRows(rows, count: cols, k: k, options: options, hessian: options.rounding == .gptq ? h : nil)
+            let (codes, scales, zeros, deq) = (q.codes, q.scales, q.zeros, q.dequantized)
             // Packed [N, blocks, blob], the last block padded with codes equal to its zero point.
             let blob = bs * bits / 8
             var packed = [UInt8](repeating: 0, count: cols * blocks * blob)
@@ -187,9 +167,112 @@ public enum WeightOnly {
                 }
                 outputError = total / Double(cols)
             }
-            layers.append(Layer(node: n.name, k: k, n: cols, weightError: err / Double(cols * k), outputError: outputError))
+            layers.append(Layer(node: n.name, op: "MatMulNBits", k: k, n: cols, weightError: q.weightError, outputError: outputError))
         }
+        if options.embeddings { layers += try rewriteEmbeddings(model, options: options, names: &names) }
         if !layers.isEmpty { model.declareDomain("com.microsoft") }
+        return layers
+    }
+
+    /// Codes of a row-major [count, k] matrix in blocks of `blockSize` along each row, rounded to
+    /// nearest, or by GPTQ with `hessian`.
+    struct RoundedRows {
+        var codes: [UInt8]
+        var scales: [Double]
+        var zeros: [Double]
+        var dequantized: [Float]
+        /// ‖W − Ŵ‖² / (count·k).
+        var weightError: Double
+    }
+
+    static func quantizeRows(_ rows: [Float], count: Int, k: Int, options: Options, hessian: WeightHessian?) -> RoundedRows {
+        let bits = options.bits, bs = options.blockSize, blocks = (k + bs - 1) / bs
+        let qmax = Double((1 << bits) - 1)
+        var scales = [Double](repeating: 0, count: count * blocks), zeros = [Double](repeating: 0, count: count * blocks)
+        for r in 0..<count {
+            for b in 0..<blocks {
+                let lo = r * k + b * bs, hi = r * k + min((b + 1) * bs, k)
+                let (s, z) = blockParameters(rows[lo..<hi], bits: bits, symmetric: options.symmetric)
+                scales[r * blocks + b] = s
+                zeros[r * blocks + b] = Double(z)
+            }
+        }
+        var rounded: [Float]? = nil
+        if let h = hessian, h.k == k {
+            rounded = ErrorCompensatedRounding.round(rows, rows: count, hessian: h, groupOfRow: { _ in 0 }, scales: scales,
+                                                     qmin: 0, qmax: qmax, groupSize: bs, zeroPoints: zeros)
+        }
+        // Codes from the rounded values (exactly (q − z)·s), or rounded to nearest.
+        var codes = [UInt8](repeating: 0, count: count * k)
+        var deq = [Float](repeating: 0, count: count * k)
+        var err = 0.0
+        for r in 0..<count {
+            for i in 0..<k {
+                let j = r * blocks + i / bs, s = scales[j], z = zeros[j]
+                let x = Double(rounded?[r * k + i] ?? rows[r * k + i])
+                let q = code(x, scale: s, zero: z, qmax: qmax)
+                codes[r * k + i] = UInt8(q)
+                deq[r * k + i] = Float((q - z) * s)
+                let d = Double(rows[r * k + i]) - Double(deq[r * k + i])
+                err += d * d
+            }
+        }
+        return RoundedRows(codes: codes, scales: scales, zeros: zeros, dequantized: deq, weightError: err / Double(max(count * k, 1)))
+    }
+
+    /// The Gathers of `g` on axis 0 of a constant 2-D float table [V, D] whose rows hold at least
+    /// one block (token and position embeddings).
+    public static func embeddingSites(_ g: Graph, blockSize: Int) -> [Node] {
+        g.nodes.filter { n in
+            guard n.isStandard, n.opType == "Gather", n.inputs.count == 2, (n.attribute("axis")?.int ?? 0) == 0,
+                  let t = g.initializer(n.inputs[0]) else { return false }
+            return t.dtype == .float && t.rank == 2 && t.shape[0] > 0 && t.shape[1] >= blockSize
+        }
+    }
+
+    /// Every embedding site to com.microsoft `GatherBlockQuantized`, rounded to nearest in blocks
+    /// along D: 4 bits as uint4 with uint4 zero points (int4 codes q − 8 without them when
+    /// symmetric), 8 bits as uint8 with `bits` 8. int2 tables stay float (no such kernel).
+    static func rewriteEmbeddings(_ model: Model, options: Options, names: inout NameAllocator) throws -> [Layer] {
+        let g = model.graph, bits = options.bits, bs = options.blockSize
+        guard bits == 4 || bits == 8 else { return [] }
+        var layers: [Layer] = []
+        for n in embeddingSites(g, blockSize: bs) {
+            let table = g.initializer(n.inputs[0])!
+            let v = table.shape[0], d = table.shape[1], blocks = (d + bs - 1) / bs
+            let q = quantizeRows(table.floats(), count: v, k: d, options: options, hessian: nil)
+            table.storage.releaseMappedPages()
+            let dName = names.fresh(n.inputs[0] + "_q\(bits)"), sName = names.fresh(n.inputs[0] + "_scales")
+            var inputs = [dName, n.inputs[1], sName]
+            let mid = 1 << (bits - 1)
+            if bits == 4 {
+                let signed = options.symmetric
+                let codes = signed ? q.codes.map { Int($0) - mid } : q.codes.map { Int($0) }
+                g.setInitializer(dName, QuantGrid.packed(codes, dtype: signed ? .int4 : .uint4, shape: [v, d]))
+                if !signed {
+                    let zName = names.fresh(n.inputs[0] + "_zero_points")
+                    g.setInitializer(zName, QuantGrid.packed(q.zeros.map { Int($0) }, dtype: .uint4, shape: [v, blocks]))
+                    inputs.append(zName)
+                }
+                model.extras.irVersion = max(model.extras.irVersion, 10)  // int4 tensors need IR 10
+            } else {
+                g.setInitializer(dName, Tensor(shape: [v, d], values: q.codes))
+                if !options.symmetric {
+                    let zName = names.fresh(n.inputs[0] + "_zero_points")
+                    g.setInitializer(zName, Tensor(shape: [v, blocks], values: q.zeros.map { UInt8($0) }))
+                    inputs.append(zName)
+                }
+            }
+            g.setInitializer(sName, Tensor(shape: [v, blocks], floats: q.scales.map { Float($0) }))
+            let base = n.name.isEmpty ? n.outputs[0] : n.name
+            let node = Node(name: names.fresh(base + "_Q\(bits)"), opType: "GatherBlockQuantized", domain: "com.microsoft", inputs: inputs,
+                            outputs: n.outputs,
+                            attributes: [.int("bits", bits), .int("block_size", bs), .int("gather_axis", 0), .int("quantize_axis", 1)])
+            let tableName = n.inputs[0]
+            g.replace(n, with: [node])
+            if !g.nodes.contains(where: { $0.inputs.contains(tableName) }) { g.removeInitializer(tableName) }
+            layers.append(Layer(node: n.name, op: "GatherBlockQuantized", k: d, n: v, weightError: q.weightError, outputError: nil))
+        }
         return layers
     }
 }

@@ -141,7 +141,9 @@ struct Quantize: ParsableCommand {
         let o = r.options
         if r.calibrationBatches > 0 { print("calibrated \(r.calibrationItems) items in \(r.calibrationBatches) batches (layer inputs for \(o.rounding.rawValue))") }
         let mib = { (b: Int) in String(format: "%.2f MiB", Double(b) / 1_048_576) }
-        print("weights    \(r.layers.count) MatMul -> MatMulNBits int\(o.bits), block \(o.blockSize), \(o.symmetric ? "symmetric" : "with zero points"), \(o.rounding.rawValue); initializers \(mib(r.bytesBefore)) -> \(mib(r.bytesAfter))")
+        let gathers = r.layers.filter { $0.op == "GatherBlockQuantized" }.count
+        let embeddings = gathers > 0 ? ", \(gathers) Gather -> GatherBlockQuantized (nearest)" : ""
+        print("weights    \(r.layers.count - gathers) MatMul -> MatMulNBits int\(o.bits)\(embeddings), block \(o.blockSize), \(o.symmetric ? "symmetric" : "with zero points"), \(o.rounding.rawValue); initializers \(mib(r.bytesBefore)) -> \(mib(r.bytesAfter))")
         if !r.awq.isEmpty {
             let alphas = r.awq.values.sorted()
             print("awq        \(r.awq.filter { $0.value > 0 }.count) of \(r.awq.count) inputs scaled (α \(String(format: "%g", alphas.first!))–\(String(format: "%g", alphas.last!)))")
@@ -371,6 +373,9 @@ struct QuantizeSettings: ParsableArguments {
     @Option(help: "Weights per block along K for --weight-only (a power of two, 16 or more; default 32).")
     var blockSize: Int?
 
+    @Flag(help: "With --weight-only: keep Gather embedding tables float (by default int4/int8 tables become ONNX Runtime's GatherBlockQuantized, rounded to nearest in blocks along the embedding).")
+    var floatEmbeddings = false
+
     @Option(help: "Calibrate on N items chosen from the data to cover its spread (k-center on per-item activation statistics of a few layers; Icraft autoqset_num); the chosen lists are written beside the data as NAME_auto.txt.")
     var autoSubset: Int?
 
@@ -423,12 +428,13 @@ struct QuantizeSettings: ParsableArguments {
     func applyWeightOnly(to cfg: inout QuantizerConfiguration, method: String?) throws {
         guard let text = weightOnly else {
             if blockSize != nil { throw ConfigurationError.invalidValue("--block-size", "\(blockSize!)", expected: "--weight-only int4 with it (per-group QDQ weights: --group-size)") }
+            if floatEmbeddings { throw ConfigurationError.invalidValue("--float-embeddings", "set", expected: "--weight-only int4 with it") }
             return
         }
         guard let bits = ["int4": 4, "int8": 8, "int2": 2][text.lowercased()] else {
             throw ConfigurationError.invalidValue("--weight-only", "'\(text)'", expected: "int4, int8 or int2")
         }
-        var o = WeightOnly.Options(bits: bits)
+        var o = WeightOnly.Options(bits: bits, embeddings: !floatEmbeddings)
         if let b = blockSize { o.blockSize = b }
         if let m = method {
             guard let r = WeightOnly.Rounding(rawValue: m.lowercased()) else {

@@ -123,28 +123,31 @@ def quantize(model, out, *args):
 
 @pytest.fixture(scope="module")
 def ort_rtn_ppl(tmp_path_factory):
-    """The perplexity of ONNX Runtime's MatMulNBitsQuantizer (RTN, blocks of 32, zero points)."""
+    """The perplexity of ONNX Runtime's MatMulNBitsQuantizer (RTN, blocks of 32, zero points), its
+    MatMuls and its Gather embeddings (GatherBlockQuantized) quantized."""
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
     import logging
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
-    q = MatMulNBitsQuantizer(onnx.load(NOCACHE), block_size=32, is_symmetric=False)
+    q = MatMulNBitsQuantizer(onnx.load(NOCACHE), block_size=32, is_symmetric=False, op_types_to_quantize=("MatMul", "Gather"))
     q.process()
     out = str(tmp_path_factory.mktemp("ort") / "ort_rtn.onnx")
     q.model.save_model_to_file(out)
+    assert [n.op_type for n in onnx.load(out).graph.node].count("GatherBlockQuantized") == 2
     return perplexity(out)
 
 
 @pytest.mark.parametrize("method", ["rtn", "gptq", "awq"])
 def test_weight_only_int4(method, calibration, float_ppl, ort_rtn_ppl, tmp_path):
-    """Every constant-weight MatMul becomes MatMulNBits (4 bits, blocks of 32, zero points); ONNX
-    Runtime runs it within 10 % of float perplexity. RTN writes ONNX Runtime's RTN perplexity
-    exactly; GPTQ beats it."""
+    """Every constant-weight MatMul becomes MatMulNBits and both embedding tables
+    GatherBlockQuantized (4 bits, blocks of 32, zero points); ONNX Runtime runs it within 10 % of
+    float perplexity. RTN writes ONNX Runtime's RTN perplexity exactly; GPTQ beats it."""
     out = str(tmp_path / f"{method}.onnx")
     quantize(NOCACHE, out, "--weight-only", "int4", "--block-size", "32", "--method", method, "--input", f"input_ids={calibration}", "--no-analysis")
     m = onnx.load(out)
     ops = [n.op_type for n in m.graph.node]
-    assert ops.count("MatMulNBits") == 13, ops
-    assert all(n.domain == "com.microsoft" for n in m.graph.node if n.op_type == "MatMulNBits")
+    assert ops.count("MatMulNBits") == 13 and ops.count("GatherBlockQuantized") == 2, ops
+    assert ops.count("Gather") == [n.op_type for n in onnx.load(NOCACHE).graph.node].count("Gather") - 2
+    assert all(n.domain == "com.microsoft" for n in m.graph.node if n.op_type in ("MatMulNBits", "GatherBlockQuantized"))
     assert os.path.getsize(out) < 0.4 * os.path.getsize(NOCACHE)
     ppl = perplexity(out)
     assert ppl < 1.10 * float_ppl, (ppl, float_ppl)
@@ -154,7 +157,8 @@ def test_weight_only_int4(method, calibration, float_ppl, ort_rtn_ppl, tmp_path)
     if method == "gptq":
         assert ppl < theirs, (ppl, theirs)
     record = json.load(open(str(tmp_path / f"{method}.qparams.json")))
-    assert len(record["layers"]) == 13 and record["weightOnly"]["rounding"] == method
+    assert len(record["layers"]) == 15 and record["weightOnly"]["rounding"] == method
+    assert sorted(l["op"] for l in record["layers"])[:2] == ["GatherBlockQuantized"] * 2
     if method == "awq":
         assert record["awq"], record
 
@@ -170,10 +174,14 @@ def test_weight_only_decoder_with_cache(calibration, tmp_path):
     assert np.abs(decode(a, ids, 48) - full).max() < 1e-3
 
 
-def test_quantkit_runs_matmulnbits_as_onnxruntime(calibration, tmp_path):
-    """QuantKit's executor (which the analysis uses) computes MatMulNBits as ONNX Runtime does."""
+@pytest.mark.parametrize("bits,mode", [("int4", "sym"), ("int4", "asym_u"), ("int8", "sym"), ("int8", "asym_u")])
+def test_quantkit_runs_matmulnbits_as_onnxruntime(bits, mode, tmp_path):
+    """QuantKit's executor (which the analysis uses) computes MatMulNBits and GatherBlockQuantized
+    as ONNX Runtime does: int4 tables as int4 (symmetric) or uint4 with zero points, int8 as uint8
+    with bits 8; blocks of 64 over a width of 96 leave a partial last block."""
     out = str(tmp_path / "q.onnx")
-    quantize(NOCACHE, out, "--weight-only", "int4", "--weight-mode", "sym", "--block-size", "64", "--no-analysis")
+    quantize(NOCACHE, out, "--weight-only", bits, "--weight-mode", mode, "--block-size", "64", "--no-analysis")
+    assert [n.op_type for n in onnx.load(out).graph.node].count("GatherBlockQuantized") == 2
     ids = np.frombuffer(HELD[:64], np.uint8).astype(np.int64)[None]
     np.save(str(tmp_path / "ids.npy"), ids)
     r = subprocess.run([BINARY, "run", out, "--input", f"input_ids={tmp_path / 'ids.npy'}", "--output-dir", str(tmp_path / "run")],
@@ -182,6 +190,15 @@ def test_quantkit_runs_matmulnbits_as_onnxruntime(calibration, tmp_path):
     ours = np.load(str(tmp_path / "run" / "logits.npy"))
     theirs = session(out).run(None, {"input_ids": ids})[0]
     assert np.abs(ours - theirs).max() < 1e-3 * np.abs(theirs).max()
+
+
+def test_float_embeddings(tmp_path):
+    """--float-embeddings keeps the Gather tables float: only the MatMuls change."""
+    out = str(tmp_path / "q.onnx")
+    quantize(NOCACHE, out, "--weight-only", "int4", "--float-embeddings", "--no-analysis")
+    ops = [n.op_type for n in onnx.load(out).graph.node]
+    assert "GatherBlockQuantized" not in ops and ops.count("MatMulNBits") == 13
+    assert ops.count("Gather") == [n.op_type for n in onnx.load(NOCACHE).graph.node].count("Gather")
 
 
 def test_weight_only_errors(tmp_path):

@@ -28,6 +28,7 @@ enum ContribKernels {
         "com.microsoft::FusedConv": fusedConv,
         "com.microsoft::FusedGemm": fusedGemm,
         "com.microsoft::MatMulNBits": matMulNBits,
+        "com.microsoft::GatherBlockQuantized": gatherBlockQuantized,
     ]
 
     /// `f(x (+ bias))`, the bias a 1-D input along the last dimension.
@@ -258,6 +259,76 @@ enum ContribKernels {
                 }
             }
             return [y]
+        }
+    }
+
+    /// `GatherBlockQuantized`: Gather along `gather_axis` of a constant quantized in blocks of
+    /// `block_size` along `quantize_axis`, dequantized as (q − z)·s. `data` is int4/uint4 (logical
+    /// shape), or uint8 holding `bits` 8 or 4 (two codes per byte along the last axis, low nibble
+    /// first); `zero_points` has the data's type with the scales' logical shape (default 0 for
+    /// int4/uint4, 2^(bits−1) for uint8); the output has the scales' type (float).
+    static func gatherBlockQuantized(_ ctx: KernelContext) throws -> Kernel {
+        let bits = ctx.int("bits", 4), bs = ctx.int("block_size", 128)
+        let gatherAxis = ctx.int("gather_axis", 0), quantizeAxis = ctx.int("quantize_axis", 1)
+        guard bits == 4 || bits == 8 else { throw ctx.unsupported("bits \(bits)") }
+        guard bs >= 16, bs & (bs - 1) == 0 else { throw ctx.invalid("block_size \(bs) must be a power of two of 16 or more") }
+        return ClosureKernel { inputs, env in
+            guard let data = inputs[0], let sc = inputs[2] else { throw ctx.invalid("data and scales are required") }
+            let idxT = inputs[1]
+            let idx = try IndexingKernels.indices(idxT, ctx)
+            let nibbles = data.dtype == .uint8 && bits == 4
+            guard data.dtype == .int4 || data.dtype == .uint4 || data.dtype == .uint8, data.rank >= 1 else {
+                throw ctx.invalid("data must be int4, uint4 or uint8, not \(data.dtype)")
+            }
+            guard sc.dtype == .float else { throw ctx.unsupported("scales of \(sc.dtype) (float only)") }
+            var logical = data.shape
+            if nibbles { logical[logical.count - 1] *= 2 }
+            let r = logical.count
+            guard let ga = Shapes.axis(gatherAxis, rank: r), let qa = Shapes.axis(quantizeAxis, rank: r) else {
+                throw ctx.invalid("gather_axis \(gatherAxis) or quantize_axis \(quantizeAxis) is out of range for rank \(r)")
+            }
+            guard !nibbles || qa == r - 1 else { throw ctx.unsupported("uint8 data with 4 bits blocked along axis \(qa), not the last") }
+            var sShape = logical
+            sShape[qa] = (logical[qa] + bs - 1) / bs
+            guard sc.shape == sShape else { throw ctx.invalid("scales \(sc.shape) must be \(sShape) for data \(logical) in blocks of \(bs)") }
+            let zp = inputs.count > 3 ? inputs[3] : nil
+            if let zp {
+                let expect = nibbles ? Array(sShape.dropLast()) + [(sShape[r - 1] + 1) / 2] : sShape
+                guard zp.dtype == data.dtype, zp.shape == expect, !nibbles || sShape[r - 1] % 2 == 0 else {
+                    throw ctx.invalid("zero_points must be \(data.dtype) \(expect), not \(zp.dtype) \(zp.shape)")
+                }
+            }
+            // Element i (logical, row-major) of a block-quantized tensor of this layout.
+            func code(_ t: Tensor, _ i: Int, lastDim: Int) -> Int {
+                if nibbles {
+                    let row = i / lastDim, col = i % lastDim
+                    let byte = t.storage.pointer.load(fromByteOffset: row * ((lastDim + 1) / 2) + col / 2, as: UInt8.self)
+                    return Int(col % 2 == 0 ? byte & 0x0F : byte >> 4)
+                }
+                return Int(t.scalarAsDouble(at: i))
+            }
+            let defaultZero = data.dtype == .uint8 ? 1 << (bits - 1) : 0
+            let n = logical[ga], outer = logical[..<ga].reduce(1, *), inner = logical[(ga + 1)...].reduce(1, *)
+            let st = logical[(qa + 1)...].reduce(1, *), len = logical[qa]
+            let wrapped = try idx.map { try IndexingKernels.wrap($0, n, ctx) }
+            let scales = sc.floats()
+            let shape = Array(logical[..<ga]) + idxT!.shape + Array(logical[(ga + 1)...])
+            let k = wrapped.count
+            return [Tensor.makeFloat(shape) { out in
+                parallelFor(outer * k, threads: env.threads, grain: max(1, 32768 / max(inner, 1))) { range in
+                    for t in range {
+                        let o = t / k, j = t % k
+                        let base = (o * n + wrapped[j]) * inner
+                        for e in 0..<inner {
+                            let i = base + e
+                            let c = (i / st) % len
+                            let si = (i / (st * len)) * (sShape[qa] * st) + (c / bs) * st + i % st
+                            let z = zp.map { code($0, si, lastDim: sShape[r - 1]) } ?? defaultZero
+                            out[t * inner + e] = Float(code(data, i, lastDim: logical[r - 1]) - z) * scales[si]
+                        }
+                    }
+                }
+            }]
         }
     }
 
