@@ -47,51 +47,93 @@ public enum ErrorCompensatedRounding {
         var factors: [[Double]] = [], orders: [[Int]] = []
         for h in hessian.matrices {
             let order = (0..<k).sorted { (h[$0 * k + $0], $1) > (h[$1 * k + $1], $0) }
-            var p = [Double](repeating: 0, count: k * k)
-            for i in 0..<k { for j in 0..<k { p[i * k + j] = h[order[i] * k + order[j]] } }
-            guard let u = upperFactorOfInverse(p, k: k, damping: damping) else { return nil }
+            guard let u = upperFactorOfInverse(h, order: order, k: k, damping: damping) else { return nil }
             factors.append(u)
             orders.append(order)
         }
         var out = [Float](repeating: 0, count: w.count)
-        out.withUnsafeMutableBufferPointer { o in
-            let o = o
-            parallelFor(rows, threads: ProcessInfo.processInfo.activeProcessorCount) { range in for r in range {
-                let u = factors[groupOfRow(r)], order = orders[groupOfRow(r)]
-                var row = order.map { Double(w[r * k + $0]) }
-                u.withUnsafeBufferPointer { u in
-                    row.withUnsafeMutableBufferPointer { x in
-                        for i in 0..<k {
-                            let s = scales[r * groups + order[i] / gs], z = zeroPoints?[r * groups + order[i] / gs] ?? 0
-                            let q = min(max((x[i] / s).rounded(.toNearestOrEven) + z, qmin), qmax) - z
-                            o[r * k + order[i]] = Float(q * s)
-                            // x_j -= (x_i - q_i)/U_ii · U_ij for the columns not rounded yet.
-                            let err = (x[i] - q * s) / u[i * k + i]
-                            if err != 0 { for j in (i + 1)..<k { x[j] -= err * u[i * k + j] } }
+        // Rows of each group, in chunks of at most `chunkValues` weights: a chunk's rows are
+        // rounded together column block by column block (GPTQ's lazy batch updates: inside a block
+        // each rounded column updates the block's later columns; the block's errors then update
+        // every later column in one GEMM), which reads the k×k factor once per chunk and block
+        // instead of once per row.
+        let block = 128, chunkValues = 1 << 24
+        for (gi, u) in factors.enumerated() {
+            let order = orders[gi]
+            let members = (0..<rows).filter { groupOfRow($0) == gi }
+            let chunkRows = max(1, min(members.count, chunkValues / max(k, 1)))
+            for c0 in stride(from: 0, to: members.count, by: chunkRows) {
+                let chunk = Array(members[c0..<min(c0 + chunkRows, members.count)])
+                let m = chunk.count
+                var x = [Double](repeating: 0, count: m * k)
+                for (ri, r) in chunk.enumerated() { for i in 0..<k { x[ri * k + i] = Double(w[r * k + order[i]]) } }
+                var errors = [Double](repeating: 0, count: m * block)
+                u.withUnsafeBufferPointer { ub in
+                    x.withUnsafeMutableBufferPointer { xb in
+                        errors.withUnsafeMutableBufferPointer { eb in
+                            out.withUnsafeMutableBufferPointer { ob in
+                                let (u, x, e, o) = (ub.baseAddress!, xb.baseAddress!, eb.baseAddress!, ob)
+                                for b in stride(from: 0, to: k, by: block) {
+                                    let end = min(b + block, k)
+                                    parallelFor(m, threads: ProcessInfo.processInfo.activeProcessorCount) { range in for ri in range {
+                                        let r = chunk[ri], xr = x + ri * k, er = e + ri * block
+                                        for i in b..<end {
+                                            let col = order[i]
+                                            let s = scales[r * groups + col / gs], z = zeroPoints?[r * groups + col / gs] ?? 0
+                                            let q = min(max((xr[i] / s).rounded(.toNearestOrEven) + z, qmin), qmax) - z
+                                            o[r * k + col] = Float(q * s)
+                                            // x_j -= (x_i − q_i)/U_ii · U_ij for the block's columns not rounded yet.
+                                            let err = (xr[i] - q * s) / u[i * k + i]
+                                            er[i - b] = err
+                                            if err != 0 { for j in (i + 1)..<end { xr[j] -= err * u[i * k + j] } }
+                                        }
+                                    } }
+                                    // The later columns: X[:, end...] −= E · U[b..<end, end...].
+                                    if end < k {
+                                        BLAS.dgemm(m: m, n: k - end, k: end - b, alpha: -1, a: e, lda: block, b: u + b * k + end, ldb: k,
+                                                   beta: 1, c: x + end, ldc: k)
+                                    }
+                                }
+                            }
                         }
                     }
                 }
-            } }
+            }
         }
         return out
     }
 
-    /// U with Uᵀ·U = (H + λI)⁻¹, row-major; columns whose input never fires (H_ii = 0) get
-    /// H_ii = 1 so they round to nearest. λ starts at `damping`·mean(diag H) and grows tenfold
-    /// while the factorization fails.
+    /// U with Uᵀ·U = (H' + λI)⁻¹, row-major, H' = H with rows and columns in `order`; columns
+    /// whose input never fires (H_ii = 0) get H_ii = 1 so they round to nearest. λ starts at
+    /// `damping`·mean(diag H) and grows tenfold while the factorization fails. One k×k buffer
+    /// besides H.
     ///
-    /// With P the index reversal, P·H·P = L·Lᵀ gives H = R·Rᵀ with R = P·L·P upper triangular,
-    /// so H⁻¹ = (R⁻¹)ᵀ·R⁻¹ and U = R⁻¹ = P·L⁻¹·P: one Cholesky and one triangular inverse.
-    static func upperFactorOfInverse(_ h: [Double], k: Int, damping: Double) -> [Double]? {
-        var base = h
-        for i in 0..<k where !(base[i * k + i] > 1e-12) { base[i * k + i] = 1 }
-        let mean = (0..<k).reduce(0.0) { $0 + base[$1 * k + $1] } / Double(k)
+    /// With P the index reversal, P·H'·P = L·Lᵀ gives H' = R·Rᵀ with R = P·L·P upper triangular,
+    /// so H'⁻¹ = (R⁻¹)ᵀ·R⁻¹ and U = R⁻¹ = P·L⁻¹·P: one Cholesky and one triangular inverse
+    /// (LAPACK's where linked).
+    static func upperFactorOfInverse(_ h: [Double], order: [Int], k: Int, damping: Double) -> [Double]? {
+        let diagonal = (0..<k).map { i in h[order[i] * k + order[i]] > 1e-12 ? h[order[i] * k + order[i]] : 1 }
+        let mean = diagonal.reduce(0, +) / Double(k)
         var lambda = damping * mean
-        func reversed(_ a: [Double]) -> [Double] { Array(a.reversed()) }   // (i, j) -> (k-1-i, k-1-j)
+        var a = [Double](repeating: 0, count: k * k)
         for _ in 0..<4 {
-            var a = base
-            for i in 0..<k { a[i * k + i] += lambda }
-            if let l = cholesky(reversed(a), k: k) { return reversed(invertLower(l, k: k)) }
+            // a = P·(H' + λI)·P: element (i, j) of H' lands at (k−1−i, k−1−j).
+            a.withUnsafeMutableBufferPointer { ab in
+                let a = ab.baseAddress!
+                parallelFor(k, threads: ProcessInfo.processInfo.activeProcessorCount) { range in for i in range {
+                    let src = order[i] * k, dst = (k - 1 - i) * k + (k - 1)
+                    for j in 0..<k { a[dst - j] = h[src + order[j]] }
+                    a[dst - i] = diagonal[i] + lambda
+                } }
+            }
+            let done = a.withUnsafeMutableBufferPointer { BLAS.inverseCholeskyLower($0.baseAddress!, k: k) }
+            if done {
+                a.reverse()
+                return a
+            }
+            if !BLAS.hasLAPACK, let l = cholesky(a, k: k) {
+                return Array(invertLower(l, k: k).reversed())
+            }
             lambda *= 10
         }
         return nil

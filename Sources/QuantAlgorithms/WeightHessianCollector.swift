@@ -109,6 +109,20 @@ public final class WeightHessianCollector: ExecutionHook {
         return out
     }
 
+    /// The mean Hessians (no float-input moments), moved out of the collector: its sums become
+    /// the result, so the peak holds one k×k matrix per site, not two.
+    public func takeHessians() -> [String: WeightHessian] {
+        var out: [String: WeightHessian] = [:]
+        for list in sites.values {
+            for s in list {
+                guard let c = counts[s.node], c > 0, var m = sums.removeValue(forKey: s.node) else { continue }
+                for g in m.indices { m[g].withUnsafeMutableBufferPointer { b in for i in b.indices { b[i] /= Double(c) } } }
+                out[s.node] = WeightHessian(k: s.k, rowAxis: s.rowAxis, matrices: m)
+            }
+        }
+        return out
+    }
+
     public func produced(_ value: ValueID, tensor: Tensor, executor: Executor) -> Tensor? {
         let name = executor.name(of: value)
         guard tensor.dtype == .float, let list = sites[name] else { return nil }

@@ -45,6 +45,41 @@ public enum BLAS {
         cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(n), 0, c, Int32(n))
     }
 
+    /// `C[m×n] = alpha · A[m×k] · B[k×n] + beta · C` in double precision, row-major with row
+    /// strides `lda`, `ldb`, `ldc`.
+    public static func dgemm(m: Int, n: Int, k: Int, alpha: Double, a: UnsafePointer<Double>, lda: Int, b: UnsafePointer<Double>, ldb: Int,
+                             beta: Double, c: UnsafeMutablePointer<Double>, ldc: Int) {
+        guard m > 0, n > 0, k > 0 else { return }
+        cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    /// Whether ``inverseCholeskyLower(_:k:)`` has LAPACK behind it.
+    #if canImport(Accelerate)
+    public static let hasLAPACK = false
+    #else
+    public static let hasLAPACK = true
+    #endif
+
+    /// In place on a symmetric k×k matrix `a` (row-major): the lower-triangular inverse L⁻¹ of its
+    /// Cholesky factor A = L·Lᵀ, zeros above the diagonal. False when A is not positive definite
+    /// (then `a` is overwritten), or when no LAPACK is linked (macOS: the caller's own code runs).
+    public static func inverseCholeskyLower(_ a: UnsafeMutablePointer<Double>, k: Int) -> Bool {
+        #if canImport(Accelerate)
+        return false
+        #else
+        // Column-major LAPACK sees the row-major matrix transposed: its upper factor U (A = UᵀU)
+        // is L = Uᵀ here, and its inverse of U is (L⁻¹)ᵀ, which row-major reads as L⁻¹.
+        var n = Int32(k), lda = Int32(k), info: Int32 = 0
+        var upper = CChar(UInt8(ascii: "U")), nonUnit = CChar(UInt8(ascii: "N"))
+        dpotrf_(&upper, &n, a, &lda, &info)
+        guard info == 0 else { return false }
+        dtrtri_(&upper, &nonUnit, &n, a, &lda, &info)
+        guard info == 0 else { return false }
+        for i in 0..<k { (a + i * k + i + 1).update(repeating: 0, count: k - i - 1) }
+        return true
+        #endif
+    }
+
     /// Sets the number of threads BLAS may use (process-wide).
     public static func setThreads(_ n: Int) {
         #if !canImport(Accelerate)

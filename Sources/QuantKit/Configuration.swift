@@ -99,6 +99,10 @@ public struct QuantizerConfiguration: Codable, Sendable {
     /// Weight-only quantization to ONNX Runtime's MatMulNBits (`--weight-only int4`) instead of
     /// the QDQ model; nil: the QDQ model.
     public var weightOnly: WeightOnly.Options?
+    /// Bytes the Hessians of one data pass of weight-only GPTQ/AWQ may take (8·K² per MatMul);
+    /// more MatMuls than fit take more passes over the data, with the same result.
+    public var hessianMemory = QuantizerConfiguration.defaultHessianMemory
+    public static let defaultHessianMemory = 1 << 30
     /// Which Conv/Gemm biases absorb the output shift their weight rounding causes (reads
     /// calibration data, like GPTQ; with only a statistics file the default `depthwise` is
     /// skipped with a warning, `all` is an error).

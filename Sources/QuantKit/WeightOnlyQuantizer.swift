@@ -7,6 +7,38 @@ import QuantExecutor
 import QuantIR
 import QuantRewrite
 
+extension WeightOnlyQuantizer {
+    /// The sites in data passes whose Hessians (8·K² bytes per site, as the collector keeps them)
+    /// fit `budget` together, in graph order; the readers of one tensor share a pass (AWQ chooses
+    /// per tensor). A tensor whose readers alone exceed the budget gets a pass of its own.
+    static func passes(_ sites: [Node], graph: Graph, budget: Int) -> [[Node]] {
+        var byInput: [String: [Node]] = [:], inputs: [String] = []
+        for n in sites {
+            if byInput[n.inputs[0]] == nil { inputs.append(n.inputs[0]) }
+            byInput[n.inputs[0], default: []].append(n)
+        }
+        var out: [[Node]] = [], current: [Node] = [], bytes = 0
+        for t in inputs {
+            let unit = byInput[t]!
+            let need = unit.reduce(0) { t, n in
+                let k = graph.initializer(n.inputs[1])?.shape.first ?? 0
+                return t + 8 * k * k
+            }
+            if !current.isEmpty && bytes + need > budget {
+                out.append(current)
+                current = []
+                bytes = 0
+            }
+            current += unit
+            bytes += need
+        }
+        if !current.isEmpty { out.append(current) }
+        // Graph order within each pass (the rewrite and the record follow it).
+        let rank = Dictionary(uniqueKeysWithValues: sites.enumerated().map { (ObjectIdentifier($1), $0) })
+        return out.map { $0.sorted { rank[ObjectIdentifier($0)]! < rank[ObjectIdentifier($1)]! } }
+    }
+}
+
 /// What a weight-only run wrote and did.
 public struct WeightOnlyResult: Sendable {
     public var modelPath: String
@@ -55,41 +87,64 @@ public struct WeightOnlyQuantizer {
             result.warnings.append("\(tables.count) Gather embedding table(s) stay float: GatherBlockQuantized takes 4 or 8 bits")
         }
         var hessians: [String: WeightHessian] = [:]
+        var rounding = options
+        if rounding.rounding == .awq { rounding.rounding = .rtn }
+        var rewritten = Set<String>()
         if options.rounding != .rtn && !sites.isEmpty {
             guard config.hasDataSource, let data = try config.resolvedData(for: CalibrationDataset.signatures(of: model.graph)) else {
                 throw ConfigurationError.missing("calibration data for --weight-only with \(options.rounding.rawValue)",
                                                  fix: "give the data (`--input NAME=PATH`, token sequences for a decoder), or use rtn")
             }
-            let names = Set(sites.map(\.name))
             let floatModel = try Model.load(path: path)
-            let collector = WeightHessianCollector(graph: floatModel.graph, include: { names.contains($0.name) },
-                                                   threads: config.threads ?? ProcessInfo.processInfo.activeProcessorCount)
+            let threads = config.threads ?? ProcessInfo.processInfo.activeProcessorCount
             let dataset = try CalibrationDataset(signatures: CalibrationDataset.signatures(of: floatModel.graph), config: data)
-            let stream = dataset.makeStream()
-            defer { stream.cancel() }
-            let executor = try Executor(model: floatModel, options: ExecutorOptions(threads: config.threads ?? ProcessInfo.processInfo.activeProcessorCount))
-            var seen = 0, count = 0
-            while seen < QuantizerConfiguration.weightRoundingSamples, let b = try stream.next() {
-                _ = try executor.run(b.tensors, hooks: [collector])
-                seen += b.tensors.values.first?.shape.first ?? 1
-                count += 1
-                progress(StageProgress(stage: "layer inputs", done: count, total: dataset.knownBatchCount, unit: "batches"))
+            let executor = try Executor(model: floatModel, options: ExecutorOptions(threads: threads))
+            let passes = WeightOnlyQuantizer.passes(sites, graph: model.graph, budget: config.hessianMemory)
+            var awq: (factors: [String: [Double]], readers: [String: [Double]]) = ([:], [:])
+            for (index, pass) in passes.enumerated() {
+                let names = Set(pass.map(\.name))
+                let collector = WeightHessianCollector(graph: floatModel.graph, include: { names.contains($0.name) }, threads: threads)
+                let stream = dataset.makeStream()
+                defer { stream.cancel() }
+                let stage = passes.count > 1 ? "layer inputs, pass \(index + 1) of \(passes.count)" : "layer inputs"
+                var seen = 0, count = 0
+                while seen < QuantizerConfiguration.weightRoundingSamples, let b = try stream.next() {
+                    _ = try executor.run(b.tensors, hooks: [collector])
+                    seen += b.tensors.values.first?.shape.first ?? 1
+                    count += 1
+                    progress(StageProgress(stage: stage, done: count, total: dataset.knownBatchCount, unit: "batches"))
+                }
+                guard count > 0 else { throw QuantKitError("QK4005", "calibration received no data", fix: "check the data paths; at least one batch is needed") }
+                result.calibrationItems = seen
+                result.calibrationBatches = count
+                let h = collector.takeHessians()
+                if options.rounding == .awq {
+                    let (factors, alphas, readers) = AWQ.choose(model.graph, sites: pass, hessians: h, options: options)
+                    awq.factors.merge(factors) { a, _ in a }
+                    awq.readers.merge(readers) { a, _ in a }
+                    result.awq.merge(alphas) { a, _ in a }
+                    // One pass: the (scaled) Hessians stay for the output errors of the record.
+                    if passes.count == 1 { hessians = h }
+                } else if passes.count > 1 {
+                    // GPTQ pass by pass: these layers are rounded and their Hessians dropped
+                    // before the next pass collects.
+                    result.layers += try WeightOnly.rewrite(model, options: rounding, hessians: h, only: names)
+                    rewritten.formUnion(names)
+                } else {
+                    hessians = h
+                }
             }
-            guard count > 0 else { throw QuantKitError("QK4005", "calibration received no data", fix: "check the data paths; at least one batch is needed") }
-            result.calibrationItems = seen
-            result.calibrationBatches = count
-            hessians = collector.hessians
             if options.rounding == .awq {
-                let (factors, alphas, readers) = AWQ.choose(model.graph, sites: sites, hessians: hessians, options: options)
-                _ = try FloatTransforms(smoothing: factors).apply(to: model)
-                result.awq = alphas
+                _ = try FloatTransforms(smoothing: awq.factors).apply(to: model)
                 // x' = x / s: H' = diag(1/s) H diag(1/s) for every reader of a scaled input.
-                hessians = AWQ.scaled(hessians, readers: readers)
+                hessians = AWQ.scaled(hessians, readers: awq.readers)
             }
         }
-        var rounding = options
-        if rounding.rounding == .awq { rounding.rounding = .rtn }
-        result.layers = try WeightOnly.rewrite(model, options: rounding, hessians: hessians)
+        if rewritten.isEmpty {
+            result.layers = try WeightOnly.rewrite(model, options: rounding, hessians: hessians)
+        } else if options.embeddings {
+            result.layers += try WeightOnly.rewriteEmbeddings(model, options: rounding)
+        }
         result.bytesAfter = model.graph.initializers.reduce(0) { $0 + $1.tensor.byteCount }
         try AtomicFile.makeDirectory(URL(fileURLWithPath: output).deletingLastPathComponent().path)
         let batch = AtomicBatch()

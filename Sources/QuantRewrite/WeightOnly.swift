@@ -97,9 +97,10 @@ public enum WeightOnly {
         return total
     }
 
-    /// Rewrites every site of `model`'s main graph. `hessians` (by node name) feed GPTQ and the
-    /// output errors reported.
-    public static func rewrite(_ model: Model, options: Options, hessians: [String: WeightHessian] = [:]) throws -> [Layer] {
+    /// Rewrites every site of `model`'s main graph (`only`: the sites of these names, and no
+    /// embeddings), then, with `options.embeddings`, its embedding tables. `hessians` (by node
+    /// name) feed GPTQ and the output errors reported.
+    public static func rewrite(_ model: Model, options: Options, hessians: [String: WeightHessian] = [:], only: Set<String>? = nil) throws -> [Layer] {
         let g = model.graph
         let bits = options.bits, bs = options.blockSize
         guard [2, 4, 8].contains(bits) else {
@@ -110,7 +111,7 @@ public enum WeightOnly {
         }
         var names = NameAllocator(g)
         var layers: [Layer] = []
-        for n in sites(g, blockSize: bs) {
+        for n in sites(g, blockSize: bs) where only?.contains(n.name) ?? true {
             let w = g.initializer(n.inputs[1])!
             let k = w.shape[0], cols = w.shape[1]
             let blocks = (k + bs - 1) / bs
@@ -169,7 +170,7 @@ public enum WeightOnly {
             }
             layers.append(Layer(node: n.name, op: "MatMulNBits", k: k, n: cols, weightError: q.weightError, outputError: outputError))
         }
-        if options.embeddings { layers += try rewriteEmbeddings(model, options: options, names: &names) }
+        if options.embeddings && only == nil { layers += try rewriteEmbeddings(model, options: options, names: &names) }
         if !layers.isEmpty { model.declareDomain("com.microsoft") }
         return layers
     }
@@ -233,6 +234,13 @@ public enum WeightOnly {
     /// Every embedding site to com.microsoft `GatherBlockQuantized`, rounded to nearest in blocks
     /// along D: 4 bits as uint4 with uint4 zero points (int4 codes q − 8 without them when
     /// symmetric), 8 bits as uint8 with `bits` 8. int2 tables stay float (no such kernel).
+    public static func rewriteEmbeddings(_ model: Model, options: Options) throws -> [Layer] {
+        var names = NameAllocator(model.graph)
+        let layers = try rewriteEmbeddings(model, options: options, names: &names)
+        if !layers.isEmpty { model.declareDomain("com.microsoft") }
+        return layers
+    }
+
     static func rewriteEmbeddings(_ model: Model, options: Options, names: inout NameAllocator) throws -> [Layer] {
         let g = model.graph, bits = options.bits, bs = options.blockSize
         guard bits == 4 || bits == 8 else { return [] }

@@ -373,6 +373,9 @@ struct QuantizeSettings: ParsableArguments {
     @Option(help: "Weights per block along K for --weight-only (a power of two, 16 or more; default 32).")
     var blockSize: Int?
 
+    @Option(help: "MiB the Hessians of one data pass of --weight-only gptq/awq may take (8·K² bytes per MatMul; default 1024): MatMuls that do not fit together get further passes over the data, with the same model.")
+    var hessianMemory: Int?
+
     @Flag(help: "With --weight-only: keep Gather embedding tables float (by default int4/int8 tables become ONNX Runtime's GatherBlockQuantized, rounded to nearest in blocks along the embedding).")
     var floatEmbeddings = false
 
@@ -428,6 +431,7 @@ struct QuantizeSettings: ParsableArguments {
     func applyWeightOnly(to cfg: inout QuantizerConfiguration, method: String?) throws {
         guard let text = weightOnly else {
             if blockSize != nil { throw ConfigurationError.invalidValue("--block-size", "\(blockSize!)", expected: "--weight-only int4 with it (per-group QDQ weights: --group-size)") }
+            if hessianMemory != nil { throw ConfigurationError.invalidValue("--hessian-memory", "\(hessianMemory!)", expected: "--weight-only with gptq or awq") }
             if floatEmbeddings { throw ConfigurationError.invalidValue("--float-embeddings", "set", expected: "--weight-only int4 with it") }
             return
         }
@@ -446,6 +450,10 @@ struct QuantizeSettings: ParsableArguments {
         case nil, "asym_u": o.symmetric = false
         case "sym": o.symmetric = true
         case let other?: throw ConfigurationError.invalidValue("--weight-mode", "'\(other)'", expected: "sym or asym_u with --weight-only")
+        }
+        if let mib = hessianMemory {
+            guard mib > 0 else { throw ConfigurationError.invalidValue("--hessian-memory", "\(mib)", expected: "a positive number of MiB") }
+            cfg.hessianMemory = mib << 20
         }
         cfg.weightOnly = o
     }
