@@ -100,6 +100,8 @@ public struct WeightOnlyQuantizer {
             let dataset = try CalibrationDataset(signatures: CalibrationDataset.signatures(of: floatModel.graph), config: data)
             let executor = try Executor(model: floatModel, options: ExecutorOptions(threads: threads))
             let passes = WeightOnlyQuantizer.passes(sites, graph: model.graph, budget: config.hessianMemory)
+            // A model over 2 GB is mapped: each weight's pages go once its node has run.
+            let release = MappedPageRelease(graph: floatModel.graph)
             var awq: (factors: [String: [Double]], readers: [String: [Double]]) = ([:], [:])
             for (index, pass) in passes.enumerated() {
                 let names = Set(pass.map(\.name))
@@ -109,7 +111,7 @@ public struct WeightOnlyQuantizer {
                 let stage = passes.count > 1 ? "layer inputs, pass \(index + 1) of \(passes.count)" : "layer inputs"
                 var seen = 0, count = 0
                 while seen < QuantizerConfiguration.weightRoundingSamples, let b = try stream.next() {
-                    _ = try executor.run(b.tensors, hooks: [collector])
+                    _ = try executor.run(b.tensors, hooks: release.isEmpty ? [collector] : [collector, release])
                     seen += b.tensors.values.first?.shape.first ?? 1
                     count += 1
                     progress(StageProgress(stage: stage, done: count, total: dataset.knownBatchCount, unit: "batches"))

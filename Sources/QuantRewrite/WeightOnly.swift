@@ -2,6 +2,7 @@ import Foundation
 import QuantAlgorithms
 import QuantCalibration
 import QuantCore
+import QuantExecutor
 import QuantIR
 
 /// Weight-only quantization for decoders (`--weight-only int4`): every MatMul whose second
@@ -86,13 +87,23 @@ public enum WeightOnly {
         min(max((x / s).rounded(.toNearestOrEven) + z, 0), qmax)
     }
 
-    /// dᵀ·H·d for H k×k row-major: a rounding error's output error.
-    static func outputError(_ d: [Double], hessian h: [Double], k: Int) -> Double {
+    /// Σ_r d_rᵀ·H·d_r over the `count` rows of `d` (row-major [count, k], each a row's rounding
+    /// error) for H k×k row-major: the rows' output error. In chunks of rows, one GEMM each.
+    static func outputError(_ d: [Double], count: Int, hessian h: [Double], k: Int) -> Double {
+        guard count > 0, k > 0 else { return 0 }
+        let chunk = max(1, min(count, (1 << 22) / k))
+        var product = [Double](repeating: 0, count: chunk * k)
         var total = 0.0
-        for i in 0..<k where d[i] != 0 {
-            var acc = 0.0
-            for j in 0..<k { acc += h[i * k + j] * d[j] }
-            total += d[i] * acc
+        d.withUnsafeBufferPointer { db in
+            h.withUnsafeBufferPointer { hb in
+                product.withUnsafeMutableBufferPointer { pb in
+                    for r0 in stride(from: 0, to: count, by: chunk) {
+                        let m = min(chunk, count - r0), rows = db.baseAddress! + r0 * k
+                        BLAS.dgemm(m: m, n: k, k: k, alpha: 1, a: rows, lda: k, b: hb.baseAddress!, ldb: k, beta: 0, c: pb.baseAddress!, ldc: k)
+                        for i in 0..<(m * k) { total += rows[i] * pb[i] }
+                    }
+                }
+            }
         }
         return total
     }
@@ -163,10 +174,8 @@ public enum WeightOnly {
             if !g.nodes.contains(where: { $0.inputs.contains(weightName) }) { g.removeInitializer(weightName) }
             var outputError: Double? = nil
             if let h, h.k == k, let m = h.matrices.first {
-                let total = (0..<cols).reduce(0.0) { t, r in
-                    t + WeightOnly.outputError((0..<k).map { Double(rows[r * k + $0]) - Double(deq[r * k + $0]) }, hessian: m, k: k)
-                }
-                outputError = total / Double(cols)
+                let d = (0..<(cols * k)).map { Double(rows[$0]) - Double(deq[$0]) }
+                outputError = WeightOnly.outputError(d, count: cols, hessian: m, k: k) / Double(cols)
             }
             layers.append(Layer(node: n.name, op: "MatMulNBits", k: k, n: cols, weightError: q.weightError, outputError: outputError))
         }

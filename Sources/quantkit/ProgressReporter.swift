@@ -6,8 +6,12 @@ import QuantKit
 final class ProgressReporter {
     enum Mode { case bar, lines, json, quiet }
     let mode: Mode
-    private let start = Date()
     private var lastPrint = Date.distantPast
+    /// The stage being reported, when it began (the previous stage's last report, or the start),
+    /// and the time of the last report: rate and ETA are the stage's own.
+    private var stage = ""
+    private var stageStart = Date()
+    private var lastEvent = Date()
 
     init(quiet: Bool, json: Bool) {
         if quiet { mode = .quiet } else if json { mode = .json } else if isatty(2) != 0 { mode = .bar } else { mode = .lines }
@@ -15,7 +19,12 @@ final class ProgressReporter {
 
     func report(_ p: StageProgress) {
         let now = Date()
-        let elapsed = now.timeIntervalSince(start)
+        if p.stage != stage {
+            stage = p.stage
+            stageStart = lastEvent
+        }
+        lastEvent = now
+        let elapsed = now.timeIntervalSince(stageStart)
         let rate = elapsed > 0 ? Double(p.done) / elapsed : 0
         let finished = p.total.map { p.done >= $0 } ?? false
         switch mode {

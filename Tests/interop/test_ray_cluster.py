@@ -70,3 +70,33 @@ def test_shards_cut_on_batch_boundaries():
     assert shards(10, 4, 1) == [(0, 2), (2, 5), (5, 7), (7, 10)]
     assert shards(10, 3, 4) == [(0, 4), (4, 8), (8, 10)]
     assert shards(3, 8, 1) == [(0, 1), (1, 2), (2, 3)]
+
+
+def test_tuning_trials_on_ray(cluster, tmp_path):
+    """Independent tuning trials as Ray tasks: each quantizes from the merged statistics with its
+    own options and is analysed; the driver keeps the best (verdict, then worst cosine) and writes
+    the same model as that trial's options give by hand."""
+    folder = tmp_path / "items"
+    folder.mkdir()
+    for i, feed in enumerate(fashion_items(24)):
+        np.save(folder / f"{i:03d}.npy", feed["image"])
+    work, out = str(tmp_path / "work"), str(tmp_path / "tuned.q.onnx")
+    trials = ["", "--method minmax", "--method percentile"]
+    r = subprocess.run([sys.executable, "-m", "quantkit.cluster", FASHION, "--input", f"image={folder}", "--shards", "2", "--address", cluster,
+                        "--workdir", work, "-o", out, *[f"--trial={t}" for t in trials]], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = [l.split(" | ") for l in r.stdout.splitlines() if l[:1].isdigit()]
+    assert len(rows) == 3 and all(len(row) == 7 for row in rows), r.stdout
+    for i in range(3):
+        assert os.path.exists(os.path.join(work, f"trial{i:02d}", "model.onnx"))
+    best = [i for i, row in enumerate(rows) if row[0].endswith("*")]
+    assert len(best) == 1, r.stdout
+    def key(row):
+        return (0 if row[2].startswith("OK") else 1, -float(row[3]))
+    assert key(rows[best[0]]) == min(key(row) for row in rows), r.stdout
+    ref = str(tmp_path / "ref.q.onnx")
+    chosen = trials[best[0]].split()
+    r = subprocess.run([BINARY, "quantize", FASHION, "--stats", os.path.join(work, "merged.json"), "--input", f"image={folder}", "-o", ref, "--quiet",
+                        *chosen], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert open(out, "rb").read() == open(ref, "rb").read()

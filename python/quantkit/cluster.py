@@ -14,12 +14,26 @@
 4. `quantkit quantize MODEL --stats MERGED ...` writes the model (the same model as from the
    one-pass statistics).
 
+With `--trial ARGS` (repeat) or `--trials` (a default set: the default range method, percentile,
+mse, minmax, cross-layer equalization, SmoothQuant auto), step 4 becomes independent tuning
+trials, each a Ray task: `quantkit quantize MODEL --stats MERGED --input ... ARGS` into the work
+folder, analysed on the same data. A trial whose options transform the float model before
+calibration (`--equalize`, `--smoothquant`) calibrates on its own data instead of the merged
+statistics. The driver prints every trial's verdict, worst output cosine (worst slice included),
+lowest top-1 agreement and integer-kernel count, keeps the best (verdict OK first, then the worst
+cosine, then top-1 agreement, then integer kernels) and writes it to `-o` with `quantkit quantize`
+and the same options (the same model, byte for byte, as that trial's).
+
 On a real cluster every node needs the quantkit package (the wheel) and the model and data at
 the same paths (a shared file system); `--address` is Ray's (`auto` joins the cluster this
 machine belongs to, `ray://HOST:10001` a remote one). Scheduling is Ray's own.
 """
 import argparse
+import json
 import os
+import re
+import shlex
+import time
 import subprocess
 import sys
 import tempfile
@@ -74,9 +88,87 @@ def calibrate_shard(model, lists, args, binary=None):
         return open(os.path.join(d, "stats.json"), "rb").read()
 
 
-def run(model, inputs, shards_wanted, output=None, calibrate_args=(), quantize_args=(), address=None, batch=1, workdir=None):
+DEFAULT_TRIALS = ([], ["--method", "percentile"], ["--method", "mse"], ["--method", "minmax"], ["--equalize"], ["--smoothquant", "auto"])
+
+
+def score_of(report):
+    """(worst output cosine, worst slice included; lowest top-1 agreement or None) of a JSON report."""
+    cosines, top1 = [], []
+    for o in report.get("outputs", []):
+        m = o["metrics"]
+        cosines.append(min([m["cosine"]] + [s["cosine"] for s in m.get("slices") or []]))
+        if m.get("top1Agreement") is not None:
+            top1.append(m["top1Agreement"])
+    return (min(cosines) if cosines else None), (min(top1) if top1 else None)
+
+
+def quantize_trial(model, stats, data_args, args, out, binary=None):
+    """One tuning trial: `quantkit quantize` from the merged statistics (or, for options that
+    transform the float model first, from the data) with `args`, analysed on the data. Returns
+    what the driver ranks: verdict, worst cosine, top-1 agreement, integer kernels, seconds."""
+    binary = binary or binary_path()
+    t0 = time.perf_counter()
+    own = any(a in ("--equalize", "--smoothquant") or a.startswith("--smoothquant=") for a in args)
+    cmd = [binary, "quantize", model, "-o", out, *([] if own else ["--stats", stats]), *data_args, *args]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    result = {"args": list(args), "seconds": time.perf_counter() - t0, "own_calibration": own}
+    try:
+        import ray
+        result["node"] = ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - outside Ray
+        result["node"] = None
+    if r.returncode != 0:
+        result["error"] = str(QuantKitError.from_stderr(r.stderr, r.returncode))
+        return result
+    summary = {}
+    for line in r.stdout.splitlines():
+        key, _, value = line.partition(" ")
+        summary.setdefault(key, []).append(value.strip())
+    result["verdict"] = summary.get("verdict", ["?"])[0]
+    integer = summary.get("integer", [""])[0].split()
+    result["integer"] = (int(integer[0]), int(integer[2])) if len(integer) > 2 and integer[0].isdigit() else None
+    reports = [p for p in summary.get("report", []) if p.endswith(".json")]
+    if reports and os.path.exists(reports[0]):
+        with open(reports[0]) as f:
+            result["cosine"], result["top1"] = score_of(json.load(f))
+    return result
+
+
+def rank_key(t):
+    """Sort key, best first: verdict OK, worst cosine, top-1 agreement, integer kernels."""
+    if "error" in t:
+        return (1, 0, 0, 0, 0)
+    return (0, 0 if str(t.get("verdict", "")).startswith("OK") else 1, -(t.get("cosine") or 0), -(t.get("top1") if t.get("top1") is not None else 1),
+            -(t["integer"][0] if t.get("integer") else 0))
+
+
+def tune(model, stats, inputs, trials, output, workdir, quantize_args=()):
+    """Runs the trials as Ray tasks (Ray already initialized), writes the best to `output` and
+    returns (trials in the given order, index of the best)."""
+    import ray
+    binary = binary_path()
+    data_args = [a for name, path in inputs.items() for a in ("--input", f"{name}={path}")]
+    task = ray.remote(num_cpus=1)(quantize_trial)
+    futures = [task.remote(model, stats, data_args, list(quantize_args) + list(t), os.path.join(workdir, f"trial{i:02d}", "model.onnx"), binary)
+               for i, t in enumerate(trials)]
+    results = ray.get(futures)
+    ok = [i for i, t in enumerate(results) if "error" not in t]
+    if not ok:
+        raise QuantKitError("QK6008", "every tuning trial failed: " + "; ".join(f"{shlex.join(t['args']) or 'defaults'}: {t['error']}" for t in results),
+                            "check the trials' options and the data")
+    best = min(ok, key=lambda i: (rank_key(results[i]), i))
+    chosen = results[best]
+    cmd = [binary, "quantize", model, "-o", output, "--quiet", *([] if chosen["own_calibration"] else ["--stats", stats]), *data_args, *chosen["args"]]
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise QuantKitError.from_stderr(r.stderr, r.returncode)
+    return results, best
+
+
+def run(model, inputs, shards_wanted, output=None, calibrate_args=(), quantize_args=(), address=None, batch=1, workdir=None, trials=None):
     """Calibrates `model` on `inputs` ({name: folder or list}) in shards on Ray, merges and
-    quantizes. Returns (merged statistics path, output model path)."""
+    quantizes (with `trials`, a list of option lists: the best of those trials, each a Ray task).
+    Returns (merged statistics path, output model path, trial results or None, best index)."""
     import ray
     binary = binary_path()
     lists = {name: items_of(path) for name, path in inputs.items()}
@@ -105,13 +197,18 @@ def run(model, inputs, shards_wanted, output=None, calibrate_args=(), quantize_a
     r = subprocess.run([binary, "calibrate", "--merge", *shard_files, "--stats-out", merged, "--quiet"], capture_output=True, text=True)
     if r.returncode != 0:
         raise QuantKitError.from_stderr(r.stderr, r.returncode)
-    out = None
-    if output is not None:
+    out, results, best = None, None, None
+    if trials:
+        if output is None:
+            raise QuantKitError("QK7007", "tuning trials need an output model", "give -o OUT.onnx")
+        results, best = tune(model, merged, inputs, trials, output, workdir, quantize_args)
+        out = output
+    elif output is not None:
         r = subprocess.run([binary, "quantize", model, "--stats", merged, "-o", output, "--quiet", *quantize_args], capture_output=True, text=True)
         if r.returncode != 0:
             raise QuantKitError.from_stderr(r.stderr, r.returncode)
         out = output
-    return merged, out
+    return merged, out, results, best
 
 
 def main(argv=None):
@@ -129,14 +226,32 @@ def main(argv=None):
     ap.add_argument("--calibrate-arg", action="append", default=[], help="an option for every shard's `quantkit calibrate` (repeat)")
     ap.add_argument("--workdir", default=None, help="where the shards' statistics and the merged file go")
     ap.add_argument("-o", "--output", default=None, help="the quantized model (default: only the merged statistics)")
+    ap.add_argument("--trial", action="append", default=[], help="options of one tuning trial, as one string after = (--trial=\"--method kl\"; repeat); the best trial is written to -o")
+    ap.add_argument("--trials", action="store_true", help="the default trials: range methods default, percentile, mse, minmax; --equalize; --smoothquant auto")
     a = ap.parse_args(argv)
     inputs = dict(x.split("=", 1) for x in a.input)
+    trials = [shlex.split(t) for t in a.trial] + ([list(t) for t in DEFAULT_TRIALS] if a.trials else [])
     try:
-        merged, out = run(a.model, inputs, a.shards, a.output, a.calibrate_arg, quantize_args, a.address, a.batch, a.workdir)
+        merged, out, results, best = run(a.model, inputs, a.shards, a.output, a.calibrate_arg, quantize_args, a.address, a.batch, a.workdir, trials)
     except QuantKitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"statistics {merged}")
+    if results:
+        print("trial | options | verdict | worst cosine | top-1 agreement | integer kernels | seconds")
+        for i, t in enumerate(results):
+            opts = shlex.join(t["args"]) or "(defaults)"
+            if "error" in t:
+                print(f"{i} | {opts} | failed: {t['error']} | | | |")
+                continue
+            cos = f"{t['cosine']:.4f}" if t.get("cosine") is not None else "-"
+            top1 = f"{t['top1']:.4f}" if t.get("top1") is not None else "-"
+            integer = f"{t['integer'][0]} of {t['integer'][1]}" if t.get("integer") else "-"
+            verdict = t.get("verdict", "?")
+            codes = sorted(set(re.findall(r"QK\d{4}", verdict)))
+            verdict = "OK" if verdict.startswith("OK") else ("NOT OK" + (f" ({', '.join(codes)})" if codes else ""))
+            print(f"{i}{' *' if i == best else ''} | {opts} | {verdict} | {cos} | {top1} | {integer} | {t['seconds']:.1f}")
+        print(f"chosen     trial {best} ({shlex.join(results[best]['args']) or 'defaults'})")
     if out:
         print(f"model      {out}")
     return 0
