@@ -29,7 +29,10 @@ def cluster(tmp_path_factory):
         pytest.skip("ray is not installed in the test venv (scripts/setup.sh installs it)")
     tmp = str(tmp_path_factory.mktemp("ray"))
     port = free_port()
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    # A home of its own: a ~/.ray/auth_token left by an earlier local ray.init() would make the
+    # worker's `ray start` fail authentication against this head.
+    home = str(tmp_path_factory.mktemp("home"))
+    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", HOME=home)
     common = ["--num-cpus", "1", "--disable-usage-stats"]
     head = subprocess.run([RAY, "start", "--head", "--port", str(port), "--node-ip-address", "127.0.0.1", "--include-dashboard=false",
                            "--temp-dir", tmp, *common], capture_output=True, text=True, env=env)
@@ -38,12 +41,13 @@ def cluster(tmp_path_factory):
         worker = subprocess.run([RAY, "start", "--address", f"127.0.0.1:{port}", "--node-ip-address", "127.0.0.1", *common],
                                 capture_output=True, text=True, env=env)
         assert worker.returncode == 0, worker.stderr[-3000:]
-        yield f"127.0.0.1:{port}"
+        yield f"127.0.0.1:{port}", env
     finally:
         subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env)
 
 
 def test_sharded_calibration_equals_one_pass(cluster, tmp_path):
+    cluster, env = cluster
     folder = tmp_path / "items"
     folder.mkdir()
     for i, feed in enumerate(fashion_items(40)):
@@ -53,7 +57,7 @@ def test_sharded_calibration_equals_one_pass(cluster, tmp_path):
     assert r.returncode == 0, r.stderr
     work, out = str(tmp_path / "work"), str(tmp_path / "cluster.q.onnx")
     r = subprocess.run([sys.executable, "-m", "quantkit.cluster", FASHION, "--input", f"image={folder}", "--shards", "4", "--address", cluster,
-                        "--workdir", work, "-o", out, "--", "--method", "kl"], capture_output=True, text=True, cwd=ROOT)
+                        "--workdir", work, "-o", out, "--", "--method", "kl"], capture_output=True, text=True, cwd=ROOT, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     shards = sorted(f for f in os.listdir(work) if f.startswith("shard"))
     assert len(shards) == 4
@@ -81,9 +85,10 @@ def test_tuning_trials_on_ray(cluster, tmp_path):
     for i, feed in enumerate(fashion_items(24)):
         np.save(folder / f"{i:03d}.npy", feed["image"])
     work, out = str(tmp_path / "work"), str(tmp_path / "tuned.q.onnx")
+    cluster, env = cluster
     trials = ["", "--method minmax", "--method percentile"]
     r = subprocess.run([sys.executable, "-m", "quantkit.cluster", FASHION, "--input", f"image={folder}", "--shards", "2", "--address", cluster,
-                        "--workdir", work, "-o", out, *[f"--trial={t}" for t in trials]], capture_output=True, text=True, cwd=ROOT)
+                        "--workdir", work, "-o", out, *[f"--trial={t}" for t in trials]], capture_output=True, text=True, cwd=ROOT, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     rows = [l.split(" | ") for l in r.stdout.splitlines() if l[:1].isdigit()]
     assert len(rows) == 3 and all(len(row) == 7 for row in rows), r.stdout
