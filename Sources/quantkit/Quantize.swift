@@ -376,8 +376,8 @@ struct QuantizeSettings: ParsableArguments {
     @Option(help: "MiB the Hessians of one data pass of --weight-only gptq/awq may take (8·K² bytes per MatMul; default 1024): MatMuls that do not fit together get further passes over the data, with the same model.")
     var hessianMemory: Int?
 
-    @Flag(help: "With --weight-only: keep Gather embedding tables float (by default int4/int8 tables become ONNX Runtime's GatherBlockQuantized, rounded to nearest in blocks along the embedding).")
-    var floatEmbeddings = false
+    @Flag(help: "With --weight-only: Gather embedding tables too, as ONNX Runtime's GatherBlockQuantized (int4 or int8, rounded to nearest in blocks along the embedding); by default they stay float.")
+    var quantizeEmbeddings = false
 
     @Option(help: "Calibrate on N items chosen from the data to cover its spread (k-center on per-item activation statistics of a few layers; Icraft autoqset_num); the chosen lists are written beside the data as NAME_auto.txt.")
     var autoSubset: Int?
@@ -432,13 +432,13 @@ struct QuantizeSettings: ParsableArguments {
         guard let text = weightOnly else {
             if blockSize != nil { throw ConfigurationError.invalidValue("--block-size", "\(blockSize!)", expected: "--weight-only int4 with it (per-group QDQ weights: --group-size)") }
             if hessianMemory != nil { throw ConfigurationError.invalidValue("--hessian-memory", "\(hessianMemory!)", expected: "--weight-only with gptq or awq") }
-            if floatEmbeddings { throw ConfigurationError.invalidValue("--float-embeddings", "set", expected: "--weight-only int4 with it") }
+            if quantizeEmbeddings { throw ConfigurationError.invalidValue("--quantize-embeddings", "set", expected: "--weight-only int4 with it") }
             return
         }
         guard let bits = ["int4": 4, "int8": 8, "int2": 2][text.lowercased()] else {
             throw ConfigurationError.invalidValue("--weight-only", "'\(text)'", expected: "int4, int8 or int2")
         }
-        var o = WeightOnly.Options(bits: bits, embeddings: !floatEmbeddings)
+        var o = WeightOnly.Options(bits: bits, embeddings: quantizeEmbeddings)
         if let b = blockSize { o.blockSize = b }
         if let m = method {
             guard let r = WeightOnly.Rounding(rawValue: m.lowercased()) else {

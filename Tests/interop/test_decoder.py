@@ -121,33 +121,37 @@ def quantize(model, out, *args):
     return r
 
 
-@pytest.fixture(scope="module")
-def ort_rtn_ppl(tmp_path_factory):
-    """The perplexity of ONNX Runtime's MatMulNBitsQuantizer (RTN, blocks of 32, zero points), its
-    MatMuls and its Gather embeddings (GatherBlockQuantized) quantized."""
+def ort_rtn(tmp_path_factory, ops):
+    """The model and perplexity of ONNX Runtime's MatMulNBitsQuantizer (RTN, blocks of 32, zero
+    points) quantizing `ops`."""
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
     import logging
     logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
-    q = MatMulNBitsQuantizer(onnx.load(NOCACHE), block_size=32, is_symmetric=False, op_types_to_quantize=("MatMul", "Gather"))
+    q = MatMulNBitsQuantizer(onnx.load(NOCACHE), block_size=32, is_symmetric=False, op_types_to_quantize=ops)
     q.process()
     out = str(tmp_path_factory.mktemp("ort") / "ort_rtn.onnx")
     q.model.save_model_to_file(out)
-    assert [n.op_type for n in onnx.load(out).graph.node].count("GatherBlockQuantized") == 2
-    return perplexity(out)
+    return out, perplexity(out)
+
+
+@pytest.fixture(scope="module")
+def ort_rtn_ppl(tmp_path_factory):
+    """ONNX Runtime's default: its MatMuls to MatMulNBits, embeddings float."""
+    return ort_rtn(tmp_path_factory, ("MatMul",))[1]
 
 
 @pytest.mark.parametrize("method", ["rtn", "gptq", "awq"])
 def test_weight_only_int4(method, calibration, float_ppl, ort_rtn_ppl, tmp_path):
-    """Every constant-weight MatMul becomes MatMulNBits and both embedding tables
-    GatherBlockQuantized (4 bits, blocks of 32, zero points); ONNX Runtime runs it within 10 % of
-    float perplexity. RTN writes ONNX Runtime's RTN perplexity exactly; GPTQ beats it."""
+    """Every constant-weight MatMul becomes MatMulNBits (4 bits, blocks of 32, zero points), the
+    embedding tables stay float; ONNX Runtime runs it within 10 % of float perplexity. RTN writes
+    ONNX Runtime's RTN perplexity exactly; GPTQ beats it."""
     out = str(tmp_path / f"{method}.onnx")
     quantize(NOCACHE, out, "--weight-only", "int4", "--block-size", "32", "--method", method, "--input", f"input_ids={calibration}", "--no-analysis")
     m = onnx.load(out)
     ops = [n.op_type for n in m.graph.node]
-    assert ops.count("MatMulNBits") == 13 and ops.count("GatherBlockQuantized") == 2, ops
-    assert ops.count("Gather") == [n.op_type for n in onnx.load(NOCACHE).graph.node].count("Gather") - 2
-    assert all(n.domain == "com.microsoft" for n in m.graph.node if n.op_type in ("MatMulNBits", "GatherBlockQuantized"))
+    assert ops.count("MatMulNBits") == 13 and "GatherBlockQuantized" not in ops, ops
+    assert ops.count("Gather") == [n.op_type for n in onnx.load(NOCACHE).graph.node].count("Gather")
+    assert all(n.domain == "com.microsoft" for n in m.graph.node if n.op_type == "MatMulNBits")
     assert os.path.getsize(out) < 0.4 * os.path.getsize(NOCACHE)
     ppl = perplexity(out)
     assert ppl < 1.10 * float_ppl, (ppl, float_ppl)
@@ -157,8 +161,8 @@ def test_weight_only_int4(method, calibration, float_ppl, ort_rtn_ppl, tmp_path)
     if method == "gptq":
         assert ppl < theirs, (ppl, theirs)
     record = json.load(open(str(tmp_path / f"{method}.qparams.json")))
-    assert len(record["layers"]) == 15 and record["weightOnly"]["rounding"] == method
-    assert sorted(l["op"] for l in record["layers"])[:2] == ["GatherBlockQuantized"] * 2
+    assert len(record["layers"]) == 13 and record["weightOnly"]["rounding"] == method
+    assert {l["op"] for l in record["layers"]} == {"MatMulNBits"}
     if method == "awq":
         assert record["awq"], record
 
@@ -180,7 +184,7 @@ def test_quantkit_runs_matmulnbits_as_onnxruntime(bits, mode, tmp_path):
     as ONNX Runtime does: int4 tables as int4 (symmetric) or uint4 with zero points, int8 as uint8
     with bits 8; blocks of 64 over a width of 96 leave a partial last block."""
     out = str(tmp_path / "q.onnx")
-    quantize(NOCACHE, out, "--weight-only", bits, "--weight-mode", mode, "--block-size", "64", "--no-analysis")
+    quantize(NOCACHE, out, "--weight-only", bits, "--weight-mode", mode, "--block-size", "64", "--quantize-embeddings", "--no-analysis")
     assert [n.op_type for n in onnx.load(out).graph.node].count("GatherBlockQuantized") == 2
     ids = np.frombuffer(HELD[:64], np.uint8).astype(np.int64)[None]
     np.save(str(tmp_path / "ids.npy"), ids)
@@ -206,13 +210,24 @@ def test_hessians_in_bounded_passes(method, calibration, tmp_path):
     assert open(one, "rb").read() == open(many, "rb").read()
 
 
-def test_float_embeddings(tmp_path):
-    """--float-embeddings keeps the Gather tables float: only the MatMuls change."""
+def test_quantized_embeddings_as_onnxruntime(tmp_path, tmp_path_factory):
+    """--quantize-embeddings: both embedding tables become GatherBlockQuantized too (uint4 with
+    zero points, blocks of 32), and RTN gives the perplexity of ONNX Runtime's quantizer with
+    Gather included, to the fourth decimal."""
     out = str(tmp_path / "q.onnx")
-    quantize(NOCACHE, out, "--weight-only", "int4", "--float-embeddings", "--no-analysis")
-    ops = [n.op_type for n in onnx.load(out).graph.node]
-    assert "GatherBlockQuantized" not in ops and ops.count("MatMulNBits") == 13
-    assert ops.count("Gather") == [n.op_type for n in onnx.load(NOCACHE).graph.node].count("Gather")
+    quantize(NOCACHE, out, "--weight-only", "int4", "--block-size", "32", "--quantize-embeddings", "--no-analysis")
+    m = onnx.load(out)
+    ops = [n.op_type for n in m.graph.node]
+    assert ops.count("GatherBlockQuantized") == 2 and ops.count("MatMulNBits") == 13, ops
+    assert ops.count("Gather") == [n.op_type for n in onnx.load(NOCACHE).graph.node].count("Gather") - 2
+    tables = {n.input[0] for n in m.graph.node if n.op_type == "GatherBlockQuantized"}
+    assert {t.data_type for t in m.graph.initializer if t.name in tables} == {onnx.TensorProto.UINT4}
+    their_model, theirs = ort_rtn(tmp_path_factory, ("MatMul", "Gather"))
+    assert [n.op_type for n in onnx.load(their_model).graph.node].count("GatherBlockQuantized") == 2
+    ppl = perplexity(out)
+    assert abs(ppl - theirs) < 1e-4 * theirs, (ppl, theirs)
+    record = json.load(open(str(tmp_path / "q.qparams.json")))
+    assert sorted(l["op"] for l in record["layers"]).count("GatherBlockQuantized") == 2
 
 
 def test_weight_only_errors(tmp_path):
