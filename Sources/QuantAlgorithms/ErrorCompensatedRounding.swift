@@ -105,13 +105,16 @@ public enum ErrorCompensatedRounding {
 
     /// U with Uᵀ·U = (H' + λI)⁻¹, row-major, H' = H with rows and columns in `order`; columns
     /// whose input never fires (H_ii = 0) get H_ii = 1 so they round to nearest. λ starts at
-    /// `damping`·mean(diag H) and grows tenfold while the factorization fails. One k×k buffer
-    /// besides H.
+    /// `damping`·mean(diag H) and grows tenfold while the factorization fails; nil when it keeps
+    /// failing or H is not finite. One k×k buffer besides H.
     ///
     /// With P the index reversal, P·H'·P = L·Lᵀ gives H' = R·Rᵀ with R = P·L·P upper triangular,
     /// so H'⁻¹ = (R⁻¹)ᵀ·R⁻¹ and U = R⁻¹ = P·L⁻¹·P: one Cholesky and one triangular inverse
     /// (LAPACK's where linked).
     static func upperFactorOfInverse(_ h: [Double], order: [Int], k: Int, damping: Double) -> [Double]? {
+        // A NaN or infinity (data with non-finite values, an overflow in the model) passes
+        // LAPACK's positivity test: no factor, so the caller rounds to nearest.
+        guard h.allSatisfy(\.isFinite) else { return nil }
         let diagonal = (0..<k).map { i in h[order[i] * k + order[i]] > 1e-12 ? h[order[i] * k + order[i]] : 1 }
         let mean = diagonal.reduce(0, +) / Double(k)
         var lambda = damping * mean

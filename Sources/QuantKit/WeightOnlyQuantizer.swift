@@ -75,6 +75,8 @@ public struct WeightOnlyQuantizer {
         try Verifier.check(model, codes: Verifier.loadCodes)
         try OutputSafety.check(outputs: [.init("the output model", output), .init("the weight-only record", WeightOnlyQuantizer.recordPath(for: output))],
                                inputs: [.init("the input model", path)] + model.externalFiles.map { .init("the model's external data", $0) })
+        // Sites, their Hessians and passes go by node name: every node gets one of its own.
+        _ = Preparation.nameNodes(model)
         let before = model.graph.initializers.reduce(0) { $0 + $1.tensor.byteCount }
         var result = WeightOnlyResult(modelPath: output, recordPath: WeightOnlyQuantizer.recordPath(for: output), layers: [], options: options,
                                       bytesBefore: before, bytesAfter: before)
@@ -96,6 +98,7 @@ public struct WeightOnlyQuantizer {
                                                  fix: "give the data (`--input NAME=PATH`, token sequences for a decoder), or use rtn")
             }
             let floatModel = try Model.load(path: path)
+            _ = Preparation.nameNodes(floatModel)
             let threads = config.threads ?? ProcessInfo.processInfo.activeProcessorCount
             let dataset = try CalibrationDataset(signatures: CalibrationDataset.signatures(of: floatModel.graph), config: data)
             let executor = try Executor(model: floatModel, options: ExecutorOptions(threads: threads))
@@ -110,6 +113,7 @@ public struct WeightOnlyQuantizer {
                 defer { stream.cancel() }
                 let stage = passes.count > 1 ? "layer inputs, pass \(index + 1) of \(passes.count)" : "layer inputs"
                 var seen = 0, count = 0
+                progress(StageProgress(stage: stage, done: 0, total: dataset.knownBatchCount, unit: "batches"))
                 while seen < QuantizerConfiguration.weightRoundingSamples, let b = try stream.next() {
                     _ = try executor.run(b.tensors, hooks: release.isEmpty ? [collector] : [collector, release])
                     seen += b.tensors.values.first?.shape.first ?? 1

@@ -50,10 +50,9 @@ public enum AWQ {
     /// Σ_n dᵀHd of W [k, n] row-major against diag(1/s)·RTN(diag(s)·W), blocks along k.
     static func outputError(_ w: [Float], k: Int, s: [Double], h: [Double], options: WeightOnly.Options) -> Double {
         let n = w.count / k, bs = options.blockSize, qmax = Double((1 << options.bits) - 1)
-        // d: one row per output column, its k rounding errors.
-        var d = [Double](repeating: 0, count: n * k)
         var col = [Float](repeating: 0, count: k)
-        for c in 0..<n {
+        // d of output column c: its k rounding errors.
+        return WeightOnly.outputError(count: n, hessian: h, k: k) { c, d in
             for i in 0..<k { col[i] = Float(Double(w[i * n + c]) * s[i]) }
             var b = 0
             while b < k {
@@ -61,12 +60,11 @@ public enum AWQ {
                 let (sc, z) = WeightOnly.blockParameters(col[b..<hi], bits: options.bits, symmetric: options.symmetric)
                 for i in b..<hi {
                     let q = WeightOnly.code(Double(col[i]), scale: sc, zero: Double(z), qmax: qmax)
-                    d[c * k + i] = Double(w[i * n + c]) - (q - Double(z)) * sc / s[i]
+                    d[i] = Double(w[i * n + c]) - (q - Double(z)) * sc / s[i]
                 }
                 b = hi
             }
         }
-        return WeightOnly.outputError(d, count: n, hessian: h, k: k)
     }
 
     /// The Hessians of the readers of scaled inputs (`readers`: node name → the factors its input

@@ -88,18 +88,20 @@ public enum WeightOnly {
         min(max((x / s).rounded(.toNearestOrEven) + z, 0), qmax)
     }
 
-    /// Σ_r d_rᵀ·H·d_r over the `count` rows of `d` (row-major [count, k], each a row's rounding
-    /// error) for H k×k row-major: the rows' output error. In chunks of rows, one GEMM each.
-    static func outputError(_ d: [Double], count: Int, hessian h: [Double], k: Int) -> Double {
+    /// Σ_r d_rᵀ·H·d_r over `count` rows d_r of k values (each a row's rounding error) for H k×k
+    /// row-major: the rows' output error. `fill(r, row)` writes d_r. In chunks of rows, one GEMM
+    /// each, holding one chunk of d at a time.
+    static func outputError(count: Int, hessian h: [Double], k: Int, fill: (Int, UnsafeMutablePointer<Double>) -> Void) -> Double {
         guard count > 0, k > 0 else { return 0 }
-        let chunk = max(1, min(count, (1 << 22) / k))
-        var product = [Double](repeating: 0, count: chunk * k)
+        let chunk = max(1, min(count, (1 << 20) / k))
+        var d = [Double](repeating: 0, count: chunk * k), product = [Double](repeating: 0, count: chunk * k)
         var total = 0.0
-        d.withUnsafeBufferPointer { db in
+        d.withUnsafeMutableBufferPointer { db in
             h.withUnsafeBufferPointer { hb in
                 product.withUnsafeMutableBufferPointer { pb in
                     for r0 in stride(from: 0, to: count, by: chunk) {
-                        let m = min(chunk, count - r0), rows = db.baseAddress! + r0 * k
+                        let m = min(chunk, count - r0), rows = db.baseAddress!
+                        for r in 0..<m { fill(r0 + r, rows + r * k) }
                         BLAS.dgemm(m: m, n: k, k: k, alpha: 1, a: rows, lda: k, b: hb.baseAddress!, ldb: k, beta: 0, c: pb.baseAddress!, ldc: k)
                         for i in 0..<(m * k) { total += rows[i] * pb[i] }
                     }
@@ -138,7 +140,7 @@ public enum WeightOnly {
             w.storage.releaseMappedPages()
             let h = hessians[n.name]
             let q = quantizeRows(rows, count: cols, k: k, options: options, hessian: options.rounding == .gptq ? h : nil)
-            let (codes, scales, zeros, deq) = (q.codes, q.scales, q.zeros, q.dequantized)
+            let (codes, scales, zeros) = (q.codes, q.scales, q.zeros)
             // Packed [N, blocks, blob], the last block padded with codes equal to its zero point.
             let blob = bs * bits / 8
             var packed = [UInt8](repeating: 0, count: cols * blocks * blob)
@@ -175,8 +177,9 @@ public enum WeightOnly {
             if !g.nodes.contains(where: { $0.inputs.contains(weightName) }) { g.removeInitializer(weightName) }
             var outputError: Double? = nil
             if let h, h.k == k, let m = h.matrices.first {
-                let d = (0..<(cols * k)).map { Double(rows[$0]) - Double(deq[$0]) }
-                outputError = WeightOnly.outputError(d, count: cols, hessian: m, k: k) / Double(cols)
+                outputError = WeightOnly.outputError(count: cols, hessian: m, k: k) { r, d in
+                    for i in 0..<k { d[i] = Double(rows[r * k + i]) - q.dequantized(r, i, k: k, blockSize: bs) }
+                } / Double(cols)
             }
             layers.append(Layer(node: n.name, op: "MatMulNBits", k: k, n: cols, weightError: q.weightError, outputError: outputError))
         }
@@ -191,9 +194,14 @@ public enum WeightOnly {
         var codes: [UInt8]
         var scales: [Double]
         var zeros: [Double]
-        var dequantized: [Float]
         /// ‖W − Ŵ‖² / (count·k).
         var weightError: Double
+
+        /// Ŵ of row `r`, column `i`: (q − z)·s as the float the model stores.
+        func dequantized(_ r: Int, _ i: Int, k: Int, blockSize: Int) -> Double {
+            let blocks = (k + blockSize - 1) / blockSize, j = r * blocks + i / blockSize
+            return Double(Float((Double(codes[r * k + i]) - zeros[j]) * scales[j]))
+        }
     }
 
     static func quantizeRows(_ rows: [Float], count: Int, k: Int, options: Options, hessian: WeightHessian?) -> RoundedRows {
@@ -215,7 +223,6 @@ public enum WeightOnly {
         }
         // Codes from the rounded values (exactly (q − z)·s), or rounded to nearest.
         var codes = [UInt8](repeating: 0, count: count * k)
-        var deq = [Float](repeating: 0, count: count * k)
         var err = 0.0
         for r in 0..<count {
             for i in 0..<k {
@@ -223,19 +230,22 @@ public enum WeightOnly {
                 let x = Double(rounded?[r * k + i] ?? rows[r * k + i])
                 let q = code(x, scale: s, zero: z, qmax: qmax)
                 codes[r * k + i] = UInt8(q)
-                deq[r * k + i] = Float((q - z) * s)
-                let d = Double(rows[r * k + i]) - Double(deq[r * k + i])
+                let d = Double(rows[r * k + i]) - Double(Float((q - z) * s))
                 err += d * d
             }
         }
-        return RoundedRows(codes: codes, scales: scales, zeros: zeros, dequantized: deq, weightError: err / Double(max(count * k, 1)))
+        return RoundedRows(codes: codes, scales: scales, zeros: zeros, weightError: err / Double(max(count * k, 1)))
     }
 
     /// The Gathers of `g` on axis 0 of a constant 2-D float table [V, D] whose rows hold at least
-    /// one block (token and position embeddings).
+    /// one block (token and position embeddings). A table another node reads too (an output
+    /// layer tied to the embedding) stays float: quantizing it would add a copy.
     public static func embeddingSites(_ g: Graph, blockSize: Int) -> [Node] {
-        g.nodes.filter { n in
+        var readers: [String: Int] = [:]
+        for n in g.nodes { for i in Set(n.inputs) where !i.isEmpty { readers[i, default: 0] += 1 } }
+        return g.nodes.filter { n in
             guard n.isStandard, n.opType == "Gather", n.inputs.count == 2, (n.attribute("axis")?.int ?? 0) == 0,
+                  readers[n.inputs[0]] == 1, !g.outputs.contains(where: { $0.name == n.inputs[0] }),
                   let t = g.initializer(n.inputs[0]) else { return false }
             return t.dtype == .float && t.rank == 2 && t.shape[0] > 0 && t.shape[1] >= blockSize
         }

@@ -12,6 +12,7 @@ final class ProgressReporter {
     private var stage = ""
     private var stageStart = Date()
     private var lastEvent = Date()
+    private var lastDone = 0
 
     init(quiet: Bool, json: Bool) {
         if quiet { mode = .quiet } else if json { mode = .json } else if isatty(2) != 0 { mode = .bar } else { mode = .lines }
@@ -19,10 +20,13 @@ final class ProgressReporter {
 
     func report(_ p: StageProgress) {
         let now = Date()
-        if p.stage != stage {
+        // A new stage (or the same one starting over) begins now when it says so (done 0),
+        // else at the previous report.
+        if p.stage != stage || p.done < lastDone {
             stage = p.stage
-            stageStart = lastEvent
+            stageStart = p.done == 0 ? now : lastEvent
         }
+        lastDone = p.done
         lastEvent = now
         let elapsed = now.timeIntervalSince(stageStart)
         let rate = elapsed > 0 ? Double(p.done) / elapsed : 0

@@ -105,3 +105,20 @@ def test_tuning_trials_on_ray(cluster, tmp_path):
                         *chosen], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert open(out, "rb").read() == open(ref, "rb").read()
+
+
+def test_every_trial_failing_is_QK6008(cluster, tmp_path):
+    """When no trial can quantize, the driver says so with QK6008 and each trial's error, and
+    writes nothing."""
+    cluster, env = cluster
+    folder = tmp_path / "items"
+    folder.mkdir()
+    for i, feed in enumerate(fashion_items(4)):
+        np.save(folder / f"{i:03d}.npy", feed["image"])
+    out = str(tmp_path / "never.onnx")
+    r = subprocess.run([sys.executable, "-m", "quantkit.cluster", FASHION, "--input", f"image={folder}", "--shards", "2", "--address", cluster,
+                        "--workdir", str(tmp_path / "work"), "-o", out, "--trial=--method nosuch", "--trial=--weight-bits 1"],
+                       capture_output=True, text=True, cwd=ROOT, env=env)
+    assert r.returncode == 2, r.stdout + r.stderr[-2000:]
+    assert "QK6008" in r.stderr and "nosuch" in r.stderr, r.stderr[-2000:]
+    assert not os.path.exists(out)

@@ -102,14 +102,15 @@ def score_of(report):
     return (min(cosines) if cosines else None), (min(top1) if top1 else None)
 
 
-def quantize_trial(model, stats, data_args, args, out, binary=None):
+def quantize_trial(model, stats, data_args, args, out, binary=None, calibrate_args=(), threads=1):
     """One tuning trial: `quantkit quantize` from the merged statistics (or, for options that
     transform the float model first, from the data) with `args`, analysed on the data. Returns
     what the driver ranks: verdict, worst cosine, top-1 agreement, integer kernels, seconds."""
     binary = binary or binary_path()
     t0 = time.perf_counter()
     own = any(a in ("--equalize", "--smoothquant") or a.startswith("--smoothquant=") for a in args)
-    cmd = [binary, "quantize", model, "-o", out, *([] if own else ["--stats", stats]), *data_args, *args]
+    # As many threads as Ray gave the task; a trial that calibrates itself does it as the shards did.
+    cmd = [binary, "quantize", model, "-o", out, "--threads", str(threads), *(list(calibrate_args) if own else ["--stats", stats]), *data_args, *args]
     r = subprocess.run(cmd, capture_output=True, text=True)
     result = {"args": list(args), "seconds": time.perf_counter() - t0, "own_calibration": own}
     try:
@@ -142,14 +143,15 @@ def rank_key(t):
             -(t["integer"][0] if t.get("integer") else 0))
 
 
-def tune(model, stats, inputs, trials, output, workdir, quantize_args=()):
-    """Runs the trials as Ray tasks (Ray already initialized), writes the best to `output` and
-    returns (trials in the given order, index of the best)."""
+def tune(model, stats, inputs, trials, output, workdir, quantize_args=(), calibrate_args=(), trial_cpus=1):
+    """Runs the trials as Ray tasks of `trial_cpus` CPUs each (Ray already initialized), writes
+    the best to `output` and returns (trials in the given order, index of the best)."""
     import ray
     binary = binary_path()
     data_args = [a for name, path in inputs.items() for a in ("--input", f"{name}={path}")]
-    task = ray.remote(num_cpus=1)(quantize_trial)
-    futures = [task.remote(model, stats, data_args, list(quantize_args) + list(t), os.path.join(workdir, f"trial{i:02d}", "model.onnx"), binary)
+    task = ray.remote(num_cpus=trial_cpus)(quantize_trial)
+    futures = [task.remote(model, stats, data_args, list(quantize_args) + list(t), os.path.join(workdir, f"trial{i:02d}", "model.onnx"), binary,
+                           calibrate_args, trial_cpus)
                for i, t in enumerate(trials)]
     results = ray.get(futures)
     ok = [i for i, t in enumerate(results) if "error" not in t]
@@ -158,14 +160,16 @@ def tune(model, stats, inputs, trials, output, workdir, quantize_args=()):
                             "check the trials' options and the data")
     best = min(ok, key=lambda i: (rank_key(results[i]), i))
     chosen = results[best]
-    cmd = [binary, "quantize", model, "-o", output, "--quiet", *([] if chosen["own_calibration"] else ["--stats", stats]), *data_args, *chosen["args"]]
+    cmd = [binary, "quantize", model, "-o", output, "--quiet", *(list(calibrate_args) if chosen["own_calibration"] else ["--stats", stats]), *data_args,
+           *chosen["args"]]
     r = subprocess.run(cmd, capture_output=True, text=True)
     if r.returncode != 0:
         raise QuantKitError.from_stderr(r.stderr, r.returncode)
     return results, best
 
 
-def run(model, inputs, shards_wanted, output=None, calibrate_args=(), quantize_args=(), address=None, batch=1, workdir=None, trials=None):
+def run(model, inputs, shards_wanted, output=None, calibrate_args=(), quantize_args=(), address=None, batch=1, workdir=None, trials=None,
+        trial_cpus=1):
     """Calibrates `model` on `inputs` ({name: folder or list}) in shards on Ray, merges and
     quantizes (with `trials`, a list of option lists: the best of those trials, each a Ray task).
     Returns (merged statistics path, output model path, trial results or None, best index)."""
@@ -201,7 +205,7 @@ def run(model, inputs, shards_wanted, output=None, calibrate_args=(), quantize_a
     if trials:
         if output is None:
             raise QuantKitError("QK7007", "tuning trials need an output model", "give -o OUT.onnx")
-        results, best = tune(model, merged, inputs, trials, output, workdir, quantize_args)
+        results, best = tune(model, merged, inputs, trials, output, workdir, quantize_args, extra, trial_cpus)
         out = output
     elif output is not None:
         r = subprocess.run([binary, "quantize", model, "--stats", merged, "-o", output, "--quiet", *quantize_args], capture_output=True, text=True)
@@ -227,12 +231,14 @@ def main(argv=None):
     ap.add_argument("--workdir", default=None, help="where the shards' statistics and the merged file go")
     ap.add_argument("-o", "--output", default=None, help="the quantized model (default: only the merged statistics)")
     ap.add_argument("--trial", action="append", default=[], help="options of one tuning trial, as one string after = (--trial=\"--method kl\"; repeat); the best trial is written to -o")
+    ap.add_argument("--trial-cpus", type=int, default=1, help="CPUs (and quantkit threads) per trial task (default 1)")
     ap.add_argument("--trials", action="store_true", help="the default trials: range methods default, percentile, mse, minmax; --equalize; --smoothquant auto")
     a = ap.parse_args(argv)
     inputs = dict(x.split("=", 1) for x in a.input)
     trials = [shlex.split(t) for t in a.trial] + ([list(t) for t in DEFAULT_TRIALS] if a.trials else [])
     try:
-        merged, out, results, best = run(a.model, inputs, a.shards, a.output, a.calibrate_arg, quantize_args, a.address, a.batch, a.workdir, trials)
+        merged, out, results, best = run(a.model, inputs, a.shards, a.output, a.calibrate_arg, quantize_args, a.address, a.batch, a.workdir, trials,
+                                         a.trial_cpus)
     except QuantKitError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -242,7 +248,7 @@ def main(argv=None):
         for i, t in enumerate(results):
             opts = shlex.join(t["args"]) or "(defaults)"
             if "error" in t:
-                print(f"{i} | {opts} | failed: {t['error']} | | | |")
+                print(f"{i} | {opts} | failed: {t['error'].replace('|', '/')} | - | - | - | {t['seconds']:.1f}")
                 continue
             cos = f"{t['cosine']:.4f}" if t.get("cosine") is not None else "-"
             top1 = f"{t['top1']:.4f}" if t.get("top1") is not None else "-"
