@@ -35,6 +35,13 @@ BENCH = os.path.join(CACHE, "bench")
 MODELS = os.path.join(CACHE, "models")
 
 
+def markdown_table(header, rows):
+    """Prints a benchmark's table as Markdown, as docs/BENCHMARKS.md holds it."""
+    print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+
+
 def _idx(name):
     with gzip.open(os.path.join("/usr/share/datasets/fashion-mnist", name), "rb") as f:
         data = f.read()

@@ -33,6 +33,8 @@ import numpy as np
 import onnxruntime as ort
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "Benchmarks"))
+import bench_data as bd  # noqa: E402
 BINARY = os.path.join(ROOT, ".build", "release", "quantkit")
 GPT = os.path.join(ROOT, "Tests", "fixtures", "gpt")
 OUT = os.path.join(ROOT, "out", "bench", "decoder")
@@ -185,9 +187,7 @@ def main():
         print(" | ".join(rows[-1]), flush=True)
     header = ("model", "held-out perplexity", "size", "prefill ms/token", "decode ms/token", "quantize s", "quantize peak MiB")
     if a.markdown:
-        print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
-        for r in rows:
-            print("| " + " | ".join(r) + " |")
+        bd.markdown_table(header, rows)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ import argparse
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -23,6 +24,8 @@ import onnx
 import onnxruntime as ort
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "Benchmarks"))
+import bench_data as bd  # noqa: E402
 BINARY = os.path.join(ROOT, ".build", "release", "quantkit")
 LARGE = os.path.join(ROOT, ".cache", "large", "large_decoder.onnx")
 OUT = os.path.join(ROOT, "out", "bench", "large")
@@ -95,9 +98,7 @@ def main():
     print(f"weights {weights:.0f} MiB, largest tensor {largest:.0f} MiB")
     if a.markdown:
         header = ("step", "result", "seconds", "peak MiB", "peak / weights", "issue's bound (MiB)")
-        print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
-        for r in rows:
-            print("| " + " | ".join(r) + " |")
+        bd.markdown_table(header, rows)
 
 
 if __name__ == "__main__":

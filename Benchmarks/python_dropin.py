@@ -115,9 +115,7 @@ def main():
             print(" | ".join(rows[-1]), flush=True)
     header = ("model", "quantize_static from", "task metric (held-out data)", "seconds", "peak MiB (process tree)", "integer kernels")
     if a.markdown:
-        print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
-        for r in rows:
-            print("| " + " | ".join(r) + " |")
+        bd.markdown_table(header, rows)
 
 
 if __name__ == "__main__":

@@ -91,7 +91,8 @@ public struct WeightOnlyQuantizer {
         var hessians: [String: WeightHessian] = [:]
         var rounding = options
         if rounding.rounding == .awq { rounding.rounding = .rtn }
-        var rewritten = Set<String>()
+        // GPTQ rounds each pass's layers as soon as their Hessians are in.
+        let roundedInPasses = options.rounding == .gptq && !sites.isEmpty
         if options.rounding != .rtn && !sites.isEmpty {
             guard config.hasDataSource, let data = try config.resolvedData(for: CalibrationDataset.signatures(of: model.graph)) else {
                 throw ConfigurationError.missing("calibration data for --weight-only with \(options.rounding.rawValue)",
@@ -131,13 +132,9 @@ public struct WeightOnlyQuantizer {
                     result.awq.merge(alphas) { a, _ in a }
                     // One pass: the (scaled) Hessians stay for the output errors of the record.
                     if passes.count == 1 { hessians = h }
-                } else if passes.count > 1 {
-                    // GPTQ pass by pass: these layers are rounded and their Hessians dropped
-                    // before the next pass collects.
-                    result.layers += try WeightOnly.rewrite(model, options: rounding, hessians: h, only: names)
-                    rewritten.formUnion(names)
                 } else {
-                    hessians = h
+                    // These layers are rounded and their Hessians dropped before the next pass.
+                    result.layers += try WeightOnly.rewrite(model, options: rounding, hessians: h, only: names)
                 }
             }
             if options.rounding == .awq {
@@ -146,7 +143,7 @@ public struct WeightOnlyQuantizer {
                 hessians = AWQ.scaled(hessians, readers: awq.readers)
             }
         }
-        if rewritten.isEmpty {
+        if !roundedInPasses {
             result.layers = try WeightOnly.rewrite(model, options: rounding, hessians: hessians)
         } else if options.embeddings {
             result.layers += try WeightOnly.rewriteEmbeddings(model, options: rounding)

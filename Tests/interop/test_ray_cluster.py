@@ -46,12 +46,18 @@ def cluster(tmp_path_factory):
         subprocess.run([RAY, "stop", "--force"], capture_output=True, env=env)
 
 
-def test_sharded_calibration_equals_one_pass(cluster, tmp_path):
-    cluster, env = cluster
+def item_folder(tmp_path, n):
+    """`n` Fashion-MNIST items as .npy files in a folder, as a user stores them."""
     folder = tmp_path / "items"
     folder.mkdir()
-    for i, feed in enumerate(fashion_items(40)):
+    for i, feed in enumerate(fashion_items(n)):
         np.save(folder / f"{i:03d}.npy", feed["image"])
+    return folder
+
+
+def test_sharded_calibration_equals_one_pass(cluster, tmp_path):
+    cluster, env = cluster
+    folder = item_folder(tmp_path, 40)
     one = str(tmp_path / "one.json")
     r = subprocess.run([BINARY, "calibrate", FASHION, "--input", f"image={folder}", "--stats-out", one, "--quiet"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -80,10 +86,7 @@ def test_tuning_trials_on_ray(cluster, tmp_path):
     """Independent tuning trials as Ray tasks: each quantizes from the merged statistics with its
     own options and is analysed; the driver keeps the best (verdict, then worst cosine) and writes
     the same model as that trial's options give by hand."""
-    folder = tmp_path / "items"
-    folder.mkdir()
-    for i, feed in enumerate(fashion_items(24)):
-        np.save(folder / f"{i:03d}.npy", feed["image"])
+    folder = item_folder(tmp_path, 24)
     work, out = str(tmp_path / "work"), str(tmp_path / "tuned.q.onnx")
     cluster, env = cluster
     trials = ["", "--method minmax", "--method percentile"]
@@ -111,10 +114,7 @@ def test_every_trial_failing_is_QK6008(cluster, tmp_path):
     """When no trial can quantize, the driver says so with QK6008 and each trial's error, and
     writes nothing."""
     cluster, env = cluster
-    folder = tmp_path / "items"
-    folder.mkdir()
-    for i, feed in enumerate(fashion_items(4)):
-        np.save(folder / f"{i:03d}.npy", feed["image"])
+    folder = item_folder(tmp_path, 4)
     out = str(tmp_path / "never.onnx")
     r = subprocess.run([sys.executable, "-m", "quantkit.cluster", FASHION, "--input", f"image={folder}", "--shards", "2", "--address", cluster,
                         "--workdir", str(tmp_path / "work"), "-o", out, "--trial=--method nosuch", "--trial=--weight-bits 1"],

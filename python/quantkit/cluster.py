@@ -29,7 +29,6 @@ the same paths (a shared file system); `--address` is Ray's (`auto` joins the cl
 machine belongs to, `ray://HOST:10001` a remote one). Scheduling is Ray's own.
 """
 import argparse
-import json
 import os
 import re
 import shlex
@@ -38,7 +37,9 @@ import subprocess
 import sys
 import tempfile
 
+from ._api import QuantizeResult
 from ._binary import binary_path
+from ._run import Completed
 from ._errors import QuantKitError
 
 SUPPORTED = (".jpg", ".jpeg", ".png", ".bmp", ".npy", ".pb", ".raw", ".bin")
@@ -113,25 +114,15 @@ def quantize_trial(model, stats, data_args, args, out, binary=None, calibrate_ar
     cmd = [binary, "quantize", model, "-o", out, "--threads", str(threads), *(list(calibrate_args) if own else ["--stats", stats]), *data_args, *args]
     r = subprocess.run(cmd, capture_output=True, text=True)
     result = {"args": list(args), "seconds": time.perf_counter() - t0, "own_calibration": own}
-    try:
-        import ray
-        result["node"] = ray.get_runtime_context().get_node_id()
-    except Exception:  # noqa: BLE001 - outside Ray
-        result["node"] = None
     if r.returncode != 0:
         result["error"] = str(QuantKitError.from_stderr(r.stderr, r.returncode))
         return result
-    summary = {}
-    for line in r.stdout.splitlines():
-        key, _, value = line.partition(" ")
-        summary.setdefault(key, []).append(value.strip())
-    result["verdict"] = summary.get("verdict", ["?"])[0]
-    integer = summary.get("integer", [""])[0].split()
+    q = QuantizeResult(Completed(cmd, r.stdout, r.stderr, []))
+    result["verdict"] = q.verdict or "?"
+    integer = (q.summary.get("integer") or "").split()
     result["integer"] = (int(integer[0]), int(integer[2])) if len(integer) > 2 and integer[0].isdigit() else None
-    reports = [p for p in summary.get("report", []) if p.endswith(".json")]
-    if reports and os.path.exists(reports[0]):
-        with open(reports[0]) as f:
-            result["cosine"], result["top1"] = score_of(json.load(f))
+    if q.report is not None:
+        result["cosine"], result["top1"] = score_of(q.report)
     return result
 
 
